@@ -1,0 +1,16 @@
+# The two set-up commands of README.md: `make demo` and `make test`.
+# Each creates or reuses .venv (scripts/venv.sh) and then runs.
+export MUJOCO_GL ?= egl
+
+.PHONY: venv demo test bench
+venv:
+	@bash scripts/venv.sh
+
+demo: venv
+	.venv/bin/learn2adapt demo
+
+test: venv
+	.venv/bin/python -m pytest
+
+bench: venv
+	.venv/bin/learn2adapt bench

@@ -1,0 +1,12 @@
+"""learn2adapt: model-based RL that adapts online to changing dynamics.
+
+Implements "Learning to Adapt in Dynamic, Real-World Environments Through
+Meta-Reinforcement Learning" (Nagabandi, Clavera et al., ICLR 2019): GrBAL,
+ReBAL and their baselines (MB, MB+DE) with model-predictive control.
+
+Importing the package registers the ``learn2adapt/...`` Gymnasium environments.
+"""
+
+from learn2adapt import envs as _envs  # noqa: F401  (registers environments)
+
+__version__ = "0.1.0"
