@@ -1,0 +1,146 @@
+"""The interface every adaptation rule implements (MB, MB+DE, GrBAL, ReBAL).
+
+An adaptation rule owns a dynamics model and knows two things: how to fit it
+on the aggregated data, and how to turn the last M transitions of each running
+episode into a one-step predictor for the planner. The planner and the
+training loop only ever see this interface, so a new rule (for example a
+mixture of models, method.md Sec. 4) is one new module.
+"""
+
+from __future__ import annotations
+
+import copy
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar, Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from learn2adapt.adaptation.config import AdaptationConfig
+from learn2adapt.data.normalizer import Normalizer
+from learn2adapt.data.recent_history import RecentTransitions
+from learn2adapt.data.segment_sampler import Segments
+from learn2adapt.data.trajectory_buffer import TrajectoryBuffer
+from learn2adapt.models.config import FitConfig, ModelConfig
+from learn2adapt.planning.base import PredictFn
+
+
+class AdaptationRule(ABC):
+    """A dynamics model plus its rule for adapting to recent transitions.
+
+    Subclasses implement :meth:`fit` and :meth:`predictor`, and put every
+    tensor that must be checkpointed in :attr:`module` (plus :attr:`optimizer`).
+
+    Args:
+        obs_dim: observation size.
+        act_dim: action size.
+        model_cfg: network options.
+        fit_cfg: training options.
+        adapt_cfg: adaptation options.
+        device: torch device.
+    """
+
+    #: Name used by ``--algo``.
+    algo: ClassVar[str]
+    #: Whether :meth:`predictor` uses the recent transitions.
+    adapts_online: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        model_cfg: ModelConfig,
+        fit_cfg: FitConfig,
+        adapt_cfg: AdaptationConfig,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        self.obs_dim, self.act_dim = obs_dim, act_dim
+        self.model_cfg, self.fit_cfg, self.adapt_cfg = model_cfg, fit_cfg, adapt_cfg
+        self.device = torch.device(device)
+        self.optimizer: Optional[torch.optim.Optimizer] = None
+        self._initial_state: Optional[dict[str, Any]] = None
+
+    # --- what a rule must provide ---------------------------------------------------------
+    @property
+    @abstractmethod
+    def module(self) -> nn.Module:
+        """Every learned tensor of the rule (weights, normaliser, learned step sizes)."""
+
+    @property
+    @abstractmethod
+    def normalizer(self) -> Normalizer:
+        """Statistics used to normalise inputs and targets."""
+
+    @abstractmethod
+    def fit(self, buffer: TrajectoryBuffer, rng: np.random.Generator, progress: bool = True) -> dict[str, float]:
+        """(Re)fit on all data in ``buffer``; returns metrics by name."""
+
+    @abstractmethod
+    def predictor(self, recent: Optional[RecentTransitions]) -> PredictFn:
+        """A one-step model for the planner, adapted to ``recent``.
+
+        ``recent`` holds, per environment, up to M transitions of the current
+        episode (``count`` may be 0 at an episode start: then the rule predicts
+        with its unadapted prior). Each call starts again from the fitted
+        parameters, so no adapted state outlives the call.
+        """
+
+    # --- shared behaviour -----------------------------------------------------------------
+    @property
+    def history_length(self) -> int:
+        """M: how many recent transitions :meth:`predictor` wants (0: none)."""
+        return self.adapt_cfg.past if self.adapts_online else 0
+
+    def fit_normalizer(self, buffer: TrajectoryBuffer) -> None:
+        """Statistics over the whole aggregated dataset (method.md Sec. 2)."""
+        self.normalizer.fit(buffer.obs, buffer.act, buffer.next_obs)
+
+    def segment_errors(self, segments: Segments, past: int) -> dict[str, float]:
+        """Prediction error on the future part of segments, before vs after adaptation.
+
+        The first ``past`` transitions of each segment are the context; the rest
+        are predicted one step ahead, in normalised state-change units (the
+        training loss), with the prior (``before``) and adapted (``after``) model.
+        """
+        t = lambda x: torch.as_tensor(x, dtype=torch.float32, device=self.device)  # noqa: E731
+        obs, act, nxt = t(segments.obs), t(segments.act), t(segments.next_obs)
+        b = obs.shape[0]
+        out = {}
+        for name, count in (("before", 0), ("after", past)):
+            recent = RecentTransitions(obs[:, :past], act[:, :past], nxt[:, :past],
+                                       torch.full((b,), count, dtype=torch.long, device=self.device))
+            predict = self.predictor(recent)
+            with torch.no_grad():
+                pred = predict(obs[:, past:], act[:, past:])
+                err = ((pred - nxt[:, past:]) / self.normalizer.delta_std).pow(2).mean()
+            out[name] = float(err)
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {"module": self.module.state_dict()}
+        if self.optimizer is not None:
+            state["optimizer"] = self.optimizer.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.module.load_state_dict(state["module"])
+        if "optimizer" in state:
+            self._ensure_optimizer()
+            self.optimizer.load_state_dict(state["optimizer"])
+
+    def begin_fit(self) -> torch.optim.Optimizer:
+        """Start an iteration's fit: warm start (default) or fresh weights; returns Adam."""
+        if not self.fit_cfg.warm_start:
+            if self._initial_state is None:
+                self._initial_state = copy.deepcopy(self.module.state_dict())
+            else:
+                self.module.load_state_dict(self._initial_state)
+                self.optimizer = None
+        return self._ensure_optimizer()
+
+    def _ensure_optimizer(self) -> torch.optim.Optimizer:
+        """The rule's Adam, kept across iterations so warm starts keep its moments."""
+        if self.optimizer is None:
+            self.optimizer = torch.optim.Adam(self.module.parameters(), lr=self.fit_cfg.lr)
+        return self.optimizer

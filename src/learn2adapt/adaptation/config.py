@@ -1,0 +1,22 @@
+"""Options of the adaptation rules (GrBAL, ReBAL, MB+DE)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class AdaptationConfig:
+    """How the model adapts to the recent past (Nagabandi et al., 2019, Sec. 4)."""
+
+    past: int = field(default=16, metadata={"help": "M: recent transitions used to adapt (online and in meta-training)"})
+    future: int = field(default=16, metadata={"help": "K: transitions after the past on which the adapted model is scored"})
+    meta_batch: int = field(default=10, metadata={"help": "segments per meta-training step"})
+    inner_lr: float = field(default=0.001, metadata={"help": "alpha: inner (adaptation) step size, or its initial value when learned"})
+    inner_steps: int = field(default=1, metadata={"help": "gradient steps of the inner update"})
+    step_size: str = field(default="fixed", metadata={"help": "inner step size: fixed | scalar (learned) | per_parameter (learned, Meta-SGD)"})
+    first_order: bool = field(default=False, metadata={"help": "drop second-order terms of the meta-gradient (FOMAML)"})
+    rnn: str = field(default="gru", metadata={"help": "ReBAL recurrent cell: gru | lstm"})
+    rnn_hidden: int = field(default=256, metadata={"help": "ReBAL recurrent hidden size"})
+    rnn_training: str = field(default="segments", metadata={"help": "ReBAL objective: segments (M past / K future) | tbptt (whole trajectories, truncated BPTT)"})
+    tbptt_length: int = field(default=100, metadata={"help": "ReBAL truncated-BPTT window when rnn_training=tbptt"})

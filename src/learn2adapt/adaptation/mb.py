@@ -1,0 +1,45 @@
+"""MB: a single global dynamics model, no adaptation (the paper's main baseline)."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+from torch import nn
+
+from learn2adapt.adaptation.base import AdaptationRule
+from learn2adapt.data.normalizer import Normalizer
+from learn2adapt.data.recent_history import RecentTransitions
+from learn2adapt.data.trajectory_buffer import TrajectoryBuffer, split_episodes
+from learn2adapt.models.dynamics import MLPDynamics
+from learn2adapt.models.supervised import fit_transitions
+from learn2adapt.planning.base import PredictFn
+
+
+class ModelBased(AdaptationRule):
+    """Non-adaptive MLP dynamics trained on all data (Nagabandi et al., 2018)."""
+
+    algo = "mb"
+    adapts_online = False
+
+    def __init__(self, obs_dim, act_dim, model_cfg, fit_cfg, adapt_cfg, device="cpu") -> None:
+        super().__init__(obs_dim, act_dim, model_cfg, fit_cfg, adapt_cfg, device)
+        self.model = MLPDynamics(obs_dim, act_dim, model_cfg).to(self.device)
+
+    @property
+    def module(self) -> nn.Module:
+        return self.model
+
+    @property
+    def normalizer(self) -> Normalizer:
+        return self.model.normalizer
+
+    def fit(self, buffer: TrajectoryBuffer, rng: np.random.Generator, progress: bool = True) -> dict[str, float]:
+        opt = self.begin_fit()
+        self.fit_normalizer(buffer)
+        train, val = split_episodes(buffer, self.fit_cfg.val_fraction, rng)
+        result = fit_transitions(self.model, opt, buffer, train, val, self.fit_cfg, rng, progress)
+        return result.metrics()
+
+    def predictor(self, recent: Optional[RecentTransitions]) -> PredictFn:
+        return self.model.predict

@@ -1,0 +1,63 @@
+"""The last M transitions of each running episode, for online adaptation.
+
+Kept as fixed-size tensors (no per-step allocation): ``(E, M, ...)`` windows,
+oldest first, with ``count[e]`` valid transitions at the end of row ``e``
+(a new episode starts with ``count = 0``: see :class:`RecentHistory`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class RecentTransitions:
+    """Right-aligned windows of recent transitions.
+
+    ``obs[e, -count[e]:]`` etc. are valid; earlier rows are padding (zeros).
+    ``mask[e, m]`` is True for valid rows.
+    """
+
+    obs: torch.Tensor  # (E, M, obs_dim)
+    act: torch.Tensor  # (E, M, act_dim)
+    next_obs: torch.Tensor  # (E, M, obs_dim)
+    count: torch.Tensor  # (E,) int64
+
+    @property
+    def mask(self) -> torch.Tensor:
+        m = self.obs.shape[1]
+        return torch.arange(m, device=self.count.device)[None, :] >= (m - self.count)[:, None]
+
+
+class RecentHistory:
+    """Rolling window of the last ``window`` transitions per environment.
+
+    Args:
+        num_envs: E.
+        window: M, the number of past transitions adaptation uses.
+        obs_dim: observation size.
+        act_dim: action size.
+    """
+
+    def __init__(self, num_envs: int, window: int, obs_dim: int, act_dim: int, device="cpu") -> None:
+        self.window = int(window)
+        z = lambda d: torch.zeros(num_envs, max(self.window, 1), d, device=device)  # noqa: E731
+        self.data = RecentTransitions(z(obs_dim), z(act_dim), z(obs_dim), torch.zeros(num_envs, dtype=torch.long, device=device))
+
+    def reset(self, env_index: int | None = None) -> None:
+        """Forget the history of one environment (all if None): a new episode or task reset."""
+        sel = slice(None) if env_index is None else env_index
+        for t in (self.data.obs, self.data.act, self.data.next_obs):
+            t[sel] = 0.0
+        self.data.count[sel] = 0
+
+    def push(self, obs: torch.Tensor, act: torch.Tensor, next_obs: torch.Tensor) -> None:
+        """Append one transition per environment (shapes ``(E, d)``)."""
+        if self.window == 0:
+            return
+        for t, new in ((self.data.obs, obs), (self.data.act, act), (self.data.next_obs, next_obs)):
+            t[:, :-1] = t[:, 1:].clone()
+            t[:, -1] = new
+        self.data.count.add_(1).clamp_(max=self.window)

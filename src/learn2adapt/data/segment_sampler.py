@@ -1,0 +1,81 @@
+"""Sampling of M+K consecutive-transition segments that never cross an episode.
+
+GrBAL and ReBAL train on segments: the first M transitions are the "past"
+used to adapt, the next K the "future" the adapted model is scored on
+(Nagabandi et al., 2019, Sec. 4). Tasks are defined by temporal locality,
+so no task labels are used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from learn2adapt.data.trajectory_buffer import TrajectoryBuffer
+
+
+@dataclass
+class Segments:
+    """A batch of segments, each array of shape ``(B, L, ...)`` with ``L = M + K``."""
+
+    obs: np.ndarray
+    act: np.ndarray
+    next_obs: np.ndarray
+
+
+def valid_segment_starts(episode_id: np.ndarray, length: int) -> np.ndarray:
+    """Indices ``i`` such that transitions ``i .. i+length-1`` lie in one episode.
+
+    Episodes are stored contiguously, so it is enough that the first and the
+    last transition of the window carry the same episode id.
+    """
+    if length < 1:
+        raise ValueError("segment length must be >= 1")
+    n = episode_id.shape[0]
+    if n < length:
+        return np.zeros(0, np.int64)
+    starts = np.arange(n - length + 1)
+    return starts[episode_id[starts] == episode_id[starts + length - 1]]
+
+
+class SegmentSampler:
+    """Draws random segments of ``length`` consecutive transitions from some episodes.
+
+    Args:
+        buffer: the trajectory store.
+        length: segment length M + K.
+        starts: candidate start indices (defaults to every valid start); the
+            train/validation split passes disjoint subsets here.
+    """
+
+    def __init__(
+        self, buffer: TrajectoryBuffer, length: int, starts: np.ndarray | None = None
+    ) -> None:
+        self.buffer = buffer
+        self.length = int(length)
+        self.starts = valid_segment_starts(buffer.episode_id, self.length) if starts is None else starts
+        if self.starts.size == 0:
+            raise ValueError(
+                f"no episode is long enough for segments of {self.length} transitions: "
+                "collect longer episodes or lower M/K"
+            )
+
+    def __len__(self) -> int:
+        return int(self.starts.size)
+
+    def gather(self, starts: np.ndarray) -> Segments:
+        """The segments beginning at ``starts``."""
+        idx = starts[:, None] + np.arange(self.length)[None, :]
+        b = self.buffer
+        return Segments(b.obs[idx], b.act[idx], b.next_obs[idx])
+
+    def sample(self, batch_size: int, rng: np.random.Generator) -> Segments:
+        """``batch_size`` segments with uniformly random valid starts."""
+        return self.gather(rng.choice(self.starts, size=batch_size, replace=True))
+
+    def epoch(self, batch_size: int, rng: np.random.Generator):
+        """Iterate once over all starts in random order, ``batch_size`` at a time."""
+        order = rng.permutation(self.starts)
+        for i in range(0, order.size, batch_size):
+            yield self.gather(order[i : i + batch_size])

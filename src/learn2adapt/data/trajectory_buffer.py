@@ -1,0 +1,180 @@
+"""Transition storage that keeps episode boundaries and the task of every step.
+
+Transitions are stored flat and contiguous per episode, so a segment of
+consecutive transitions is a slice; ``episode_id`` marks the boundaries and
+``task_id`` indexes ``tasks`` (JSON-serialisable dicts, one per distinct task).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+Task = dict[str, Any]
+
+_FIELDS = ("obs", "act", "next_obs", "reward", "terminated", "episode_id", "task_id", "step")
+
+
+@dataclass
+class Episode:
+    """One finished episode, as collected (T transitions)."""
+
+    obs: np.ndarray  # (T, obs_dim)
+    act: np.ndarray  # (T, act_dim)
+    next_obs: np.ndarray  # (T, obs_dim)
+    reward: np.ndarray  # (T,)
+    terminated: np.ndarray  # (T,) bool: the episode ended in a terminal state at this step
+    tasks: Sequence[Task]  # (T,) the task in force at each step
+
+    def __len__(self) -> int:
+        return int(self.reward.shape[0])
+
+    @property
+    def total_reward(self) -> float:
+        return float(self.reward.sum())
+
+
+class TrajectoryBuffer:
+    """Growable store of episodes.
+
+    Args:
+        obs_dim: observation size.
+        act_dim: action size.
+        capacity: initial capacity in transitions (grows by doubling).
+    """
+
+    def __init__(self, obs_dim: int, act_dim: int, capacity: int = 4096) -> None:
+        self.obs_dim, self.act_dim = int(obs_dim), int(act_dim)
+        self._n = 0
+        self._num_episodes = 0
+        self.tasks: list[Task] = []
+        self._task_index: dict[str, int] = {}
+        self._data = self._allocate(max(1, capacity))
+
+    def _allocate(self, capacity: int) -> dict[str, np.ndarray]:
+        return {
+            "obs": np.zeros((capacity, self.obs_dim), np.float32),
+            "act": np.zeros((capacity, self.act_dim), np.float32),
+            "next_obs": np.zeros((capacity, self.obs_dim), np.float32),
+            "reward": np.zeros(capacity, np.float32),
+            "terminated": np.zeros(capacity, bool),
+            "episode_id": np.zeros(capacity, np.int64),
+            "task_id": np.zeros(capacity, np.int64),
+            "step": np.zeros(capacity, np.int64),
+        }
+
+    def __len__(self) -> int:
+        return self._n
+
+    @property
+    def num_episodes(self) -> int:
+        return self._num_episodes
+
+    def _task_id(self, task: Task) -> int:
+        key = json.dumps(task, sort_keys=True)
+        if key not in self._task_index:
+            self._task_index[key] = len(self.tasks)
+            self.tasks.append(json.loads(key))
+        return self._task_index[key]
+
+    def add_episode(self, episode: Episode) -> None:
+        """Append a whole episode (its transitions stay contiguous)."""
+        t = len(episode)
+        if t == 0:
+            return
+        if len(episode.tasks) != t:
+            raise ValueError(f"episode has {t} transitions but {len(episode.tasks)} tasks")
+        need = self._n + t
+        capacity = self._data["reward"].shape[0]
+        if need > capacity:
+            new = self._allocate(max(need, 2 * capacity))
+            for k, v in self._data.items():
+                new[k][: self._n] = v[: self._n]
+            self._data = new
+        sl = slice(self._n, need)
+        d = self._data
+        d["obs"][sl] = episode.obs
+        d["act"][sl] = episode.act
+        d["next_obs"][sl] = episode.next_obs
+        d["reward"][sl] = episode.reward
+        d["terminated"][sl] = episode.terminated
+        d["episode_id"][sl] = self._num_episodes
+        d["task_id"][sl] = [self._task_id(task) for task in episode.tasks]
+        d["step"][sl] = np.arange(t)
+        self._n = need
+        self._num_episodes += 1
+
+    def __getattr__(self, name: str) -> np.ndarray:
+        # Read-only views of the stored fields: buffer.obs, buffer.episode_id, ...
+        if name in _FIELDS:
+            return self.__dict__["_data"][name][: self.__dict__["_n"]]
+        raise AttributeError(name)
+
+    def task_at(self, index: int) -> Task:
+        """The task in force at stored transition ``index``."""
+        return self.tasks[int(self.task_id[index])]
+
+    def episode_slices(self) -> list[slice]:
+        """One slice per stored episode, in order."""
+        if self._n == 0:
+            return []
+        starts = np.flatnonzero(self.step == 0)
+        ends = np.append(starts[1:], self._n)
+        return [slice(int(s), int(e)) for s, e in zip(starts, ends)]
+
+    def episode_returns(self) -> np.ndarray:
+        return np.array([self.reward[s].sum() for s in self.episode_slices()], np.float64)
+
+    # --- persistence: plain arrays + JSON, loadable without executing code ----------------
+    def state_dict(self) -> dict[str, Any]:
+        """Arrays of the stored transitions plus the task table (JSON string)."""
+        arrays = {k: np.ascontiguousarray(getattr(self, k)) for k in _FIELDS}
+        return {"arrays": arrays, "tasks_json": json.dumps(self.tasks)}
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, Any]) -> "TrajectoryBuffer":
+        arrays = state["arrays"]
+        n = int(arrays["reward"].shape[0])
+        buf = cls(arrays["obs"].shape[1], arrays["act"].shape[1], capacity=max(n, 1))
+        for k in _FIELDS:
+            buf._data[k][:n] = arrays[k]
+        buf._n = n
+        buf._num_episodes = int(arrays["episode_id"].max()) + 1 if n else 0
+        buf.tasks = json.loads(state["tasks_json"])
+        buf._task_index = {json.dumps(t, sort_keys=True): i for i, t in enumerate(buf.tasks)}
+        return buf
+
+    def save(self, path: str | Path) -> None:
+        """Write to a ``.npz`` file (no pickled objects)."""
+        state = self.state_dict()
+        np.savez(path, tasks_json=np.array(state["tasks_json"]), **state["arrays"])
+
+    @classmethod
+    def load(cls, path: str | Path) -> "TrajectoryBuffer":
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in _FIELDS}
+            tasks_json = str(f["tasks_json"])
+        return cls.from_state_dict({"arrays": arrays, "tasks_json": tasks_json})
+
+
+def split_episodes(buffer: TrajectoryBuffer, val_fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Boolean masks over transitions: (train, validation), whole episodes to each side.
+
+    Holding out whole episodes keeps validation segments from overlapping
+    training ones. With a single episode, it falls back to a random split of
+    transitions (segments may then straddle; acceptable for tiny smoke runs).
+    """
+    n, n_ep = len(buffer), buffer.num_episodes
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError("val_fraction must be in [0, 1)")
+    if n_ep >= 2 and val_fraction > 0:
+        n_val = min(n_ep - 1, max(1, int(round(val_fraction * n_ep))))
+        val_eps = rng.choice(n_ep, size=n_val, replace=False)
+        val = np.isin(buffer.episode_id, val_eps)
+    else:
+        val = rng.random(n) < val_fraction
+    return ~val, val

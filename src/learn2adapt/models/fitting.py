@@ -1,0 +1,104 @@
+"""One early-stopping training loop shared by every model and adaptation rule.
+
+Supervised (MB) and meta-training (GrBAL, ReBAL) differ only in how a batch's
+loss is computed and how validation is scored; both are passed in.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator
+
+import torch
+from tqdm.auto import tqdm
+
+from learn2adapt.models.config import FitConfig
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced NaN or infinity; the caller keeps its last good checkpoint."""
+
+
+@dataclass
+class FitResult:
+    epochs: int = 0
+    steps: int = 0
+    train_loss: float = float("nan")
+    val_loss: float = float("nan")
+    history: list[tuple[float, float]] = field(default_factory=list)
+
+    def metrics(self, prefix: str = "fit") -> dict[str, float]:
+        return {f"{prefix}/epochs": self.epochs, f"{prefix}/steps": self.steps,
+                f"{prefix}/train_loss": self.train_loss, f"{prefix}/val_loss": self.val_loss}
+
+
+def fit_early_stopping(
+    optimizer: torch.optim.Optimizer,
+    epoch_batches: Callable[[], Iterable[object]],
+    batch_loss: Callable[[object], torch.Tensor],
+    val_loss: Callable[[], float],
+    cfg: FitConfig,
+    desc: str = "fit",
+    progress: bool = True,
+) -> FitResult:
+    """Adam on ``batch_loss`` with early stopping on ``val_loss``; keeps the best weights.
+
+    Args:
+        optimizer: optimiser over every tensor to fit (network weights, learned
+            step sizes...); kept by the caller so warm starts keep its moments.
+        epoch_batches: returns a fresh iterable of batches for one epoch.
+        batch_loss: differentiable loss of one batch.
+        val_loss: validation score (lower is better), evaluated after each epoch.
+        cfg: learning rate, epochs, patience, clipping.
+        desc: progress-bar label.
+        progress: show a progress bar.
+
+    Raises:
+        NonFiniteLossError: a training or validation loss was NaN/inf.
+    """
+    opt = optimizer
+    params = [p for group in opt.param_groups for p in group["params"]]
+    result = FitResult()
+    best = val_loss()
+    if not math.isfinite(best):
+        raise NonFiniteLossError(f"{desc}: validation loss is {best} before training")
+    best_state = [p.detach().clone() for p in params]
+    bad_epochs = 0
+    bar = tqdm(range(cfg.max_epochs), desc=desc, leave=False, disable=not progress, unit="epoch")
+    for epoch in bar:
+        total, count = 0.0, 0
+        batches: Iterator[object] = iter(epoch_batches())
+        for i, batch in enumerate(batches):
+            if cfg.max_steps_per_epoch and i >= cfg.max_steps_per_epoch:
+                break
+            loss = batch_loss(batch)
+            if not torch.isfinite(loss):
+                raise NonFiniteLossError(f"{desc}: training loss became {loss.item()} at epoch {epoch}, step {i}")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            opt.step()
+            total += loss.item()
+            count += 1
+            result.steps += 1
+        v = val_loss()
+        if not math.isfinite(v):
+            raise NonFiniteLossError(f"{desc}: validation loss became {v} at epoch {epoch}")
+        result.train_loss = total / max(count, 1)
+        result.history.append((result.train_loss, v))
+        result.epochs = epoch + 1
+        bar.set_postfix(train=f"{result.train_loss:.4g}", val=f"{v:.4g}")
+        if v < best - 1e-7:
+            best, bad_epochs = v, 0
+            best_state = [p.detach().clone() for p in params]
+        else:
+            bad_epochs += 1
+            if bad_epochs >= cfg.patience:
+                break
+    with torch.no_grad():
+        for p, b in zip(params, best_state):
+            p.copy_(b)
+    result.val_loss = best
+    return result
