@@ -1,0 +1,1 @@
+"""Benchmarks behind ``learn2adapt bench``: each module has ``run(...) -> dict[str, float]``."""
