@@ -1,2 +1,178 @@
-def main(argv=None):
-    raise SystemExit("not yet")
+"""The ``learn2adapt`` command line.
+
+Every subcommand's ``--help`` explains its options; ``learn2adapt options``
+lists every configuration field with its help and current value.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering
+
+#: Exceptions that are the user's to fix: printed as one line, no traceback.
+USER_ERRORS: tuple[type[BaseException], ...] = ()
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from learn2adapt.training.checkpoint import CheckpointError
+    from learn2adapt.training.config import ConfigError
+    from learn2adapt.training.loop import TrainingDiverged
+
+    return (ConfigError, CheckpointError, TrainingDiverged, FileNotFoundError, UnknownName)
+
+
+class UnknownName(ValueError):
+    """An unknown environment, algorithm or planner name."""
+
+
+def _check_names(env_id: str, algo: str) -> None:
+    from learn2adapt.adaptation import ALGORITHMS
+    from learn2adapt.envs import registered_ids
+
+    ids = registered_ids()
+    if env_id not in ids:
+        raise UnknownName(f"unknown environment {env_id!r}; run `learn2adapt envs` to list them ({', '.join(ids)})")
+    if algo not in ALGORITHMS:
+        raise UnknownName(f"unknown algorithm {algo!r}; available: {', '.join(ALGORITHMS)}")
+
+
+def _resolve_config(args: argparse.Namespace):
+    from learn2adapt.training.config import apply_overrides, preset_config
+
+    cfg = preset_config(args.env, args.preset, args.algo)
+    apply_overrides(cfg, args.set or [])
+    if args.seed is not None:
+        cfg.seed = args.seed
+    _check_names(cfg.env, cfg.algo)
+    return cfg.validate()
+
+
+def _default_run_dir(cfg) -> Path:
+    short = cfg.env.split("/")[-1].split("-v")[0].lower()
+    return Path("runs") / f"{short}-{cfg.algo}-s{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from learn2adapt.training.loop import train
+
+    if args.resume:
+        run_dir = Path(args.resume)
+        if not (run_dir / "config.json").exists():
+            raise FileNotFoundError(f"cannot resume: {run_dir} is not a run directory (no config.json)")
+        st = train(None, run_dir, resume=True, progress=not args.quiet)
+    else:
+        cfg = _resolve_config(args)
+        run_dir = Path(args.run_dir) if args.run_dir else _default_run_dir(cfg)
+        if (run_dir / "config.json").exists():
+            raise FileExistsError(f"{run_dir} already holds a run: use --resume {run_dir} or another --run-dir")
+        st = train(cfg, run_dir, progress=not args.quiet)
+    print(f"run finished: {run_dir} (iteration {st.iteration}, {len(st.buffer)} transitions)")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from learn2adapt.experiments.evaluation import evaluate, save_eval
+    from learn2adapt.training.loop import load_run
+
+    st = load_run(Path(args.run_dir))
+    if args.schedule:
+        st.cfg.eval.schedule = args.schedule
+    result = evaluate(st, episodes_per_task=args.episodes, seed=args.seed, progress=not args.quiet)
+    out = Path(args.output) if args.output else Path(args.run_dir) / "eval.json"
+    save_eval(result, out)
+    print(f"{st.cfg.algo} on {st.cfg.env}, held-out test tasks ({args.episodes or st.cfg.eval.episodes_per_task} episodes each):")
+    for t in result.tasks:
+        print(f"  {json.dumps(t.task):50s} return {t.mean:10.2f} +- {t.ci95:.2f}")
+    mean = result.to_json()
+    print(f"  {'all test tasks':50s} return {mean['mean']:10.2f} +- {mean['ci95']:.2f}")
+    print(f"saved {out}")
+    return 0
+
+
+def cmd_envs(args: argparse.Namespace) -> int:
+    from learn2adapt.envs import describe_all
+
+    for fam in describe_all():
+        print(f"{fam['id']}  obs {fam['obs_dim']}  act {fam['act_dim']}")
+        for key in ("train", "test"):
+            tasks = fam[key]
+            shown = ", ".join(json.dumps(t) for t in tasks[:6]) + (" ..." if len(tasks) > 6 else "")
+            print(f"    {key:5s}: {shown}")
+        if fam.get("schedules"):
+            print(f"    schedules: {', '.join(fam['schedules'])}")
+    return 0
+
+
+def cmd_options(args: argparse.Namespace) -> int:
+    from learn2adapt.training.config import describe_options
+
+    cfg = _resolve_config(args)
+    width = max(len(k) for k, _, _ in describe_options(cfg))
+    print(f"options for --env {cfg.env} --preset {args.preset} --algo {cfg.algo} (override with --set key=value):")
+    for key, value, help_text in describe_options(cfg):
+        print(f"  {key:{width}s}  {value:>18s}  {help_text}")
+    return 0
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--env", default="learn2adapt/PendulumVaried-v0", help="environment id (see `learn2adapt envs`)")
+    p.add_argument("--algo", default=None, help="mb | mbde | grbal | rebal (default: the preset's, else mb)")
+    p.add_argument("--preset", default="quick", help="preset of the environment family: quick | paper")
+    p.add_argument("--seed", type=int, default=None, help="run seed (overrides the preset)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override any option, e.g. --set planner.horizon=15 (repeatable; `learn2adapt options` lists them)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="learn2adapt", description=__doc__.splitlines()[0] + " Model-based RL that adapts online to changing dynamics (GrBAL, ReBAL, MB, MB+DE).")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("train", help="train a model-based agent; writes a run directory")
+    _add_config_args(p)
+    p.add_argument("--run-dir", default=None, help="output directory (default: runs/<env>-<algo>-s<seed>-<time>)")
+    p.add_argument("--resume", metavar="RUN_DIR", default=None, help="continue a killed run from its last checkpoint")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate a run on the environment's held-out test tasks")
+    p.add_argument("run_dir", help="a run directory written by `learn2adapt train`")
+    p.add_argument("--episodes", type=int, default=None, help="episodes per test task (default: the run's eval.episodes_per_task)")
+    p.add_argument("--schedule", default=None, help="task schedule during episodes (default: the run's eval.schedule)")
+    p.add_argument("--seed", type=int, default=0, help="evaluation seed")
+    p.add_argument("--output", default=None, help="results JSON (default: RUN_DIR/eval.json)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("envs", help="list environment families, their train/test tasks and schedules")
+    p.set_defaults(func=cmd_envs)
+
+    p = sub.add_parser("options", help="list every configuration option with its help and resolved value")
+    _add_config_args(p)
+    p.set_defaults(func=cmd_options)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except (*_user_errors(), FileExistsError) as e:
+        print(f"learn2adapt: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("learn2adapt: interrupted; a run resumes with `learn2adapt train --resume RUN_DIR`", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,1 +1,1 @@
-"""experiments"""
+"""Evaluation, comparisons, reports and videos: what researchers run and read."""

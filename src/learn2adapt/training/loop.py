@@ -1,0 +1,208 @@
+"""The outer loop of model-based RL with data aggregation (Nagabandi et al., 2019, Alg. 1).
+
+Iteration 0 collects random-action episodes under training tasks; every later
+iteration collects with MPC and online adaptation active. After each
+collection the rule is (meta-)trained on all data so far, and a checkpoint of
+everything (model, optimiser, normaliser, data, RNG states) is written, so a
+killed run resumes from its last finished iteration with no collected data lost.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from learn2adapt.adaptation import make_rule
+from learn2adapt.adaptation.base import AdaptationRule
+from learn2adapt.data.trajectory_buffer import TrajectoryBuffer
+from learn2adapt.envs import make_env
+from learn2adapt.models.fitting import NonFiniteLossError
+from learn2adapt.planning import make_planner
+from learn2adapt.planning.base import Planner
+from learn2adapt.training.agent import MPCAgent
+from learn2adapt.training.checkpoint import (
+    CHECKPOINT_NAME,
+    arrays_to_tensors,
+    load_checkpoint,
+    save_checkpoint,
+    tensors_to_arrays,
+)
+from learn2adapt.training.config import RunConfig, load_config, save_config
+from learn2adapt.training.metrics_log import MetricsLog
+from learn2adapt.training.rollout import RandomPolicy, run_episodes
+
+CHECKPOINT_FORMAT = 1
+
+
+class TrainingDiverged(RuntimeError):
+    """Training produced NaN/inf; the run directory keeps its last good checkpoint."""
+
+
+@dataclass
+class RunState:
+    """What a training run has produced so far."""
+
+    cfg: RunConfig
+    rule: AdaptationRule
+    buffer: TrajectoryBuffer
+    iteration: int  # last finished iteration (-1: none)
+
+
+def make_envs(cfg: RunConfig, count: int, episode_length: Optional[int] = None) -> list[gym.Env]:
+    return [make_env(cfg.env, max_episode_steps=episode_length or cfg.episode_length) for _ in range(count)]
+
+
+def build_rule(cfg: RunConfig, env: gym.Env) -> AdaptationRule:
+    obs_dim = env.observation_space.shape[0]
+    act_dim = env.action_space.shape[0]
+    return make_rule(cfg.algo, obs_dim, act_dim, cfg.model, cfg.fit, cfg.adaptation, cfg.device)
+
+
+def build_planner(cfg: RunConfig, env: gym.Env, num_envs: int, seed: int) -> Planner:
+    return make_planner(cfg.planner, env.action_space.low, env.action_space.high, num_envs=num_envs,
+                        device=cfg.device, seed=seed)
+
+
+def mpc_agent(cfg: RunConfig, rule: AdaptationRule, env: gym.Env, num_envs: int, seed: int) -> MPCAgent:
+    """The controller used to collect and to evaluate: ``rule`` + the configured planner."""
+    base = env.unwrapped
+    return MPCAgent(rule, build_planner(cfg, env, num_envs, seed), base.reward_fn, num_envs,
+                    getattr(base, "termination_fn", None))
+
+
+def _seed_for(seed: int, *parts: int) -> int:
+    """A child seed that depends only on the run seed and the given counters."""
+    return int(np.random.SeedSequence([seed, *parts]).generate_state(1)[0])
+
+
+def load_run(run_dir: Path) -> RunState:
+    """Config, fitted rule and data of a run directory (for eval, video, resume)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run directory {run_dir} does not exist")
+    cfg_path = run_dir / "config.json"
+    if not cfg_path.exists():
+        raise FileNotFoundError(f"{run_dir} is not a run directory (no config.json)")
+    cfg = load_config(cfg_path)
+    state = load_checkpoint(run_dir / CHECKPOINT_NAME)
+    env = make_env(cfg.env)
+    rule = build_rule(cfg, env)
+    env.close()
+    try:
+        rule.load_state_dict(state["rule"])
+        buffer = TrajectoryBuffer.from_state_dict(
+            {"arrays": tensors_to_arrays(state["buffer"]), "tasks_json": state["tasks_json"]})
+    except (KeyError, RuntimeError, ValueError) as e:
+        raise RuntimeError(f"checkpoint in {run_dir} does not match its config.json ({e}); was the config edited?") from None
+    return RunState(cfg, rule, buffer, int(state["iteration"]))
+
+
+def _checkpoint(run_dir: Path, st: RunState, rng: np.random.Generator, env_steps: int, wall: float) -> None:
+    bufstate = st.buffer.state_dict()
+    save_checkpoint(run_dir / CHECKPOINT_NAME, {
+        "format": CHECKPOINT_FORMAT,
+        "iteration": st.iteration,
+        "rule": st.rule.state_dict(),
+        "buffer": arrays_to_tensors(bufstate["arrays"]),
+        "tasks_json": bufstate["tasks_json"],
+        "numpy_rng": json.dumps(rng.bit_generator.state),
+        "torch_rng": torch.get_rng_state(),
+        "env_steps": env_steps,
+        "wall_time": wall,
+    })
+
+
+def train(cfg: RunConfig, run_dir: Path, resume: bool = False, progress: bool = True) -> RunState:
+    """Run (or resume) the outer loop; returns the final state.
+
+    Args:
+        cfg: the run's configuration (ignored when resuming: the saved one is used).
+        run_dir: where config, metrics, TensorBoard logs and the checkpoint go.
+        resume: continue the run in ``run_dir`` from its last checkpoint.
+        progress: show progress bars and per-iteration summaries.
+
+    Raises:
+        TrainingDiverged: a fit produced NaN/inf (the last good checkpoint is kept).
+    """
+    run_dir = Path(run_dir)
+    if resume:
+        st = load_run(run_dir)
+        cfg = st.cfg
+        ckpt = load_checkpoint(run_dir / CHECKPOINT_NAME)
+        rng = np.random.default_rng()
+        rng.bit_generator.state = json.loads(ckpt["numpy_rng"])
+        torch.set_rng_state(ckpt["torch_rng"])
+        env_steps, wall_before = int(ckpt["env_steps"]), float(ckpt["wall_time"])
+    else:
+        cfg.validate()
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run_dir / "config.json")
+        torch.manual_seed(cfg.seed)
+        rng = np.random.default_rng(cfg.seed)
+        env_steps, wall_before = 0, 0.0
+        envs = make_envs(cfg, 1)
+        st = RunState(cfg, build_rule(cfg, envs[0]), TrajectoryBuffer(
+            envs[0].observation_space.shape[0], envs[0].action_space.shape[0]), -1)
+        envs[0].close()
+
+    envs = make_envs(cfg, cfg.num_envs)
+    log = MetricsLog(run_dir)
+    t_start = time.time() - wall_before
+    try:
+        for it in range(st.iteration + 1, cfg.iterations + 1):
+            t_iter = time.time()
+            if it == 0:
+                policy = RandomPolicy(envs[0].action_space, cfg.num_envs, rng)
+                n_episodes = cfg.random_episodes
+            else:
+                policy = mpc_agent(cfg, st.rule, envs[0], cfg.num_envs, _seed_for(cfg.seed, it))
+                n_episodes = cfg.episodes_per_iteration
+            base = envs[0].unwrapped
+            episode_seeds = rng.integers(0, 2**31 - 1, size=n_episodes)
+            tasks = [base.sample_task("train", rng) for _ in range(n_episodes)]
+            episodes = run_episodes(envs, policy, n_episodes, lambda k: (tasks[k], int(episode_seeds[k])),
+                                    desc=f"iter {it} collect", progress=progress)
+            for ep in episodes:
+                st.buffer.add_episode(ep)
+            steps = sum(len(ep) for ep in episodes)
+            env_steps += steps
+            t_collect = time.time() - t_iter
+            try:
+                fit_metrics = st.rule.fit(st.buffer, rng, progress=progress)
+            except NonFiniteLossError as e:
+                raise TrainingDiverged(
+                    f"iteration {it}: {e}; the last good checkpoint (iteration {st.iteration}) is kept in {run_dir}"
+                ) from None
+            st.iteration = it
+            returns = [ep.total_reward for ep in episodes]
+            row: dict[str, Any] = {
+                "iteration": it,
+                "env_steps": env_steps,
+                "episodes": st.buffer.num_episodes,
+                "return_mean": float(np.mean(returns)),
+                "return_std": float(np.std(returns)),
+                "collect_seconds": round(t_collect, 3),
+                "fit_seconds": round(time.time() - t_iter - t_collect, 3),
+                "wall_seconds": round(time.time() - t_start, 3),
+                **{k: (float(v) if isinstance(v, (int, float)) and math.isfinite(v) else v) for k, v in fit_metrics.items()},
+            }
+            log.log(row, env_steps)
+            _checkpoint(run_dir, st, rng, env_steps, time.time() - t_start)
+            if progress:
+                print(f"[{cfg.algo}] iter {it}/{cfg.iterations}  steps {env_steps}  return {row['return_mean']:.1f}  "
+                      f"val loss {fit_metrics.get('fit/val_loss', float('nan')):.4g}  "
+                      f"({row['collect_seconds']:.0f}s collect, {row['fit_seconds']:.0f}s fit)", flush=True)
+        (run_dir / "DONE").write_text(json.dumps({"iteration": st.iteration, "env_steps": env_steps}) + "\n")
+    finally:
+        log.close()
+        for env in envs:
+            env.close()
+    return st

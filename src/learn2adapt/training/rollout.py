@@ -1,0 +1,142 @@
+"""Running episodes in several environments at once, with any policy.
+
+All environments are stepped in lockstep so the policy plans for all of them
+in one batched call; each keeps its own episode, task and history.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional, Protocol, Sequence
+
+import gymnasium as gym
+import numpy as np
+from tqdm.auto import tqdm
+
+from learn2adapt.data.trajectory_buffer import Episode, Task
+
+
+class Policy(Protocol):
+    """What :func:`run_episodes` needs from a controller."""
+
+    def reset(self, env_index: int) -> None:
+        """A new episode starts in environment ``env_index``: forget its history."""
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        """Actions ``(E, act_dim)`` for observations ``(E, obs_dim)``."""
+
+    def observe(self, obs: np.ndarray, act: np.ndarray, next_obs: np.ndarray) -> None:
+        """The transitions just taken, ``(E, ...)``, for online adaptation."""
+
+
+class RandomPolicy:
+    """Uniform random actions within the action bounds (iteration 0)."""
+
+    def __init__(self, action_space: gym.spaces.Box, num_envs: int, rng: np.random.Generator) -> None:
+        self.low, self.high = action_space.low, action_space.high
+        self.num_envs, self.rng = num_envs, rng
+
+    def reset(self, env_index: int) -> None:
+        pass
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        return self.rng.uniform(self.low, self.high, size=(self.num_envs, self.low.shape[0])).astype(np.float32)
+
+    def observe(self, obs: np.ndarray, act: np.ndarray, next_obs: np.ndarray) -> None:
+        pass
+
+
+class _EpisodeRecorder:
+    def __init__(self) -> None:
+        self.obs, self.act, self.next_obs, self.reward, self.terminated, self.tasks = [], [], [], [], [], []
+
+    def add(self, o, a, n, r, term, task) -> None:
+        self.obs.append(o)
+        self.act.append(a)
+        self.next_obs.append(n)
+        self.reward.append(r)
+        self.terminated.append(term)
+        self.tasks.append(task)
+
+    def finish(self) -> Episode:
+        return Episode(
+            np.asarray(self.obs, np.float32), np.asarray(self.act, np.float32),
+            np.asarray(self.next_obs, np.float32), np.asarray(self.reward, np.float32),
+            np.asarray(self.terminated, bool), list(self.tasks),
+        )
+
+
+def run_episodes(
+    envs: Sequence[gym.Env],
+    policy: Policy,
+    num_episodes: int,
+    start_episode: Callable[[int], tuple[Optional[Task], int]],
+    desc: str = "collect",
+    progress: bool = True,
+    on_step: Optional[Callable[[int, int, float, dict], None]] = None,
+) -> list[Episode]:
+    """Run ``num_episodes`` episodes over ``len(envs)`` environments in lockstep.
+
+    Args:
+        envs: environments (each with its own time limit).
+        policy: controller for all environments at once.
+        num_episodes: episodes to finish in total.
+        start_episode: ``k -> (task or None, reset seed)`` for the k-th episode;
+            a task is set on ``env.unwrapped`` before the reset.
+        desc: progress-bar label.
+        progress: show a progress bar (steps, with ETA).
+        on_step: optional ``(episode k, step t, reward, info)`` callback.
+
+    Returns:
+        The finished episodes, in the order they were started.
+    """
+    num_envs = len(envs)
+    obs = np.zeros((num_envs, envs[0].observation_space.shape[0]), np.float32)
+    slot_episode = [-1] * num_envs
+    recorders: dict[int, _EpisodeRecorder] = {}
+    finished: dict[int, Episode] = {}
+    next_k = 0
+    max_steps = getattr(envs[0].spec, "max_episode_steps", None) or 0
+    bar = tqdm(total=num_episodes * max_steps or None, desc=desc, leave=False, disable=not progress, unit="step")
+
+    def start(slot: int) -> None:
+        nonlocal next_k
+        k = next_k
+        next_k += 1
+        task, seed = start_episode(k)
+        env = envs[slot]
+        if task is not None:
+            env.unwrapped.set_task(task)
+        obs[slot], _ = env.reset(seed=seed)
+        slot_episode[slot] = k
+        recorders[k] = _EpisodeRecorder()
+        policy.reset(slot)
+
+    for slot in range(num_envs):
+        if next_k < num_episodes:
+            start(slot)
+    steps = np.zeros(num_envs, np.int64)
+    while len(finished) < num_episodes:
+        actions = np.asarray(policy.act(obs), np.float32)
+        next_obs = obs.copy()
+        for slot, env in enumerate(envs):
+            k = slot_episode[slot]
+            if k < 0:
+                continue
+            o2, r, term, trunc, info = env.step(actions[slot])
+            next_obs[slot] = o2
+            recorders[k].add(obs[slot].copy(), actions[slot], o2, float(r), bool(term), info.get("task", {}))
+            if on_step is not None:
+                on_step(k, int(steps[slot]), float(r), info)
+            steps[slot] += 1
+            bar.update(1)
+            if term or trunc:
+                finished[k] = recorders.pop(k).finish()
+                slot_episode[slot] = -1
+                steps[slot] = 0
+        policy.observe(obs, actions, next_obs)
+        obs = next_obs
+        for slot in range(num_envs):
+            if slot_episode[slot] < 0 and next_k < num_episodes:
+                start(slot)
+    bar.close()
+    return [finished[k] for k in range(num_episodes)]
