@@ -121,6 +121,36 @@ def cmd_options(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Benchmark modules run by ``learn2adapt bench``, in order; each has ``run() -> dict``.
+BENCHMARKS = ("planning", "adaptation", "rebal")
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    import importlib
+
+    import torch
+
+    from learn2adapt.benchmarks.timing import matmul_gflops
+
+    torch.set_num_threads(args.threads or os.cpu_count() or 1)
+    selected = args.only.split(",") if args.only else list(BENCHMARKS)
+    unknown = [n for n in selected if n not in BENCHMARKS]
+    if unknown:
+        raise UnknownName(f"unknown benchmark {unknown[0]!r}; available: {', '.join(BENCHMARKS)}")
+    figures: dict[str, object] = {"threads": torch.get_num_threads(), "matmul_gflops": round(matmul_gflops(), 1)}
+    print(f"fp32 matmul rate: {figures['matmul_gflops']} GFLOP/s on {figures['threads']} threads")
+    for name in selected:
+        module = importlib.import_module(f"learn2adapt.benchmarks.{name}")
+        print(f"--- {name}", flush=True)
+        for key, value in module.run().items():
+            figures[key] = value
+            print(f"  {key:40s} {value:.4g}" if isinstance(value, float) else f"  {key:40s} {value}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
+        print(f"saved {args.json}")
+    return 0
+
+
 def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--env", default="learn2adapt/PendulumVaried-v0", help="environment id (see `learn2adapt envs`)")
     p.add_argument("--algo", default=None, help="mb | mbde | grbal | rebal (default: the preset's, else mb)")
@@ -153,6 +183,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("envs", help="list environment families, their train/test tasks and schedules")
     p.set_defaults(func=cmd_envs)
+
+    p = sub.add_parser("bench", help="measure planning, adaptation and meta-training speed on this machine")
+    p.add_argument("--json", default=None, metavar="FILE", help="also save the figures as JSON")
+    p.add_argument("--only", default=None, help=f"comma-separated subset of: {', '.join(BENCHMARKS)}")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("options", help="list every configuration option with its help and resolved value")
     _add_config_args(p)

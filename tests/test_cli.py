@@ -1,0 +1,68 @@
+"""Command line: help, and one-line errors for bad input."""
+
+import subprocess
+import sys
+
+import pytest
+
+from learn2adapt.cli import main
+
+PENDULUM = "learn2adapt/PendulumVaried-v0"
+
+
+def run_cli(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code, err, *needles):
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("learn2adapt: error:")
+    for needle in needles:
+        assert needle in lines[0]
+
+
+def test_unknown_env(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "train", "--algo", "mb", "--env", "NoSuchEnv-v0", "--run-dir", str(tmp_path / "r"))
+    assert_one_line_error(code, err, "unknown environment", "NoSuchEnv-v0", PENDULUM)
+    assert not (tmp_path / "r").exists()
+
+
+def test_unknown_algorithm(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "train", "--algo", "ppo", "--env", PENDULUM, "--run-dir", str(tmp_path / "r"))
+    assert_one_line_error(code, err, "unknown algorithm", "ppo", "grbal")
+
+
+def test_unknown_config_key_suggests_the_close_one(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "train", "--env", PENDULUM, "--set", "planner.horizn=5", "--run-dir", str(tmp_path / "r"))
+    assert_one_line_error(code, err, "unknown config key", "planner.horizn", "planner.horizon")
+
+
+def test_bad_config_value_and_impossible_config(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "train", "--env", PENDULUM, "--set", "iterations=lots", "--run-dir", str(tmp_path / "r"))
+    assert_one_line_error(code, err, "iterations")
+    code, _, err = run_cli(capsys, "train", "--env", PENDULUM, "--set", "adaptation.past=300", "--run-dir", str(tmp_path / "r"))
+    assert_one_line_error(code, err, "episode_length")
+
+
+def test_missing_run_directory(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "eval", str(tmp_path / "nope"))
+    assert_one_line_error(code, err, "does not exist")
+    code, _, err = run_cli(capsys, "train", "--resume", str(tmp_path / "nope"))
+    assert_one_line_error(code, err, "not a run directory")
+
+
+def test_options_lists_every_field_with_help(capsys):
+    code, out, _ = run_cli(capsys, "options", "--env", PENDULUM, "--algo", "grbal")
+    assert code == 0
+    for key in ("planner.horizon", "adaptation.inner_lr", "model.hidden", "fit.patience", "eval.schedule"):
+        line = next(l for l in out.splitlines() if l.strip().startswith(key + " "))
+        assert len(line.split()) > 2, f"{key} has no help text"
+
+
+def test_entry_point_help():
+    out = subprocess.run([sys.executable, "-m", "learn2adapt.cli", "train", "--help"], capture_output=True, text=True, check=True).stdout
+    assert "--resume" in out and "--set" in out
