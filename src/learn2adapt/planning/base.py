@@ -1,16 +1,23 @@
-"""What every MPC planner implements.
+"""What every MPC planner implements, and the batched rollout they share.
 
 Planners know nothing of models: they get a ``predict`` callable and a batched
 reward function, and plan for ``E`` environments at once.
 
 Shapes: ``E`` environments, ``N`` candidate action sequences, horizon ``H``.
+
+Reproducibility: every environment slot ``e`` owns its own ``torch.Generator``, and
+all random draws for slot ``e`` come from that generator with shapes that do not
+depend on ``E``. Planning for four environments at once therefore gives each one the
+same result as planning for it alone with that slot's seed (see :meth:`Planner.env_seeds`).
 """
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence, Union
 
+import numpy as np
 import torch
 
 #: ``predict(obs[E, N, obs_dim], act[E, N, act_dim]) -> next_obs[E, N, obs_dim]``.
@@ -20,6 +27,9 @@ PredictFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 RewardFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 #: ``termination_fn(obs, act, next_obs) -> bool[...]``.
 TerminationFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+#: Accepted values of the ``precision`` option.
+PRECISIONS = ("fp32", "bf16")
 
 
 class Planner(ABC):
@@ -31,7 +41,12 @@ class Planner(ABC):
         horizon: planning horizon H.
         num_candidates: candidate sequences N per environment (per iteration).
         device: torch device for sampling.
-        seed: seed of the planner's own generator (reproducible plans).
+        seed: an int (environment slot ``e`` gets the derived seed ``env_seeds(seed, E)[e]``)
+            or one seed per environment slot.
+        num_envs: number of environments, if known (generators are otherwise made on
+            first use, for as many slots as ``obs`` has rows).
+        precision: ``"fp32"`` or ``"bf16"``: run ``predict`` under ``torch.autocast``
+            in bfloat16; rewards and returns stay fp32.
     """
 
     def __init__(
@@ -41,24 +56,153 @@ class Planner(ABC):
         horizon: int,
         num_candidates: int,
         device: str | torch.device = "cpu",
-        seed: int = 0,
+        seed: Union[int, Sequence[int]] = 0,
+        *,
+        num_envs: Optional[int] = None,
+        precision: str = "fp32",
     ) -> None:
         if horizon < 1 or num_candidates < 1:
             raise ValueError("planner horizon and num_candidates must be >= 1")
+        if precision not in PRECISIONS:
+            raise ValueError(f"unknown planner precision {precision!r}; available: {', '.join(PRECISIONS)}")
         self.device = torch.device(device)
-        self.action_low = torch.as_tensor(action_low, dtype=torch.float32, device=self.device)
-        self.action_high = torch.as_tensor(action_high, dtype=torch.float32, device=self.device)
+        self.action_low = torch.as_tensor(np.asarray(action_low), dtype=torch.float32, device=self.device).reshape(-1)
+        self.action_high = torch.as_tensor(np.asarray(action_high), dtype=torch.float32, device=self.device).reshape(-1)
+        if self.action_low.shape != self.action_high.shape or not bool((self.action_low <= self.action_high).all()):
+            raise ValueError("action_low and action_high must have the same shape and low <= high")
         self.act_dim = int(self.action_low.shape[-1])
         self.horizon = int(horizon)
         self.num_candidates = int(num_candidates)
-        self.generator = torch.Generator(device=self.device)
-        self.generator.manual_seed(int(seed))
+        self.precision = precision
+        # Deterministic answer when no candidate has a finite predicted return.
+        self.action_mid = 0.5 * (self.action_low + self.action_high)
+        self.action_half_range = 0.5 * (self.action_high - self.action_low)
+        self._seed = seed
+        self.generators: list[torch.Generator] = []
+        if not isinstance(seed, int):
+            self._make_generators(len(list(seed)))
+        elif num_envs is not None:
+            self._make_generators(int(num_envs))
+        self._buffers: dict[str, torch.Tensor] = {}
+        #: Plans (env x call) where no candidate had a finite return (diagnostics).
+        self.num_fallbacks = 0
 
+    # --- seeding -----------------------------------------------------------------------------
+    @staticmethod
+    def env_seeds(seed: int, num_envs: int) -> list[int]:
+        """The per-slot seeds an int ``seed`` stands for (pass one as ``seed=[s]`` to plan alone)."""
+        return [int(np.random.SeedSequence([int(seed), e]).generate_state(1)[0]) for e in range(num_envs)]
+
+    def _make_generators(self, num_envs: int) -> None:
+        if isinstance(self._seed, int):
+            seeds = self.env_seeds(self._seed, num_envs)
+        else:
+            seeds = [int(s) for s in self._seed]
+            if len(seeds) < num_envs:
+                raise ValueError(f"planner got {len(seeds)} per-environment seeds but plans for {num_envs} environments")
+        while len(self.generators) < num_envs:
+            g = torch.Generator(device=self.device)
+            g.manual_seed(seeds[len(self.generators)])
+            self.generators.append(g)
+
+    @property
+    def generator(self) -> torch.Generator:
+        """Generator of environment slot 0 (kept for callers of the original interface)."""
+        self._make_generators(1)
+        return self.generators[0]
+
+    # --- buffers -----------------------------------------------------------------------------
+    def _buffer(self, name: str, shape: tuple[int, ...], dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """A scratch tensor reused across calls while its shape is unchanged.
+
+        Why: fresh multi-megabyte allocations on every step cause page-fault storms
+        (glibc returns large blocks to the OS); reusing them keeps the hot path flat.
+        """
+        buf = self._buffers.get(name)
+        if buf is None or buf.shape != shape or buf.dtype != dtype:
+            buf = torch.empty(shape, dtype=dtype, device=self.device)
+            self._buffers[name] = buf
+        return buf
+
+    # --- episode boundaries ----------------------------------------------------------------------
     def reset(self, env_mask: Optional[torch.Tensor] = None) -> None:
         """Forget warm-start state for the environments in ``env_mask`` (all if None).
 
         Called at episode starts. Stateless planners need not override it.
         """
+
+    @staticmethod
+    def _mask_indices(env_mask: Optional[torch.Tensor], num_envs: int) -> torch.Tensor:
+        """Indices selected by a boolean (or index) mask; all environments when None."""
+        if env_mask is None:
+            return torch.arange(num_envs)
+        mask = torch.as_tensor(env_mask).cpu()
+        if mask.dtype == torch.bool:
+            return mask.nonzero().reshape(-1)
+        return mask.reshape(-1).long()
+
+    # --- the shared hot path ---------------------------------------------------------------------
+    def _autocast(self, device_type: str) -> contextlib.AbstractContextManager:
+        if self.precision == "bf16":
+            return torch.autocast(device_type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def evaluate(
+        self,
+        predict: PredictFn,
+        reward_fn: RewardFn,
+        obs: torch.Tensor,
+        actions: torch.Tensor,
+        termination_fn: Optional[TerminationFn] = None,
+    ) -> torch.Tensor:
+        """Predicted return of every candidate; non-finite returns become ``-inf``.
+
+        Args:
+            predict: batched one-step model.
+            reward_fn: batched reward.
+            obs: ``(E, obs_dim)`` start observations.
+            actions: ``(E, N, H, act_dim)`` candidate sequences (within bounds).
+            termination_fn: optional; rewards after a predicted termination count 0.
+
+        Returns:
+            ``(E, N)`` fp32 returns (a reused buffer: copy it to keep it past the next call).
+        """
+        E, N, H, _ = actions.shape
+        returns = self._buffer(f"returns{N}", (E, N))
+        returns.zero_()
+        state = self._buffer(f"start{N}", (E, N, obs.shape[-1]), obs.dtype)
+        state.copy_(obs.unsqueeze(1))  # contiguous start: some models reshape their input
+        alive = None
+        if termination_fn is not None:
+            alive = self._buffer(f"alive{N}", (E, N), torch.bool)
+            alive.fill_(True)
+        autocast = self._autocast(obs.device.type)
+        with torch.no_grad():
+            for t in range(H):
+                act = actions[:, :, t]
+                with autocast:
+                    nxt = predict(state, act)
+                if nxt.dtype != torch.float32:
+                    nxt = nxt.float()
+                reward = reward_fn(state, act, nxt)
+                if alive is None:
+                    returns.add_(reward)
+                else:
+                    # where, not multiply: states after a termination may be NaN.
+                    returns.add_(torch.where(alive, reward, 0.0))
+                    alive.logical_and_(~termination_fn(state, act, nxt).bool())
+                state = nxt
+            # NaN / inf: a model that blew up; rank those candidates last.
+            returns.nan_to_num_(nan=-torch.inf, posinf=-torch.inf, neginf=-torch.inf)
+        return returns
+
+    def _fallback(self, action: torch.Tensor, ok: torch.Tensor) -> torch.Tensor:
+        """Replace the actions of environments with no finite return by the action midpoint."""
+        bad = ~ok
+        if bool(bad.any()):
+            self.num_fallbacks += int(bad.sum())
+            action = torch.where(bad.unsqueeze(-1), self.action_mid, action)
+        return action
 
     @abstractmethod
     def plan(
@@ -77,5 +221,7 @@ class Planner(ABC):
             termination_fn: optional; rewards after a predicted termination count 0.
 
         Returns:
-            Actions of shape ``(E, act_dim)`` within the action bounds.
+            Actions of shape ``(E, act_dim)`` within the action bounds. If no candidate
+            of an environment has a finite predicted return, that environment gets the
+            midpoint of the action bounds (a deterministic fallback).
         """

@@ -1,0 +1,52 @@
+"""Random shooting MPC, the planner of the paper's simulated experiments.
+
+Nagabandi et al., "Neural Network Dynamics for Model-Based Deep RL with Model-Free
+Fine-Tuning", ICRA 2018; Nagabandi, Clavera et al., ICLR 2019 (GrBAL/ReBAL, N=500, H=10).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from learn2adapt.planning.base import Planner, PredictFn, RewardFn, TerminationFn
+
+
+class RandomShooting(Planner):
+    """Sample N uniform action sequences per environment, execute the best one's first action.
+
+    Stateless between calls: :meth:`reset` has nothing to forget.
+    """
+
+    def sample(self, num_envs: int) -> torch.Tensor:
+        """Uniform candidates ``(E, N, H, act_dim)`` in the bounds, one generator per environment.
+
+        Returns a reused buffer (overwritten by the next call).
+        """
+        self._make_generators(num_envs)
+        shape = (num_envs, self.num_candidates, self.horizon, self.act_dim)
+        actions = self._buffer("actions", shape)
+        for e in range(num_envs):
+            torch.rand(shape[1:], generator=self.generators[e], out=actions[e])
+        # In place: u * (high - low) + low.
+        actions.mul_(self.action_high - self.action_low).add_(self.action_low)
+        return actions
+
+    def plan(
+        self,
+        predict: PredictFn,
+        reward_fn: RewardFn,
+        obs: torch.Tensor,
+        termination_fn: Optional[TerminationFn] = None,
+    ) -> torch.Tensor:
+        """See :meth:`Planner.plan`."""
+        with torch.no_grad():
+            obs = obs.to(self.device, torch.float32)
+            num_envs = obs.shape[0]
+            actions = self.sample(num_envs)
+            returns = self.evaluate(predict, reward_fn, obs, actions, termination_fn)
+            best = returns.argmax(dim=1)
+            first = actions[torch.arange(num_envs, device=self.device), best, 0]
+            ok = torch.isfinite(returns.gather(1, best.unsqueeze(1)).squeeze(1))
+            return self._fallback(first.clone(), ok)
