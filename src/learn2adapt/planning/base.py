@@ -225,3 +225,35 @@ class Planner(ABC):
             of an environment has a finite predicted return, that environment gets the
             midpoint of the action bounds (a deterministic fallback).
         """
+
+
+class WarmStartPlanner(Planner):
+    """A planner that keeps a per-environment mean action sequence between steps.
+
+    After each plan the mean is shifted one step forward (the executed action is
+    dropped, the last step restarts at the action midpoint), so the next step
+    starts from the previous solution; :meth:`reset` restarts the masked
+    environments from the midpoint at episode starts.
+    """
+
+    _mean: Optional[torch.Tensor] = None
+
+    def _warm_mean(self, num_envs: int) -> torch.Tensor:
+        """A copy of the warm-start mean ``(E, H, act_dim)`` (midpoint for new slots)."""
+        if self._mean is None or self._mean.shape[0] != num_envs:
+            self._mean = self.action_mid.expand(num_envs, self.horizon, self.act_dim).clone()
+        return self._mean.clone()
+
+    def _store_shifted(self, mean: torch.Tensor) -> None:
+        """Keep ``mean`` shifted by one step as the next call's starting point."""
+        shifted = torch.empty_like(mean)
+        shifted[:, :-1] = mean[:, 1:]
+        shifted[:, -1] = self.action_mid
+        self._mean = shifted
+
+    def reset(self, env_mask: Optional[torch.Tensor] = None) -> None:
+        """Restart the warm-start mean of the masked environments (all if None) at the midpoint."""
+        if self._mean is None:
+            return
+        idx = self._mask_indices(env_mask, self._mean.shape[0]).to(self._mean.device)
+        self._mean[idx] = self.action_mid

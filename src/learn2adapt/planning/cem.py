@@ -1,0 +1,118 @@
+"""Cross-entropy method MPC.
+
+Rubinstein, "The cross-entropy method for combinatorial and continuous
+optimization", Methodology and Computing in Applied Probability, 1999; as an MPC
+planner over learned models: Chua et al., "Deep RL in a handful of trials" (PETS),
+NeurIPS 2018.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+
+from learn2adapt.planning.base import PredictFn, RewardFn, TerminationFn, WarmStartPlanner
+
+
+class CEM(WarmStartPlanner):
+    """Iteratively refit a diagonal Gaussian over action sequences to each environment's elites.
+
+    Elites are ranked *within* each environment (never pooled across environments,
+    a defect of the original GrBAL code), samples are clipped to the action bounds
+    before evaluation, and the mean is warm-started from the previous step's solution
+    shifted by one step.
+
+    Args:
+        iterations: refinement iterations per step, ``num_candidates`` samples each.
+        elites: elites per environment (clamped to ``num_candidates``).
+        alpha: smoothing, ``new = alpha * old + (1 - alpha) * elite statistic``.
+        init_std: initial standard deviation as a fraction of the half action range.
+        **kwargs: see :class:`~learn2adapt.planning.base.Planner`.
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        iterations: int = 5,
+        elites: int = 50,
+        alpha: float = 0.1,
+        init_std: float = 0.5,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        if iterations < 1 or elites < 1 or not 0.0 <= alpha < 1.0 or init_std <= 0.0:
+            raise ValueError("CEM needs iterations >= 1, elites >= 1, 0 <= alpha < 1 and init_std > 0")
+        self.iterations = int(iterations)
+        self.elites = min(int(elites), self.num_candidates)
+        self.alpha = float(alpha)
+        self.init_std = float(init_std)
+        #: Candidate sequences evaluated per environment per call.
+        self.samples_per_plan = self.iterations * self.num_candidates
+
+    def _sample_normal(self, name: str, num_envs: int, count: int) -> torch.Tensor:
+        """Standard normals ``(E, count, H, act_dim)``, environment ``e`` from its own generator."""
+        self._make_generators(num_envs)
+        noise = self._buffer(name, (num_envs, count, self.horizon, self.act_dim))
+        for e in range(num_envs):
+            torch.randn(noise.shape[1:], generator=self.generators[e], out=noise[e])
+        return noise
+
+    def _candidates(self, noise: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+        """``clip(mean + std * noise)`` computed in place in ``noise``."""
+        noise.mul_(std.unsqueeze(1)).add_(mean.unsqueeze(1))
+        return noise.clamp_(min=self.action_low, max=self.action_high)
+
+    def _refit(
+        self,
+        actions: torch.Tensor,
+        returns: torch.Tensor,
+        mean: torch.Tensor,
+        std: torch.Tensor,
+        num_elites: int,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Refit ``mean`` and ``std`` to each environment's own top ``num_elites`` candidates.
+
+        Elites with non-finite returns get zero weight; an environment with none keeps
+        its distribution.
+
+        Returns:
+            New mean and std ``(E, H, A)``, whether each environment had a finite elite
+            ``(E,)``, the elites ``(E, K, H, A)`` (best first) and their returns ``(E, K)``.
+        """
+        top_r, idx = returns.topk(num_elites, dim=1)  # per environment: row-wise
+        rows = torch.arange(actions.shape[0], device=actions.device).unsqueeze(1)
+        elites = actions[rows, idx]
+        weight = torch.isfinite(top_r).to(actions.dtype)
+        count = weight.sum(dim=1)
+        ok = count > 0
+        weight = (weight / count.clamp(min=1.0).unsqueeze(1))[..., None, None]
+        e_mean = (elites * weight).sum(dim=1)
+        e_std = ((elites - e_mean.unsqueeze(1)).square() * weight).sum(dim=1).sqrt()
+        keep = ok[:, None, None]
+        new_mean = torch.where(keep, self.alpha * mean + (1.0 - self.alpha) * e_mean, mean)
+        new_std = torch.where(keep, self.alpha * std + (1.0 - self.alpha) * e_std, std)
+        return new_mean, new_std, ok, elites, top_r
+
+    def plan(
+        self,
+        predict: PredictFn,
+        reward_fn: RewardFn,
+        obs: torch.Tensor,
+        termination_fn: Optional[TerminationFn] = None,
+    ) -> torch.Tensor:
+        """See :meth:`Planner.plan`; returns the first action of the final mean."""
+        with torch.no_grad():
+            obs = obs.to(self.device, torch.float32)
+            num_envs = obs.shape[0]
+            mean = self._warm_mean(num_envs)
+            std = (self.init_std * self.action_half_range).expand_as(mean).clone()
+            any_ok = torch.zeros(num_envs, dtype=torch.bool, device=self.device)
+            for _ in range(self.iterations):
+                actions = self._candidates(self._sample_normal("actions", num_envs, self.num_candidates), mean, std)
+                returns = self.evaluate(predict, reward_fn, obs, actions, termination_fn)
+                mean, std, ok, _, _ = self._refit(actions, returns, mean, std, self.elites)
+                any_ok |= ok
+            self._store_shifted(mean)
+            first = mean[:, 0].clamp(min=self.action_low, max=self.action_high)
+            return self._fallback(first, any_ok)
