@@ -89,7 +89,7 @@ def fit_early_stopping(
         result.train_loss = total / max(count, 1)
         result.history.append((result.train_loss, v))
         result.epochs = epoch + 1
-        bar.set_postfix(train=f"{result.train_loss:.4g}", val=f"{v:.4g}")
+        bar.set_postfix(train=f"{result.train_loss:.4g}", val=f"{v:.4g}", refresh=False)
         if v < best - 1e-7:
             best, bad_epochs = v, 0
             best_state = [p.detach().clone() for p in params]
