@@ -176,21 +176,23 @@ class Planner(ABC):
         if termination_fn is not None:
             alive = self._buffer(f"alive{N}", (E, N), torch.bool)
             alive.fill_(True)
-        autocast = self._autocast(obs.device.type)
-        with torch.no_grad():
+        device_type = obs.device.type
+        # One autocast region for the whole rollout: leaving it drops autocast's cache of
+        # bf16 weight copies, so entering it per step would recast the weights every step.
+        with torch.no_grad(), self._autocast(device_type):
             for t in range(H):
                 act = actions[:, :, t]
-                with autocast:
-                    nxt = predict(state, act)
+                nxt = predict(state, act)
                 if nxt.dtype != torch.float32:
                     nxt = nxt.float()
-                reward = reward_fn(state, act, nxt)
-                if alive is None:
-                    returns.add_(reward)
-                else:
-                    # where, not multiply: states after a termination may be NaN.
-                    returns.add_(torch.where(alive, reward, 0.0))
-                    alive.logical_and_(~termination_fn(state, act, nxt).bool())
+                with torch.autocast(device_type, enabled=False):  # rewards in fp32
+                    reward = reward_fn(state, act, nxt)
+                    if alive is None:
+                        returns.add_(reward)
+                    else:
+                        # where, not multiply: states after a termination may be NaN.
+                        returns.add_(torch.where(alive, reward, 0.0))
+                        alive.logical_and_(~termination_fn(state, act, nxt).bool())
                 state = nxt
             # NaN / inf: a model that blew up; rank those candidates last.
             returns.nan_to_num_(nan=-torch.inf, posinf=-torch.inf, neginf=-torch.inf)

@@ -1,0 +1,251 @@
+"""Planner speed on a GrBAL-sized model (MLP 512x3, HalfCheetah sizes), and bf16 agreement.
+
+For each planner and precision: plan time (median after warm-up), model evaluations
+per second, achieved GFLOP/s, fraction of this process's measured fp32 matmul rate,
+and ``plan_efficiency`` = time of the same model evaluations alone (same batch shapes,
+no planner logic) / whole plan time.
+
+Run: ``.venv/bin/python benchmarks/bench_planning.py`` (``--help`` for options).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from typing import Callable, Optional, Sequence
+
+import torch
+from torch import nn
+
+from learn2adapt.benchmarks.timing import matmul_gflops
+from learn2adapt.planning import make_planner
+from learn2adapt.planning.base import Planner, PredictFn, RewardFn
+
+PLANNER_NAMES = ("rs", "cem", "mppi", "icem")
+
+
+def make_model(obs_dim: int, act_dim: int, hidden: Sequence[int] = (512, 512, 512), seed: int = 0) -> nn.Sequential:
+    """A randomly initialised ReLU MLP ``(obs, act) -> delta obs`` (the GrBAL architecture)."""
+    torch.manual_seed(seed)
+    layers: list[nn.Module] = []
+    width = obs_dim + act_dim
+    for h in hidden:
+        layers += [nn.Linear(width, h), nn.ReLU()]
+        width = h
+    layers.append(nn.Linear(width, obs_dim))
+    return nn.Sequential(*layers).eval()
+
+
+def model_macs(model: nn.Module) -> int:
+    """Multiply-accumulates of one forward pass of one sample (the Linear layers)."""
+    return sum(m.in_features * m.out_features for m in model.modules() if isinstance(m, nn.Linear))
+
+
+def delta_predict(model: nn.Module) -> PredictFn:
+    """``s' = s + model([s, a])``, batched over any leading dimensions."""
+
+    def predict(obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        return obs + model(torch.cat([obs, act], dim=-1))
+
+    return predict
+
+
+def cheetah_like_reward(velocity_index: int = 8, ctrl_cost: float = 0.1) -> RewardFn:
+    """Forward velocity of the next observation minus a control cost (HalfCheetah-v5 form)."""
+
+    def reward(obs: torch.Tensor, act: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
+        return next_obs[..., velocity_index] - ctrl_cost * act.square().sum(-1)
+
+    return reward
+
+
+def _median_ms(fn: Callable[[], object], repeats: int, warmup: int) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return 1e3 * statistics.median(times)
+
+
+def model_only_ms(
+    predict: PredictFn,
+    planner: Planner,
+    obs: torch.Tensor,
+    repeats: int,
+    warmup: int,
+) -> float:
+    """Time of the model evaluations of one plan alone: same calls, same batch shapes.
+
+    One ``predict`` call per step of every iteration, on pre-made inputs of the shape the
+    planner uses; with the planner's precision (autocast), without sampling, rewards or ranking.
+    """
+    E = obs.shape[0]
+    sizes = getattr(planner, "population", None)
+    if sizes is not None:  # iCEM: shrinking population plus carried elites
+        batches = [p + planner.num_keep for p in sizes]
+    else:
+        batches = [planner.num_candidates] * getattr(planner, "iterations", 1)
+    inputs = [(torch.randn(E, n, obs.shape[-1]), torch.rand(E, n, planner.act_dim)) for n in batches]
+    autocast = planner._autocast(obs.device.type)
+
+    def run() -> None:
+        with torch.no_grad(), autocast:
+            for s, a in inputs:
+                for _ in range(planner.horizon):
+                    predict(s, a)
+
+    return _median_ms(run, repeats, warmup)
+
+
+def bf16_agreement(
+    predict: PredictFn,
+    reward_fn: RewardFn,
+    obs: torch.Tensor,
+    action_low: torch.Tensor,
+    action_high: torch.Tensor,
+    horizon: int = 10,
+    num_candidates: int = 500,
+    seed: int = 0,
+) -> dict[str, object]:
+    """Does bf16 rank random-shooting candidates like fp32?
+
+    The same candidates (uniform, seeded) are evaluated with ``predict`` in fp32 and
+    under bf16 autocast.
+
+    Returns:
+        ``spearman``: per-environment Spearman rank correlation of the returns (list);
+        ``same_action``: per environment, whether both pick the same candidate (list);
+        ``top10_overlap``: fraction of fp32's top-10 candidates also in bf16's top 10;
+        ``max_abs_return_diff``.
+    """
+    fp32 = make_planner("rs", action_low, action_high, horizon=horizon, num_candidates=num_candidates, seed=seed)
+    bf16 = make_planner("rs", action_low, action_high, horizon=horizon, num_candidates=num_candidates, seed=seed,
+                        precision="bf16")
+    obs = obs.float()
+    actions = fp32.sample(obs.shape[0]).clone()
+    r32 = fp32.evaluate(predict, reward_fn, obs, actions).clone()
+    r16 = bf16.evaluate(predict, reward_fn, obs, actions).clone()
+
+    def ranks(x: torch.Tensor) -> torch.Tensor:
+        return x.argsort(dim=1).argsort(dim=1).double()
+
+    a, b = ranks(r32), ranks(r16)
+    a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
+    spearman = (a * b).sum(1) / (a.square().sum(1).sqrt() * b.square().sum(1).sqrt())
+    k = min(10, num_candidates)
+    top32, top16 = r32.topk(k, dim=1).indices, r16.topk(k, dim=1).indices
+    overlap = [len(set(x.tolist()) & set(y.tolist())) / k for x, y in zip(top32, top16)]
+    finite = torch.isfinite(r32) & torch.isfinite(r16)
+    return {
+        "spearman": [round(float(s), 4) for s in spearman],
+        "same_action": (r32.argmax(1) == r16.argmax(1)).tolist(),
+        "top10_overlap": overlap,
+        "max_abs_return_diff": float((r32 - r16)[finite].abs().max()) if bool(finite.any()) else float("nan"),
+    }
+
+
+def run(
+    planners: Sequence[str] = PLANNER_NAMES,
+    precisions: Sequence[str] = ("fp32", "bf16"),
+    num_candidates: int = 500,
+    horizon: int = 10,
+    num_envs: int = 1,
+    obs_dim: int = 17,
+    act_dim: int = 6,
+    hidden: Sequence[int] = (512, 512, 512),
+    repeats: int = 10,
+    warmup: int = 3,
+    threads: Optional[int] = None,
+    planner_options: Optional[dict[str, dict]] = None,
+) -> dict[str, object]:
+    """Measure every planner x precision; returns a dict of figures (see module docstring)."""
+    torch.set_num_threads(threads or os.cpu_count() or 1)
+    model = make_model(obs_dim, act_dim, hidden)
+    predict, reward = delta_predict(model), cheetah_like_reward()
+    flop_per_eval = 2 * model_macs(model)
+    peak = matmul_gflops()
+    low, high = -torch.ones(act_dim), torch.ones(act_dim)
+    obs = torch.randn(num_envs, obs_dim, generator=torch.Generator().manual_seed(0))
+    rows = []
+    fp32_ms: dict[str, float] = {}
+    for name in planners:
+        for precision in precisions:
+            options = dict((planner_options or {}).get(name, {}))
+            planner = make_planner(name, low, high, num_envs=num_envs, seed=0, horizon=horizon,
+                                   num_candidates=num_candidates, precision=precision, **options)
+            plan_ms = _median_ms(lambda: planner.plan(predict, reward, obs), repeats, warmup)
+            alone_ms = model_only_ms(predict, planner, obs, repeats, warmup)
+            evals = getattr(planner, "samples_per_plan", num_candidates) * horizon * num_envs
+            evals_per_s = evals / (plan_ms * 1e-3)
+            gflops = evals_per_s * flop_per_eval / 1e9
+            row = {
+                "planner": name,
+                "precision": precision,
+                "plan_ms": round(plan_ms, 2),
+                "model_only_ms": round(alone_ms, 2),
+                "evals_per_plan": evals,
+                "evals_per_s": round(evals_per_s),
+                "gflops": round(gflops, 1),
+                "fraction_of_fp32_matmul": round(gflops / peak, 3),
+                "plan_efficiency": round(alone_ms / plan_ms, 3),
+            }
+            if precision == "fp32":
+                fp32_ms[name] = plan_ms
+            elif name in fp32_ms:
+                row["speedup_vs_fp32"] = round(fp32_ms[name] / plan_ms, 2)
+            rows.append(row)
+    starts = torch.randn(4, obs_dim, generator=torch.Generator().manual_seed(1))
+    agreement = bf16_agreement(predict, reward, starts, low, high, horizon=horizon, num_candidates=num_candidates)
+    # Without the control cost (exact in fp32 and dominant for an untrained model), the
+    # ranking depends on the model alone: the harder check.
+    agreement_model_only = bf16_agreement(predict, cheetah_like_reward(ctrl_cost=0.0), starts, low, high,
+                                          horizon=horizon, num_candidates=num_candidates)
+    return {
+        "threads": torch.get_num_threads(),
+        "matmul_gflops_fp32": round(peak, 1),
+        "model": f"MLP {obs_dim}+{act_dim} -> {'x'.join(map(str, hidden))} -> {obs_dim} ReLU",
+        "flop_per_eval": flop_per_eval,
+        "N": num_candidates,
+        "H": horizon,
+        "E": num_envs,
+        "rows": rows,
+        "bf16_agreement_random_mlp": agreement,
+        "bf16_agreement_random_mlp_no_ctrl_cost": agreement_model_only,
+    }
+
+
+def _print_table(result: dict[str, object]) -> None:
+    print(f"threads={result['threads']}  fp32 matmul={result['matmul_gflops_fp32']} GFLOP/s  {result['model']}  "
+          f"N={result['N']} H={result['H']} E={result['E']}")
+    cols = ["planner", "precision", "plan_ms", "model_only_ms", "evals_per_plan", "evals_per_s", "gflops",
+            "fraction_of_fp32_matmul", "plan_efficiency", "speedup_vs_fp32"]
+    print("  ".join(f"{c:>14s}" for c in cols))
+    for row in result["rows"]:  # type: ignore[union-attr]
+        print("  ".join(f"{str(row.get(c, '')):>14s}" for c in cols))
+    print("bf16 vs fp32 ranking on a random MLP (4 start states):", result["bf16_agreement_random_mlp"])
+    print("  same, reward without control cost:", result["bf16_agreement_random_mlp_no_ctrl_cost"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--planners", default=",".join(PLANNER_NAMES))
+    parser.add_argument("--precisions", default="fp32,bf16")
+    parser.add_argument("-N", "--num-candidates", type=int, default=500)
+    parser.add_argument("-H", "--horizon", type=int, default=10)
+    parser.add_argument("-E", "--num-envs", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=0)
+    args = parser.parse_args()
+    result = run(planners=args.planners.split(","), precisions=args.precisions.split(","),
+                 num_candidates=args.num_candidates, horizon=args.horizon, num_envs=args.num_envs,
+                 repeats=args.repeats, threads=args.threads or None)
+    _print_table(result)
+
+
+if __name__ == "__main__":
+    main()
