@@ -250,3 +250,36 @@ def test_factory_config_and_errors() -> None:
         make_planner("rs", [-1.0], [1.0], elites=3)
     with pytest.raises(ValueError, match="precision"):
         make_planner("rs", [-1.0], [1.0], precision="fp8")
+
+
+@pytest.mark.parametrize("horizon", [10, 11])
+def test_icem_coloured_noise_has_unit_variance_and_is_correlated(horizon: int) -> None:
+    planner = make_planner("icem", [-1.0], [1.0], horizon=horizon, num_candidates=10, noise_beta=2.0, seed=0)
+    noise = planner._coloured("probe", 1, 20000)[0, :, :, 0]  # (samples, H)
+    assert torch.allclose(noise.var(dim=0), torch.ones(horizon), atol=0.05)
+    lag1 = (noise[:, 1:] * noise[:, :-1]).mean()
+    assert lag1 > 0.5  # beta = 2: strongly correlated in time (white noise: 0)
+
+
+def test_mppi_smoothing_correlates_perturbations() -> None:
+    planner = make_planner("mppi", [-1.0], [1.0], horizon=10, num_candidates=5000, smoothing=0.8, seed=0)
+    noise = planner._noise(1)[0, :, :, 0]
+    assert (noise[:, 1:] * noise[:, :-1]).mean() / noise[:, 1:].var() > 0.6
+
+
+def test_benchmark_runs_on_a_tiny_model() -> None:
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_planning.py"
+    spec = importlib.util.spec_from_file_location("bench_planning", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    threads = torch.get_num_threads()
+    try:
+        result = bench.run(planners=("rs", "icem"), num_candidates=16, horizon=3, hidden=(8,), repeats=1, warmup=1)
+    finally:
+        torch.set_num_threads(threads)
+    assert {r["planner"] for r in result["rows"]} == {"rs", "icem"}
+    assert all(r["plan_ms"] > 0 and r["plan_efficiency"] > 0 for r in result["rows"])
+    assert len(result["bf16_agreement_random_mlp"]["spearman"]) == 4

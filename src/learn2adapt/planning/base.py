@@ -66,8 +66,8 @@ class Planner(ABC):
         if precision not in PRECISIONS:
             raise ValueError(f"unknown planner precision {precision!r}; available: {', '.join(PRECISIONS)}")
         self.device = torch.device(device)
-        self.action_low = torch.as_tensor(np.asarray(action_low), dtype=torch.float32, device=self.device).reshape(-1)
-        self.action_high = torch.as_tensor(np.asarray(action_high), dtype=torch.float32, device=self.device).reshape(-1)
+        self.action_low = self._as_bound(action_low)
+        self.action_high = self._as_bound(action_high)
         if self.action_low.shape != self.action_high.shape or not bool((self.action_low <= self.action_high).all()):
             raise ValueError("action_low and action_high must have the same shape and low <= high")
         self.act_dim = int(self.action_low.shape[-1])
@@ -86,6 +86,11 @@ class Planner(ABC):
         self._buffers: dict[str, torch.Tensor] = {}
         #: Plans (env x call) where no candidate had a finite return (diagnostics).
         self.num_fallbacks = 0
+
+    def _as_bound(self, value: object) -> torch.Tensor:
+        if not isinstance(value, torch.Tensor):
+            value = np.asarray(value, dtype=np.float32)
+        return torch.as_tensor(value, dtype=torch.float32, device=self.device).reshape(-1)
 
     # --- seeding -----------------------------------------------------------------------------
     @staticmethod
