@@ -182,6 +182,8 @@ class Planner(ABC):
             alive = self._buffer(f"alive{N}", (E, N), torch.bool)
             alive.fill_(True)
         device_type = obs.device.type
+        # no_grad rather than inference_mode: inference tensors cannot be updated in place
+        # later outside inference mode, and planners keep warm-start state across calls.
         # One autocast region for the whole rollout: leaving it drops autocast's cache of
         # bf16 weight copies, so entering it per step would recast the weights every step.
         with torch.no_grad(), self._autocast(device_type):
