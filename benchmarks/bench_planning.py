@@ -61,25 +61,8 @@ def cheetah_like_reward(velocity_index: int = 8, ctrl_cost: float = 0.1) -> Rewa
     return reward
 
 
-def _median_ms(fn: Callable[[], object], repeats: int, warmup: int) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return 1e3 * statistics.median(times)
-
-
-def model_only_ms(
-    predict: PredictFn,
-    planner: Planner,
-    obs: torch.Tensor,
-    repeats: int,
-    warmup: int,
-) -> float:
-    """Time of the model evaluations of one plan alone: same calls, same batch shapes.
+def model_only_fn(predict: PredictFn, planner: Planner, obs: torch.Tensor) -> Callable[[], None]:
+    """The model evaluations of one plan alone: same calls, same batch shapes.
 
     One ``predict`` call per step of every iteration, on pre-made inputs of the shape the
     planner uses; with the planner's precision (autocast), without sampling, rewards or ranking.
@@ -91,15 +74,32 @@ def model_only_ms(
     else:
         batches = [planner.num_candidates] * getattr(planner, "iterations", 1)
     inputs = [(torch.randn(E, n, obs.shape[-1]), torch.rand(E, n, planner.act_dim)) for n in batches]
-    autocast = planner._autocast(obs.device.type)
 
     def run() -> None:
-        with torch.no_grad(), autocast:
+        with torch.no_grad(), planner._autocast(obs.device.type):
             for s, a in inputs:
                 for _ in range(planner.horizon):
                     predict(s, a)
 
-    return _median_ms(run, repeats, warmup)
+    return run
+
+
+def _interleaved_median_ms(fns: Sequence[Callable[[], object]], repeats: int, warmup: int) -> list[float]:
+    """Median wall time (ms) of each function, timed in alternation.
+
+    Why: on a shared machine the load drifts; alternating keeps a ratio of two timings
+    (plan efficiency) from comparing a quiet moment with a busy one.
+    """
+    for _ in range(warmup):
+        for fn in fns:
+            fn()
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, out in zip(fns, times):
+            t0 = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - t0)
+    return [1e3 * statistics.median(t) for t in times]
 
 
 def bf16_agreement(
@@ -158,7 +158,7 @@ def run(
     obs_dim: int = 17,
     act_dim: int = 6,
     hidden: Sequence[int] = (512, 512, 512),
-    repeats: int = 10,
+    repeats: int = 15,
     warmup: int = 3,
     threads: Optional[int] = None,
     planner_options: Optional[dict[str, dict]] = None,
@@ -178,8 +178,8 @@ def run(
             options = dict((planner_options or {}).get(name, {}))
             planner = make_planner(name, low, high, num_envs=num_envs, seed=0, horizon=horizon,
                                    num_candidates=num_candidates, precision=precision, **options)
-            plan_ms = _median_ms(lambda: planner.plan(predict, reward, obs), repeats, warmup)
-            alone_ms = model_only_ms(predict, planner, obs, repeats, warmup)
+            plan_ms, alone_ms = _interleaved_median_ms(
+                [lambda: planner.plan(predict, reward, obs), model_only_fn(predict, planner, obs)], repeats, warmup)
             evals = getattr(planner, "samples_per_plan", num_candidates) * horizon * num_envs
             evals_per_s = evals / (plan_ms * 1e-3)
             gflops = evals_per_s * flop_per_eval / 1e9
@@ -238,7 +238,7 @@ def main() -> None:
     parser.add_argument("-N", "--num-candidates", type=int, default=500)
     parser.add_argument("-H", "--horizon", type=int, default=10)
     parser.add_argument("-E", "--num-envs", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--threads", type=int, default=0)
     args = parser.parse_args()
     result = run(planners=args.planners.split(","), precisions=args.precisions.split(","),
