@@ -268,13 +268,8 @@ def test_mppi_smoothing_correlates_perturbations() -> None:
 
 
 def test_benchmark_runs_on_a_tiny_model() -> None:
-    import importlib.util
-    from pathlib import Path
+    from learn2adapt.benchmarks import planning as bench
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_planning.py"
-    spec = importlib.util.spec_from_file_location("bench_planning", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
     threads = torch.get_num_threads()
     try:
         result = bench.run(planners=("rs", "icem"), num_candidates=16, horizon=3, hidden=(8,), repeats=1, warmup=1)

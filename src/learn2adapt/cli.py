@@ -125,6 +125,19 @@ def cmd_options(args: argparse.Namespace) -> int:
 BENCHMARKS = ("planning", "adaptation", "rebal")
 
 
+def _flatten(figures: dict[str, object]) -> dict[str, object]:
+    """Rows of per-planner figures become ``<planner>_<precision>_<figure>`` keys."""
+    out: dict[str, object] = {}
+    for key, value in figures.items():
+        if isinstance(value, list) and value and isinstance(value[0], dict) and "planner" in value[0]:
+            for row in value:
+                prefix = f"{row['planner']}_{row.get('precision', 'fp32')}"
+                out.update({f"{prefix}_{k}": v for k, v in row.items() if k not in ("planner", "precision")})
+        else:
+            out[key] = value
+    return out
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     import importlib
 
@@ -142,9 +155,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     for name in selected:
         module = importlib.import_module(f"learn2adapt.benchmarks.{name}")
         print(f"--- {name}", flush=True)
-        for key, value in module.run().items():
+        for key, value in _flatten(module.run()).items():
             figures[key] = value
-            print(f"  {key:40s} {value:.4g}" if isinstance(value, float) else f"  {key:40s} {value}")
+            print(f"  {key:48s} {value:.4g}" if isinstance(value, float) else f"  {key:48s} {value}")
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
         print(f"saved {args.json}")

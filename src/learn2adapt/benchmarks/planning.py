@@ -5,7 +5,7 @@ per second, achieved GFLOP/s, fraction of this process's measured fp32 matmul ra
 and ``plan_efficiency`` = time of the same model evaluations alone (same batch shapes,
 no planner logic) / whole plan time.
 
-Run: ``.venv/bin/python benchmarks/bench_planning.py`` (``--help`` for options).
+Run: ``learn2adapt bench --only planning``, or ``python -m learn2adapt.benchmarks.planning --help`` for options.
 """
 
 from __future__ import annotations
