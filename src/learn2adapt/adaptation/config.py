@@ -20,3 +20,4 @@ class AdaptationConfig:
     rnn_hidden: int = field(default=256, metadata={"help": "ReBAL recurrent hidden size"})
     rnn_training: str = field(default="segments", metadata={"help": "ReBAL objective: segments (M past / K future) | tbptt (whole trajectories, truncated BPTT)"})
     tbptt_length: int = field(default=100, metadata={"help": "ReBAL truncated-BPTT window when rnn_training=tbptt"})
+    rnn_short_past: float = field(default=0.25, metadata={"help": "ReBAL (segments): fraction of training segments whose past is cut to a random length in [0, M), so the model also predicts well at episode starts (count < M)"})
