@@ -1,0 +1,251 @@
+"""ReBAL: recurrence-based adaptive learner (Nagabandi, Clavera et al., ICLR 2019, Sec. 4.2).
+
+The update rule ``u_psi`` is a recurrent network: a GRU/LSTM reads the M most recent
+transitions and its hidden state stands for the adapted parameters theta'; a head
+predicts the next state from ``(s, a, h)`` (see :mod:`learn2adapt.models.recurrent`).
+
+Training (``adaptation.rnn_training``):
+
+* ``segments`` (default, the paper's objective, Eq. 5): random segments of M + K
+  consecutive transitions; the hidden state after the M past ones predicts the K future
+  ones; loss = MSE on the future. A fraction ``rnn_short_past`` of segments see only
+  the last ``c < M`` past transitions, because online the first M steps of every
+  episode have fewer than M transitions to read.
+* ``tbptt`` (the official code): whole trajectories, ``meta_batch`` at a time, cut
+  into windows of ``tbptt_length`` steps; every transition is predicted from the hidden
+  state of everything before it in its episode; the state is carried across windows
+  with gradients truncated at window boundaries.
+
+Both are early-stopped on the same validation score: the post-adaptation K-step loss
+on held-out episodes' segments (M past read from the initial state), which is exactly
+how the model is used online.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator, Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from learn2adapt.adaptation.base import AdaptationRule
+from learn2adapt.adaptation.config import AdaptationConfig
+from learn2adapt.data.normalizer import Normalizer
+from learn2adapt.data.recent_history import RecentTransitions
+from learn2adapt.data.segment_sampler import SegmentSampler, Segments, valid_segment_starts
+from learn2adapt.data.trajectory_buffer import TrajectoryBuffer, split_episodes
+from learn2adapt.models.config import FitConfig, ModelConfig
+from learn2adapt.models.fitting import fit_early_stopping
+from learn2adapt.models.recurrent import CELLS, RecurrentDynamics
+from learn2adapt.planning.base import PredictFn
+
+#: Accepted values of ``adaptation.rnn_training``.
+TRAINING_MODES = ("segments", "tbptt")
+#: Validation segments drawn once per fit (a fixed set keeps epochs comparable and bounds
+#: the cost of validation on large datasets).
+VAL_SEGMENTS = 2048
+#: Segments per forward pass during validation (bounds memory).
+VAL_CHUNK = 512
+
+
+class ReBAL(AdaptationRule):
+    """Recurrent adaptive dynamics model with MPC-ready online adaptation.
+
+    Online (:meth:`predictor`), the hidden state is **rebuilt** from the last M
+    transitions at every call, starting from the initial state, rather than advanced
+    incrementally through the episode. Why: the interface hands each call only the
+    last M transitions and promises no adapted state outlives a call (so evaluation
+    calls, resets and retrains cannot leave a stale state behind, as the official code's
+    stale adapted weights did); and it is the situation the segment objective trains
+    for (the context is exactly the last ``min(count, M)`` transitions read from the
+    initial state), so train and run time match. The cost is M recurrent steps for E
+    rows per plan, negligible next to the N x H head evaluations.
+
+    During planning the hidden state is frozen (the analogue of theta' held fixed over
+    the horizon): all N candidates and H steps use the state built from real
+    transitions. Advancing it with predicted transitions would feed the RNN inputs it
+    never saw in training (its own predictions) and add a recurrent step per candidate
+    and step, about doubling the plan's cost. The state's contribution to the head's
+    first layer, ``h @ W_h + b0``, is computed once per plan, shape ``(E, 1, H1)``, and
+    broadcast across the N candidates (an expand, not a copy).
+    """
+
+    algo = "rebal"
+    adapts_online = True
+
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        model_cfg: ModelConfig,
+        fit_cfg: FitConfig,
+        adapt_cfg: AdaptationConfig,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        super().__init__(obs_dim, act_dim, model_cfg, fit_cfg, adapt_cfg, device)
+        if adapt_cfg.rnn not in CELLS:
+            raise ValueError(f"unknown adaptation.rnn {adapt_cfg.rnn!r}; available: {', '.join(CELLS)}")
+        if adapt_cfg.rnn_training not in TRAINING_MODES:
+            raise ValueError(f"unknown adaptation.rnn_training {adapt_cfg.rnn_training!r}; "
+                             f"available: {', '.join(TRAINING_MODES)}")
+        if adapt_cfg.past < 1 or adapt_cfg.future < 1:
+            raise ValueError("ReBAL needs adaptation.past (M) >= 1 and adaptation.future (K) >= 1")
+        if adapt_cfg.meta_batch < 1 or adapt_cfg.tbptt_length < 1:
+            raise ValueError("adaptation.meta_batch and adaptation.tbptt_length must be >= 1")
+        if not 0.0 <= adapt_cfg.rnn_short_past <= 1.0:
+            raise ValueError("adaptation.rnn_short_past must be in [0, 1]")
+        self.model = RecurrentDynamics(obs_dim, act_dim, model_cfg, adapt_cfg.rnn, adapt_cfg.rnn_hidden).to(self.device)
+
+    @property
+    def module(self) -> nn.Module:
+        return self.model
+
+    @property
+    def normalizer(self) -> Normalizer:
+        return self.model.normalizer
+
+    # --- training -------------------------------------------------------------------------
+    def _tensor(self, x: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(x, dtype=torch.float32, device=self.device)
+
+    def fit(self, buffer: TrajectoryBuffer, rng: np.random.Generator, progress: bool = True) -> dict[str, float]:
+        """Meta-train on all of ``buffer``; early stopping on the post-adaptation validation loss.
+
+        Raises:
+            models.fitting.NonFiniteLossError: a loss became NaN/inf (the message names the epoch).
+            ValueError: no episode is long enough for one M + K segment.
+        """
+        cfg = self.adapt_cfg
+        opt = self.begin_fit()
+        self.fit_normalizer(buffer)
+        train_mask, val_mask = split_episodes(buffer, self.fit_cfg.val_fraction, rng)
+        length = cfg.past + cfg.future
+        starts = valid_segment_starts(buffer.episode_id, length)
+        if starts.size == 0:
+            raise ValueError(f"ReBAL: no episode is long enough for segments of M + K = {length} transitions: "
+                             "collect longer episodes or lower adaptation.past/future")
+        train_starts, val_starts = starts[train_mask[starts]], starts[val_mask[starts]]
+        if val_starts.size == 0:  # e.g. val_fraction = 0: score on training segments
+            val_starts = starts if train_starts.size == 0 else train_starts
+        val_loss = self._val_loss_fn(SegmentSampler(buffer, length, val_starts), rng)
+
+        if cfg.rnn_training == "segments":
+            if train_starts.size == 0:
+                raise ValueError("ReBAL: no training segment outside the validation episodes")
+            epoch_batches, batch_loss = self._segment_objective(SegmentSampler(buffer, length, train_starts), rng)
+        else:
+            epoch_batches, batch_loss = self._tbptt_objective(buffer, train_mask, rng)
+        desc = f"fit ReBAL ({cfg.rnn}, {cfg.rnn_training})"
+        result = fit_early_stopping(opt, epoch_batches, batch_loss, val_loss, self.fit_cfg, desc=desc, progress=progress)
+        return result.metrics()
+
+    def _val_loss_fn(self, sampler: SegmentSampler, rng: np.random.Generator):
+        """Post-adaptation K-step loss on a fixed set of validation segments (full M past)."""
+        picked = sampler.starts
+        if picked.size > VAL_SEGMENTS:
+            picked = np.sort(rng.choice(picked, size=VAL_SEGMENTS, replace=False))
+        seg = sampler.gather(picked)
+        obs, act, nxt = self._tensor(seg.obs), self._tensor(seg.act), self._tensor(seg.next_obs)
+        past = self.adapt_cfg.past
+
+        def val_loss() -> float:
+            total = 0.0
+            with torch.no_grad():
+                for i in range(0, obs.shape[0], VAL_CHUNK):
+                    sl = slice(i, i + VAL_CHUNK)
+                    n = obs[sl].shape[0]
+                    total += n * float(self.model.segment_loss(obs[sl], act[sl], nxt[sl], past))
+            return total / obs.shape[0]
+
+        return val_loss
+
+    def _segment_objective(self, sampler: SegmentSampler, rng: np.random.Generator):
+        """Batches of ``meta_batch`` segments and the paper's M-past / K-future loss."""
+        cfg = self.adapt_cfg
+        M = cfg.past
+
+        def epoch_batches() -> Iterator[Segments]:
+            return sampler.epoch(cfg.meta_batch, rng)
+
+        def batch_loss(seg: Segments) -> torch.Tensor:
+            b = seg.obs.shape[0]
+            count: Optional[torch.Tensor] = None
+            short = rng.random(b) < cfg.rnn_short_past
+            if short.any():
+                c = np.full(b, M, np.int64)
+                c[short] = rng.integers(0, M, size=int(short.sum()))
+                count = torch.as_tensor(c, device=self.device)
+            return self.model.segment_loss(self._tensor(seg.obs), self._tensor(seg.act),
+                                           self._tensor(seg.next_obs), M, count)
+
+        return epoch_batches, batch_loss
+
+    def _tbptt_objective(self, buffer: TrajectoryBuffer, train_mask: np.ndarray, rng: np.random.Generator):
+        """Whole-trajectory truncated BPTT (the official ReBAL code's training).
+
+        Each batch is one window of ``tbptt_length`` steps of ``meta_batch`` episodes
+        (padded to the longest, padding masked out of the loss); the state is carried,
+        detached, from one window of a group to the next and reset at a new group.
+        """
+        cfg = self.adapt_cfg
+        slices = buffer.episode_slices()
+        episodes = [s for s in slices if train_mask[s.start]] or slices
+        obs, act, nxt = self._tensor(buffer.obs), self._tensor(buffer.act), self._tensor(buffer.next_obs)
+        L = cfg.tbptt_length
+        carried: dict[str, torch.Tensor] = {}
+
+        def epoch_batches() -> Iterator[tuple[torch.Tensor, torch.Tensor, bool]]:
+            order = rng.permutation(len(episodes))
+            for g in range(0, len(order), cfg.meta_batch):
+                group = [episodes[i] for i in order[g : g + cfg.meta_batch]]
+                lengths = np.array([s.stop - s.start for s in group])
+                steps = np.arange(lengths.max())
+                starts = np.array([s.start for s in group])
+                idx = starts[:, None] + np.minimum(steps[None, :], lengths[:, None] - 1)
+                mask = steps[None, :] < lengths[:, None]
+                idx_t = torch.as_tensor(idx, device=self.device)
+                mask_t = torch.as_tensor(mask, device=self.device)
+                for w in range(0, steps.size, L):
+                    yield idx_t[:, w : w + L], mask_t[:, w : w + L], w == 0
+
+        def batch_loss(batch: tuple[torch.Tensor, torch.Tensor, bool]) -> torch.Tensor:
+            idx, mask, first = batch
+            state = self.model.initial_state(idx.shape[0]) if first else carried["state"].detach()
+            o, a, n = obs[idx], act[idx], nxt[idx]
+            before, carried["state"] = self.model.read_sequence(o, a, n, state)
+            err = (self.model(o, a, before) - self.model.target(o, n)).pow(2).mean(-1)
+            m = mask.to(err.dtype)
+            return (err * m).sum() / m.sum().clamp(min=1.0)
+
+        return epoch_batches, batch_loss
+
+    # --- online use -----------------------------------------------------------------------
+    def adapted_hidden(self, recent: Optional[RecentTransitions]) -> torch.Tensor:
+        """Head input ``h`` after reading each environment's recent transitions, ``(E, H)``.
+
+        Uses the last ``min(count, M)`` transitions (right-aligned windows); count 0 or
+        ``recent is None`` gives the initial state (``(1, H)`` when ``recent`` is None).
+        """
+        model, M = self.model, self.adapt_cfg.past
+        with torch.no_grad():
+            if recent is None or recent.obs.shape[1] == 0:
+                return model.hidden(model.initial_state(1))
+            obs, act, nxt = recent.obs[:, -M:], recent.act[:, -M:], recent.next_obs[:, -M:]
+            T = obs.shape[1]
+            count: Optional[torch.Tensor] = recent.count.clamp(max=T)
+            if bool((count == T).all()):
+                count = None  # every window full: the unpacked single-call path
+            return model.hidden(model.read(obs, act, nxt, count))
+
+    def predictor(self, recent: Optional[RecentTransitions]) -> PredictFn:
+        """One-step model adapted to ``recent`` (see the class docstring for the design)."""
+        model = self.model
+        with torch.no_grad():
+            ctx = model.context(self.adapted_hidden(recent)).unsqueeze(1)  # (E, 1, H1): once per plan
+        denorm = model.normalizer.denorm_delta
+
+        def predict(obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+            return obs + denorm(model.head(obs, act, ctx))
+
+        return predict
