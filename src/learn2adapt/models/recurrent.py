@@ -198,8 +198,12 @@ class RecurrentDynamics(nn.Module):
         """
         n, net = self.normalizer, self.head_net
         x = torch.cat([n.norm_obs(obs), n.norm_act(act)], dim=-1)
-        z = torch.matmul(x, net.w0[: self.obs_dim + self.act_dim])
-        z = z + ctx
+        w_sa = net.w0[: self.obs_dim + self.act_dim]
+        if x.dim() == 3 and ctx.dim() == 3:
+            # One fused kernel, ctx broadcast over N (an expanded view, never copied).
+            z = torch.baddbmm(ctx, x, w_sa.expand(x.shape[0], -1, -1))
+        else:
+            z = torch.matmul(x, w_sa) + ctx
         for i in range(1, net.num_layers):
             z = linear(net.activation(z), getattr(net, f"w{i}"), getattr(net, f"b{i}"))
         return z
