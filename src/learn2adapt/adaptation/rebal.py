@@ -14,7 +14,11 @@ Training (``adaptation.rnn_training``):
 * ``tbptt`` (the official code): whole trajectories, ``meta_batch`` at a time, cut
   into windows of ``tbptt_length`` steps; every transition is predicted from the hidden
   state of everything before it in its episode; the state is carried across windows
-  with gradients truncated at window boundaries.
+  with gradients truncated at window boundaries. Each episode is read from a random
+  step of its first window, so the initial state also meets mid-episode transitions.
+  Caveat: online the state is rebuilt from the last M transitions only (see
+  :class:`ReBAL`), a shorter context than the whole-episode one this mode trains with;
+  on held-out tasks this mode adapts worse than ``segments`` (see tests/test_rebal.py).
 
 Both are early-stopped on the same validation score: the post-adaptation K-step loss
 on held-out episodes' segments (M past read from the initial state), which is exactly
@@ -187,6 +191,7 @@ class ReBAL(AdaptationRule):
         Each batch is one window of ``tbptt_length`` steps of ``meta_batch`` episodes
         (padded to the longest, padding masked out of the loss); the state is carried,
         detached, from one window of a group to the next and reset at a new group.
+        Transition ``t`` is predicted from the state before it, as online.
         """
         cfg = self.adapt_cfg
         slices = buffer.episode_slices()
@@ -200,8 +205,13 @@ class ReBAL(AdaptationRule):
             for g in range(0, len(order), cfg.meta_batch):
                 group = [episodes[i] for i in order[g : g + cfg.meta_batch]]
                 lengths = np.array([s.stop - s.start for s in group])
-                steps = np.arange(lengths.max())
                 starts = np.array([s.start for s in group])
+                # Start reading at a random step of the first window, not always at the
+                # episode start: the initial state then also meets mid-episode transitions,
+                # as it does online, where it reads the last M transitions of any step.
+                offset = rng.integers(0, np.maximum(np.minimum(L, lengths - 1), 1))
+                starts, lengths = starts + offset, lengths - offset
+                steps = np.arange(lengths.max())
                 idx = starts[:, None] + np.minimum(steps[None, :], lengths[:, None] - 1)
                 mask = steps[None, :] < lengths[:, None]
                 idx_t = torch.as_tensor(idx, device=self.device)
