@@ -1,57 +1,132 @@
-"""Held-out evaluation: returns per test task, with 95% confidence intervals.
+"""Held-out evaluation: returns, model error before/after adaptation, recovery after a switch.
 
-Only the environment's test split is used (method.md Sec. 6); every episode
-starts from a fresh adaptation history, and the task schedule (fixed, or a
-mid-episode switch) is applied per episode.
+The protocol of method.md Sec. 6:
+
+- only the environment's *test* split is used, task by task (``list_tasks("test")``);
+- every episode starts from a fresh adaptation history; the task schedule
+  (``fixed``, or a mid-episode change such as ``switch:t=100``, applied by the
+  environments' schedule wrapper from its spec string) is applied per episode;
+- returns: per-task mean and 95% confidence interval over the episodes;
+- model quality: the error on the K transitions that follow M past ones, with
+  the fitted prior (before) and the model adapted to those M (after), on
+  segments cut from the evaluation episodes themselves (held-out-task data);
+- recovery: reward per step as a function of steps since the dynamics changed
+  (read from the ``info["task"]`` each step reports);
+- cost: the run's training environment steps and the evaluation wall-clock.
+
+Results aggregate over training seeds in :mod:`learn2adapt.experiments.report`.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
+import gymnasium as gym
 import numpy as np
 
+from learn2adapt.data.segment_sampler import SegmentSampler, valid_segment_starts
+from learn2adapt.data.trajectory_buffer import Episode, TrajectoryBuffer
 from learn2adapt.training.loop import RunState, _seed_for, make_envs, mpc_agent
 from learn2adapt.training.rollout import run_episodes
-
 
 #: Two-sided 95% Student-t quantiles for 1..30 degrees of freedom (normal beyond).
 _T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
          2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
          2.052, 2.048, 2.045, 2.042]
 
+#: Segments per test task on which the prediction error is measured.
+PRED_SEGMENTS = 256
+#: Steps before a switch averaged as the "before the switch" reward level.
+PRE_SWITCH_WINDOW = 20
 
-def mean_ci95(values: list[float]) -> tuple[float, float]:
+
+def t975(df: float) -> float:
+    """Two-sided 95% Student-t quantile (``df`` rounded down: conservative)."""
+    if not df >= 1:
+        return float("nan")
+    d = int(math.floor(df))
+    return _T975[d - 1] if d <= len(_T975) else 1.960
+
+
+def mean_ci95(values: Sequence[float]) -> tuple[float, float]:
     """Mean and half-width of a 95% confidence interval (Student t; 0 for one value)."""
     x = np.asarray(values, np.float64)
     if x.size < 2:
         return float(x.mean()) if x.size else float("nan"), 0.0
-    df = x.size - 1
-    t = _T975[df - 1] if df <= len(_T975) else 1.960
-    return float(x.mean()), float(t * x.std(ddof=1) / math.sqrt(x.size))
+    return float(x.mean()), float(t975(x.size - 1) * x.std(ddof=1) / math.sqrt(x.size))
+
+
+def diff_ci95(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
+    """Difference of means ``mean(a) - mean(b)`` and its 95% CI half-width (Welch).
+
+    The half-width is NaN when either sample has fewer than two values.
+    """
+    x, y = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    diff = float(x.mean() - y.mean())
+    if x.size < 2 or y.size < 2:
+        return diff, float("nan")
+    vx, vy = x.var(ddof=1) / x.size, y.var(ddof=1) / y.size
+    se = math.sqrt(vx + vy)
+    if se == 0.0:
+        return diff, 0.0
+    df = (vx + vy) ** 2 / (vx**2 / (x.size - 1) + vy**2 / (y.size - 1))
+    return diff, float(t975(df) * se)
 
 
 @dataclass
 class TaskResult:
+    """Returns (and model error) on one held-out test task."""
+
     task: dict[str, Any]
     returns: list[float]
     mean: float = 0.0
     ci95: float = 0.0
+    #: Prediction error on the K future transitions with the unadapted prior.
+    pred_error_before: float = float("nan")
+    #: The same, with the model adapted to the M past transitions.
+    pred_error_after: float = float("nan")
 
     def __post_init__(self) -> None:
         self.mean, self.ci95 = mean_ci95(self.returns)
 
 
 @dataclass
+class Recovery:
+    """Reward per step against steps since a dynamics change, over all switches seen."""
+
+    #: Mean reward at 0, 1, 2, ... steps after a switch (0: the first step under the new task).
+    reward: list[float]
+    #: How many (episode, switch) pairs reached each offset.
+    count: list[int]
+    #: Mean reward over the :data:`PRE_SWITCH_WINDOW` steps before the switches.
+    pre_switch_reward: float
+    switches: int
+
+
+@dataclass
 class EvalResult:
+    """One run evaluated under one task schedule on every held-out test task."""
+
     env: str
     algo: str
     schedule: str
     tasks: list[TaskResult] = field(default_factory=list)
+    seed: int = 0
+    run_seed: int = 0
+    #: M and K of the prediction-error measurement.
+    past: int = 0
+    future: int = 0
+    recovery: Optional[Recovery] = None
+    #: Environment steps the run collected in training (its sample cost).
+    train_env_steps: int = 0
+    eval_env_steps: int = 0
+    eval_wall_seconds: float = 0.0
 
     @property
     def all_returns(self) -> list[float]:
@@ -61,10 +136,89 @@ class EvalResult:
     def mean(self) -> float:
         return mean_ci95(self.all_returns)[0]
 
+    @property
+    def pred_error(self) -> tuple[float, float]:
+        """(before, after) prediction error, averaged over test tasks."""
+        before = [t.pred_error_before for t in self.tasks if math.isfinite(t.pred_error_before)]
+        after = [t.pred_error_after for t in self.tasks if math.isfinite(t.pred_error_after)]
+        return (float(np.mean(before)) if before else float("nan"), float(np.mean(after)) if after else float("nan"))
+
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
         out["mean"], out["ci95"] = mean_ci95(self.all_returns)
+        out["pred_error_before"], out["pred_error_after"] = self.pred_error
         return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "EvalResult":
+        tasks = [TaskResult(t["task"], t["returns"], pred_error_before=t.get("pred_error_before", float("nan")),
+                            pred_error_after=t.get("pred_error_after", float("nan"))) for t in data.get("tasks", [])]
+        rec = data.get("recovery")
+        names = {f for f in cls.__dataclass_fields__} - {"tasks", "recovery"}
+        return cls(tasks=tasks, recovery=Recovery(**rec) if rec else None,
+                   **{k: v for k, v in data.items() if k in names})
+
+
+# --- schedules ----------------------------------------------------------------------------
+def _schedule_envs(envs: list[gym.Env], spec: str) -> list[gym.Env]:
+    """Wrap each environment in the schedule of ``spec`` (``fixed``: unchanged)."""
+    if not spec or spec == "fixed":
+        return envs
+    from learn2adapt.envs.schedules import wrap_schedule
+
+    return [wrap_schedule(env, spec) for env in envs]
+
+
+# --- measurements on the evaluation episodes ----------------------------------------------
+def switch_steps(episode: Episode) -> list[int]:
+    """Steps at which the task in force differs from the previous step's."""
+    keys = [json.dumps(t, sort_keys=True) for t in episode.tasks]
+    return [i for i in range(1, len(keys)) if keys[i] != keys[i - 1]]
+
+
+def recovery_curve(episodes: Sequence[Episode]) -> Optional[Recovery]:
+    """Reward per step since each task switch, averaged over switches (None: no switch).
+
+    Each switch contributes until the next switch or the end of its episode.
+    """
+    sums: list[float] = []
+    counts: list[int] = []
+    pre: list[float] = []
+    n = 0
+    for ep in episodes:
+        switches = switch_steps(ep)
+        bounds = switches + [len(ep)]
+        for s, end in zip(switches, bounds[1:]):
+            n += 1
+            pre.extend(ep.reward[max(0, s - PRE_SWITCH_WINDOW):s].tolist())
+            seg = ep.reward[s:end]
+            if len(seg) > len(sums):
+                sums += [0.0] * (len(seg) - len(sums))
+                counts += [0] * (len(seg) - len(counts))
+            for d, r in enumerate(seg):
+                sums[d] += float(r)
+                counts[d] += 1
+    if n == 0:
+        return None
+    return Recovery([round(s / c, 6) for s, c in zip(sums, counts)], counts,
+                    float(np.mean(pre)) if pre else float("nan"), n)
+
+
+def prediction_errors(st: RunState, episodes: Sequence[Episode], rng: np.random.Generator,
+                      max_segments: int = PRED_SEGMENTS) -> tuple[float, float]:
+    """(before, after) error of ``st.rule`` on M+K segments of ``episodes`` (NaN if none fits)."""
+    past, future = st.cfg.adaptation.past, st.cfg.adaptation.future
+    buf = TrajectoryBuffer(st.buffer.obs_dim, st.buffer.act_dim, capacity=sum(len(e) for e in episodes) or 1)
+    for ep in episodes:
+        buf.add_episode(ep)
+    starts = valid_segment_starts(buf.episode_id, past + future)
+    if starts.size == 0:
+        return float("nan"), float("nan")
+    if starts.size > max_segments:
+        starts = np.sort(rng.choice(starts, size=max_segments, replace=False))
+    segments = SegmentSampler(buf, past + future, starts).gather(starts)
+    errors = st.rule.segment_errors(segments, past)
+    return float(errors["before"]), float(errors["after"])
 
 
 def evaluate(
@@ -73,33 +227,87 @@ def evaluate(
     tasks: Optional[list[dict[str, Any]]] = None,
     seed: int = 0,
     progress: bool = True,
+    schedule: Optional[str] = None,
+    measure_model: bool = True,
 ) -> EvalResult:
-    """Evaluate the fitted rule of ``st`` on held-out test tasks.
+    """Evaluate the fitted rule of ``st`` on held-out test tasks under one schedule.
 
     Args:
         st: a loaded run (config + fitted rule).
         episodes_per_task: defaults to ``cfg.eval.episodes_per_task``.
         tasks: defaults to the environment's ``list_tasks("test")``.
-        seed: evaluation seed (episode reset seeds and planner noise).
+        seed: evaluation seed (episode reset seeds and planner noise); the same
+            seed gives every algorithm the same initial states.
         progress: show progress bars.
+        schedule: task schedule spec; defaults to ``cfg.eval.schedule``.
+        measure_model: also measure the prediction error before/after adaptation.
     """
     cfg = st.cfg
+    t0 = time.time()
     n = episodes_per_task or cfg.eval.episodes_per_task
+    spec = schedule if schedule is not None else cfg.eval.schedule
     length = cfg.eval.episode_length or cfg.episode_length
-    envs = make_envs(cfg, min(cfg.num_envs, n), episode_length=length)
+    envs = _schedule_envs(make_envs(cfg, min(cfg.num_envs, n), episode_length=length), spec)
     test_tasks = tasks if tasks is not None else envs[0].unwrapped.list_tasks("test")
-    result = EvalResult(cfg.env, cfg.algo, cfg.eval.schedule)
+    result = EvalResult(cfg.env, cfg.algo, spec or "fixed", seed=seed, run_seed=cfg.seed,
+                        past=cfg.adaptation.past, future=cfg.adaptation.future, train_env_steps=len(st.buffer))
+    all_episodes: list[Episode] = []
+    rng = np.random.default_rng(_seed_for(seed, 20_000))
     try:
         for i, task in enumerate(test_tasks):
             agent = mpc_agent(cfg, st.rule, envs[0], len(envs), _seed_for(seed, 10_000 + i))
             episodes = run_episodes(envs, agent, n, lambda k: (task, _seed_for(seed, i, k) % (2**31)),
-                                    desc=f"eval task {i + 1}/{len(test_tasks)}", progress=progress)
-            result.tasks.append(TaskResult(task, [ep.total_reward for ep in episodes]))
+                                    desc=f"eval {spec} task {i + 1}/{len(test_tasks)}", progress=progress)
+            tr = TaskResult(task, [ep.total_reward for ep in episodes])
+            if measure_model:
+                tr.pred_error_before, tr.pred_error_after = prediction_errors(st, episodes, rng)
+            result.tasks.append(tr)
+            all_episodes += episodes
     finally:
         for env in envs:
             env.close()
+    result.recovery = recovery_curve(all_episodes)
+    result.eval_env_steps = sum(len(ep) for ep in all_episodes)
+    result.eval_wall_seconds = round(time.time() - t0, 3)
     return result
 
 
 def save_eval(result: EvalResult, path: Path) -> None:
-    Path(path).write_text(json.dumps(result.to_json(), indent=2) + "\n")
+    """Write one result as JSON (``learn2adapt eval``)."""
+    _write_json(Path(path), result.to_json())
+
+
+def _write_json(path: Path, data: Any) -> None:
+    """Write atomically, so an interrupted job never leaves a half-written file behind."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, allow_nan=True) + "\n")
+    os.replace(tmp, path)
+
+
+# --- the protocol: several schedules, one file --------------------------------------------
+def evaluate_protocol(
+    st: RunState,
+    schedules: Sequence[str],
+    episodes_per_task: Optional[int] = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict[str, EvalResult]:
+    """:func:`evaluate` under each schedule (the held-out tasks and seed are shared)."""
+    return {spec: evaluate(st, episodes_per_task, seed=seed, progress=progress, schedule=spec) for spec in schedules}
+
+
+def save_protocol(results: dict[str, EvalResult], path: Path) -> None:
+    """``eval.json``: the first schedule's result at top level (as ``learn2adapt eval``
+    writes it) and every schedule's under ``"schedules"``."""
+    specs = list(results)
+    data = results[specs[0]].to_json()
+    data["schedules"] = {spec: r.to_json() for spec, r in results.items()}
+    _write_json(Path(path), data)
+
+
+def load_protocol(path: Path) -> dict[str, EvalResult]:
+    """Results by schedule from an ``eval.json`` (one entry if written by ``learn2adapt eval``)."""
+    data = json.loads(Path(path).read_text())
+    if "schedules" in data:
+        return {spec: EvalResult.from_json(r) for spec, r in data["schedules"].items()}
+    return {data.get("schedule", "fixed"): EvalResult.from_json(data)}
