@@ -7,12 +7,14 @@ import pytest
 import torch
 
 from learn2adapt.adaptation.config import AdaptationConfig
+from learn2adapt.adaptation.mb import ModelBased
 from learn2adapt.adaptation.rebal import ReBAL
 from learn2adapt.data.recent_history import RecentHistory, RecentTransitions
 from learn2adapt.data.trajectory_buffer import Episode, TrajectoryBuffer
 from learn2adapt.models.config import FitConfig, ModelConfig
 from learn2adapt.models.fitting import NonFiniteLossError
 from learn2adapt.planning.random_shooting import RandomShooting
+from synthetic_tasks import make_test_tasks, make_train_buffer
 
 OBS, ACT, M = 4, 2, 6
 
@@ -156,3 +158,90 @@ def test_nan_during_training_raises_naming_the_epoch(mode):
                  AdaptationConfig(past=M, future=4, rnn_hidden=8, rnn_training=mode, tbptt_length=10))
     with pytest.raises(NonFiniteLossError, match="epoch 0"):
         rule.fit(random_buffer(), np.random.default_rng(0), progress=False)
+
+
+# --- learning on the synthetic task family --------------------------------------------------------
+# Hidden linear tasks whose action gains flip sign per task: a global model (MB) can only
+# learn their average, an adaptive one can read them off the last M transitions.
+SYN_M = SYN_K = 8
+
+
+def synthetic_rule(cls, cell="gru", mode="segments", lr=3e-3, max_epochs=30, seed=0):
+    torch.manual_seed(seed)
+    return cls(4, 2, ModelConfig(hidden=[64, 64]), FitConfig(lr=lr, max_epochs=max_epochs, patience=5, max_steps_per_epoch=50),
+               AdaptationConfig(past=SYN_M, future=SYN_K, rnn=cell, rnn_hidden=32, rnn_training=mode, tbptt_length=25))
+
+
+def record_gradients(rule) -> list[bool]:
+    """Finiteness of every gradient the training loop computes (before clipping)."""
+    log: list[bool] = []
+    for p in rule.module.parameters():
+        if p.requires_grad:
+            p.register_hook(lambda g: log.append(bool(torch.isfinite(g).all())) or g)
+    return log
+
+
+@pytest.fixture(scope="module")
+def synthetic():
+    family, buffer = make_train_buffer(num_episodes=60, length=50, seed=0)
+    rng = np.random.default_rng(1)
+    unseen = family.make_segments(make_test_tasks(8), 16, SYN_M + SYN_K, rng)
+    out_of_range = family.make_segments(make_test_tasks(8, out_of_range=True), 16, SYN_M + SYN_K, rng)
+    return buffer, unseen, out_of_range
+
+
+@pytest.fixture(scope="module")
+def mb_errors(synthetic):
+    buffer, unseen, out_of_range = synthetic
+    mb = synthetic_rule(ModelBased)
+    mb.fit(buffer, np.random.default_rng(0), progress=False)
+    return mb.segment_errors(unseen, SYN_M)["after"], mb.segment_errors(out_of_range, SYN_M)["after"]
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_rebal_adapts_to_unseen_tasks_far_better_than_mb(synthetic, mb_errors, cell):
+    buffer, unseen, out_of_range = synthetic
+    rule = synthetic_rule(ReBAL, cell)
+    grads_finite = record_gradients(rule)
+    metrics = rule.fit(buffer, np.random.default_rng(0), progress=False)
+    assert metrics["fit/steps"] > 100 and len(grads_finite) > 100 and all(grads_finite)
+    assert all(np.isfinite(v) for v in metrics.values())
+    err = rule.segment_errors(unseen, SYN_M)
+    err_out = rule.segment_errors(out_of_range, SYN_M)
+    mb_unseen, mb_out = mb_errors
+    # Measured (seed 0): GRU 0.030 vs MB 0.277 unseen, 0.16 vs 0.71 out of range; LSTM 0.022 / 0.11.
+    assert err["after"] < 0.25 * mb_unseen, (err, mb_unseen)
+    assert err_out["after"] < 0.5 * mb_out, (err_out, mb_out)
+    # Adaptation, not a better prior, makes the difference: reading M transitions cuts the error.
+    assert err["after"] < 0.25 * err["before"], err
+    # count < M (an episode start) is covered by training on shortened pasts (rnn_short_past).
+    obs, act, nxt = (torch.as_tensor(x) for x in (unseen.obs, unseen.act, unseen.next_obs))
+    recent = RecentTransitions(obs[:, :SYN_M], act[:, :SYN_M], nxt[:, :SYN_M], torch.full((obs.shape[0],), SYN_M // 2))
+    with torch.no_grad():
+        pred = rule.predictor(recent)(obs[:, SYN_M:], act[:, SYN_M:])
+        half = float(((pred - nxt[:, SYN_M:]) / rule.normalizer.delta_std).pow(2).mean())
+    assert half < 0.5 * mb_unseen, (half, mb_unseen)
+
+
+def test_tbptt_variant_trains_and_reduces_the_loss(synthetic, mb_errors):
+    buffer, unseen, _ = synthetic
+    rule = synthetic_rule(ReBAL, mode="tbptt", lr=1e-2)  # the official code's learning rate
+    rule.fit_normalizer(buffer)  # same error units before and after training
+    untrained = rule.segment_errors(unseen, SYN_M)["after"]
+    grads_finite = record_gradients(rule)
+    metrics = rule.fit(buffer, np.random.default_rng(0), progress=False)
+    assert len(grads_finite) > 100 and all(grads_finite)
+    trained = rule.segment_errors(unseen, SYN_M)["after"]
+    # Measured (seed 0): 0.31 untrained -> 0.037 (MB: 0.277).
+    assert trained < 0.25 * untrained, (untrained, trained, metrics)
+    assert trained < 0.5 * mb_errors[0]
+
+
+def test_refit_warm_starts_and_checkpoint_round_trips(synthetic):
+    buffer, unseen, _ = synthetic
+    rule = synthetic_rule(ReBAL, max_epochs=2)
+    rule.fit(buffer, np.random.default_rng(0), progress=False)
+    rule.fit(buffer, np.random.default_rng(1), progress=False)  # next iteration: same optimizer, warm weights
+    copy = synthetic_rule(ReBAL, seed=1)
+    copy.load_state_dict(rule.state_dict())
+    assert copy.segment_errors(unseen, SYN_M) == rule.segment_errors(unseen, SYN_M)
