@@ -246,3 +246,12 @@ def test_refit_warm_starts_and_checkpoint_round_trips(synthetic):
     copy = synthetic_rule(ReBAL, seed=1)
     copy.load_state_dict(rule.state_dict())
     assert copy.segment_errors(unseen, SYN_M) == rule.segment_errors(unseen, SYN_M)
+
+
+def test_benchmark_runs_and_reports_both_plans():
+    from learn2adapt.benchmarks import rebal as bench
+
+    out = bench.run(num_candidates=16, horizon=2, obs_dim=5, act_dim=2, hidden=(16,), rnn_hidden=8, past=4,
+                    rounds=1, repeats=1)
+    assert set(out) == {"rebal_plan_ms", "plan_ms", "rebal_over_mb", "rebal_predictor_ms"}
+    assert all(v > 0 for v in out.values())

@@ -36,8 +36,8 @@ from learn2adapt.planning.random_shooting import RandomShooting
 
 
 def _reward(obs: torch.Tensor, act: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
-    """HalfCheetah-like: forward velocity (obs index 8) minus a control cost."""
-    return next_obs[..., 8] - 0.1 * act.square().sum(-1)
+    """HalfCheetah-like: forward velocity (obs index 8, the last if fewer) minus a control cost."""
+    return next_obs[..., min(8, next_obs.shape[-1] - 1)] - 0.1 * act.square().sum(-1)
 
 
 def run(
