@@ -1,0 +1,210 @@
+"""Compare algorithms on one environment: train every (algorithm, seed), evaluate, report.
+
+Each (algorithm, preset, seed) is an independent :class:`Job` run by a
+:class:`~learn2adapt.experiments.runner.Runner`. A job is idempotent: a run
+directory that already holds ``DONE`` and an ``eval.json`` covering the
+requested schedules is skipped, a run with a checkpoint but no ``DONE`` is
+resumed, so a killed comparison is continued by running the same command again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from learn2adapt.experiments.runner import Runner, make_runner
+from learn2adapt.training.config import ConfigError, RunConfig, apply_overrides, from_dict, load_config, preset_config, to_dict
+
+#: Default algorithms of ``learn2adapt compare``.
+DEFAULT_ALGOS = ("grbal", "rebal", "mb", "mbde")
+
+
+@dataclass
+class Job:
+    """One training run plus its evaluation (picklable: sent to worker processes)."""
+
+    config: dict[str, Any]
+    run_dir: str
+    schedules: list[str]
+    eval_episodes: Optional[int] = None
+    progress: bool = True
+
+
+@dataclass
+class JobResult:
+    algo: str
+    seed: int
+    run_dir: str
+    trained: bool
+    evaluated: bool
+    seconds: float
+
+
+def _differences(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
+    out = []
+    for k in sorted(set(a) | set(b)):
+        va, vb = a.get(k), b.get(k)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += _differences(va, vb, f"{prefix}{k}.")
+        elif va != vb:
+            out.append(f"{prefix}{k}: {va!r} -> {vb!r}")
+    return out
+
+
+def _evaluated(run_dir: Path, schedules: Sequence[str]) -> bool:
+    from learn2adapt.experiments.evaluation import load_protocol
+
+    path = run_dir / "eval.json"
+    if not path.exists():
+        return False
+    try:
+        return set(schedules) <= set(load_protocol(path))
+    except (ValueError, KeyError, TypeError):  # unreadable: evaluate again
+        return False
+
+
+def run_job(job: Job) -> JobResult:
+    """Train (or resume, or skip) one run, then evaluate it under every schedule.
+
+    Raises:
+        ConfigError: the run directory holds a run with a different configuration.
+    """
+    from learn2adapt.experiments.evaluation import evaluate_protocol, save_protocol
+    from learn2adapt.training.checkpoint import CHECKPOINT_NAME
+    from learn2adapt.training.loop import load_run, train
+
+    t0 = time.time()
+    cfg = from_dict(job.config)
+    run_dir = Path(job.run_dir)
+    tag = f"[{cfg.algo} seed {cfg.seed}]"
+    if (run_dir / "config.json").exists():
+        diff = _differences(to_dict(load_config(run_dir / "config.json")), job.config)
+        if diff:
+            raise ConfigError(f"{run_dir} holds a run with another configuration ({'; '.join(diff[:3])}); "
+                              "use another --out or delete that run directory")
+    trained = False
+    if not (run_dir / "DONE").exists():
+        resume = (run_dir / CHECKPOINT_NAME).exists()
+        print(f"{tag} {'resuming' if resume else 'training'} in {run_dir}", flush=True)
+        train(cfg, run_dir, resume=resume, progress=job.progress)
+        trained = True
+    evaluated = False
+    if not _evaluated(run_dir, job.schedules):
+        print(f"{tag} evaluating on held-out tasks under {', '.join(job.schedules)}", flush=True)
+        st = load_run(run_dir)
+        results = evaluate_protocol(st, job.schedules, job.eval_episodes, seed=cfg.seed, progress=job.progress)
+        save_protocol(results, run_dir / "eval.json")
+        evaluated = True
+    print(f"{tag} done ({time.time() - t0:.0f}s)", flush=True)
+    return JobResult(cfg.algo, cfg.seed, str(run_dir), trained, evaluated, time.time() - t0)
+
+
+def _run_job_quiet(job: Job) -> JobResult:
+    """:func:`run_job` in a worker process: per-iteration lines, no interleaved bars."""
+    os.environ["TQDM_DISABLE"] = "1"
+    return run_job(job)
+
+
+def default_schedules(cfg: RunConfig) -> list[str]:
+    """``fixed`` held-out tasks, plus the preset's mid-episode schedule if it has one."""
+    out = ["fixed"]
+    if cfg.eval.schedule and cfg.eval.schedule != "fixed":
+        out.append(cfg.eval.schedule)
+    return out
+
+
+def resolve_configs(env: str, preset: str, algos: Sequence[str], seeds: Sequence[int],
+                    overrides: Sequence[str]) -> list[RunConfig]:
+    """One validated config per (algorithm, seed), so bad options fail before anything runs."""
+    from learn2adapt.adaptation import ALGORITHMS
+
+    configs = []
+    for algo in algos:
+        if algo not in ALGORITHMS:
+            from learn2adapt.cli import UnknownName
+
+            raise UnknownName(f"unknown algorithm {algo!r}; available: {', '.join(ALGORITHMS)}")
+        for seed in seeds:
+            cfg = preset_config(env, preset, algo)
+            apply_overrides(cfg, overrides)
+            cfg.algo, cfg.seed = algo, seed
+            configs.append(cfg.validate())
+    return configs
+
+
+def compare(
+    env: str,
+    preset: str = "quick",
+    algos: Sequence[str] = DEFAULT_ALGOS,
+    seeds: Sequence[int] = (0, 1, 2),
+    out: Optional[Path] = None,
+    runner: Optional[Runner] = None,
+    overrides: Sequence[str] = (),
+    schedules: Optional[Sequence[str]] = None,
+    eval_episodes: Optional[int] = None,
+    progress: bool = True,
+    title: Optional[str] = None,
+) -> Path:
+    """Train and evaluate every (algorithm, seed), then write the report.
+
+    Args:
+        env: environment id.
+        preset: preset table of the environment family (``quick``, ``paper``, ...).
+        algos: algorithms to compare.
+        seeds: training seeds (each run's evaluation uses the same seed, so every
+            algorithm meets the same initial states).
+        out: output directory (``runs/`` and ``report/`` go there).
+        runner: job backend (default: sequential, in this process).
+        overrides: ``key=value`` options applied to every run.
+        schedules: evaluation schedules (default: :func:`default_schedules`).
+        eval_episodes: episodes per test task (default: the config's).
+        progress: progress bars (in this process) / per-iteration lines.
+        title: report title.
+
+    Returns:
+        The path of ``report.md``.
+    """
+    from learn2adapt.experiments.report import RunRecord, write_report
+
+    t0 = time.time()
+    configs = resolve_configs(env, preset, algos, seeds, overrides)
+    schedules = list(schedules) if schedules else default_schedules(configs[0])
+    short = env.split("/")[-1].split("-v")[0].lower()
+    out = Path(out) if out is not None else Path("runs") / f"compare-{short}-{preset}"
+    jobs = [Job(to_dict(cfg), str(out / "runs" / f"{cfg.algo}-s{cfg.seed}"), schedules, eval_episodes, progress)
+            for cfg in configs]
+    runner = runner or make_runner(1)
+    if progress:
+        print(f"compare: {len(jobs)} runs ({', '.join(algos)} x seeds {list(seeds)}) on {env}, preset {preset}, "
+              f"{runner.workers} worker(s); output in {out}", flush=True)
+    fn = run_job if runner.workers <= 1 else _run_job_quiet
+    results = runner.map(fn, jobs, desc="runs", progress=progress)
+    records = [RunRecord.load(Path(r.run_dir)) for r in results]
+    cfg0 = configs[0]
+    notes = [
+        f"Environment `{env}`, preset `{preset}`" + (f", overrides `{' '.join(overrides)}`" if overrides else "") + ".",
+        f"Training seeds {list(seeds)}; {eval_episodes or cfg0.eval.episodes_per_task} evaluation episodes per held-out "
+        f"task and seed, episode length {cfg0.eval.episode_length or cfg0.episode_length}; evaluation seed = training seed.",
+        f"Prediction error: M = {cfg0.adaptation.past} past, K = {cfg0.adaptation.future} future transitions, "
+        "on segments of the evaluation episodes.",
+        f"Wall-clock of this comparison: {time.time() - t0:.0f} s with {runner.workers} worker(s) "
+        f"({sum(r.trained for r in results)} runs trained, {sum(r.evaluated for r in results)} evaluated, the rest reused).",
+    ]
+    report = write_report(records, out / "report", title or f"{', '.join(map(_display, algos))} on {env} ({preset})",
+                          algos, schedules, notes)
+    (out / "compare.json").write_text(json.dumps({
+        "env": env, "preset": preset, "algos": list(algos), "seeds": list(seeds), "overrides": list(overrides),
+        "schedules": schedules, "runs": [r.__dict__ for r in results]}, indent=2) + "\n")
+    if progress:
+        print(f"report: {report}", flush=True)
+    return report
+
+
+def _display(algo: str) -> str:
+    from learn2adapt.experiments.report import display
+
+    return display(algo)

@@ -1,0 +1,112 @@
+"""Experiments: statistics, recovery curves, runners, and the report of a tiny `compare`."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from learn2adapt.cli import main
+from learn2adapt.data.trajectory_buffer import Episode
+from learn2adapt.experiments.evaluation import diff_ci95, mean_ci95, recovery_curve, switch_steps
+from learn2adapt.experiments.report import PLOTS
+from learn2adapt.experiments.runner import LocalRunner, ProcessPoolRunner
+
+PENDULUM = "learn2adapt/PendulumVaried-v0"
+ALGOS = ("grbal", "rebal", "mb", "mbde")
+TINY = ["iterations=1", "random_episodes=2", "episodes_per_iteration=1", "episode_length=60", "num_envs=1",
+        "model.hidden=32", "fit.max_epochs=2", "planner.horizon=5", "planner.num_candidates=64",
+        "adaptation.past=8", "adaptation.future=8", "adaptation.rnn_hidden=16", "eval.episodes_per_task=1"]
+
+
+def _episode(rewards, tasks):
+    t = len(rewards)
+    z = np.zeros((t, 2), np.float32)
+    return Episode(z, z[:, :1], z, np.asarray(rewards, np.float32), np.zeros(t, bool), tasks)
+
+
+def test_confidence_intervals():
+    m, h = mean_ci95([1.0, 2.0, 3.0])
+    assert m == 2.0 and h == pytest.approx(4.303 * 1.0 / math.sqrt(3), rel=1e-3)
+    assert mean_ci95([5.0]) == (5.0, 0.0)
+    d, h = diff_ci95([10.0, 11.0, 12.0], [1.0, 2.0, 3.0])
+    assert d == pytest.approx(9.0) and 0 < h < 9.0
+    assert math.isnan(diff_ci95([1.0], [2.0, 3.0])[1])
+
+
+def test_recovery_curve_aligns_rewards_on_switches():
+    a, b = {"m": 1}, {"m": 2}
+    ep = _episode([1, 1, 1, 0, 0.5, 1], [a, a, a, b, b, b])
+    assert switch_steps(ep) == [3]
+    rec = recovery_curve([ep, _episode([1, 0, 1], [a, b, b])])
+    assert rec.switches == 2
+    assert rec.reward == [0.0, 0.75, 1.0] and rec.count == [2, 2, 1]
+    assert rec.pre_switch_reward == pytest.approx(1.0)
+    assert recovery_curve([_episode([1, 2], [a, a])]) is None
+
+
+def test_runners_return_results_in_order():
+    assert LocalRunner().map(abs, [-1, 2, -3], progress=False) == [1, 2, 3]
+    with ProcessPoolRunner(2) as runner:
+        assert runner.map(abs, [-4, 5, -6], progress=False) == [4, 5, 6]
+    with pytest.raises(TypeError):
+        LocalRunner().map(abs, ["x"], progress=False)
+
+
+@pytest.fixture(scope="module")
+def tiny_compare(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cmp") / "out"
+    argv = ["compare", "--env", PENDULUM, "--algos", ",".join(ALGOS), "--seeds", "2", "--out", str(out), "--quiet",
+            "--schedule", "fixed", "--schedule", "switch:t=30"]
+    for item in TINY:
+        argv += ["--set", item]
+    assert main(argv) == 0
+    return out, argv
+
+
+def test_compare_report_has_every_algorithm_and_plot(tiny_compare, capsys):
+    out, _ = tiny_compare
+    report = (out / "report" / "report.md").read_text()
+    for name in ("GrBAL", "ReBAL", "MB", "MB+DE"):
+        assert f"| {name} |" in report, name
+    for plot in PLOTS:
+        assert (out / "report" / plot).stat().st_size > 1000, plot
+        assert f"]({plot})" in report, plot
+    assert "best is" in report and "95% CI of the difference" in report
+    summary = json.loads((out / "report" / "summary.json").read_text())
+    assert set(summary["fixed"]) == set(ALGOS) and set(summary["switch:t=30"]) == set(ALGOS)
+    for algo in ALGOS:
+        assert summary["fixed"][algo]["return"]["n"] == 2  # one mean per seed
+        assert summary["switch:t=30"][algo]["early_recovery"]["n"] == 2  # the switch was seen
+    # MB does not adapt: its error is the same before and after.
+    mb = summary["fixed"]["mb"]
+    assert mb["pred_error_before"]["mean"] == pytest.approx(mb["pred_error_after"]["mean"])
+
+
+def test_compare_again_reuses_finished_runs(tiny_compare, capsys):
+    out, argv = tiny_compare
+    stamp = {p: p.stat().st_mtime_ns for p in (out / "runs").glob("*/checkpoint.pt")}
+    assert main(argv) == 0
+    assert all(p.stat().st_mtime_ns == t for p, t in stamp.items())
+    runs = json.loads((out / "compare.json").read_text())["runs"]
+    assert not any(r["trained"] or r["evaluated"] for r in runs)
+
+
+def test_compare_refuses_a_changed_config_in_the_same_directory(tiny_compare, capsys):
+    out, argv = tiny_compare
+    code = main(argv + ["--set", "fit.max_epochs=3"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "another configuration" in err
+
+
+def test_video_of_a_numpy_env_is_drawn(tiny_compare, tmp_path, capsys):
+    out, _ = tiny_compare
+    gif = tmp_path / "ep.gif"
+    assert main(["video", str(out / "runs" / "grbal-s0"), "--out", str(gif), "--steps", "12", "--quiet",
+                 "--schedule", "switch:t=6"]) == 0
+    import imageio.v2 as imageio
+
+    frames = imageio.mimread(gif)
+    assert len(frames) == 13  # the reset frame and one per step
+    code = main(["video", str(out / "runs" / "grbal-s0"), "--out", str(tmp_path / "x.avi")])
+    assert code == 2 and "format" in capsys.readouterr().err
