@@ -206,6 +206,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("options", help="list every configuration option with its help and resolved value")
     _add_config_args(p)
     p.set_defaults(func=cmd_options)
+
+    from learn2adapt.experiments.commands import add_subcommands
+
+    add_subcommands(sub)  # compare, video, demo
     return parser
 
 
