@@ -1,0 +1,167 @@
+"""GrBAL: gradient-based adaptive learner (Nagabandi, Clavera et al., ICLR 2019, Sec. 4.1).
+
+Meta-training (Alg. 1, Eq. 3-4). Segments of M + K consecutive transitions are cut
+at random from the stored episodes (tasks are defined by temporal locality: no task
+labels). For each segment, the model adapts on its first M transitions,
+
+    theta' = theta - alpha * grad_theta L(D_past, theta)        (one or more steps),
+
+and is scored on the K that follow; the outer loss, the mean over a meta-batch of
+segments of ``L(D_future, theta')``, is minimised over theta (and alpha, when learned)
+with Adam. Differentiating through the inner step gives the exact second-order
+meta-gradient (MAML); ``first_order`` drops it (FOMAML). The batched inner update is in
+:mod:`learn2adapt.adaptation.inner_update`.
+
+Fitting is warm-started across iterations with the rule's persistent Adam and early
+stopped on the *post-adaptation* loss of validation-episode segments (method.md Sec. 2).
+
+Online (Alg. 2): at every control step the predictor starts again from theta*, takes
+the inner step(s) on the last M transitions of each environment's current episode and
+plans with the per-environment theta'. With fewer than M transitions (episode start) it
+adapts on those it has, and with none it predicts with theta* unchanged. Nothing
+adapted is kept between calls, so nothing survives an episode end, a task reset or a
+retrain (the official code's stale adapted weights, method.md Sec. 5).
+"""
+
+from __future__ import annotations
+
+from typing import Iterator, Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+from learn2adapt.adaptation.base import AdaptationRule
+from learn2adapt.adaptation.config import AdaptationConfig
+from learn2adapt.adaptation.inner_update import StepSize, adapted_forward, adapted_predictor, normalised, resolve_impl
+from learn2adapt.data.normalizer import Normalizer
+from learn2adapt.data.recent_history import RecentTransitions
+from learn2adapt.data.segment_sampler import valid_segment_starts
+from learn2adapt.data.trajectory_buffer import TrajectoryBuffer, split_episodes
+from learn2adapt.models.config import FitConfig, ModelConfig
+from learn2adapt.models.dynamics import MLPDynamics
+from learn2adapt.models.fitting import fit_early_stopping
+from learn2adapt.planning.base import PredictFn
+
+#: Validation segments drawn once per fit (fixed, so epochs are comparable; bounded cost).
+VAL_SEGMENTS = 2048
+#: Segments per validation pass (bounds memory).
+VAL_CHUNK = 256
+
+SegmentBatch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # obs, act, next_obs: (B, M+K, ...)
+
+
+class GrBAL(AdaptationRule):
+    """MLP dynamics meta-trained to adapt with gradient steps on the recent past.
+
+    ``module`` holds the dynamics model (``model.*``, with its normaliser) and the step
+    size(s) (``step_size.*``: a buffer when fixed, ``log alpha`` parameters when learned),
+    so a checkpoint restores both.
+    """
+
+    algo = "grbal"
+    adapts_online = True
+
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        model_cfg: ModelConfig,
+        fit_cfg: FitConfig,
+        adapt_cfg: AdaptationConfig,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        super().__init__(obs_dim, act_dim, model_cfg, fit_cfg, adapt_cfg, device)
+        if adapt_cfg.past < 1 or adapt_cfg.future < 1:
+            raise ValueError("GrBAL needs past (M) >= 1 and future (K) >= 1")
+        if adapt_cfg.inner_steps < 1:
+            raise ValueError("GrBAL needs inner_steps >= 1")
+        self.model = MLPDynamics(obs_dim, act_dim, model_cfg)
+        shapes = {n: p.shape for n, p in self.model.params().items()}
+        self.step_size = StepSize(adapt_cfg.step_size, adapt_cfg.inner_lr, shapes)
+        self._module = nn.ModuleDict({"model": self.model, "step_size": self.step_size}).to(self.device)
+        #: Inner-update implementation for meta-training (see inner_update); checked now.
+        self.impl = resolve_impl(adapt_cfg.inner_impl, self.step_size, adapt_cfg.inner_steps)
+
+    @property
+    def module(self) -> nn.Module:
+        return self._module
+
+    @property
+    def normalizer(self) -> Normalizer:
+        return self.model.normalizer
+
+    # --- meta-training ------------------------------------------------------------------------
+    def meta_loss(self, obs: torch.Tensor, act: torch.Tensor, next_obs: torch.Tensor,
+                  first_order: Optional[bool] = None, impl: Optional[str] = None) -> torch.Tensor:
+        """Mean post-adaptation MSE on the K future transitions of segments ``(B, M+K, ...)``."""
+        cfg = self.adapt_cfg
+        m = cfg.past
+        x, y = normalised(self.model, obs, act, next_obs)
+        pred = adapted_forward(
+            self.model.net, self.model.params(), x[:, :m], y[:, :m], None, x[:, m:], self.step_size,
+            cfg.inner_steps, cfg.first_order if first_order is None else first_order, impl or self.impl)
+        return (pred - y[:, m:]).pow(2).mean()
+
+    def fit(self, buffer: TrajectoryBuffer, rng: np.random.Generator, progress: bool = True) -> dict[str, float]:
+        opt = self.begin_fit()
+        self.fit_normalizer(buffer)
+        cfg = self.adapt_cfg
+        length = cfg.past + cfg.future
+        train_mask, val_mask = split_episodes(buffer, self.fit_cfg.val_fraction, rng)
+        starts = valid_segment_starts(buffer.episode_id, length)
+        train_starts, val_starts = starts[train_mask[starts]], starts[val_mask[starts]]
+        if train_starts.size == 0:
+            raise ValueError(f"no training episode is long enough for segments of M+K = {length} transitions: "
+                             "collect longer episodes or lower adaptation.past / adaptation.future")
+        if val_starts.size == 0:  # too few episodes to hold any out: validate on training segments
+            val_starts = train_starts
+        if val_starts.size > VAL_SEGMENTS:
+            val_starts = rng.choice(val_starts, VAL_SEGMENTS, replace=False)
+
+        t = lambda a: torch.as_tensor(a, dtype=torch.float32, device=self.device)  # noqa: E731
+        data = (t(buffer.obs), t(buffer.act), t(buffer.next_obs))
+        offsets = torch.arange(length, device=self.device)
+
+        def gather(s: np.ndarray) -> SegmentBatch:
+            idx = torch.as_tensor(s, device=self.device)[:, None] + offsets
+            return data[0][idx], data[1][idx], data[2][idx]
+
+        def epoch_batches() -> Iterator[SegmentBatch]:
+            order = rng.permutation(train_starts)
+            for i in range(0, order.size, cfg.meta_batch):
+                yield gather(order[i : i + cfg.meta_batch])
+
+        val_batches = [gather(val_starts[i : i + VAL_CHUNK]) for i in range(0, val_starts.size, VAL_CHUNK)]
+
+        def val_loss() -> float:
+            return self.validation_losses(val_batches)["after"]
+
+        result = fit_early_stopping(opt, epoch_batches, lambda b: self.meta_loss(*b), val_loss, self.fit_cfg,
+                                    desc="meta-train GrBAL", progress=progress)
+        metrics = result.metrics()
+        losses = self.validation_losses(val_batches)
+        metrics.update({"fit/val_loss_before_adapt": losses["before"], "fit/val_loss_after_adapt": losses["after"]})
+        metrics.update({f"fit/{k}": v for k, v in self.step_size.stats().items()})
+        return metrics
+
+    def validation_losses(self, batches: list[SegmentBatch]) -> dict[str, float]:
+        """Mean future-K loss of segments before and after adaptation (segment-weighted)."""
+        m = self.adapt_cfg.past
+        total = {"before": 0.0, "after": 0.0}
+        n = 0
+        for obs, act, nxt in batches:
+            # First order: same forward value as second order, without building its graph.
+            with torch.enable_grad():
+                after = self.meta_loss(obs, act, nxt, first_order=True).detach()
+            with torch.no_grad():
+                before = self.model.loss(obs[:, m:], act[:, m:], nxt[:, m:])
+            b = obs.shape[0]
+            total["after"] += float(after) * b
+            total["before"] += float(before) * b
+            n += b
+        return {k: v / max(n, 1) for k, v in total.items()}
+
+    # --- online adaptation --------------------------------------------------------------------
+    def predictor(self, recent: Optional[RecentTransitions]) -> PredictFn:
+        return adapted_predictor(self.model, recent, self.step_size, self.adapt_cfg.inner_steps)

@@ -1,0 +1,311 @@
+"""The GrBAL inner update, batched over segments or environments.
+
+GrBAL (Nagabandi, Clavera et al., ICLR 2019, Sec. 4.1, Eq. 3) adapts the dynamics
+model's parameters on the M most recent transitions with gradient steps
+
+    theta' = theta - alpha * grad_theta L(D_past, theta),
+
+where ``L`` is the mean squared error on normalised state changes. Meta-training needs
+this update for a meta-batch of B segments, differentiably (MAML, Finn et al., 2017);
+online control needs it for E environments at every step. Both are done here in one
+batched pass, with no Python loop over segments or environments.
+
+Why it can be batched exactly. For a layer ``z = h W + b`` evaluated on a segment's M
+past transitions, the gradient of that segment's loss is ``dL/dW = h^T G`` and
+``dL/db = sum_m G_m``, where ``h (M, in)`` is the layer input and ``G = dL/dz (M, out)``.
+A single forward/backward over all segments at once, with the *shared* weights and the
+per-segment losses summed, yields every segment's own ``h`` and ``G`` (segments do not
+interact), so per-segment weight gradients are one ``bmm`` away. With one plain step and
+a scalar alpha the adapted layer need not even be formed: for the future inputs ``h'``
+
+    h' W' + b' = h' W + b - alpha (h' h^T + 1) G        (rank-M correction),
+
+so the future pass runs through the shared weights (one large GEMM for the whole
+meta-batch) plus small ``(K, M)`` products. Autograd differentiates through all of it,
+which gives the exact second-order meta-gradient; the first-order variant (FOMAML)
+detaches ``h`` and ``G``.
+
+Implementations (``impl``), all exact and equal up to float rounding:
+
+* ``lowrank`` — the rank-M form above; needs ``steps == 1`` and a scalar alpha
+  (fixed or learned). The default when it applies.
+* ``batched`` — materialises per-segment adapted weights ``W - alpha * h^T G`` of shape
+  ``(B, in, out)``; handles per-parameter step sizes (Meta-SGD) and several inner steps
+  (later steps run the batched forward with per-segment weights). The default otherwise,
+  and the one used online (the adapted weights are then reused for all N x H
+  candidate evaluations of a plan).
+* ``vmap`` — ``torch.func.vmap(torch.func.grad(loss))``; general, kept for comparison.
+* ``loop`` — the reference: one segment at a time with
+  ``torch.autograd.grad(create_graph=True)``; used by the tests.
+``learn2adapt.benchmarks.adaptation`` times them against each other.
+
+Masks: a segment (or environment) with ``count < M`` valid past transitions adapts on
+the valid ones only (the inner loss is their mean); with ``count == 0`` its gradient is
+zero and its parameters stay exactly at theta.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Mapping, Optional
+
+import torch
+from torch import nn
+
+from learn2adapt.data.recent_history import RecentTransitions
+from learn2adapt.models.dynamics import MLPDynamics
+from learn2adapt.models.mlp import MLP, linear
+from learn2adapt.planning.base import PredictFn
+
+Params = dict[str, torch.Tensor]
+
+#: Accepted values of ``adaptation.step_size``.
+STEP_SIZES = ("fixed", "scalar", "per_parameter")
+#: Accepted values of ``impl``.
+IMPLEMENTATIONS = ("auto", "lowrank", "batched", "vmap", "loop")
+
+
+class StepSize(nn.Module):
+    """The inner step size alpha: fixed, one learned scalar, or learned per parameter.
+
+    Learned step sizes are stored as ``log alpha`` so they stay positive: the inner
+    update remains a descent step on the past loss whatever the outer optimiser does
+    (Meta-SGD, Li et al., 2017, lets alpha take any sign; we trade that freedom for
+    stability). They live in this module, hence in the rule's ``module`` and its
+    checkpoints, and are trained by the same Adam as the weights.
+
+    Args:
+        kind: ``fixed`` | ``scalar`` | ``per_parameter``.
+        init: alpha (its initial value when learned; must be > 0 then).
+        shapes: parameter name -> shape, for per-parameter step sizes.
+    """
+
+    def __init__(self, kind: str, init: float, shapes: Mapping[str, torch.Size]) -> None:
+        super().__init__()
+        if kind not in STEP_SIZES:
+            raise ValueError(f"unknown step_size {kind!r}; available: {', '.join(STEP_SIZES)}")
+        if kind != "fixed" and not init > 0:
+            raise ValueError(f"a learned step size needs inner_lr > 0 (got {init})")
+        self.kind = kind
+        if kind == "fixed":
+            self.register_buffer("alpha", torch.tensor(float(init)))
+        elif kind == "scalar":
+            self.log_alpha = nn.Parameter(torch.tensor(math.log(init)))
+        else:
+            self.log_alpha = nn.ParameterDict(
+                {name: nn.Parameter(torch.full(tuple(shape), math.log(init))) for name, shape in shapes.items()})
+
+    @property
+    def is_scalar(self) -> bool:
+        """One alpha for every parameter (the low-rank fast path applies)."""
+        return self.kind != "per_parameter"
+
+    def scalar(self) -> torch.Tensor:
+        """The single alpha (fixed or learned scalar)."""
+        if self.kind == "fixed":
+            return self.alpha
+        if self.kind == "scalar":
+            return self.log_alpha.exp()
+        raise ValueError("per-parameter step sizes have no single alpha")
+
+    def for_param(self, name: str) -> torch.Tensor:
+        """Alpha for parameter ``name``: a scalar, or a tensor of the parameter's shape."""
+        return self.log_alpha[name].exp() if self.kind == "per_parameter" else self.scalar()
+
+    def stats(self) -> dict[str, float]:
+        """Mean / min / max of alpha, for logs."""
+        with torch.no_grad():
+            if self.kind == "per_parameter":
+                a = torch.cat([p.exp().reshape(-1) for p in self.log_alpha.values()])
+            else:
+                a = self.scalar().reshape(1)
+            return {"alpha/mean": float(a.mean()), "alpha/min": float(a.min()), "alpha/max": float(a.max())}
+
+
+# --- the pieces ---------------------------------------------------------------------------
+def normalised(model: MLPDynamics, obs: torch.Tensor, act: torch.Tensor, next_obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Network inputs and regression targets (normalised state change), as in ``model.loss``."""
+    return model.inputs(obs, act), model.normalizer.norm_delta(next_obs - obs)
+
+
+def segment_losses(pred: torch.Tensor, target: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Per-segment MSE ``(B,)`` over the valid transitions (``mask (B, M)``; None: all)."""
+    err = (pred - target).pow(2).mean(-1)
+    if mask is None:
+        return err.mean(-1)
+    m = mask.to(err.dtype)
+    return (err * m).sum(-1) / m.sum(-1).clamp(min=1.0)
+
+
+def _trace(net: MLP, x: torch.Tensor, params: Mapping[str, torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Forward pass keeping every layer's input ``h_i`` and pre-activation ``z_i``."""
+    hs, zs = [], []
+    h = x
+    last = net.num_layers - 1
+    for i in range(net.num_layers):
+        hs.append(h)
+        z = linear(h, params[f"w{i}"], params[f"b{i}"])
+        zs.append(z)
+        h = net.activation(z) if i < last else z
+    return hs, zs
+
+
+def _layer_grads(
+    net: MLP, params: Mapping[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor,
+    mask: Optional[torch.Tensor], first_order: bool,
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Per-segment layer inputs ``h_i (B, M, in)`` and ``G_i = dL_b/dz_i (B, M, out)``.
+
+    The per-segment losses are *summed* before differentiating, so each segment's
+    ``G`` is the gradient of its own loss (segments share weights but not activations).
+    """
+    hs, zs = _trace(net, x, params)
+    loss = segment_losses(zs[-1], y, mask).sum()
+    gs = list(torch.autograd.grad(loss, zs, create_graph=not first_order))
+    if first_order:  # FOMAML: the inner gradient is a constant of the outer problem
+        hs = [h.detach() for h in hs]
+    return hs, gs
+
+
+# --- implementations ------------------------------------------------------------------------
+def adapt_batched(
+    net: MLP, params: Mapping[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor,
+    mask: Optional[torch.Tensor], step: StepSize, steps: int = 1, first_order: bool = False,
+) -> Params:
+    """Adapted parameters with a leading batch dim (``W (B, in, out)``, ``b (B, out)``)."""
+    p: Params = dict(params)
+    for _ in range(steps):
+        hs, gs = _layer_grads(net, p, x, y, mask, first_order)
+        new: Params = {}
+        for i, (h, g) in enumerate(zip(hs, gs)):
+            w, b = f"w{i}", f"b{i}"
+            new[w] = p[w] - step.for_param(w) * torch.bmm(h.transpose(1, 2), g)
+            new[b] = p[b] - step.for_param(b) * g.sum(1)
+        p = new
+    return p
+
+
+def forward_lowrank(
+    net: MLP, params: Mapping[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor,
+    mask: Optional[torch.Tensor], alpha: torch.Tensor, x_future: torch.Tensor, first_order: bool = False,
+) -> torch.Tensor:
+    """Predictions on ``x_future (B, K, in)`` after one inner step, via rank-M corrections."""
+    hs, gs = _layer_grads(net, params, x, y, mask, first_order)
+    h = x_future
+    last = net.num_layers - 1
+    for i in range(net.num_layers):
+        # x' W' + b' = x' W + b - alpha (x' X^T + 1) G: shared GEMM + (K, M) x (M, out) per segment.
+        coef = torch.bmm(h, hs[i].transpose(1, 2)) + 1.0
+        z = linear(h, params[f"w{i}"], params[f"b{i}"]) - alpha * torch.bmm(coef, gs[i])
+        h = net.activation(z) if i < last else z
+    return h
+
+
+def adapt_vmap(
+    net: MLP, params: Mapping[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor,
+    mask: Optional[torch.Tensor], step: StepSize, steps: int = 1, first_order: bool = False,
+) -> Params:
+    """Same as :func:`adapt_batched`, with per-segment gradients from ``vmap(grad)``."""
+    from torch.func import grad, vmap
+
+    if mask is None:
+        mask = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
+
+    def loss(p: Params, xb: torch.Tensor, yb: torch.Tensor, mb: torch.Tensor) -> torch.Tensor:
+        return segment_losses(net(xb, p).unsqueeze(0), yb.unsqueeze(0), mb.unsqueeze(0)).squeeze(0)
+
+    p: Params = dict(params)
+    for k in range(steps):
+        g = vmap(grad(loss), in_dims=(None if k == 0 else 0, 0, 0, 0))(p, x, y, mask)
+        p = {n: p[n] - step.for_param(n) * (g[n].detach() if first_order else g[n]) for n in p}
+    return p
+
+
+def forward_loop(
+    net: MLP, params: Mapping[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor,
+    mask: Optional[torch.Tensor], step: StepSize, steps: int, first_order: bool, x_future: torch.Tensor,
+) -> torch.Tensor:
+    """Reference: MAML one segment at a time with ``autograd.grad`` (slow, obviously right)."""
+    outs = []
+    for b in range(x.shape[0]):
+        p: Params = dict(params)
+        mb = None if mask is None else mask[b : b + 1]
+        for _ in range(steps):
+            inner = segment_losses(net(x[b : b + 1], p), y[b : b + 1], mb).sum()
+            names = list(p)
+            grads = torch.autograd.grad(inner, [p[n] for n in names], create_graph=not first_order)
+            p = {n: p[n] - step.for_param(n) * (g.detach() if first_order else g) for n, g in zip(names, grads)}
+        outs.append(net(x_future[b], p))
+    return torch.stack(outs)
+
+
+def resolve_impl(impl: str, step: StepSize, steps: int) -> str:
+    """``auto`` -> ``lowrank`` when it applies (one step, scalar alpha), else ``batched``."""
+    if impl not in IMPLEMENTATIONS:
+        raise ValueError(f"unknown inner-update implementation {impl!r}; available: {', '.join(IMPLEMENTATIONS)}")
+    lowrank_ok = steps == 1 and step.is_scalar
+    if impl == "auto":
+        return "lowrank" if lowrank_ok else "batched"
+    if impl == "lowrank" and not lowrank_ok:
+        raise ValueError("the low-rank inner update needs one inner step and a scalar step size")
+    return impl
+
+
+def adapted_forward(
+    net: MLP, params: Mapping[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor,
+    mask: Optional[torch.Tensor], x_future: torch.Tensor, step: StepSize, steps: int = 1,
+    first_order: bool = False, impl: str = "auto",
+) -> torch.Tensor:
+    """Normalised predictions on ``x_future (B, K, in)`` of the model adapted on each past.
+
+    Args:
+        net: the network.
+        params: theta (shared by all B segments).
+        x: past inputs ``(B, M, in)``; ``y``: past targets ``(B, M, out)``.
+        mask: ``(B, M)`` valid past transitions (None: all).
+        x_future: inputs to predict after adaptation.
+        step: the step size(s) alpha.
+        steps: number of inner gradient steps.
+        first_order: drop second-order terms (FOMAML).
+        impl: see the module docstring.
+    """
+    impl = resolve_impl(impl, step, steps)
+    if steps == 0:
+        return net(x_future, params)
+    if impl == "lowrank":
+        return forward_lowrank(net, params, x, y, mask, step.scalar(), x_future, first_order)
+    if impl == "loop":
+        return forward_loop(net, params, x, y, mask, step, steps, first_order, x_future)
+    adapt = adapt_vmap if impl == "vmap" else adapt_batched
+    return net(x_future, adapt(net, params, x, y, mask, step, steps, first_order))
+
+
+# --- online adaptation ----------------------------------------------------------------------
+def online_params(model: MLPDynamics, recent: RecentTransitions, step: StepSize, steps: int = 1) -> Optional[Params]:
+    """Per-environment adapted parameters ``(E, ...)`` from theta* and the recent windows.
+
+    Starts from the fitted parameters at every call (nothing is carried between calls);
+    environments with ``count == 0`` keep theta* exactly, those with ``count < M`` adapt
+    on their valid transitions. Returns None when no environment has any transition
+    (the caller then predicts with theta* and skips the adaptation altogether).
+    """
+    if recent.obs.shape[1] == 0 or steps == 0 or not bool((recent.count > 0).any()):
+        return None
+    # Detached leaves: the inner gradient must not reach (or accumulate into) theta*.
+    theta = {n: p.detach().requires_grad_(True) for n, p in model.params().items()}
+    with torch.inference_mode(False), torch.enable_grad():
+        x, y = normalised(model, recent.obs, recent.act, recent.next_obs)
+        adapted = adapt_batched(model.net, theta, x, y, recent.mask, step, steps, first_order=True)
+    return {n: v.detach() for n, v in adapted.items()}
+
+
+def adapted_predictor(model: MLPDynamics, recent: Optional[RecentTransitions], step: StepSize, steps: int = 1) -> PredictFn:
+    """A planner's ``predict`` using per-environment adapted parameters (see :func:`online_params`)."""
+    params = None if recent is None else online_params(model, recent, step, steps)
+    if params is None:
+        return model.predict
+
+    def predict(obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        return model.predict(obs, act, params)
+
+    return predict
