@@ -16,7 +16,7 @@ class AdaptationConfig:
     inner_steps: int = field(default=1, metadata={"help": "gradient steps of the inner update"})
     step_size: str = field(default="fixed", metadata={"help": "inner step size: fixed | scalar (learned) | per_parameter (learned, Meta-SGD)"})
     first_order: bool = field(default=False, metadata={"help": "drop second-order terms of the meta-gradient (FOMAML)"})
-    inner_impl: str = field(default="auto", metadata={"help": "GrBAL meta-training inner update: auto (lowrank when inner_steps = 1 and the step size is scalar, else batched) | lowrank | batched | vmap | loop (reference); all exact"})
+    inner_impl: str = field(default="auto", metadata={"help": "GrBAL meta-training inner update: auto (lowrank when the step size is scalar, else batched) | lowrank | batched | vmap | loop (reference); all exact"})
     de_lr: float = field(default=0.01, metadata={"help": "MB+DE: step size of the test-time gradient steps on the last M transitions (no meta-training, so it is larger than GrBAL's learned-for alpha); steps: inner_steps"})
     rnn: str = field(default="gru", metadata={"help": "ReBAL recurrent cell: gru | lstm"})
     rnn_hidden: int = field(default=256, metadata={"help": "ReBAL recurrent hidden size"})
