@@ -17,7 +17,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from learn2adapt.experiments.evaluation import EvalResult, diff_ci95, load_protocol, mean_ci95
+from learn2adapt.experiments.evaluation import EvalResult, diff_ci95, load_protocol, mean_ci95, t975
 from learn2adapt.training.metrics_log import MetricsLog
 
 #: How algorithms are named in tables and plots.
@@ -84,10 +84,34 @@ class Stat:
         m, h = mean_ci95(samples)
         return cls(m, h, samples)
 
+    @classmethod
+    def stratified(cls, groups: Sequence[Sequence[float]]) -> "Stat":
+        """Mean over groups of the group means (e.g. over a fixed set of test tasks), with its 95% CI.
+
+        The groups are fixed (not sampled), so only the within-group spread is
+        uncertainty: se = sqrt(sum_j s_j^2 / n_j) / J, Welch-Satterthwaite degrees of freedom.
+        """
+        groups = [[float(x) for x in g if math.isfinite(x)] for g in groups]
+        groups = [g for g in groups if g]
+        if not groups:
+            return cls(float("nan"), float("nan"), [])
+        samples = [x for g in groups for x in g]
+        mean = float(np.mean([np.mean(g) for g in groups]))
+        if any(len(g) < 2 for g in groups):
+            return cls(mean, float("nan"), samples)
+        v = [np.var(g, ddof=1) / len(g) for g in groups]
+        se = math.sqrt(sum(v)) / len(groups)
+        if se == 0.0:
+            return cls(mean, 0.0, samples)
+        df = sum(v) ** 2 / sum(vj**2 / (len(g) - 1) for vj, g in zip(v, groups))
+        return cls(mean, t975(df) * se, samples)
+
     def fmt(self, digits: int = 1) -> str:
+        """``mean ± ci`` with ``digits`` decimals (negative: that many significant digits)."""
         if not math.isfinite(self.mean):
             return "n/a"
-        return f"{self.mean:.{digits}f} ± {self.ci95:.{digits}f}"
+        ci = f"{self.ci95:.{abs(digits)}{'g' if digits < 0 else 'f'}}" if math.isfinite(self.ci95) else "n/a"
+        return f"{self.mean:.{abs(digits)}{'g' if digits < 0 else 'f'}} ± {ci}"
 
     def to_json(self) -> dict[str, Any]:
         return {"mean": self.mean, "ci95": self.ci95, "n": len(self.samples)}
@@ -104,12 +128,15 @@ class AlgoSummary:
 
     algo: str
     seeds: list[int]
-    #: Mean return over all test tasks; samples are per-seed means (CI over seeds).
+    #: Mean return over the test tasks, CI over every episode of every seed (stratified by task).
     ret: Stat
-    #: The same over every episode of every seed (used when there is a single seed).
-    ret_episodes: Stat
+    #: Mean return over all test tasks of each seed.
+    seed_means: list[float]
     #: Per test task, over every episode of every seed.
     per_task: list[tuple[str, Stat]]
+    #: Return of every episode by (seed, task index, episode index): the same key means the same
+    #: initial state and schedule for every algorithm, so differences can be paired.
+    episodes: dict[tuple[int, int, int], float]
     pred_before: Stat
     pred_after: Stat
     #: Reward per step in the first :data:`RECOVERY_WINDOW` steps after a switch, per seed.
@@ -121,13 +148,8 @@ class AlgoSummary:
     eval_wall: Stat
 
     @property
-    def return_samples(self) -> list[float]:
-        """Samples for differences: per-seed means if >= 2 seeds, else episodes."""
-        return self.ret.samples if len(self.ret.samples) >= 2 else self.ret_episodes.samples
-
-    @property
     def return_stat(self) -> Stat:
-        return self.ret if len(self.ret.samples) >= 2 else self.ret_episodes
+        return self.ret
 
 
 def summarize(algo: str, records: Sequence[RunRecord], schedule: str) -> Optional[AlgoSummary]:
@@ -153,9 +175,11 @@ def summarize(algo: str, records: Sequence[RunRecord], schedule: str) -> Optiona
     return AlgoSummary(
         algo=algo,
         seeds=[r.seed for r in runs],
-        ret=Stat.of([e.mean for e in evals]),
-        ret_episodes=Stat.of([x for e in evals for x in e.all_returns]),
+        ret=Stat.stratified([st.samples for _, st in per_task]),
+        seed_means=[float(np.mean([t.mean for t in e.tasks])) for e in evals],
         per_task=per_task,
+        episodes={(r.seed, i, k): x for r, e in zip(runs, evals) for i, t in enumerate(e.tasks)
+                  for k, x in enumerate(t.returns)},
         pred_before=Stat.of([e.pred_error[0] for e in evals]),
         pred_after=Stat.of([e.pred_error[1] for e in evals]),
         early_recovery=Stat.of(early),
@@ -172,15 +196,32 @@ def _pct(diff: float, ref: float) -> str:
     return f"{100 * diff / abs(ref):+.0f}%" if ref and math.isfinite(ref) and math.isfinite(diff) else "n/a"
 
 
-def compare_sentence(best: AlgoSummary, other: AlgoSummary, what: str, higher_is_better: bool = True,
+def paired_diff_ci95(a: dict[Any, float], b: dict[Any, float]) -> tuple[float, float, int]:
+    """Mean of ``a[k] - b[k]`` over shared keys, its 95% CI half-width, and the number of pairs."""
+    keys = sorted(set(a) & set(b))
+    d = [a[k] - b[k] for k in keys]
+    if not d:
+        return float("nan"), float("nan"), 0
+    m, h = mean_ci95(d)
+    return m, (h if len(d) >= 2 else float("nan")), len(d)
+
+
+def compare_sentence(best: AlgoSummary, other: AlgoSummary, what: str,
                      a: Optional[Sequence[float]] = None, b: Optional[Sequence[float]] = None) -> str:
-    """"X beat Y by D (P%; 95% CI of the difference ±h): significant / within noise."."""
-    a = best.return_samples if a is None else a
-    b = other.return_samples if b is None else b
-    d, h = diff_ci95(a, b)
-    ref = float(np.mean(b)) if len(b) else float("nan")
-    better = d > 0 if higher_is_better else d < 0
-    verb = "beat" if better else ("tied with" if d == 0 else "trailed")
+    """"X beat Y by D (P%; 95% CI of the difference ±h): significant / within noise."
+
+    Returns are compared episode by episode (paired: same seed, task and episode index,
+    hence the same initial state and schedule); other quantities (``a``, ``b``) by Welch.
+    """
+    if a is None or b is None:
+        d, h, n = paired_diff_ci95(best.episodes, other.episodes)
+        ref = float(np.mean([other.episodes[k] for k in best.episodes if k in other.episodes])) if n else float("nan")
+        basis = f"paired over {n} episodes"
+    else:
+        d, h = diff_ci95(a, b)
+        ref = float(np.mean(b)) if len(b) else float("nan")
+        basis = f"Welch, {len(a)} vs {len(b)} seeds"
+    verb = "beat" if d > 0 else ("tied with" if d == 0 else "trailed")
     if not math.isfinite(h):
         verdict = "too few samples for a confidence interval"
     elif abs(d) > h:
@@ -188,7 +229,7 @@ def compare_sentence(best: AlgoSummary, other: AlgoSummary, what: str, higher_is
     else:
         verdict = "the 95% CI of the difference includes 0, so this is within noise"
     return (f"{display(best.algo)} {verb} {display(other.algo)} on {what} by {d:+.4g} ({_pct(d, ref)}; "
-            f"95% CI of the difference ±{_fmt_g(h)}): {verdict}.")
+            f"95% CI of the difference ±{_fmt_g(h)}, {basis}): {verdict}.")
 
 
 def verdicts(summaries: list[AlgoSummary], schedule: str) -> list[str]:
@@ -198,9 +239,9 @@ def verdicts(summaries: list[AlgoSummary], schedule: str) -> list[str]:
     out = []
     ranked = sorted(summaries, key=lambda s: s.return_stat.mean, reverse=True)
     best = ranked[0]
-    basis = "per-seed means" if len(best.ret.samples) >= 2 else "episodes (one seed: CI over episodes)"
     out.append(f"**Held-out return, schedule `{schedule}`:** best is **{display(best.algo)}** "
-               f"({best.return_stat.fmt()}, mean ± 95% CI over {basis}).")
+               f"({best.return_stat.fmt()}, mean over test tasks ± 95% CI over {len(best.ret.samples)} episodes "
+               f"from {len(best.seeds)} seeds).")
     for other in ranked[1:]:
         out.append("- " + compare_sentence(best, other, "held-out return"))
     adaptive = [s for s in summaries if math.isfinite(s.pred_after.mean) and math.isfinite(s.pred_before.mean)]
@@ -208,6 +249,9 @@ def verdicts(summaries: list[AlgoSummary], schedule: str) -> list[str]:
         lowest = min(adaptive, key=lambda s: s.pred_after.mean)
         parts = []
         for s in adaptive:
+            if s.pred_before.samples == s.pred_after.samples:
+                parts.append(f"{display(s.algo)} {_fmt_g(s.pred_before.mean)} (does not adapt)")
+                continue
             cut = 1 - s.pred_after.mean / s.pred_before.mean if s.pred_before.mean > 0 else float("nan")
             parts.append(f"{display(s.algo)} {_fmt_g(s.pred_before.mean)} → {_fmt_g(s.pred_after.mean)} "
                          f"({'-' if cut >= 0 else '+'}{abs(100 * cut):.0f}%)")
@@ -372,19 +416,20 @@ def write_report(records: Sequence[RunRecord], out_dir: Path, title: str, algos:
             continue
         lines += [f"## Held-out returns, schedule `{schedule}`", ""]
         task_labels = [label for label, _ in sums[0].per_task]
-        header = ["algorithm", "seeds", "return (all test tasks)"] + [f"`{t}`" for t in task_labels]
+        header = ["algorithm", "seeds", "return (all test tasks)", "per-seed means"] + [f"`{t}`" for t in task_labels]
         lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for s in sums:
-            row = [display(s.algo), str(len(s.seeds)), s.return_stat.fmt()] + [st.fmt() for _, st in s.per_task]
+            row = ([display(s.algo), str(len(s.seeds)), s.return_stat.fmt(), ", ".join(f"{m:.1f}" for m in s.seed_means)]
+                   + [st.fmt() for _, st in s.per_task])
             lines.append("| " + " | ".join(row) + " |")
-        lines += ["", "Mean ± 95% CI; the all-tasks column is over per-seed means (over episodes if one seed), "
-                  "per-task columns over every episode of every seed.", ""]
+        lines += ["", "Mean ± 95% CI over every episode of every seed (all-tasks column: the mean of the task means, "
+                  "CI stratified by task).", ""]
         lines += ["| algorithm | pred. error before adaptation | after | early post-switch reward/step | "
                   "pre-switch reward/step | env steps (training) | training wall-clock (s) | eval wall-clock (s) |",
                   "|---|---|---|---|---|---|---|---|"]
         for s in sums:
-            lines.append(f"| {display(s.algo)} | {s.pred_before.fmt(4)} | {s.pred_after.fmt(4)} | "
-                         f"{s.early_recovery.fmt(3)} | {s.pre_switch.fmt(3)} | {s.env_steps.mean:.0f} | "
+            lines.append(f"| {display(s.algo)} | {s.pred_before.fmt(-3)} | {s.pred_after.fmt(-3)} | "
+                         f"{s.early_recovery.fmt(-3)} | {s.pre_switch.fmt(-3)} | {s.env_steps.mean:.0f} | "
                          f"{s.train_wall.mean:.0f} | {s.eval_wall.mean:.0f} |")
         lines.append("")
 
@@ -401,7 +446,7 @@ def write_report(records: Sequence[RunRecord], out_dir: Path, title: str, algos:
     report.write_text("\n".join(lines))
 
     summary = {schedule: {s.algo: {
-        "seeds": s.seeds, "return": s.return_stat.to_json(),
+        "seeds": s.seeds, "return": s.return_stat.to_json(), "seed_means": s.seed_means,
         "per_task": {label: st.to_json() for label, st in s.per_task},
         "pred_error_before": s.pred_before.to_json(), "pred_error_after": s.pred_after.to_json(),
         "early_recovery": s.early_recovery.to_json(), "pre_switch": s.pre_switch.to_json(),

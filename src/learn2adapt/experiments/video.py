@@ -46,6 +46,7 @@ class _SketchRenderer:
         self.kind = "pendulum" if "pendulum" in env_id.lower() else "cartpole" if "cartpole" in env_id.lower() else "bars"
         self.fig, (self.ax_sys, self.ax_rew) = plt.subplots(1, 2, figsize=(width / 100, height / 100), dpi=100,
                                                              gridspec_kw={"width_ratios": [1, 1.4]})
+        self.fig.subplots_adjust(left=0.02, right=0.97, bottom=0.14, top=0.88, wspace=0.25)
         self.rewards: list[float] = []
         self.switches: list[int] = []
 
