@@ -1,0 +1,323 @@
+"""Task schedules: dynamics that change *inside* an episode, as a Gymnasium wrapper.
+
+A schedule decides, before every step, which task is in force. The task set on
+``env.unwrapped`` before ``reset`` (by a training or evaluation loop) is the
+episode's *base* task ``A``; schedules move away from it and back:
+
+===============================  ==========================================================
+spec                             meaning
+===============================  ==========================================================
+``fixed``                        ``A`` for the whole episode (no change)
+``switch:t=500``                 ``A`` for steps ``0..t-1``, then another task ``B``
+``random:rate=0.01``             at every step, with probability ``rate``, a new task
+``recurring:period=200``         ``A`` for ``period`` steps, ``B`` for ``period``, ``A``...
+``onset:t=500``                  the nominal (unperturbed) dynamics, then ``A`` from ``t``
+===============================  ==========================================================
+
+Options shared by the switching schedules: ``pool=all|train|test`` (where ``B`` is
+drawn from: that split's ``list_tasks``, minus ``A``; default ``all``). A step
+``t`` below 1 (e.g. ``t=0.5``) is a fraction of the episode's time limit.
+
+Paper presets (Nagabandi et al. 2019, Sec. 6):
+
+- ``paper-cheetah-switch``: HalfCheetah disabled joint, the disabled joint
+  changes mid-rollout (``switch:t=0.5,pool=all``);
+- ``paper-ant-crippled``: Ant normal -> crippled leg mid-rollout (``onset:t=0.5``).
+
+The step at which a change happens is the first step simulated under the new
+task; ``info["task"]`` reports the task in force at every step.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+import gymnasium as gym
+import numpy as np
+
+from learn2adapt.envs.task_env import Task
+
+POOLS = ("all", "train", "test")
+
+
+def _key(task: Task) -> str:
+    return json.dumps(task, sort_keys=True)
+
+
+class Schedule(ABC):
+    """Which task is in force at each step of an episode.
+
+    :meth:`start` is called at every reset; :meth:`task_at` before every step.
+    """
+
+    #: Spec string this schedule was built from (for logs and ``describe_all``).
+    spec: str = ""
+
+    def start(self, base: Task, env: Any, rng: np.random.Generator, horizon: Optional[int]) -> Task:
+        """Begin an episode whose base task is ``base``; returns the task for step 0.
+
+        Args:
+            base: the task set before the reset.
+            env: the unwrapped :class:`~learn2adapt.envs.task_env.TaskEnv`.
+            rng: the episode's random stream (seeded from the reset seed).
+            horizon: the episode's time limit, if known (for fractional steps).
+        """
+        return base
+
+    @abstractmethod
+    def task_at(self, t: int) -> Optional[Task]:
+        """The task for step ``t`` if it changes there, else ``None``."""
+
+
+def _steps(value: float, horizon: Optional[int], name: str) -> int:
+    """A step count, or a fraction (< 1) of ``horizon``."""
+    if value <= 0:
+        raise ValueError(f"schedule option {name}={value} must be positive")
+    if value < 1:
+        if horizon is None:
+            raise ValueError(f"{name}={value} is a fraction of the time limit, but the environment has none")
+        return max(1, int(round(value * horizon)))
+    if value != int(value):
+        raise ValueError(f"schedule option {name}={value} must be an integer number of steps or a fraction < 1")
+    return int(value)
+
+
+class _PoolSchedule(Schedule):
+    """Shared by schedules that draw other tasks from a split's list."""
+
+    def __init__(self, pool: str = "all") -> None:
+        if pool not in POOLS:
+            raise ValueError(f"schedule option pool={pool!r} must be one of {POOLS}")
+        self.pool = pool
+
+    def _begin(self, base: Task, env: Any, rng: np.random.Generator) -> None:
+        splits = ("train", "test") if self.pool == "all" else (self.pool,)
+        seen = {_key(base)}
+        self._others: list[Task] = []
+        for split in splits:
+            for task in env.list_tasks(split):
+                if _key(task) not in seen:
+                    seen.add(_key(task))
+                    self._others.append(task)
+        if not self._others:
+            raise ValueError(f"no task other than {base} in pool {self.pool!r} to switch to")
+        self._rng = rng
+        self._base = base
+
+    def _draw(self, exclude: Task) -> Task:
+        choices = [t for t in self._others + [self._base] if _key(t) != _key(exclude)]
+        return choices[int(self._rng.integers(len(choices)))]
+
+
+class Fixed(Schedule):
+    """The base task for the whole episode."""
+
+    def task_at(self, t: int) -> Optional[Task]:
+        return None
+
+
+class Switch(_PoolSchedule):
+    """Base task until step ``t``, then one other task (drawn per episode) to the end."""
+
+    def __init__(self, t: float, pool: str = "all") -> None:
+        super().__init__(pool)
+        self.t = t
+
+    def start(self, base: Task, env: Any, rng: np.random.Generator, horizon: Optional[int]) -> Task:
+        self._begin(base, env, rng)
+        self._at = _steps(self.t, horizon, "t")
+        self._target = self._draw(base)
+        return base
+
+    def task_at(self, t: int) -> Optional[Task]:
+        return self._target if t == self._at else None
+
+
+class RandomSwitches(_PoolSchedule):
+    """At every step, with probability ``rate``, switch to a different task."""
+
+    def __init__(self, rate: float, pool: str = "all") -> None:
+        super().__init__(pool)
+        if not 0 < rate <= 1:
+            raise ValueError(f"schedule option rate={rate} must be in (0, 1]")
+        self.rate = rate
+
+    def start(self, base: Task, env: Any, rng: np.random.Generator, horizon: Optional[int]) -> Task:
+        self._begin(base, env, rng)
+        self._current = base
+        return base
+
+    def task_at(self, t: int) -> Optional[Task]:
+        if t == 0 or self._rng.random() >= self.rate:
+            return None
+        self._current = self._draw(self._current)
+        return self._current
+
+
+class Recurring(_PoolSchedule):
+    """``A`` for ``period`` steps, then ``B`` (drawn per episode), then ``A`` again, ..."""
+
+    def __init__(self, period: float, pool: str = "all") -> None:
+        super().__init__(pool)
+        self.period = period
+
+    def start(self, base: Task, env: Any, rng: np.random.Generator, horizon: Optional[int]) -> Task:
+        self._begin(base, env, rng)
+        self._every = _steps(self.period, horizon, "period")
+        self._pair = (base, self._draw(base))
+        return base
+
+    def task_at(self, t: int) -> Optional[Task]:
+        if t == 0 or t % self._every:
+            return None
+        return self._pair[(t // self._every) % 2]
+
+
+class Onset(Schedule):
+    """Nominal (unperturbed) dynamics until step ``t``, then the base task."""
+
+    def __init__(self, t: float) -> None:
+        self.t = t
+
+    def start(self, base: Task, env: Any, rng: np.random.Generator, horizon: Optional[int]) -> Task:
+        if not hasattr(env, "nominal_task"):
+            raise ValueError(f"{type(env).__name__} has no nominal task; the onset schedule needs one")
+        self._at = _steps(self.t, horizon, "t")
+        self._base = base
+        return env.nominal_task()
+
+    def task_at(self, t: int) -> Optional[Task]:
+        return self._base if t == self._at else None
+
+
+@dataclass(frozen=True)
+class ScheduleKind:
+    """A schedule constructor and its documentation."""
+
+    name: str
+    factory: Callable[..., Schedule]
+    example: str
+    help: str
+
+
+KINDS: dict[str, ScheduleKind] = {k.name: k for k in (
+    ScheduleKind("fixed", Fixed, "fixed", "the episode's task throughout"),
+    ScheduleKind("switch", Switch, "switch:t=500", "switch to another task at step t (pool=all|train|test)"),
+    ScheduleKind("random", RandomSwitches, "random:rate=0.01", "switch to a random task with probability rate per step"),
+    ScheduleKind("recurring", Recurring, "recurring:period=200", "A -> B -> A ... every period steps"),
+    ScheduleKind("onset", Onset, "onset:t=500", "nominal dynamics, then the episode's task from step t"),
+)}
+
+#: Paper presets: name -> (spec, ids they are meant for).
+PRESETS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "paper-cheetah-switch": ("switch:t=0.5,pool=all", ("learn2adapt/HalfCheetahDisabledJoint-v0",)),
+    "paper-ant-crippled": ("onset:t=0.5", ("learn2adapt/AntCrippledLeg-v0",)),
+}
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def parse_schedule(spec: str) -> Schedule:
+    """Build a :class:`Schedule` from a spec such as ``"switch:t=500,pool=test"``.
+
+    Raises:
+        ValueError: unknown kind or option, or a malformed spec (message lists the kinds).
+    """
+    text = spec.strip()
+    if text in PRESETS:
+        sched = parse_schedule(PRESETS[text][0])
+        sched.spec = text
+        return sched
+    name, _, rest = text.partition(":")
+    kind = KINDS.get(name)
+    if kind is None:
+        raise ValueError(f"unknown schedule {name!r}; available: {', '.join([*KINDS, *PRESETS])}")
+    options: dict[str, Any] = {}
+    for item in filter(None, (s.strip() for s in rest.split(","))):
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise ValueError(f"schedule option {item!r} in {spec!r} must be key=value (e.g. {kind.example})")
+        options[key.strip()] = _parse_value(value.strip())
+    try:
+        sched = kind.factory(**options)
+    except TypeError:
+        raise ValueError(f"bad options {options} for schedule {name!r}; e.g. {kind.example}") from None
+    sched.spec = text
+    return sched
+
+
+def list_schedules() -> list[dict[str, str]]:
+    """Every schedule kind and preset: ``{"name", "example", "help"}``."""
+    out = [{"name": k.name, "example": k.example, "help": k.help} for k in KINDS.values()]
+    out += [{"name": name, "example": name, "help": f"paper preset = {spec} (for {', '.join(ids)})"}
+            for name, (spec, ids) in PRESETS.items()]
+    return out
+
+
+def schedules_for(env_id: str) -> list[str]:
+    """Schedule examples usable with ``env_id`` (the generic kinds and its presets)."""
+    return [k.example for k in KINDS.values()] + [name for name, (_, ids) in PRESETS.items() if env_id in ids]
+
+
+class TaskSchedule(gym.Wrapper):
+    """Changes the task of the wrapped :class:`TaskEnv` during episodes, per a schedule.
+
+    The base task of an episode is the one in force at ``reset`` (set it on
+    ``env.unwrapped`` before resetting). If the schedule moved away from it and no one
+    set another since, the next reset restores it, so every episode starts from the
+    same base. The schedule's randomness comes from the reset seed.
+
+    Args:
+        env: a learn2adapt environment (possibly wrapped, e.g. in a time limit).
+        schedule: a :class:`Schedule` or a spec string (see :func:`parse_schedule`).
+    """
+
+    def __init__(self, env: gym.Env, schedule: Schedule | str) -> None:
+        super().__init__(env)
+        self.schedule = parse_schedule(schedule) if isinstance(schedule, str) else schedule
+        self._rng = np.random.default_rng()
+        self._base: Optional[Task] = None
+        self._last_set: Optional[Task] = None
+        self._t = 0
+
+    def _set(self, task: Task) -> None:
+        self.env.unwrapped.set_task(task)
+        self._last_set = self.env.unwrapped.task
+
+    def reset(self, *, seed: Optional[int] = None, options: Optional[dict[str, Any]] = None) -> tuple[Any, dict]:
+        base_env = self.env.unwrapped
+        current = base_env.task
+        if self._last_set is not None and self._base is not None and _key(current) == _key(self._last_set):
+            current = self._base  # the schedule moved away from the base task: restore it
+        self._base = dict(current)
+        if seed is not None:
+            self._rng = np.random.default_rng([int(seed), 0x5C4ED])
+        horizon = self.env.spec.max_episode_steps if self.env.spec is not None else None
+        first = self.schedule.start(self._base, base_env, self._rng, horizon)
+        self._set(first)
+        self._t = 0
+        obs, info = self.env.reset(seed=seed, options=options)
+        info["task"] = dict(base_env.task)
+        return obs, info
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
+        task = self.schedule.task_at(self._t)
+        if task is not None:
+            self._set(task)
+        self._t += 1
+        return self.env.step(action)
+
+
+def wrap_schedule(env: gym.Env, spec: str | Schedule) -> gym.Env:
+    """``env`` under the schedule ``spec`` (``"fixed"``: returned unwrapped)."""
+    if isinstance(spec, str) and spec.strip() in ("", "fixed"):
+        return env
+    return TaskSchedule(env, spec)
