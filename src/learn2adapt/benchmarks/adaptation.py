@@ -1,0 +1,168 @@
+"""GrBAL speed: online adaptation + planning, and the cost of a meta-training step.
+
+At HalfCheetah sizes (obs 17, act 6), MLP 512x512x512 ReLU, M = K = 16:
+
+* ``plan_ms``: one random-shooting plan (N=500, H=10, E=1) with the unadapted model;
+* ``adapt_plan_ms``: one online adaptation on M=16 transitions (``predictor(recent)``:
+  an inner gradient step per environment, adapted weights ``(E, in, out)``) plus the same
+  plan with the adapted model; ``adapt_ms`` the adaptation alone;
+  ``adapt_plan_over_plan`` their ratio (targets: <= 1.15 and adapt_plan_ms <= 35 ms);
+* ``meta_step_ratio``: one second-order meta-training step (meta-batch 10 segments,
+  M = K = 16, default inner update, Adam update included) over one plain supervised
+  step on the same 320 transitions (target <= 5);
+* ``meta_step_<impl>_ratio`` for each exact implementation of the inner update
+  (``lowrank``, ``batched``, ``vmap``, ``loop``: see adaptation/inner_update.py), and
+  for the first-order and per-parameter (Meta-SGD) variants.
+
+Weights are untrained (speed does not depend on them). Timed in alternating rounds so
+that load drift on a shared machine affects all figures alike; the fp32 matmul rate of
+the same process (``matmul_gflops``) is reported as the yardstick.
+
+Run: ``python -m learn2adapt.benchmarks.adaptation`` or ``learn2adapt bench --only adaptation``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from typing import Callable, Optional, Sequence
+
+import torch
+
+from learn2adapt.adaptation.config import AdaptationConfig
+from learn2adapt.adaptation.grbal import GrBAL
+from learn2adapt.benchmarks.timing import matmul_gflops, median_ms
+from learn2adapt.data.recent_history import RecentTransitions
+from learn2adapt.models.config import FitConfig, ModelConfig
+from learn2adapt.planning.random_shooting import RandomShooting
+
+#: Meta-step implementations compared (second order); ``auto`` picks ``lowrank`` here.
+IMPLS = ("lowrank", "batched", "vmap", "loop")
+
+
+def _reward(obs: torch.Tensor, act: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
+    """HalfCheetah-like: forward velocity (obs index 8) minus a control cost."""
+    return next_obs[..., min(8, next_obs.shape[-1] - 1)] - 0.1 * act.square().sum(-1)
+
+
+def _interleaved(fns: Sequence[Callable[[], object]], rounds: int, repeats: Sequence[int]) -> list[float]:
+    """Median over ``rounds`` of each function's median time (ms), functions alternating."""
+    for fn in fns:  # warm-up: allocator, thread pool, lazy inits
+        median_ms(fn, repeats=1, warmup=1)
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(rounds):
+        for fn, out, r in zip(fns, times, repeats):
+            out.append(median_ms(fn, repeats=r, warmup=0))
+    return [statistics.median(t) for t in times]
+
+
+def _rule(obs_dim: int, act_dim: int, hidden: Sequence[int], past: int, future: int, meta_batch: int, **adapt) -> GrBAL:
+    torch.manual_seed(0)
+    cfg = AdaptationConfig(past=past, future=future, meta_batch=meta_batch, **adapt)
+    return GrBAL(obs_dim, act_dim, ModelConfig(hidden=list(hidden)), FitConfig(), cfg)
+
+
+def run(
+    num_candidates: int = 500,
+    horizon: int = 10,
+    num_envs: int = 1,
+    obs_dim: int = 17,
+    act_dim: int = 6,
+    hidden: Sequence[int] = (512, 512, 512),
+    past: int = 16,
+    future: int = 16,
+    meta_batch: int = 10,
+    impls: Sequence[str] = IMPLS,
+    rounds: int = 5,
+    repeats: int = 5,
+    threads: Optional[int] = 2,
+) -> dict[str, float]:
+    """Measure the figures of the module docstring; returns them by name."""
+    if threads:
+        torch.set_num_threads(threads)
+    out: dict[str, float] = {"threads": torch.get_num_threads(), "matmul_gflops": round(matmul_gflops(), 1)}
+    g = torch.Generator().manual_seed(1)
+
+    # --- online: adapt + plan ----------------------------------------------------------------
+    rule = _rule(obs_dim, act_dim, hidden, past, future, meta_batch)
+    obs = torch.randn(num_envs, obs_dim, generator=g)
+    recent = RecentTransitions(
+        torch.randn(num_envs, past, obs_dim, generator=g),
+        torch.rand(num_envs, past, act_dim, generator=g) * 2 - 1,
+        torch.randn(num_envs, past, obs_dim, generator=g),
+        torch.full((num_envs,), past, dtype=torch.long),
+    )
+    low, high = -torch.ones(act_dim), torch.ones(act_dim)
+    planners = [RandomShooting(low, high, horizon, num_candidates, seed=0, num_envs=num_envs) for _ in range(2)]
+    plan, adapt_plan, adapt = _interleaved([
+        lambda: planners[0].plan(rule.predictor(None), _reward, obs),
+        lambda: planners[1].plan(rule.predictor(recent), _reward, obs),
+        lambda: rule.predictor(recent),
+    ], rounds, [repeats] * 3)
+    out.update({"plan_ms": round(plan, 2), "adapt_plan_ms": round(adapt_plan, 2), "adapt_ms": round(adapt, 3),
+                "adapt_plan_over_plan": round(adapt_plan / plan, 3)})
+
+    # --- meta-training step vs supervised step ------------------------------------------------
+    length = past + future
+    seg_obs = torch.randn(meta_batch, length, obs_dim, generator=g)
+    seg_act = torch.rand(meta_batch, length, act_dim, generator=g) * 2 - 1
+    seg_nxt = seg_obs + 0.1 * torch.randn(meta_batch, length, obs_dim, generator=g)
+    flat = [t.reshape(-1, t.shape[-1]) for t in (seg_obs, seg_act, seg_nxt)]
+
+    def step_fn(r: GrBAL, loss_fn: Callable[[], torch.Tensor]) -> Callable[[], None]:
+        opt = torch.optim.Adam(r.module.parameters(), lr=0.0)  # lr 0: time the update, keep weights
+
+        def step() -> None:
+            opt.zero_grad(set_to_none=True)
+            loss_fn().backward()
+            opt.step()
+
+        return step
+
+    sup = _rule(obs_dim, act_dim, hidden, past, future, meta_batch)
+    fns: list[Callable[[], None]] = [step_fn(sup, lambda: sup.model.loss(*flat))]
+    names = ["supervised"]
+    reps = [repeats]
+    for impl in impls:
+        r = _rule(obs_dim, act_dim, hidden, past, future, meta_batch, inner_impl=impl)
+        fns.append(step_fn(r, lambda r=r: r.meta_loss(seg_obs, seg_act, seg_nxt)))
+        names.append(impl)
+        reps.append(repeats if impl in ("lowrank", "batched") else 1)  # vmap / loop: slow, for reference
+    r_fo = _rule(obs_dim, act_dim, hidden, past, future, meta_batch, first_order=True)
+    fns.append(step_fn(r_fo, lambda: r_fo.meta_loss(seg_obs, seg_act, seg_nxt)))
+    names.append("first_order")
+    reps.append(repeats)
+    r_pp = _rule(obs_dim, act_dim, hidden, past, future, meta_batch, step_size="per_parameter")
+    fns.append(step_fn(r_pp, lambda: r_pp.meta_loss(seg_obs, seg_act, seg_nxt)))
+    names.append("per_parameter")
+    reps.append(repeats)
+    times = dict(zip(names, _interleaved(fns, rounds, reps)))
+    sup_ms = times.pop("supervised")
+    out["supervised_step_ms"] = round(sup_ms, 2)
+    default_impl = sup.impl  # what meta-training uses with the default options
+    out["meta_step_ms"] = round(times[default_impl], 2) if default_impl in times else float("nan")
+    out["meta_step_ratio"] = round(out["meta_step_ms"] / sup_ms, 3)
+    for name, ms in times.items():
+        out[f"meta_step_{name}_ratio"] = round(ms / sup_ms, 3)
+    return out
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-N", "--num-candidates", type=int, default=500)
+    parser.add_argument("-H", "--horizon", type=int, default=10)
+    parser.add_argument("-E", "--num-envs", type=int, default=1)
+    parser.add_argument("--impls", default=",".join(IMPLS), help="meta-step implementations to time")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    args = parser.parse_args(argv)
+    result = run(num_candidates=args.num_candidates, horizon=args.horizon, num_envs=args.num_envs,
+                 impls=args.impls.split(","), rounds=args.rounds, threads=args.threads)
+    print(f"N={args.num_candidates} H={args.horizon} E={args.num_envs}, obs 17, act 6, MLP 512x512x512, "
+          "M=K=16, meta-batch 10")
+    for key, value in result.items():
+        print(f"  {key:28s} {value}")
+
+
+if __name__ == "__main__":
+    main()
