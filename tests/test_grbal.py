@@ -1,0 +1,330 @@
+"""GrBAL and MB+DE (issue #4): meta-gradients, inner-update implementations, online
+adaptation, learned step sizes, and adaptation on unseen tasks of a synthetic family."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from learn2adapt.adaptation import ALGORITHMS, make_rule
+from learn2adapt.adaptation.config import AdaptationConfig
+from learn2adapt.adaptation.dynamic_eval import DynamicEvaluation
+from learn2adapt.adaptation.grbal import GrBAL
+from learn2adapt.adaptation.inner_update import StepSize, adapted_forward, normalised
+from learn2adapt.adaptation.mb import ModelBased
+from learn2adapt.data.recent_history import RecentHistory, RecentTransitions
+from learn2adapt.models.config import FitConfig, ModelConfig
+from learn2adapt.planning.random_shooting import RandomShooting
+from synthetic_tasks import LinearTaskFamily
+
+OBS, ACT, M, K = 3, 2, 5, 4
+
+
+def tiny_rule(dtype=torch.float64, seed: int = 0, activation: str = "tanh", **adapt) -> GrBAL:
+    """A small GrBAL with random, non-trivial weights and normaliser (so nothing holds vacuously)."""
+    torch.manual_seed(seed)
+    cfg = AdaptationConfig(**{"past": M, "future": K, "inner_lr": 0.3, **adapt})
+    rule = GrBAL(OBS, ACT, ModelConfig(hidden=[8, 8], activation=activation), FitConfig(), cfg)
+    rule.module.to(dtype)
+    with torch.no_grad():
+        n = rule.normalizer
+        n.obs_mean.normal_(); n.act_mean.normal_(); n.delta_mean.normal_()  # noqa: E702
+        n.obs_std.uniform_(0.5, 2.0); n.act_std.uniform_(0.5, 2.0); n.delta_std.uniform_(0.5, 2.0)  # noqa: E702
+    return rule
+
+
+def segments(B: int, L: int, dtype=torch.float64, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    obs = torch.randn(B, L, OBS, generator=g, dtype=dtype)
+    return obs, torch.rand(B, L, ACT, generator=g, dtype=dtype) * 2 - 1, obs + torch.randn(B, L, OBS, generator=g, dtype=dtype)
+
+
+def learned(rule: GrBAL) -> list[torch.Tensor]:
+    return [p for p in rule.module.parameters()]
+
+
+def flat_grad(loss: torch.Tensor, params: list[torch.Tensor]) -> torch.Tensor:
+    return torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, params)])
+
+
+# --- the meta-gradient ---------------------------------------------------------------------------
+@pytest.mark.parametrize("steps,step_size", [(1, "scalar"), (2, "scalar"), (1, "per_parameter")])
+def test_second_order_meta_gradient_matches_finite_differences(steps, step_size):
+    rule = tiny_rule(inner_steps=steps, step_size=step_size)
+    data = segments(3, M + K)
+    params = learned(rule)
+    grad = flat_grad(rule.meta_loss(*data), params)
+    fo_grad = flat_grad(rule.meta_loss(*data, first_order=True), params)
+    g = torch.Generator().manual_seed(1)
+    eps = 1e-6
+    for _ in range(3):
+        direction = [torch.randn(p.shape, generator=g, dtype=p.dtype) for p in params]
+        with torch.no_grad():
+            vals = []
+            for sign in (1.0, -1.0):
+                for p, d in zip(params, direction):
+                    p.add_(sign * eps * d)
+                with torch.enable_grad():
+                    vals.append(float(rule.meta_loss(*data).detach()))
+                for p, d in zip(params, direction):
+                    p.sub_(sign * eps * d)
+        fd = (vals[0] - vals[1]) / (2 * eps)
+        v = torch.cat([d.reshape(-1) for d in direction])
+        assert float(grad @ v) == pytest.approx(fd, rel=1e-6, abs=1e-9)
+        # The check discriminates: dropping the second-order terms is visibly wrong here.
+        assert abs(float(fo_grad @ v) - fd) > 1e-4 * max(abs(fd), 1e-3)
+
+
+def test_first_order_meta_gradient_matches_the_fomaml_formula():
+    """FOMAML: grad = mean_b grad L_fut,b(theta'_b); d/d log alpha = mean_b <grad L_fut,b(theta'_b), -alpha g_b>."""
+    rule = tiny_rule(step_size="scalar", first_order=True)
+    obs, act, nxt = data = segments(4, M + K)
+    net, theta = rule.model.net, rule.model.params()
+    alpha = float(rule.step_size.scalar())
+    names = list(theta)
+    expected = {n: torch.zeros_like(p) for n, p in theta.items()}
+    expected_log_alpha = 0.0
+    x, y = normalised(rule.model, obs, act, nxt)
+    B = obs.shape[0]
+    for b in range(B):
+        inner = (net(x[b, :M]) - y[b, :M]).pow(2).mean()
+        g_past = torch.autograd.grad(inner, [theta[n] for n in names])
+        adapted = [(theta[n] - alpha * gp).detach().requires_grad_(True) for n, gp in zip(names, g_past)]
+        outer = (net(x[b, M:], dict(zip(names, adapted))) - y[b, M:]).pow(2).mean()
+        g_fut = torch.autograd.grad(outer, adapted)
+        for n, gf, gp in zip(names, g_fut, g_past):
+            expected[n] += gf / B
+            expected_log_alpha += float((gf * -alpha * gp).sum()) / B
+    loss = rule.meta_loss(*data)
+    got = torch.autograd.grad(loss, [theta[n] for n in names] + [rule.step_size.log_alpha])
+    for n, g in zip(names, got[:-1]):
+        torch.testing.assert_close(g, expected[n], rtol=1e-10, atol=1e-12)
+    assert float(got[-1]) == pytest.approx(expected_log_alpha, rel=1e-9)
+
+
+# --- implementations of the inner update -----------------------------------------------------------
+@pytest.mark.parametrize("step_size", ["fixed", "scalar", "per_parameter"])
+@pytest.mark.parametrize("steps", [1, 2])
+@pytest.mark.parametrize("first_order", [False, True])
+def test_fast_paths_equal_the_reference_loop(step_size, steps, first_order):
+    rule = tiny_rule(step_size=step_size, inner_steps=steps, activation="relu")
+    obs, act, nxt = segments(4, M + K)
+    x, y = normalised(rule.model, obs, act, nxt)
+    mask = torch.tensor([[True] * M, [False] * M, [False] * 2 + [True] * (M - 2), [False] * (M - 1) + [True]])
+    net, theta = rule.model.net, rule.model.params()
+    params = learned(rule)
+
+    def run(impl: str):
+        pred = adapted_forward(net, theta, x[:, :M], y[:, :M], mask, x[:, M:], rule.step_size, steps, first_order, impl)
+        loss = (pred - y[:, M:]).pow(2).mean()
+        return pred.detach(), torch.autograd.grad(loss, params)
+
+    ref_pred, ref_grads = run("loop")
+    impls = ["batched", "vmap"] + (["lowrank"] if step_size != "per_parameter" else [])
+    for impl in impls:
+        pred, grads = run(impl)
+        torch.testing.assert_close(pred, ref_pred, rtol=1e-10, atol=1e-12, msg=impl)
+        for g, r in zip(grads, ref_grads):
+            torch.testing.assert_close(g, r, rtol=1e-9, atol=1e-12, msg=impl)
+    # auto picks the low-rank form whenever the step size is scalar
+    assert rule.impl == ("lowrank" if step_size != "per_parameter" else "batched")
+
+
+def test_lowrank_is_refused_for_per_parameter_step_sizes():
+    with pytest.raises(ValueError, match="scalar step size"):
+        tiny_rule(step_size="per_parameter", inner_impl="lowrank")
+    with pytest.raises(ValueError, match="unknown step_size"):
+        tiny_rule(step_size="adam")
+    with pytest.raises(ValueError, match="inner_lr > 0"):
+        tiny_rule(step_size="scalar", inner_lr=0.0)
+
+
+# --- learned step sizes --------------------------------------------------------------------------
+@pytest.mark.parametrize("step_size", ["fixed", "scalar", "per_parameter"])
+def test_learned_step_size_changes_during_meta_training_and_is_checkpointed(step_size):
+    fam = LinearTaskFamily(obs_dim=OBS, act_dim=ACT)
+    buf = fam.make_buffer(40, 40, np.random.default_rng(0))
+    torch.manual_seed(0)
+    fit = FitConfig(max_epochs=3, max_steps_per_epoch=30, patience=5)
+    rule = GrBAL(OBS, ACT, ModelConfig(hidden=[16, 16]), fit, AdaptationConfig(past=M, future=K, inner_lr=0.05, step_size=step_size))
+    before = copy.deepcopy(rule.module.state_dict())
+    metrics = rule.fit(buf, np.random.default_rng(0), progress=False)
+    after = rule.module.state_dict()
+    step_keys = [k for k in after if k.startswith("step_size.")]
+    assert step_keys, "the step size must be part of the checkpointed module"
+    changed = [not torch.equal(before[k], after[k]) for k in step_keys]
+    if step_size == "fixed":
+        assert not any(changed) and metrics["fit/alpha/mean"] == pytest.approx(0.05)
+    else:
+        assert all(changed)
+        assert metrics["fit/alpha/mean"] != pytest.approx(0.05, rel=1e-4)
+        assert metrics["fit/alpha/min"] > 0  # log-parameterised: stays positive
+    # A fresh rule restores weights and step sizes from the checkpoint.
+    other = GrBAL(OBS, ACT, ModelConfig(hidden=[16, 16]), fit, AdaptationConfig(past=M, future=K, inner_lr=0.05, step_size=step_size))
+    other.load_state_dict(rule.state_dict())
+    assert other.step_size.stats() == rule.step_size.stats()
+    assert metrics["fit/val_loss_after_adapt"] == pytest.approx(metrics["fit/val_loss"])
+
+
+# --- online adaptation ------------------------------------------------------------------------------
+def windows(E: int, seed: int = 0, dtype=torch.float32):
+    obs, act, nxt = segments(E, M, dtype=dtype, seed=seed)
+    return obs, act, nxt
+
+
+def candidates(E: int, N: int = 7, seed: int = 3, dtype=torch.float32):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(E, N, OBS, generator=g, dtype=dtype), torch.rand(E, N, ACT, generator=g, dtype=dtype) * 2 - 1
+
+
+@pytest.fixture(params=["grbal", "mbde"])
+def online_rule(request):
+    if request.param == "grbal":
+        return tiny_rule(torch.float32, activation="relu", step_size="per_parameter", inner_steps=2)
+    torch.manual_seed(0)
+    rule = DynamicEvaluation(OBS, ACT, ModelConfig(hidden=[8, 8]), FitConfig(), AdaptationConfig(past=M, de_lr=0.3))
+    with torch.no_grad():
+        rule.normalizer.delta_std.uniform_(0.5, 2.0)
+    return rule
+
+
+def test_count_zero_predicts_with_the_unadapted_model(online_rule):
+    obs, act, nxt = windows(3)
+    recent = RecentTransitions(obs * 100, act, nxt, torch.zeros(3, dtype=torch.long))  # garbage: must be ignored
+    s, a = candidates(3)
+    expected = online_rule.model.predict(s, a)
+    assert torch.equal(online_rule.predictor(recent)(s, a), expected)
+    assert torch.equal(online_rule.predictor(None)(s, a), expected)
+    # An environment with count 0 among adapting ones also keeps theta*.
+    recent.count[1:] = M
+    got = online_rule.predictor(recent)(s, a)
+    torch.testing.assert_close(got[0], expected[0], rtol=1e-6, atol=1e-6)
+    assert not torch.allclose(got[1:], expected[1:], atol=1e-4)
+
+
+def test_per_env_adaptation_at_once_equals_each_alone(online_rule):
+    E = 4
+    obs, act, nxt = windows(E)
+    counts = torch.tensor([0, 1, M - 2, M])
+    recent = RecentTransitions(obs, act, nxt, counts)
+    s, a = candidates(E)
+    together = online_rule.predictor(recent)(s, a)
+    for e in range(E):
+        alone = RecentTransitions(obs[e : e + 1], act[e : e + 1], nxt[e : e + 1], counts[e : e + 1])
+        torch.testing.assert_close(together[e : e + 1], online_rule.predictor(alone)(s[e : e + 1], a[e : e + 1]),
+                                   rtol=1e-5, atol=1e-6)
+
+
+def test_fewer_than_m_transitions_adapt_on_the_valid_ones_only(online_rule):
+    c = 2
+    obs, act, nxt = windows(1)
+    padded = RecentTransitions(obs.clone(), act.clone(), nxt.clone(), torch.tensor([c]))
+    padded.obs[:, :-c] = 1e3  # padding rows: garbage that must not matter
+    short = RecentTransitions(obs[:, -c:], act[:, -c:], nxt[:, -c:], torch.tensor([c]))
+    s, a = candidates(1)
+    torch.testing.assert_close(online_rule.predictor(padded)(s, a), online_rule.predictor(short)(s, a), rtol=1e-5, atol=1e-6)
+
+
+def test_online_adaptation_is_the_meta_training_inner_update():
+    """Run time does what meta-training differentiates through (same data, same steps)."""
+    rule = tiny_rule(torch.float64, step_size="per_parameter", inner_steps=2)
+    obs, act, nxt = windows(3, dtype=torch.float64)
+    s, a = candidates(3, dtype=torch.float64)
+    recent = RecentTransitions(obs, act, nxt, torch.full((3,), M))
+    online = rule.predictor(recent)(s, a)
+    x, y = normalised(rule.model, obs, act, nxt)
+    pred = adapted_forward(rule.model.net, rule.model.params(), x, y, None, rule.model.inputs(s, a),
+                           rule.step_size, 2, impl="loop")
+    torch.testing.assert_close(online, s + rule.normalizer.denorm_delta(pred.detach()), rtol=1e-10, atol=1e-12)
+
+
+def test_no_adapted_weights_survive_between_predictor_calls(online_rule):
+    fresh = copy.deepcopy(online_rule)
+    state = copy.deepcopy(online_rule.module.state_dict())
+    s, a = candidates(2)
+    hist = RecentHistory(2, M, OBS, ACT)
+    obs, act, nxt = windows(2)
+    for t in range(M):
+        hist.push(obs[:, t], act[:, t], nxt[:, t])
+    first = online_rule.predictor(hist.data)
+    first_out = first(s, a)
+    hist.reset()  # episode end / task reset: the next call must start from theta* again
+    assert torch.equal(online_rule.predictor(hist.data)(s, a), online_rule.model.predict(s, a))
+    hist.push(nxt[:, 0], act[:, 1], obs[:, 2])
+    second = online_rule.predictor(hist.data)(s, a)
+    torch.testing.assert_close(second, fresh.predictor(hist.data)(s, a), rtol=0, atol=0)
+    # theta* untouched (values and gradients), and the earlier predictor is unaffected by later calls.
+    for k, v in online_rule.module.state_dict().items():
+        assert torch.equal(v, state[k]), k
+    assert all(p.grad is None for p in online_rule.module.parameters())
+    assert torch.equal(first(s, a), first_out)
+
+
+def test_predictor_plugs_into_the_planner():
+    rule = tiny_rule(torch.float32, activation="relu")
+    E = 2
+    obs, act, nxt = windows(E)
+    recent = RecentTransitions(obs, act, nxt, torch.tensor([M, 3]))
+    planner = RandomShooting(-torch.ones(ACT), torch.ones(ACT), horizon=4, num_candidates=16, seed=0)
+    reward = lambda s, a, s2: -s2.square().sum(-1)  # noqa: E731
+    actions = planner.plan(rule.predictor(recent), reward, torch.randn(E, OBS))
+    assert actions.shape == (E, ACT) and torch.isfinite(actions).all()
+
+
+# --- MB+DE and the registry --------------------------------------------------------------------------
+def test_mbde_is_mb_plus_online_steps_with_de_lr():
+    torch.manual_seed(0)
+    cfgs = (ModelConfig(hidden=[8]), FitConfig(), AdaptationConfig(past=M, de_lr=0.05, inner_lr=0.001))
+    mb, de = ModelBased(OBS, ACT, *cfgs), DynamicEvaluation(OBS, ACT, *cfgs)
+    assert set(de.module.state_dict()) == set(mb.module.state_dict())  # same checkpoint as MB
+    assert de.adapts_online and de.history_length == M and not mb.adapts_online
+    assert float(de.step_size.scalar()) == pytest.approx(0.05)
+
+
+def test_registry():
+    assert {"mb", "mbde", "grbal"} <= set(ALGORITHMS)
+    args = (OBS, ACT, ModelConfig(hidden=[8]), FitConfig(), AdaptationConfig())
+    assert type(make_rule("grbal", *args)) is GrBAL
+    assert type(make_rule("mbde", *args)) is DynamicEvaluation
+    assert type(make_rule("mb", *args)) is ModelBased
+    if "rebal" in ALGORITHMS:
+        assert make_rule("rebal", *args).algo == "rebal"
+    with pytest.raises(ValueError, match="unknown algorithm 'x'; available: mb, mbde, grbal"):
+        make_rule("x", *args)
+
+
+# --- adaptation on unseen tasks -------------------------------------------------------------------------
+def test_grbal_adapts_to_unseen_tasks_far_better_than_mb_and_mbde():
+    """Nagabandi, Clavera et al. (2019), Fig. 4: meta-trained adaptation cuts the error on
+    unseen dynamics; a non-meta-trained model barely improves with the same online steps."""
+    fam = LinearTaskFamily()  # obs 4, act 2; hidden drift and signed action gains
+    buf = fam.make_buffer(200, 60, np.random.default_rng(0))
+    test_tasks = fam.make_test_tasks(10)
+    assert not {str(t) for t in test_tasks} & {str(t) for t in buf.tasks}
+    past = future = 16
+    seg = fam.make_segments(test_tasks, 8, past + future, np.random.default_rng(1))
+    model_cfg = ModelConfig(hidden=[64, 64])
+    fit_cfg = FitConfig(max_epochs=15, patience=4, max_steps_per_epoch=100)
+    adapt_cfg = AdaptationConfig(past=past, future=future, inner_lr=0.1, step_size="scalar")
+
+    torch.manual_seed(0)
+    mb = make_rule("mb", 4, 2, model_cfg, fit_cfg, adapt_cfg)
+    mb.fit(buf, np.random.default_rng(0), progress=False)
+    mb_err = mb.segment_errors(seg, past)["after"]
+    de_err = {}
+    for de_lr in (0.01, 0.03, 0.1, 0.3):  # MB+DE at its best step size
+        de = make_rule("mbde", 4, 2, model_cfg, fit_cfg, AdaptationConfig(past=past, future=future, de_lr=de_lr))
+        de.load_state_dict({"module": mb.module.state_dict()})
+        de_err[de_lr] = de.segment_errors(seg, past)["after"]
+
+    torch.manual_seed(0)
+    grbal = make_rule("grbal", 4, 2, model_cfg, fit_cfg, adapt_cfg)
+    metrics = grbal.fit(buf, np.random.default_rng(0), progress=False)
+    err = grbal.segment_errors(seg, past)
+    print(f"MB {mb_err:.3f}  MB+DE {de_err}  GrBAL before {err['before']:.3f} after {err['after']:.3f}  {metrics}")
+    assert metrics["fit/val_loss_after_adapt"] < 0.5 * metrics["fit/val_loss_before_adapt"]
+    assert err["after"] < 0.4 * mb_err
+    assert err["after"] < 0.5 * min(de_err.values())
