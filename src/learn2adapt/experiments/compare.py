@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -67,6 +67,25 @@ def _evaluated(run_dir: Path, schedules: Sequence[str]) -> bool:
         return False
 
 
+def check_run_dir(job: Job) -> None:
+    """Refuse to reuse a run directory that holds a run of another configuration.
+
+    Raises:
+        ConfigError: naming the first differing options.
+    """
+    path = Path(job.run_dir) / "config.json"
+    if path.exists():
+        diff = _differences(to_dict(load_config(path)), job.config)
+        if diff:
+            raise ConfigError(f"{job.run_dir} holds a run with another configuration ({'; '.join(diff[:3])}); "
+                              "use another --out or delete that run directory")
+
+
+def is_complete(job: Job) -> bool:
+    """The job's run finished (``DONE``) and was evaluated under every requested schedule."""
+    return (Path(job.run_dir) / "DONE").exists() and _evaluated(Path(job.run_dir), job.schedules)
+
+
 def run_job(job: Job) -> JobResult:
     """Train (or resume, or skip) one run, then evaluate it under every schedule.
 
@@ -81,11 +100,7 @@ def run_job(job: Job) -> JobResult:
     cfg = from_dict(job.config)
     run_dir = Path(job.run_dir)
     tag = f"[{cfg.algo} seed {cfg.seed}]"
-    if (run_dir / "config.json").exists():
-        diff = _differences(to_dict(load_config(run_dir / "config.json")), job.config)
-        if diff:
-            raise ConfigError(f"{run_dir} holds a run with another configuration ({'; '.join(diff[:3])}); "
-                              "use another --out or delete that run directory")
+    check_run_dir(job)
     trained = False
     if not (run_dir / "DONE").exists():
         resume = (run_dir / CHECKPOINT_NAME).exists()
@@ -181,8 +196,13 @@ def compare(
     if progress:
         print(f"compare: {len(jobs)} runs ({', '.join(algos)} x seeds {list(seeds)}) on {env}, preset {preset}, "
               f"{runner.workers} worker(s); output in {out}", flush=True)
+    for job in jobs:  # fail fast, before any worker starts
+        check_run_dir(job)
+    todo = [job for job in jobs if not is_complete(job)]
     fn = run_job if runner.workers <= 1 else _run_job_quiet
-    results = runner.map(fn, jobs, desc="runs", progress=progress)
+    done = dict(zip([j.run_dir for j in todo], runner.map(fn, todo, desc="runs", progress=progress) if todo else []))
+    results = [done.get(j.run_dir) or JobResult(j.config["algo"], j.config["seed"], j.run_dir, False, False, 0.0)
+               for j in jobs]
     records = [RunRecord.load(Path(r.run_dir)) for r in results]
     cfg0 = configs[0]
     notes = [

@@ -165,8 +165,12 @@ def _schedule_envs(envs: list[gym.Env], spec: str) -> list[gym.Env]:
     if not spec or spec == "fixed":
         return envs
     from learn2adapt.envs.schedules import wrap_schedule
+    from learn2adapt.training.config import ConfigError
 
-    return [wrap_schedule(env, spec) for env in envs]
+    try:
+        return [wrap_schedule(env, spec) for env in envs]
+    except ValueError as e:  # a malformed spec is the user's to fix: one line
+        raise ConfigError(f"schedule {spec!r}: {e}") from None
 
 
 # --- measurements on the evaluation episodes ----------------------------------------------
