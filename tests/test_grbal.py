@@ -228,14 +228,25 @@ def test_per_env_adaptation_at_once_equals_each_alone(online_rule):
                                    rtol=1e-5, atol=1e-6)
 
 
-def test_fewer_than_m_transitions_adapt_on_the_valid_ones_only(online_rule):
+def test_fewer_than_m_transitions_adapt_on_the_valid_ones_with_a_step_scaled_by_count(online_rule):
+    """count < M: padding is ignored, and the inner loss is the valid errors summed over M,
+    i.e. the short window's mean loss with the step size scaled by count / M."""
     c = 2
     obs, act, nxt = windows(1)
     padded = RecentTransitions(obs.clone(), act.clone(), nxt.clone(), torch.tensor([c]))
-    padded.obs[:, :-c] = 1e3  # padding rows: garbage that must not matter
+    padded.obs[:, :-c] = float("nan")  # padding rows: garbage that must not matter
     short = RecentTransitions(obs[:, -c:], act[:, -c:], nxt[:, -c:], torch.tensor([c]))
+    scaled = copy.deepcopy(online_rule)
+    with torch.no_grad():
+        for name, t in scaled.step_size.named_parameters():
+            t.add_(np.log(c / M))  # log-parameterised learned step sizes
+        for name, t in scaled.step_size.named_buffers():
+            t.mul_(c / M)  # fixed step size
     s, a = candidates(1)
-    torch.testing.assert_close(online_rule.predictor(padded)(s, a), online_rule.predictor(short)(s, a), rtol=1e-5, atol=1e-6)
+    got = online_rule.predictor(padded)(s, a)
+    assert torch.isfinite(got).all()
+    torch.testing.assert_close(got, scaled.predictor(short)(s, a), rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(got, online_rule.predictor(short)(s, a), atol=1e-4)
 
 
 def test_online_adaptation_is_the_meta_training_inner_update():
@@ -338,3 +349,16 @@ def test_grbal_adapts_to_unseen_tasks_far_better_than_mb_and_mbde():
     assert metrics["fit/val_loss_after_adapt"] < 0.5 * metrics["fit/val_loss_before_adapt"]
     assert err["after"] < 0.4 * mb_err
     assert err["after"] < 0.5 * min(de_err.values())
+
+
+def test_short_past_training_masks_are_right_aligned_episode_starts():
+    rule = tiny_rule(short_past=1.0)
+    mask = rule._short_past_mask(200, np.random.default_rng(0))
+    counts = mask.sum(1)
+    assert int(counts.max()) < M and int(counts.min()) == 0
+    # right-aligned like RecentTransitions.mask: valid rows are the last ``count``
+    expected = RecentTransitions(torch.zeros(200, M, OBS), torch.zeros(200, M, ACT), torch.zeros(200, M, OBS), counts).mask
+    assert torch.equal(mask, expected)
+    assert tiny_rule()._short_past_mask(5, np.random.default_rng(0)) is None
+    loss = rule.meta_loss(*segments(4, M + K), past_mask=mask[:4])
+    assert torch.isfinite(loss)

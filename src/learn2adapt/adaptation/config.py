@@ -17,6 +17,7 @@ class AdaptationConfig:
     step_size: str = field(default="fixed", metadata={"help": "inner step size: fixed | scalar (learned) | per_parameter (learned, Meta-SGD)"})
     first_order: bool = field(default=False, metadata={"help": "drop second-order terms of the meta-gradient (FOMAML)"})
     inner_impl: str = field(default="auto", metadata={"help": "GrBAL meta-training inner update: auto (lowrank when the step size is scalar, else batched) | lowrank | batched | vmap | loop (reference); all exact"})
+    short_past: float = field(default=0.0, metadata={"help": "GrBAL: fraction of meta-training segments whose past is cut to a random count in [0, M) (right-aligned, as online at episode starts)"})
     de_lr: float = field(default=0.01, metadata={"help": "MB+DE: step size of the test-time gradient steps on the last M transitions (no meta-training, so it is larger than GrBAL's learned-for alpha); steps: inner_steps"})
     rnn: str = field(default="gru", metadata={"help": "ReBAL recurrent cell: gru | lstm"})
     rnn_hidden: int = field(default=256, metadata={"help": "ReBAL recurrent hidden size"})

@@ -93,13 +93,17 @@ class GrBAL(AdaptationRule):
 
     # --- meta-training ------------------------------------------------------------------------
     def meta_loss(self, obs: torch.Tensor, act: torch.Tensor, next_obs: torch.Tensor,
-                  first_order: Optional[bool] = None, impl: Optional[str] = None) -> torch.Tensor:
-        """Mean post-adaptation MSE on the K future transitions of segments ``(B, M+K, ...)``."""
+                  first_order: Optional[bool] = None, impl: Optional[str] = None,
+                  past_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Mean post-adaptation MSE on the K future transitions of segments ``(B, M+K, ...)``.
+
+        ``past_mask (B, M)`` marks the past transitions adapted on (None: all).
+        """
         cfg = self.adapt_cfg
         m = cfg.past
         x, y = normalised(self.model, obs, act, next_obs)
         pred = adapted_forward(
-            self.model.net, self.model.params(), x[:, :m], y[:, :m], None, x[:, m:], self.step_size,
+            self.model.net, self.model.params(), x[:, :m], y[:, :m], past_mask, x[:, m:], self.step_size,
             cfg.inner_steps, cfg.first_order if first_order is None else first_order, impl or self.impl)
         return (pred - y[:, m:]).pow(2).mean()
 
@@ -137,13 +141,29 @@ class GrBAL(AdaptationRule):
         def val_loss() -> float:
             return self.validation_losses(val_batches)["after"]
 
-        result = fit_early_stopping(opt, epoch_batches, lambda b: self.meta_loss(*b), val_loss, self.fit_cfg,
+        def batch_loss(batch: SegmentBatch) -> torch.Tensor:
+            return self.meta_loss(*batch, past_mask=self._short_past_mask(batch[0].shape[0], rng))
+
+        result = fit_early_stopping(opt, epoch_batches, batch_loss, val_loss, self.fit_cfg,
                                     desc="meta-train GrBAL", progress=progress)
         metrics = result.metrics()
         losses = self.validation_losses(val_batches)
         metrics.update({"fit/val_loss_before_adapt": losses["before"], "fit/val_loss_after_adapt": losses["after"]})
         metrics.update({f"fit/{k}": v for k, v in self.step_size.stats().items()})
         return metrics
+
+    def _short_past_mask(self, batch: int, rng: np.random.Generator) -> Optional[torch.Tensor]:
+        """Right-aligned past masks with a random count in [0, M) for a ``short_past`` fraction.
+
+        Online, the first M steps of every episode adapt on fewer than M transitions;
+        training on such windows too lets theta (and alpha) account for it.
+        """
+        frac, m = self.adapt_cfg.short_past, self.adapt_cfg.past
+        if frac <= 0:
+            return None
+        count = np.where(rng.random(batch) < frac, rng.integers(0, m, batch), m)
+        count_t = torch.as_tensor(count, device=self.device)
+        return torch.arange(m, device=self.device)[None, :] >= (m - count_t)[:, None]
 
     def validation_losses(self, batches: list[SegmentBatch]) -> dict[str, float]:
         """Mean future-K loss of segments before and after adaptation (segment-weighted)."""

@@ -42,9 +42,15 @@ Implementations (``impl``), all exact and equal up to float rounding:
   ``torch.autograd.grad(create_graph=True)``; used by the tests.
 ``learn2adapt.benchmarks.adaptation`` times them against each other.
 
-Masks: a segment (or environment) with ``count < M`` valid past transitions adapts on
-the valid ones only (the inner loss is their mean); with ``count == 0`` its gradient is
-zero and its parameters stay exactly at theta.
+Masks (episode starts): a window with ``count < M`` valid transitions adapts on those
+only, with their squared errors *summed and divided by M* (padding rows count zero):
+the full-window gradient with the missing transitions contributing nothing, so the
+step shrinks in proportion to ``count / M`` and ``count == 0`` leaves theta exactly
+unchanged. Why not their mean: it lets one or two transitions take a full-size step
+and overfit them; on the synthetic task family (tests/synthetic_tasks.py), adapting on
+one transition then gave 3.3x the unadapted error, against 0.91x with this rule, which
+improves monotonically with ``count`` (0.31 -> 0.29 -> 0.26 -> 0.22 -> 0.15 -> 0.09 for
+count 0, 1, 2, 4, 8, 16 of M = 16). With full windows both are the same loss.
 """
 
 from __future__ import annotations
@@ -132,12 +138,16 @@ def normalised(model: MLPDynamics, obs: torch.Tensor, act: torch.Tensor, next_ob
 
 
 def segment_losses(pred: torch.Tensor, target: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """Per-segment MSE ``(B,)`` over the valid transitions (``mask (B, M)``; None: all)."""
+    """Per-segment inner loss ``(B,)``: squared errors of the valid rows summed, over M.
+
+    ``mask (B, M)`` marks valid transitions (None: all valid, the plain mean). Padding
+    rows contribute exactly zero (``where``, so even non-finite padding is ignored);
+    dividing by M rather than by the valid count is deliberate (module docstring).
+    """
     err = (pred - target).pow(2).mean(-1)
-    if mask is None:
-        return err.mean(-1)
-    m = mask.to(err.dtype)
-    return (err * m).sum(-1) / m.sum(-1).clamp(min=1.0)
+    if mask is not None:
+        err = torch.where(mask, err, 0.0)
+    return err.mean(-1)
 
 
 def _trace(net: MLP, x: torch.Tensor, params: Mapping[str, torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
@@ -321,16 +331,20 @@ def online_params(model: MLPDynamics, recent: RecentTransitions, step: StepSize,
 
     Starts from the fitted parameters at every call (nothing is carried between calls);
     environments with ``count == 0`` keep theta* exactly, those with ``count < M`` adapt
-    on their valid transitions. Returns None when no environment has any transition
-    (the caller then predicts with theta* and skips the adaptation altogether).
+    on their valid transitions (a step scaled by ``count / M``, see the module
+    docstring). Returns None when no environment has any transition (the caller then
+    predicts with theta* and skips the adaptation altogether).
     """
     if recent.obs.shape[1] == 0 or steps == 0 or not bool((recent.count > 0).any()):
         return None
     # Detached leaves: the inner gradient must not reach (or accumulate into) theta*.
     theta = {n: p.detach().requires_grad_(True) for n, p in model.params().items()}
+    mask = recent.mask
+    # Padding rows are zeroed, not just masked: NaN padding times a zero gradient would be NaN.
+    obs, act, nxt = (torch.where(mask[..., None], t, 0.0) for t in (recent.obs, recent.act, recent.next_obs))
     with torch.inference_mode(False), torch.enable_grad():
-        x, y = normalised(model, recent.obs, recent.act, recent.next_obs)
-        adapted = adapt_batched(model.net, theta, x, y, recent.mask, step, steps, first_order=True)
+        x, y = normalised(model, obs, act, nxt)
+        adapted = adapt_batched(model.net, theta, x, y, mask, step, steps, first_order=True)
     return {n: v.detach() for n, v in adapted.items()}
 
 
