@@ -9,8 +9,9 @@ resumed, so a killed comparison is continued by running the same command again.
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import os
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,10 +119,49 @@ def run_job(job: Job) -> JobResult:
     return JobResult(cfg.algo, cfg.seed, str(run_dir), trained, evaluated, time.time() - t0)
 
 
+class _IterationPrinter(threading.Thread):
+    """Prints one line per finished training iteration of a run (read from its ``metrics.csv``).
+
+    Used in worker processes, whose progress bars would interleave on one terminal.
+    """
+
+    def __init__(self, run_dir: Path, tag: str, iterations: int, every: float = 2.0) -> None:
+        super().__init__(daemon=True)
+        self.path, self.tag, self.iterations, self.every = run_dir / "metrics.csv", tag, iterations, every
+        self.stop = threading.Event()
+        self.seen: set[int] = set()
+
+    def poll(self) -> None:
+        from learn2adapt.training.metrics_log import MetricsLog
+
+        try:
+            rows = MetricsLog.read(self.path) if self.path.exists() else []
+        except (OSError, ValueError):  # being replaced right now: next time
+            return
+        for row in rows:
+            it = row.get("iteration")
+            if isinstance(it, int) and it not in self.seen:
+                self.seen.add(it)
+                print(f"{self.tag} iteration {it}/{self.iterations}: {row.get('env_steps')} env steps, "
+                      f"training return {float(row.get('return_mean', float('nan'))):.1f}, "
+                      f"{float(row.get('wall_seconds', 0)):.0f}s", flush=True)
+
+    def run(self) -> None:
+        while not self.stop.wait(self.every):
+            self.poll()
+
+
 def _run_job_quiet(job: Job) -> JobResult:
-    """:func:`run_job` in a worker process: per-iteration lines, no interleaved bars."""
-    os.environ["TQDM_DISABLE"] = "1"
-    return run_job(job)
+    """:func:`run_job` in a worker process: a line per iteration instead of progress bars."""
+    cfg = job.config
+    printer = _IterationPrinter(Path(job.run_dir), f"[{cfg['algo']} seed {cfg['seed']}]", cfg["iterations"])
+    printer.start()
+    try:
+        return run_job(dataclasses.replace(job, progress=False))
+    finally:
+        printer.stop.set()
+        printer.join()
+        printer.poll()
 
 
 def default_schedules(cfg: RunConfig) -> list[str]:
