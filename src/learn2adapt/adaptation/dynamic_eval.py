@@ -4,13 +4,16 @@ The paper's second baseline (Nagabandi, Clavera et al., ICLR 2019, Sec. 6; Kraus
 al., 2017): the same non-adaptive model as MB, trained the same way (no meta-training),
 adapted online exactly like GrBAL: at every control step, starting again from the
 fitted theta*, ``inner_steps`` gradient steps on the last M transitions of each
-environment's episode, per environment and batched.
+environment's episode, per environment and batched (same episode-start rule: with
+``count < M`` the step is scaled by ``count / M``; with none, the MB model unchanged).
 
 Step size: ``adaptation.de_lr`` (default 0.01), not ``inner_lr``. GrBAL's alpha is one
 the model was meta-trained to make good use of (0.001 in the official code); a model
 trained without adaptation in mind needs a larger step to move at all on 16
-transitions. Tune it per environment (tests/test_grbal.py picks the best of a grid, so
-GrBAL is compared with MB+DE at its best).
+transitions. Tune it per environment and model size: the best value scales with the
+size of the gradients (on the synthetic family of the tests, a 64x64 MLP, 0.03-0.1 was
+best and 0.3 already hurt); tests/test_grbal.py takes the best of a grid, so GrBAL is
+compared with MB+DE at its best.
 """
 
 from __future__ import annotations

@@ -18,7 +18,9 @@ stopped on the *post-adaptation* loss of validation-episode segments (method.md 
 Online (Alg. 2): at every control step the predictor starts again from theta*, takes
 the inner step(s) on the last M transitions of each environment's current episode and
 plans with the per-environment theta'. With fewer than M transitions (episode start) it
-adapts on those it has, and with none it predicts with theta* unchanged. Nothing
+adapts on those it has, their errors summed over M (a step scaled by count / M: see
+inner_update; ``adaptation.short_past`` also meta-trains on such windows), and with
+none it predicts with theta* unchanged. Nothing
 adapted is kept between calls, so nothing survives an episode end, a task reset or a
 retrain (the official code's stale adapted weights, method.md Sec. 5).
 """
