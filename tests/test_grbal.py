@@ -362,3 +362,14 @@ def test_short_past_training_masks_are_right_aligned_episode_starts():
     assert tiny_rule()._short_past_mask(5, np.random.default_rng(0)) is None
     loss = rule.meta_loss(*segments(4, M + K), past_mask=mask[:4])
     assert torch.isfinite(loss)
+
+
+def test_adaptation_benchmark_smoke():
+    from learn2adapt.benchmarks import adaptation
+
+    out = adaptation.run(num_candidates=8, horizon=2, hidden=(16, 16), past=4, future=4, meta_batch=2,
+                         rounds=1, repeats=1, threads=None)
+    for key in ("matmul_gflops", "plan_ms", "adapt_plan_ms", "adapt_plan_over_plan", "meta_step_ratio",
+                "meta_step_lowrank_ratio", "meta_step_batched_ratio", "meta_step_vmap_ratio", "meta_step_loop_ratio",
+                "meta_step_first_order_ratio", "meta_step_per_parameter_ratio"):
+        assert np.isfinite(out[key]) and out[key] > 0, key
