@@ -138,7 +138,11 @@ class GrBAL(AdaptationRule):
             for i in range(0, order.size, cfg.meta_batch):
                 yield gather(order[i : i + cfg.meta_batch])
 
-        val_batches = [gather(val_starts[i : i + VAL_CHUNK]) for i in range(0, val_starts.size, VAL_CHUNK)]
+        chunk = VAL_CHUNK
+        if self.impl != "lowrank":  # per-segment weights (B, in, out): bound them to ~64 MB a layer
+            largest = max(p.numel() for p in self.model.params().values())
+            chunk = max(1, min(VAL_CHUNK, (1 << 24) // largest))
+        val_batches = [gather(val_starts[i : i + chunk]) for i in range(0, val_starts.size, chunk)]
 
         def val_loss() -> float:
             return self.validation_losses(val_batches)["after"]
