@@ -93,7 +93,7 @@ def run_job(job: Job) -> JobResult:
     Raises:
         ConfigError: the run directory holds a run with a different configuration.
     """
-    from learn2adapt.experiments.evaluation import evaluate_protocol, save_protocol
+    from learn2adapt.experiments.evaluation import evaluate, save_protocol
     from learn2adapt.training.checkpoint import CHECKPOINT_NAME
     from learn2adapt.training.loop import load_run, train
 
@@ -110,9 +110,14 @@ def run_job(job: Job) -> JobResult:
         trained = True
     evaluated = False
     if not _evaluated(run_dir, job.schedules):
-        print(f"{tag} evaluating on held-out tasks under {', '.join(job.schedules)}", flush=True)
         st = load_run(run_dir)
-        results = evaluate_protocol(st, job.schedules, job.eval_episodes, seed=cfg.seed, progress=job.progress)
+        results = {}
+        for spec in job.schedules:
+            print(f"{tag} evaluating on held-out tasks, schedule {spec}", flush=True)
+            results[spec] = evaluate(st, job.eval_episodes, seed=cfg.seed, progress=job.progress, schedule=spec)
+            r = results[spec].to_json()
+            print(f"{tag} schedule {spec}: held-out return {r['mean']:.1f} ± {r['ci95']:.1f}, prediction error "
+                  f"{r['pred_error_before']:.3g} before / {r['pred_error_after']:.3g} after adaptation", flush=True)
         save_protocol(results, run_dir / "eval.json")
         evaluated = True
     print(f"{tag} done ({time.time() - t0:.0f}s)", flush=True)

@@ -304,14 +304,16 @@ def plot_learning_curves(records: Sequence[RunRecord], algos: Sequence[str], pat
     plt.close(fig)
 
 
-def _grouped_bars(ax, groups: list[str], series: list[tuple[str, list[Stat], Optional[str]]]) -> None:
+def _grouped_bars(ax, groups: list[str], series: list[tuple[str, list[Stat], Optional[str]]], log: bool = False) -> None:
     width = 0.8 / max(1, len(series))
     x = np.arange(len(groups))
     for j, (name, stats, color) in enumerate(series):
         means = [s.mean for s in stats]
-        errs = [s.ci95 if math.isfinite(s.ci95) else 0.0 for s in stats]
-        ax.bar(x + (j - (len(series) - 1) / 2) * width, means, width, yerr=errs, capsize=3, label=name,
-               color=color, alpha=0.85)
+        errs = np.asarray([s.ci95 if math.isfinite(s.ci95) else 0.0 for s in stats])
+        # On a log axis a bar cannot reach 0: the lower whisker stops just above it.
+        lower = np.minimum(errs, 0.95 * np.abs(np.asarray(means))) if log else errs
+        ax.bar(x + (j - (len(series) - 1) / 2) * width, means, width, yerr=np.vstack([lower, errs]), capsize=3,
+               label=name, color=color, alpha=0.85, log=log)
     ax.set_xticks(x)
     ax.set_xticklabels(groups, fontsize=7, rotation=20, ha="right")
     ax.grid(axis="y", alpha=0.3)
@@ -344,9 +346,9 @@ def plot_prediction_error(by_schedule: dict[str, list[AlgoSummary]], path: Path)
             continue
         groups = [display(s.algo) for s in sums]
         _grouped_bars(ax, groups, [("before adaptation", [s.pred_before for s in sums], "0.6"),
-                                   ("after adaptation", [s.pred_after for s in sums], "tab:blue")])
-        ax.set_ylabel("MSE of normalised state change (K future steps)")
-        ax.set_title(f"Prediction error on held-out tasks, schedule {schedule}", fontsize=9)
+                                   ("after adaptation", [s.pred_after for s in sums], "tab:blue")], log=True)
+        ax.set_ylabel("MSE of normalised state change (K future steps, log)")
+        ax.set_title(f"Prediction error, held-out tasks, {schedule}", fontsize=8)
         ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
