@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering
+# MUJOCO_GL=egl (headless rendering) is set by `learn2adapt video` only: with EGL loaded,
+# MPC collection on MuJoCo envs grows RSS by several MB/s (measured; see docs/experiments.md).
 
 #: Exceptions that are the user's to fix: printed as one line, no traceback.
 USER_ERRORS: tuple[type[BaseException], ...] = ()
