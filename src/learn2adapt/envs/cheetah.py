@@ -21,6 +21,8 @@ from learn2adapt.envs.task_env import Task, check_split
 CHEETAH_JOINTS = ("bthigh", "bshin", "bfoot", "fthigh", "fshin", "ffoot")
 #: Root x-velocity ``qvel[0]`` in the observation ``qpos[1:] ++ qvel``.
 CHEETAH_REWARD = LocomotionReward(vel_index=8, forward_weight=1.0, ctrl_weight=0.1)
+#: Rendering camera, seen from the side; ``render`` points it at the torso every frame.
+SIDE_CAMERA = {"distance": 5.0, "elevation": -15.0, "azimuth": 90.0}
 
 
 class CheetahTaskEnv(MujocoTaskMixin, HalfCheetahEnv):
@@ -35,8 +37,20 @@ class CheetahTaskEnv(MujocoTaskMixin, HalfCheetahEnv):
     reward_spec = CHEETAH_REWARD
 
     def __init__(self, task: Optional[Task] = None, **kwargs: Any) -> None:
+        kwargs.setdefault("default_camera_config", SIDE_CAMERA)
         HalfCheetahEnv.__init__(self, **kwargs)
         self._init_tasks(task)
+
+    def render(self) -> Any:
+        """Gymnasium's frame, with the free camera following the torso.
+
+        v5 looks at a fixed point (the model's centre), which on the long terrain and pier
+        models is far from the robot.
+        """
+        if self.render_mode in ("rgb_array", "depth_array", "rgbd_tuple") and getattr(self.mujoco_renderer, "camera_id", None) in (None, -1):
+            viewer = self.mujoco_renderer._get_viewer(self.render_mode)
+            viewer.cam.lookat[:] = self.data.subtree_com[1]
+        return super().render()
 
 
 class HalfCheetahDisabledJointEnv(CheetahTaskEnv):

@@ -62,6 +62,9 @@ def pier_xml(cheetah_xml: Optional[str] = None, n_blocks: int = N_BLOCKS) -> str
     body = body.replace(' settotalmass="14"', "")
     body = body.replace('<geom conaffinity="0" condim="3" contype="1"',
                         f'<geom density="{density:.6f}" conaffinity="0" condim="3" contype="1"', 1)
+    # Rendering scale of the robot, not of the 300 m model (near plane, shadows).
+    body = body.replace('<size nstack="300000" nuser_geom="1"/>',
+                        '<size nstack="300000" nuser_geom="1"/>\n  <statistic center="0 0 0.5" extent="4"/>', 1)
     end = PIER_START + n_blocks * BLOCK_LENGTH
     spring_ref = BLOCK_MASS * 9.81 / BLOCK_STIFFNESS  # floats each block at z = 0 when unloaded
     statics = [
