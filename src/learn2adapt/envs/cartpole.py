@@ -20,6 +20,7 @@ in [0.25, 0.35] or [0.65, 0.75] (both parameters outside their training range).
 
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import gymnasium as gym
@@ -64,7 +65,7 @@ class CartPoleVariedEnv(ParamTaskEnv, gym.Env):
         high = np.array([self.x_threshold * 2, np.inf, self.theta_threshold * 2, np.inf], dtype=np.float32)
         self.observation_space = spaces.Box(-high, high, dtype=np.float32)
         self.action_space = spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
-        self.state = np.zeros(4)
+        self._s = (0.0, 0.0, 0.0, 0.0)
         self.set_task(task if task is not None else self.nominal_task())
 
     def _apply_task(self, task: Task) -> None:
@@ -73,13 +74,19 @@ class CartPoleVariedEnv(ParamTaskEnv, gym.Env):
 
     def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None) -> tuple[np.ndarray, dict]:
         super().reset(seed=seed)
-        self.state = self.np_random.uniform(low=-0.05, high=0.05, size=(4,))
-        return self.state.astype(np.float32), {"task": dict(self.task)}
+        self._s = tuple(float(v) for v in self.np_random.uniform(low=-0.05, high=0.05, size=(4,)))
+        return np.array(self._s, dtype=np.float32), {"task": dict(self.task)}
+
+    @property
+    def state(self) -> np.ndarray:
+        """``[x, x_dot, theta, theta_dot]`` in float64 (kept as Python floats for speed)."""
+        return np.array(self._s)
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
-        x, x_dot, theta, theta_dot = self.state
-        force = float(np.clip(np.asarray(action, dtype=np.float64).reshape(-1)[0], -1.0, 1.0)) * self.force_mag
-        costheta, sintheta = np.cos(theta), np.sin(theta)
+        # Scalar math (not numpy) keeps the step as cheap as Gymnasium's own CartPole.
+        x, x_dot, theta, theta_dot = self._s
+        force = min(max(float(action[0]), -1.0), 1.0) * self.force_mag
+        costheta, sintheta = math.cos(theta), math.sin(theta)
         total_mass = self.masscart + self.masspole
         polemass_length = self.masspole * self.length
         temp = (force + polemass_length * theta_dot**2 * sintheta) / total_mass
@@ -87,18 +94,14 @@ class CartPoleVariedEnv(ParamTaskEnv, gym.Env):
             self.length * (4.0 / 3.0 - self.masspole * costheta**2 / total_mass)
         )
         xacc = temp - polemass_length * thetaacc * costheta / total_mass
-        self.state = np.array([
-            x + self.tau * x_dot,
-            x_dot + self.tau * xacc,
-            theta + self.tau * theta_dot,
-            theta_dot + self.tau * thetaacc,
-        ])
-        obs = self.state.astype(np.float32)
+        self._s = (x + self.tau * x_dot, x_dot + self.tau * xacc, theta + self.tau * theta_dot,
+                   theta_dot + self.tau * thetaacc)
+        obs = np.array(self._s, dtype=np.float32)
         # Reward and termination from the float32 observation, exactly as reward_fn sees it.
-        ox, oth = np.float64(obs[0]), np.float64(obs[2])
+        ox, oth = float(obs[0]), float(obs[2])
         reward = 1.0 - 0.5 * (oth / self.theta_threshold) ** 2 - 0.5 * (ox / self.x_threshold) ** 2
-        terminated = bool(abs(ox) > self.x_threshold or abs(oth) > self.theta_threshold)
-        return obs, float(reward), terminated, False, {"task": dict(self.task)}
+        terminated = abs(ox) > self.x_threshold or abs(oth) > self.theta_threshold
+        return obs, reward, terminated, False, {"task": dict(self.task)}
 
     def reward_fn(self, obs: torch.Tensor, act: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
         x, th = next_obs[..., 0], next_obs[..., 2]

@@ -94,21 +94,18 @@ class _PoolSchedule(Schedule):
         self.pool = pool
 
     def _begin(self, base: Task, env: Any, rng: np.random.Generator) -> None:
-        splits = ("train", "test") if self.pool == "all" else (self.pool,)
-        seen = {_key(base)}
-        self._others: list[Task] = []
-        for split in splits:
-            for task in env.list_tasks(split):
-                if _key(task) not in seen:
-                    seen.add(_key(task))
-                    self._others.append(task)
+        if getattr(self, "_pool_env", None) is not env:  # the pool is fixed per env: list it once
+            splits = ("train", "test") if self.pool == "all" else (self.pool,)
+            self._pool_tasks = {_key(t): t for split in splits for t in env.list_tasks(split)}
+            self._pool_env = env
+        self._others = [t for t in self._pool_tasks.values() if t != base]
         if not self._others:
             raise ValueError(f"no task other than {base} in pool {self.pool!r} to switch to")
         self._rng = rng
         self._base = base
 
     def _draw(self, exclude: Task) -> Task:
-        choices = [t for t in self._others + [self._base] if _key(t) != _key(exclude)]
+        choices = [t for t in self._others + [self._base] if t != exclude]
         return choices[int(self._rng.integers(len(choices)))]
 
 
@@ -148,11 +145,18 @@ class RandomSwitches(_PoolSchedule):
     def start(self, base: Task, env: Any, rng: np.random.Generator, horizon: Optional[int]) -> Task:
         self._begin(base, env, rng)
         self._current = base
+        self._next = self._wait(0)
         return base
 
+    def _wait(self, t: int) -> int:
+        # Steps to the next switch are geometric: the same law as a per-step coin flip,
+        # with one draw per switch instead of one per step.
+        return t + int(self._rng.geometric(self.rate))
+
     def task_at(self, t: int) -> Optional[Task]:
-        if t == 0 or self._rng.random() >= self.rate:
+        if t != self._next:
             return None
+        self._next = self._wait(t)
         self._current = self._draw(self._current)
         return self._current
 
@@ -295,7 +299,7 @@ class TaskSchedule(gym.Wrapper):
     def reset(self, *, seed: Optional[int] = None, options: Optional[dict[str, Any]] = None) -> tuple[Any, dict]:
         base_env = self.env.unwrapped
         current = base_env.task
-        if self._last_set is not None and self._base is not None and _key(current) == _key(self._last_set):
+        if self._last_set is not None and self._base is not None and current == self._last_set:
             current = self._base  # the schedule moved away from the base task: restore it
         self._base = dict(current)
         if seed is not None:

@@ -1,0 +1,114 @@
+"""Per-step time of every learn2adapt family (under a schedule) vs the Gymnasium env it builds on.
+
+Both sides are made with ``gym.make`` (same wrappers: time limit, order enforcing,
+passive checker) and stepped with the same random actions, resetting at episode
+ends; ours additionally runs inside the task-schedule wrapper (``random:rate=0.01``
+by default, so tasks also change during the measurement). Rounds alternate between
+the two envs and the median per-step time over rounds is reported, which makes the
+figure robust to load from other processes.
+
+Usage::
+
+    MUJOCO_GL=egl python benchmarks/bench_envs.py [--steps 2000] [--rounds 7] [--schedule random:rate=0.01]
+
+Target: overhead <= 10% for families whose simulated model is Gymnasium's own. The
+terrain and pier families simulate a larger model (height field; 40 extra bodies)
+and are reported against plain HalfCheetah-v5 for information.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any, Callable
+
+import gymnasium as gym
+import numpy as np
+
+import learn2adapt  # noqa: F401  (registers the ids)
+from learn2adapt.envs import make_env
+
+SLIM = {f"include_{t}_in_observation": False for t in ("cinert", "cvel", "qfrc_actuator", "cfrc_ext")}
+#: Our id -> (Gymnasium id, its kwargs matching our observation settings, same model?).
+BASELINES: dict[str, tuple[str, dict[str, Any], bool]] = {
+    "learn2adapt/PendulumVaried-v0": ("Pendulum-v1", {}, True),
+    "learn2adapt/CartPoleVaried-v0": ("CartPole-v1", {}, True),
+    "learn2adapt/HalfCheetahDisabledJoint-v0": ("HalfCheetah-v5", {}, True),
+    "learn2adapt/AntCrippledLeg-v0": ("Ant-v5", {"include_cfrc_ext_in_observation": False}, True),
+    "learn2adapt/HalfCheetahSlopes-v0": ("HalfCheetah-v5", {}, False),
+    "learn2adapt/HalfCheetahPier-v0": ("HalfCheetah-v5", {}, False),
+    "learn2adapt/HalfCheetahMassDamping-v0": ("HalfCheetah-v5", {}, True),
+    "learn2adapt/CrippledHalfCheetah-v0": ("HalfCheetah-v5", {}, True),
+    "learn2adapt/AntMass-v0": ("Ant-v5", {"include_cfrc_ext_in_observation": False}, True),
+    "learn2adapt/SlimHumanoidMassDamping-v0": ("Humanoid-v5", SLIM, True),
+    "learn2adapt/HopperMass-v0": ("Hopper-v5", {}, True),
+}
+
+
+def _stepper(env: gym.Env, actions: list[Any], seed: int) -> Callable[[], float]:
+    """A function that runs ``len(actions)`` steps and returns the seconds per step."""
+    env.reset(seed=seed)
+
+    def run() -> float:
+        t0 = time.perf_counter()
+        for a in actions:
+            _, _, term, trunc, _ = env.step(a)
+            if term or trunc:
+                env.reset()
+        return (time.perf_counter() - t0) / len(actions)
+
+    return run
+
+
+def measure(env_id: str, steps: int, rounds: int, schedule: str, seed: int = 0) -> dict[str, Any]:
+    """Median per-step seconds of ``env_id`` (with ``schedule``) and of its baseline."""
+    base_id, base_kwargs, same_model = BASELINES[env_id]
+    ours = make_env(env_id, schedule=schedule)
+    ours.unwrapped.set_task(ours.unwrapped.sample_task("train", np.random.default_rng(seed)))
+    theirs = gym.make(base_id, **base_kwargs)
+    rng = np.random.default_rng(seed)
+    space = ours.action_space
+    acts = [rng.uniform(space.low, space.high).astype(np.float32) for _ in range(steps)]
+    if isinstance(theirs.action_space, gym.spaces.Discrete):  # CartPole-v1: push left/right
+        base_acts: list[Any] = [int(a[0] > 0) for a in acts]
+    else:
+        base_acts = acts
+    run_ours, run_theirs = _stepper(ours, acts, seed), _stepper(theirs, base_acts, seed)
+    run_ours(), run_theirs()  # warm-up
+    t_ours, t_theirs = [], []
+    for _ in range(rounds):
+        t_theirs.append(run_theirs())
+        t_ours.append(run_ours())
+    ours.close()
+    theirs.close()
+    mo, mt = float(np.median(t_ours)), float(np.median(t_theirs))
+    return {"id": env_id, "baseline": base_id, "same_model": same_model, "us_per_step": mo * 1e6,
+            "baseline_us_per_step": mt * 1e6, "overhead_pct": 100.0 * (mo / mt - 1.0)}
+
+
+def run(steps: int = 2000, rounds: int = 7, schedule: str = "random:rate=0.01") -> dict[str, Any]:
+    """Measure every family; returns ``{"rows": [...], "max_overhead_same_model_pct": ...}``."""
+    rows = [measure(env_id, steps, rounds, schedule) for env_id in BASELINES]
+    same = [r["overhead_pct"] for r in rows if r["same_model"]]
+    return {"schedule": schedule, "steps": steps, "rounds": rounds, "rows": rows,
+            "max_overhead_same_model_pct": max(same)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=2000, help="steps per round")
+    parser.add_argument("--rounds", type=int, default=7, help="alternating rounds (median taken)")
+    parser.add_argument("--schedule", default="random:rate=0.01", help="task schedule wrapping our envs")
+    args = parser.parse_args()
+    out = run(args.steps, args.rounds, args.schedule)
+    print(f"schedule {out['schedule']}, {out['steps']} steps x {out['rounds']} rounds, median per step")
+    print(f"{'environment':42s} {'baseline':15s} {'ours us':>9s} {'base us':>9s} {'overhead':>9s}")
+    for r in out["rows"]:
+        note = "" if r["same_model"] else "  (larger model)"
+        print(f"{r['id']:42s} {r['baseline']:15s} {r['us_per_step']:9.1f} {r['baseline_us_per_step']:9.1f} "
+              f"{r['overhead_pct']:8.1f}%{note}")
+    print(f"max overhead on Gymnasium's own models: {out['max_overhead_same_model_pct']:.1f}% (target <= 10%)")
+
+
+if __name__ == "__main__":
+    main()
