@@ -6,10 +6,7 @@ Rollouts are short (tens of steps) so the whole file runs in well under a minute
 from __future__ import annotations
 
 import json
-import os
 import warnings
-
-os.environ.setdefault("MUJOCO_GL", "egl")
 
 import gymnasium as gym
 import numpy as np
