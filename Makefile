@@ -1,6 +1,7 @@
 # The two set-up commands of README.md: `make demo` and `make test`.
 # Each creates or reuses .venv (scripts/venv.sh) and then runs.
-export MUJOCO_GL ?= egl
+# MUJOCO_GL is deliberately not exported: loading EGL in a training process made its
+# memory grow during MuJoCo collection. `learn2adapt video` sets MUJOCO_GL=egl itself.
 
 .PHONY: venv demo test bench
 venv:
