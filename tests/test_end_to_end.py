@@ -35,6 +35,12 @@ def test_mb_mpc_beats_random_actions(tmp_path):
         random_returns += [ep.total_reward for ep in eps]
     assert mpc.mean > np.mean(random_returns) + 0.4 * abs(np.mean(random_returns)), (mpc.mean, random_returns)
 
+    # bf16 planning ranks candidates of the trained model like fp32 does.
+    from learn2adapt.benchmarks.planning import bf16_agreement_on_run
+
+    agreement = bf16_agreement_on_run(str(tmp_path / "run"), num_states=4, num_candidates=200)
+    assert min(agreement["spearman"]) > 0.98, agreement
+
 
 def test_same_seed_same_numbers(tmp_path):
     over = ["iterations=1", "random_episodes=3", "episodes_per_iteration=1", "episode_length=40", "num_envs=1",

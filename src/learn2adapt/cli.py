@@ -159,6 +159,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
         for key, value in _flatten(module.run()).items():
             figures[key] = value
             print(f"  {key:48s} {value:.4g}" if isinstance(value, float) else f"  {key:48s} {value}")
+    if args.run:
+        from learn2adapt.benchmarks.planning import bf16_agreement_on_run
+
+        agreement = bf16_agreement_on_run(args.run)
+        figures["bf16_agreement_trained"] = agreement
+        print(f"--- bf16 vs fp32 candidate ranking with the trained model of {args.run}")
+        for key in ("spearman", "same_action", "top10_overlap", "max_abs_return_diff"):
+            print(f"  {key:48s} {agreement[key]}")
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
         print(f"saved {args.json}")
@@ -202,6 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", default=None, metavar="FILE", help="also save the figures as JSON")
     p.add_argument("--only", default=None, help=f"comma-separated subset of: {', '.join(BENCHMARKS)}")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    p.add_argument("--run", default=None, metavar="RUN_DIR",
+                   help="also check bf16 planning against fp32 with this run's trained model")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("options", help="list every configuration option with its help and resolved value")

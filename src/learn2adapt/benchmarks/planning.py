@@ -249,3 +249,23 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def bf16_agreement_on_run(run_dir: str, num_states: int = 8, horizon: int = 10, num_candidates: int = 500) -> dict[str, object]:
+    """:func:`bf16_agreement` with the trained (unadapted) model of a run, from stored states.
+
+    A trained model moves the state, unlike a random one, so this is the check that counts.
+    """
+    from learn2adapt.envs import make_env  # noqa: PLC0415  (only this check needs envs and runs)
+    from learn2adapt.training.loop import load_run  # noqa: PLC0415
+
+    st = load_run(run_dir)
+    env = make_env(st.cfg.env)
+    idx = torch.linspace(0, len(st.buffer) - 1, num_states).long()
+    obs = torch.as_tensor(st.buffer.obs[idx.numpy()])
+    predict = st.rule.predictor(None)
+    low = torch.as_tensor(env.action_space.low)
+    high = torch.as_tensor(env.action_space.high)
+    out = bf16_agreement(predict, env.unwrapped.reward_fn, obs, low, high, horizon, num_candidates)
+    env.close()
+    return {"run": str(run_dir), "algo": st.cfg.algo, "env": st.cfg.env, **out}
