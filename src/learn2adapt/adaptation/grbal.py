@@ -38,7 +38,7 @@ from learn2adapt.adaptation.config import AdaptationConfig
 from learn2adapt.adaptation.inner_update import StepSize, adapted_forward, adapted_predictor, normalised, resolve_impl
 from learn2adapt.data.normalizer import Normalizer
 from learn2adapt.data.recent_history import RecentTransitions
-from learn2adapt.data.segment_sampler import valid_segment_starts
+from learn2adapt.data.segment_sampler import split_segment_starts
 from learn2adapt.data.trajectory_buffer import TrajectoryBuffer, split_episodes
 from learn2adapt.models.config import FitConfig, ModelConfig
 from learn2adapt.models.dynamics import MLPDynamics
@@ -115,15 +115,10 @@ class GrBAL(AdaptationRule):
         cfg = self.adapt_cfg
         length = cfg.past + cfg.future
         train_mask, val_mask = split_episodes(buffer, self.fit_cfg.val_fraction, rng)
-        starts = valid_segment_starts(buffer.episode_id, length)
-        train_starts, val_starts = starts[train_mask[starts]], starts[val_mask[starts]]
+        train_starts, val_starts = split_segment_starts(buffer, length, train_mask, val_mask, rng, VAL_SEGMENTS)
         if train_starts.size == 0:
             raise ValueError(f"no training episode is long enough for segments of M+K = {length} transitions: "
                              "collect longer episodes or lower adaptation.past / adaptation.future")
-        if val_starts.size == 0:  # too few episodes to hold any out: validate on training segments
-            val_starts = train_starts
-        if val_starts.size > VAL_SEGMENTS:
-            val_starts = rng.choice(val_starts, VAL_SEGMENTS, replace=False)
 
         t = lambda a: torch.as_tensor(a, dtype=torch.float32, device=self.device)  # noqa: E731
         data = (t(buffer.obs), t(buffer.act), t(buffer.next_obs))

@@ -40,7 +40,7 @@ from learn2adapt.adaptation.base import AdaptationRule
 from learn2adapt.adaptation.config import AdaptationConfig
 from learn2adapt.data.normalizer import Normalizer
 from learn2adapt.data.recent_history import RecentTransitions
-from learn2adapt.data.segment_sampler import SegmentSampler, Segments, valid_segment_starts
+from learn2adapt.data.segment_sampler import SegmentSampler, Segments, split_segment_starts, valid_segment_starts
 from learn2adapt.data.trajectory_buffer import TrajectoryBuffer, split_episodes
 from learn2adapt.models.config import FitConfig, ModelConfig
 from learn2adapt.models.fitting import fit_early_stopping
@@ -128,14 +128,10 @@ class ReBAL(AdaptationRule):
         self.fit_normalizer(buffer)
         train_mask, val_mask = split_episodes(buffer, self.fit_cfg.val_fraction, rng)
         length = cfg.past + cfg.future
-        starts = valid_segment_starts(buffer.episode_id, length)
-        if starts.size == 0:
-            raise ValueError(f"ReBAL: no episode is long enough for segments of M + K = {length} transitions: "
-                             "collect longer episodes or lower adaptation.past/future")
-        train_starts, val_starts = starts[train_mask[starts]], starts[val_mask[starts]]
-        if val_starts.size == 0:  # e.g. val_fraction = 0: score on training segments
-            val_starts = starts if train_starts.size == 0 else train_starts
-        val_loss = self._val_loss_fn(SegmentSampler(buffer, length, val_starts), rng)
+        train_starts, val_starts = split_segment_starts(buffer, length, train_mask, val_mask, rng, VAL_SEGMENTS)
+        if val_starts.size == 0:  # every segment lies in validation episodes
+            val_starts = valid_segment_starts(buffer.episode_id, length)
+        val_loss = self._val_loss_fn(SegmentSampler(buffer, length, val_starts))
 
         if cfg.rnn_training == "segments":
             if train_starts.size == 0:
@@ -147,12 +143,9 @@ class ReBAL(AdaptationRule):
         result = fit_early_stopping(opt, epoch_batches, batch_loss, val_loss, self.fit_cfg, desc=desc, progress=progress)
         return result.metrics()
 
-    def _val_loss_fn(self, sampler: SegmentSampler, rng: np.random.Generator):
+    def _val_loss_fn(self, sampler: SegmentSampler):
         """Post-adaptation K-step loss on a fixed set of validation segments (full M past)."""
-        picked = sampler.starts
-        if picked.size > VAL_SEGMENTS:
-            picked = np.sort(rng.choice(picked, size=VAL_SEGMENTS, replace=False))
-        seg = sampler.gather(picked)
+        seg = sampler.gather(sampler.starts)
         obs, act, nxt = self._tensor(seg.obs), self._tensor(seg.act), self._tensor(seg.next_obs)
         past = self.adapt_cfg.past
 

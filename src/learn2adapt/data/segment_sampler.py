@@ -79,3 +79,32 @@ class SegmentSampler:
         order = rng.permutation(self.starts)
         for i in range(0, order.size, batch_size):
             yield self.gather(order[i : i + batch_size])
+
+
+def split_segment_starts(
+    buffer: TrajectoryBuffer,
+    length: int,
+    train_mask: np.ndarray,
+    val_mask: np.ndarray,
+    rng: np.random.Generator,
+    max_val: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Valid segment starts in training and in validation episodes.
+
+    Validation keeps at most ``max_val`` starts (a fixed random subset, so epochs are
+    comparable at bounded cost); with no validation segment (too few episodes, or
+    ``val_fraction = 0``) it falls back to the training starts.
+
+    Raises:
+        ValueError: no episode is long enough for one segment.
+    """
+    starts = valid_segment_starts(buffer.episode_id, length)
+    if starts.size == 0:
+        raise ValueError(f"no episode is long enough for segments of M + K = {length} transitions: "
+                         "collect longer episodes or lower adaptation.past / adaptation.future")
+    train, val = starts[train_mask[starts]], starts[val_mask[starts]]
+    if val.size == 0:
+        val = train
+    if val.size > max_val:
+        val = np.sort(rng.choice(val, size=max_val, replace=False))
+    return train, val
