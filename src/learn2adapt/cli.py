@@ -26,22 +26,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from learn2adapt.training.config import ConfigError
     from learn2adapt.training.loop import TrainingDiverged
 
-    return (ConfigError, CheckpointError, TrainingDiverged, FileNotFoundError, UnknownName)
-
-
-class UnknownName(ValueError):
-    """An unknown environment, algorithm or planner name."""
-
-
-def _check_names(env_id: str, algo: str) -> None:
-    from learn2adapt.adaptation import ALGORITHMS
-    from learn2adapt.envs import registered_ids
-
-    ids = registered_ids()
-    if env_id not in ids:
-        raise UnknownName(f"unknown environment {env_id!r}; run `learn2adapt envs` to list them ({', '.join(ids)})")
-    if algo not in ALGORITHMS:
-        raise UnknownName(f"unknown algorithm {algo!r}; available: {', '.join(ALGORITHMS)}")
+    return (ConfigError, CheckpointError, TrainingDiverged, FileNotFoundError)
 
 
 def _resolve_config(args: argparse.Namespace):
@@ -51,7 +36,6 @@ def _resolve_config(args: argparse.Namespace):
     apply_overrides(cfg, args.set or [])
     if args.seed is not None:
         cfg.seed = args.seed
-    _check_names(cfg.env, cfg.algo)
     return cfg.validate()
 
 
@@ -145,6 +129,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     import torch
 
     from learn2adapt.benchmarks.timing import matmul_gflops
+    from learn2adapt.training.config import UnknownName
 
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
     selected = args.only.split(",") if args.only else list(BENCHMARKS)

@@ -2,8 +2,8 @@
 
 :func:`add_subcommands` registers them on the CLI's subparsers; each handler
 returns an exit code. User errors raise the exception types ``learn2adapt.cli``
-prints as one line (``ConfigError``, ``FileNotFoundError``, ``CheckpointError``,
-``UnknownName``).
+prints as one line (``ConfigError`` and its ``UnknownName``, ``FileNotFoundError``,
+``CheckpointError``).
 """
 
 from __future__ import annotations
@@ -29,15 +29,6 @@ def _algos(text: str) -> list[str]:
     return algos
 
 
-def _check_env(env_id: str) -> None:
-    from learn2adapt.cli import UnknownName
-    from learn2adapt.envs import registered_ids
-
-    ids = registered_ids()
-    if env_id not in ids:
-        raise UnknownName(f"unknown environment {env_id!r}; run `learn2adapt envs` to list them ({', '.join(ids)})")
-
-
 def _workers(n: int | None) -> int:
     from learn2adapt.training.config import ConfigError
 
@@ -58,7 +49,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from learn2adapt.experiments.compare import compare
     from learn2adapt.experiments.runner import make_runner
 
-    _check_env(args.env)
+    from learn2adapt.training.config import check_env
+
+    check_env(args.env)
     algos = _algos(args.algos)
     seeds = _seeds(args.seeds)
     with make_runner(_workers(args.workers)) as runner:

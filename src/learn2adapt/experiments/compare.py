@@ -18,7 +18,16 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from learn2adapt.experiments.runner import Runner, make_runner
-from learn2adapt.training.config import ConfigError, RunConfig, apply_overrides, from_dict, load_config, preset_config, to_dict
+from learn2adapt.training.config import (
+    ConfigError,
+    RunConfig,
+    apply_overrides,
+    check_algo,
+    from_dict,
+    load_config,
+    preset_config,
+    to_dict,
+)
 
 #: Default algorithms of ``learn2adapt compare``.
 DEFAULT_ALGOS = ("grbal", "rebal", "mb", "mbde")
@@ -180,14 +189,9 @@ def default_schedules(cfg: RunConfig) -> list[str]:
 def resolve_configs(env: str, preset: str, algos: Sequence[str], seeds: Sequence[int],
                     overrides: Sequence[str]) -> list[RunConfig]:
     """One validated config per (algorithm, seed), so bad options fail before anything runs."""
-    from learn2adapt.adaptation import ALGORITHMS
-
     configs = []
     for algo in algos:
-        if algo not in ALGORITHMS:
-            from learn2adapt.cli import UnknownName
-
-            raise UnknownName(f"unknown algorithm {algo!r}; available: {', '.join(ALGORITHMS)}")
+        check_algo(algo)
         for seed in seeds:
             cfg = preset_config(env, preset, algo)
             apply_overrides(cfg, overrides)

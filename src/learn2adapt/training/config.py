@@ -33,6 +33,27 @@ class ConfigError(ValueError):
     """A bad configuration: unknown key, unparsable value, impossible setting."""
 
 
+class UnknownName(ConfigError):
+    """An unknown environment, algorithm or benchmark name."""
+
+
+def check_env(env_id: str) -> None:
+    """Raise :class:`UnknownName` listing the registered ids if ``env_id`` is not one."""
+    from learn2adapt.envs import registered_ids  # noqa: PLC0415  (registration is lazy)
+
+    ids = registered_ids()
+    if env_id not in ids:
+        raise UnknownName(f"unknown environment {env_id!r}; run `learn2adapt envs` to list them ({', '.join(ids)})")
+
+
+def check_algo(algo: str) -> None:
+    """Raise :class:`UnknownName` listing the algorithms if ``algo`` is not one."""
+    from learn2adapt.adaptation import ALGORITHMS  # noqa: PLC0415
+
+    if algo not in ALGORITHMS:
+        raise UnknownName(f"unknown algorithm {algo!r}; available: {', '.join(ALGORITHMS)}")
+
+
 @dataclass
 class EvalConfig:
     """Held-out evaluation."""
@@ -62,7 +83,9 @@ class RunConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     def validate(self) -> "RunConfig":
-        """Reject impossible settings with a message that says what to change."""
+        """Reject unknown names and impossible settings with a message that says what to change."""
+        check_env(self.env)
+        check_algo(self.algo)
         checks = [
             (self.iterations >= 0, "iterations must be >= 0"),
             (self.random_episodes >= 1, "random_episodes must be >= 1 (iteration 0 needs data)"),
