@@ -15,6 +15,7 @@ added to the per-step path.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence, TypeVar, Union
 
@@ -24,6 +25,16 @@ import torch
 
 from learn2adapt.envs.param_space import ParamSpace
 from learn2adapt.envs.task_env import Task, TaskEnv, check_split
+
+
+def _mujoco_warning(message: str) -> None:
+    # Gymnasium's own half_cheetah.xml uses the deprecated `settotalmass`; MuJoCo prints
+    # that at every compile (and writes MUJOCO_LOG.TXT). Drop that one, keep the others.
+    if "settotalmass" not in message:
+        warnings.warn(f"MuJoCo: {message.strip()}", RuntimeWarning, stacklevel=2)
+
+
+mujoco.set_mju_user_warning(_mujoco_warning)
 
 Array = TypeVar("Array", np.ndarray, torch.Tensor)
 
