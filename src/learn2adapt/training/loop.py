@@ -30,6 +30,7 @@ from learn2adapt.planning.base import Planner
 from learn2adapt.training.agent import MPCAgent
 from learn2adapt.training.checkpoint import (
     CHECKPOINT_NAME,
+    CheckpointError,
     arrays_to_tensors,
     load_checkpoint,
     save_checkpoint,
@@ -85,6 +86,10 @@ def _seed_for(seed: int, *parts: int) -> int:
 
 def load_run(run_dir: Path) -> RunState:
     """Config, fitted rule and data of a run directory (for eval, video, resume)."""
+    return _load_run_and_checkpoint(run_dir)[0]
+
+
+def _load_run_and_checkpoint(run_dir: Path) -> tuple[RunState, dict[str, Any]]:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"run directory {run_dir} does not exist")
@@ -101,8 +106,9 @@ def load_run(run_dir: Path) -> RunState:
         buffer = TrajectoryBuffer.from_state_dict(
             {"arrays": tensors_to_arrays(state["buffer"]), "tasks_json": state["tasks_json"]})
     except (KeyError, RuntimeError, ValueError) as e:
-        raise RuntimeError(f"checkpoint in {run_dir} does not match its config.json ({e}); was the config edited?") from None
-    return RunState(cfg, rule, buffer, int(state["iteration"]))
+        raise CheckpointError(f"checkpoint in {run_dir} does not match its config.json ({str(e).splitlines()[0]}); "
+                              "was the config edited? Restore it or start a new run") from None
+    return RunState(cfg, rule, buffer, int(state["iteration"])), state
 
 
 def _checkpoint(run_dir: Path, st: RunState, rng: np.random.Generator, env_steps: int, wall: float) -> None:
@@ -134,9 +140,8 @@ def train(cfg: RunConfig, run_dir: Path, resume: bool = False, progress: bool = 
     """
     run_dir = Path(run_dir)
     if resume:
-        st = load_run(run_dir)
+        st, ckpt = _load_run_and_checkpoint(run_dir)
         cfg = st.cfg
-        ckpt = load_checkpoint(run_dir / CHECKPOINT_NAME)
         rng = np.random.default_rng()
         rng.bit_generator.state = json.loads(ckpt["numpy_rng"])
         torch.set_rng_state(ckpt["torch_rng"])
