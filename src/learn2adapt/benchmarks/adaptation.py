@@ -24,36 +24,19 @@ Run: ``python -m learn2adapt.benchmarks.adaptation`` or ``learn2adapt bench --on
 from __future__ import annotations
 
 import argparse
-import statistics
 from typing import Callable, Optional, Sequence
 
 import torch
 
 from learn2adapt.adaptation.config import AdaptationConfig
 from learn2adapt.adaptation.grbal import GrBAL
-from learn2adapt.benchmarks.timing import matmul_gflops, median_ms
-from learn2adapt.data.recent_history import RecentTransitions
+from learn2adapt.benchmarks.timing import interleaved_median_ms, matmul_gflops
+from learn2adapt.benchmarks.workload import cheetah_like_reward, random_recent
 from learn2adapt.models.config import FitConfig, ModelConfig
 from learn2adapt.planning.random_shooting import RandomShooting
 
 #: Meta-step implementations compared (second order); ``auto`` picks ``lowrank`` here.
 IMPLS = ("lowrank", "batched", "vmap", "loop")
-
-
-def _reward(obs: torch.Tensor, act: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
-    """HalfCheetah-like: forward velocity (obs index 8) minus a control cost."""
-    return next_obs[..., min(8, next_obs.shape[-1] - 1)] - 0.1 * act.square().sum(-1)
-
-
-def _interleaved(fns: Sequence[Callable[[], object]], rounds: int, repeats: Sequence[int]) -> list[float]:
-    """Median over ``rounds`` of each function's median time (ms), functions alternating."""
-    for fn in fns:  # warm-up: allocator, thread pool, lazy inits
-        median_ms(fn, repeats=1, warmup=1)
-    times: list[list[float]] = [[] for _ in fns]
-    for _ in range(rounds):
-        for fn, out, r in zip(fns, times, repeats):
-            out.append(median_ms(fn, repeats=r, warmup=0))
-    return [statistics.median(t) for t in times]
 
 
 def _rule(obs_dim: int, act_dim: int, hidden: Sequence[int], past: int, future: int, meta_batch: int, **adapt) -> GrBAL:
@@ -86,19 +69,15 @@ def run(
     # --- online: adapt + plan ----------------------------------------------------------------
     rule = _rule(obs_dim, act_dim, hidden, past, future, meta_batch)
     obs = torch.randn(num_envs, obs_dim, generator=g)
-    recent = RecentTransitions(
-        torch.randn(num_envs, past, obs_dim, generator=g),
-        torch.rand(num_envs, past, act_dim, generator=g) * 2 - 1,
-        torch.randn(num_envs, past, obs_dim, generator=g),
-        torch.full((num_envs,), past, dtype=torch.long),
-    )
+    recent = random_recent(num_envs, past, obs_dim, act_dim, g)
     low, high = -torch.ones(act_dim), torch.ones(act_dim)
     planners = [RandomShooting(low, high, horizon, num_candidates, seed=0, num_envs=num_envs) for _ in range(2)]
-    plan, adapt_plan, adapt = _interleaved([
-        lambda: planners[0].plan(rule.predictor(None), _reward, obs),
-        lambda: planners[1].plan(rule.predictor(recent), _reward, obs),
+    reward = cheetah_like_reward()
+    plan, adapt_plan, adapt = interleaved_median_ms([
+        lambda: planners[0].plan(rule.predictor(None), reward, obs),
+        lambda: planners[1].plan(rule.predictor(recent), reward, obs),
         lambda: rule.predictor(recent),
-    ], rounds, [repeats] * 3)
+    ], rounds, repeats)
     out.update({"plan_ms": round(plan, 2), "adapt_plan_ms": round(adapt_plan, 2), "adapt_ms": round(adapt, 3),
                 "adapt_plan_over_plan": round(adapt_plan / plan, 3)})
 
@@ -136,7 +115,7 @@ def run(
     fns.append(step_fn(r_pp, lambda: r_pp.meta_loss(seg_obs, seg_act, seg_nxt)))
     names.append("per_parameter")
     reps.append(repeats)
-    times = dict(zip(names, _interleaved(fns, rounds, reps)))
+    times = dict(zip(names, interleaved_median_ms(fns, rounds, reps)))
     sup_ms = times.pop("supervised")
     out["supervised_step_ms"] = round(sup_ms, 2)
     default_impl = sup.impl  # what meta-training uses with the default options

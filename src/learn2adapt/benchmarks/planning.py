@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
 from typing import Callable, Optional, Sequence
 
 import torch
 from torch import nn
 
-from learn2adapt.benchmarks.timing import matmul_gflops
+from learn2adapt.benchmarks.timing import interleaved_median_ms, matmul_gflops
+from learn2adapt.benchmarks.workload import cheetah_like_reward
 from learn2adapt.planning import make_planner
 from learn2adapt.planning.base import Planner, PredictFn, RewardFn
 
@@ -52,15 +51,6 @@ def delta_predict(model: nn.Module) -> PredictFn:
     return predict
 
 
-def cheetah_like_reward(velocity_index: int = 8, ctrl_cost: float = 0.1) -> RewardFn:
-    """Forward velocity of the next observation minus a control cost (HalfCheetah-v5 form)."""
-
-    def reward(obs: torch.Tensor, act: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
-        return next_obs[..., velocity_index] - ctrl_cost * act.square().sum(-1)
-
-    return reward
-
-
 def model_only_fn(predict: PredictFn, planner: Planner, obs: torch.Tensor) -> Callable[[], None]:
     """The model evaluations of one plan alone: same calls, same batch shapes.
 
@@ -82,24 +72,6 @@ def model_only_fn(predict: PredictFn, planner: Planner, obs: torch.Tensor) -> Ca
                     predict(s, a)
 
     return run
-
-
-def _interleaved_median_ms(fns: Sequence[Callable[[], object]], repeats: int, warmup: int) -> list[float]:
-    """Median wall time (ms) of each function, timed in alternation.
-
-    Why: on a shared machine the load drifts; alternating keeps a ratio of two timings
-    (plan efficiency) from comparing a quiet moment with a busy one.
-    """
-    for _ in range(warmup):
-        for fn in fns:
-            fn()
-    times: list[list[float]] = [[] for _ in fns]
-    for _ in range(repeats):
-        for fn, out in zip(fns, times):
-            t0 = time.perf_counter()
-            fn()
-            out.append(time.perf_counter() - t0)
-    return [1e3 * statistics.median(t) for t in times]
 
 
 def bf16_agreement(
@@ -178,8 +150,9 @@ def run(
             options = dict((planner_options or {}).get(name, {}))
             planner = make_planner(name, low, high, num_envs=num_envs, seed=0, horizon=horizon,
                                    num_candidates=num_candidates, precision=precision, **options)
-            plan_ms, alone_ms = _interleaved_median_ms(
-                [lambda: planner.plan(predict, reward, obs), model_only_fn(predict, planner, obs)], repeats, warmup)
+            plan_ms, alone_ms = interleaved_median_ms(
+                [lambda: planner.plan(predict, reward, obs), model_only_fn(predict, planner, obs)],
+                rounds=repeats, repeats=1, warmup=warmup)
             evals = getattr(planner, "samples_per_plan", num_candidates) * horizon * num_envs
             evals_per_s = evals / (plan_ms * 1e-3)
             gflops = evals_per_s * flop_per_eval / 1e9

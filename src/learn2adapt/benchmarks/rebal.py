@@ -21,23 +21,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-from typing import Callable, Optional
+from typing import Optional
 
 import torch
 
 from learn2adapt.adaptation.config import AdaptationConfig
 from learn2adapt.adaptation.mb import ModelBased
 from learn2adapt.adaptation.rebal import ReBAL
-from learn2adapt.benchmarks.timing import median_ms
-from learn2adapt.data.recent_history import RecentTransitions
+from learn2adapt.benchmarks.timing import interleaved_median_ms
+from learn2adapt.benchmarks.workload import cheetah_like_reward, random_recent
 from learn2adapt.models.config import FitConfig, ModelConfig
 from learn2adapt.planning.random_shooting import RandomShooting
-
-
-def _reward(obs: torch.Tensor, act: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
-    """HalfCheetah-like: forward velocity (obs index 8, the last if fewer) minus a control cost."""
-    return next_obs[..., min(8, next_obs.shape[-1] - 1)] - 0.1 * act.square().sum(-1)
 
 
 def run(
@@ -61,32 +55,21 @@ def run(
     rebal = ReBAL(obs_dim, act_dim, model_cfg, FitConfig(), adapt_cfg)
     g = torch.Generator().manual_seed(1)
     obs = torch.randn(num_envs, obs_dim, generator=g)
-    recent = RecentTransitions(
-        torch.randn(num_envs, past, obs_dim, generator=g),
-        torch.rand(num_envs, past, act_dim, generator=g) * 2 - 1,
-        torch.randn(num_envs, past, obs_dim, generator=g),
-        torch.full((num_envs,), past, dtype=torch.long),
-    )
+    recent = random_recent(num_envs, past, obs_dim, act_dim, g)
+    reward = cheetah_like_reward()
     low, high = -torch.ones(act_dim), torch.ones(act_dim)
     planners = [RandomShooting(low, high, horizon, num_candidates, seed=0, num_envs=num_envs) for _ in range(2)]
 
     def mb_plan() -> None:
-        planners[0].plan(mb.predictor(None), _reward, obs)
+        planners[0].plan(mb.predictor(None), reward, obs)
 
     def rebal_plan() -> None:
-        planners[1].plan(rebal.predictor(recent), _reward, obs)
+        planners[1].plan(rebal.predictor(recent), reward, obs)
 
     def rebal_predictor() -> None:
         rebal.predictor(recent)
 
-    fns: list[Callable[[], None]] = [mb_plan, rebal_plan, rebal_predictor]
-    times: list[list[float]] = [[] for _ in fns]
-    for fn in fns:  # warm-up (allocator, thread pool)
-        median_ms(fn, repeats=1, warmup=2)
-    for _ in range(rounds):
-        for fn, out in zip(fns, times):
-            out.append(median_ms(fn, repeats=repeats, warmup=1))
-    plan_ms, rebal_ms, predictor_ms = (statistics.median(t) for t in times)
+    plan_ms, rebal_ms, predictor_ms = interleaved_median_ms([mb_plan, rebal_plan, rebal_predictor], rounds, repeats)
     return {
         "rebal_plan_ms": round(rebal_ms, 2),
         "plan_ms": round(plan_ms, 2),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from typing import Callable
+from typing import Callable, Sequence, Union
 
 import torch
 
@@ -19,6 +19,27 @@ def median_ms(fn: Callable[[], object], repeats: int = 20, warmup: int = 3) -> f
         fn()
         times.append(time.perf_counter() - t0)
     return 1e3 * statistics.median(times)
+
+
+def interleaved_median_ms(
+    fns: Sequence[Callable[[], object]], rounds: int, repeats: Union[int, Sequence[int]] = 1, warmup: int = 2
+) -> list[float]:
+    """Median over ``rounds`` of each function's median time (ms), the functions alternating.
+
+    Why: on a shared machine the load drifts; alternating keeps a ratio of two timings
+    from comparing a quiet moment with a busy one. ``repeats`` (one per function, or one
+    for all) sets the calls per round; ``warmup`` untimed calls of each come first
+    (allocator, thread pool, lazy inits).
+    """
+    reps = [repeats] * len(fns) if isinstance(repeats, int) else list(repeats)
+    for fn in fns:
+        for _ in range(warmup):
+            fn()
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(rounds):
+        for fn, out, r in zip(fns, times, reps):
+            out.append(median_ms(fn, repeats=r, warmup=0))
+    return [statistics.median(t) for t in times]
 
 
 def matmul_gflops(size: int = 2048, repeats: int = 10) -> float:
