@@ -48,6 +48,19 @@ def test_bad_config_value_and_impossible_config(capsys, tmp_path):
     assert_one_line_error(code, err, "episode_length")
 
 
+@pytest.mark.parametrize("algo, options, needle", [
+    ("mb", ["planner.horizon=0"], "horizon"),
+    ("mb", ["planner.name=cem", "planner.cem_alpha=2"], "CEM"),
+    ("grbal", ["adaptation.step_size=huge"], "step_size"),
+    ("rebal", ["adaptation.rnn=tcn"], "adaptation.rnn"),
+])
+def test_an_option_a_component_refuses_is_one_line_and_writes_nothing(capsys, tmp_path, algo, options, needle):
+    sets = [arg for option in options for arg in ("--set", option)]
+    code, _, err = run_cli(capsys, "train", "--algo", algo, "--env", PENDULUM, *sets, "--run-dir", str(tmp_path / "r"))
+    assert_one_line_error(code, err, needle)
+    assert not (tmp_path / "r").exists()
+
+
 def test_missing_run_directory(capsys, tmp_path):
     code, _, err = run_cli(capsys, "eval", str(tmp_path / "nope"))
     assert_one_line_error(code, err, "does not exist")

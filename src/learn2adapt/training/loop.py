@@ -36,7 +36,7 @@ from learn2adapt.training.checkpoint import (
     save_checkpoint,
     tensors_to_arrays,
 )
-from learn2adapt.training.config import RunConfig, load_config, save_config
+from learn2adapt.training.config import ConfigError, RunConfig, load_config, save_config
 from learn2adapt.training.metrics_log import MetricsLog
 from learn2adapt.training.rollout import RandomPolicy, run_episodes
 
@@ -148,15 +148,20 @@ def train(cfg: RunConfig, run_dir: Path, resume: bool = False, progress: bool = 
         env_steps, wall_before = int(ckpt["env_steps"]), float(ckpt["wall_time"])
     else:
         cfg.validate()
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, run_dir / "config.json")
         torch.manual_seed(cfg.seed)
         rng = np.random.default_rng(cfg.seed)
         env_steps, wall_before = 0, 0.0
         envs = make_envs(cfg, 1)
-        st = RunState(cfg, build_rule(cfg, envs[0]), TrajectoryBuffer(
-            envs[0].observation_space.shape[0], envs[0].action_space.shape[0]), -1)
-        envs[0].close()
+        try:  # the parts check their own options: refuse an impossible config before writing anything
+            rule = build_rule(cfg, envs[0])
+            build_planner(cfg, envs[0], cfg.num_envs, cfg.seed)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        finally:
+            envs[0].close()
+        st = RunState(cfg, rule, TrajectoryBuffer(envs[0].observation_space.shape[0], envs[0].action_space.shape[0]), -1)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run_dir / "config.json")
 
     envs = make_envs(cfg, cfg.num_envs)
     log = MetricsLog(run_dir)
