@@ -9,7 +9,7 @@ import pytest
 from learn2adapt.cli import main
 from learn2adapt.data.trajectory_buffer import Episode
 from learn2adapt.experiments.evaluation import diff_ci95, mean_ci95, recovery_curve, switch_steps
-from learn2adapt.experiments.report import PLOTS
+from learn2adapt.experiments.report import PLOTS, relative_change
 from learn2adapt.experiments.runner import LocalRunner
 
 PENDULUM = "learn2adapt/PendulumVaried-v0"
@@ -34,6 +34,14 @@ def test_confidence_intervals():
     assert d == pytest.approx(9.0) and 0 < h < 9.0
     assert math.isnan(diff_ci95([1.0], [2.0, 3.0])[1])
 
+
+
+def test_relative_change_is_omitted_against_a_baseline_near_zero():
+    assert relative_change(425.3, -905.0) == "+47%"  # the sign follows the difference, not the baseline
+    assert relative_change(-10.0, 40.0) == "-25%"
+    assert relative_change(77.5, 0.6) == "baseline near 0, no percentage"
+    assert relative_change(1.0, 0.0) == relative_change(0.0, 0.0) == "baseline near 0, no percentage"
+    assert relative_change(float("nan"), 1.0) == "n/a"
 
 def test_recovery_curve_aligns_rewards_on_switches():
     a, b = {"m": 1}, {"m": 2}

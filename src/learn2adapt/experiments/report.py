@@ -192,8 +192,17 @@ def summarize(algo: str, records: Sequence[RunRecord], schedule: str) -> Optiona
 
 
 # --- computed verdicts --------------------------------------------------------------------
-def _pct(diff: float, ref: float) -> str:
-    return f"{100 * diff / abs(ref):+.0f}%" if ref and math.isfinite(ref) and math.isfinite(diff) else "n/a"
+def relative_change(diff: float, ref: float) -> str:
+    """``diff`` as a percentage of ``|ref|``, unless ``ref`` is near 0 next to ``diff``.
+
+    Returns straddle 0, so a baseline of 0.6 would turn a difference of 77 into
+    "+13000%": beyond 10x the baseline, no percentage is given.
+    """
+    if not (math.isfinite(ref) and math.isfinite(diff)):
+        return "n/a"
+    if ref == 0 or abs(diff) > 10 * abs(ref):
+        return "baseline near 0, no percentage"
+    return f"{100 * diff / abs(ref):+.0f}%"
 
 
 def paired_diff_ci95(a: dict[Any, float], b: dict[Any, float]) -> tuple[float, float, int]:
@@ -228,7 +237,7 @@ def compare_sentence(best: AlgoSummary, other: AlgoSummary, what: str,
         verdict = "the 95% CI of the difference excludes 0"
     else:
         verdict = "the 95% CI of the difference includes 0, so this is within noise"
-    return (f"{display(best.algo)} {verb} {display(other.algo)} on {what} by {d:+.4g} ({_pct(d, ref)}; "
+    return (f"{display(best.algo)} {verb} {display(other.algo)} on {what} by {d:+.4g} ({relative_change(d, ref)}; "
             f"95% CI of the difference ±{_fmt_g(h)}, {basis}): {verdict}.")
 
 
