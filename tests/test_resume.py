@@ -123,3 +123,31 @@ def test_resume_without_checkpoint_says_start_again(finished_run, tmp_path, caps
     (run_dir / "checkpoint.pt").unlink()
     code = main(["train", "--resume", str(run_dir), "--quiet"])
     _assert_one_line_error(code, capsys.readouterr().err, "no checkpoint")
+
+
+def test_nan_in_a_fit_stops_naming_the_iteration_and_keeps_the_last_good_checkpoint(tmp_path, capsys, monkeypatch):
+    import torch
+
+    from learn2adapt.adaptation.rebal import ReBAL
+
+    real_fit, calls = ReBAL.fit, []
+
+    def fit_with_nan_weights_from_iteration_1(self, buffer, rng, progress=True):
+        calls.append(len(buffer))
+        if len(calls) == 2:  # iteration 1: the model diverged (NaN weights)
+            with torch.no_grad():
+                next(self.module.parameters()).fill_(float("nan"))
+        return real_fit(self, buffer, rng, progress)
+
+    monkeypatch.setattr(ReBAL, "fit", fit_with_nan_weights_from_iteration_1)
+    run_dir = tmp_path / "run"
+    code = main(["train", "--algo", "rebal", "--env", "learn2adapt/PendulumVaried-v0", "--run-dir", str(run_dir),
+                 "--quiet", "--set", "iterations=3", "--set", "random_episodes=2", "--set", "episodes_per_iteration=1",
+                 "--set", "episode_length=40", "--set", "num_envs=1", "--set", "model.hidden=16",
+                 "--set", "adaptation.rnn_hidden=8", "--set", "fit.max_epochs=1", "--set", "planner.num_candidates=20"])
+    _assert_one_line_error(code, capsys.readouterr().err, "iteration 1", "iteration 0")
+    assert len(calls) == 2 and not (run_dir / "DONE").exists()
+    kept = load_run(run_dir)  # the checkpoint of iteration 0: finite weights, its data
+    assert kept.iteration == 0 and len(kept.buffer) == calls[0] == 2 * 40
+    assert all(torch.isfinite(p).all() for p in kept.rule.module.parameters())
+    assert _iterations(run_dir) == [0]

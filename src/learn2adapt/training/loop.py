@@ -189,7 +189,8 @@ def train(cfg: RunConfig, run_dir: Path, resume: bool = False, progress: bool = 
                 fit_metrics = st.rule.fit(st.buffer, rng, progress=progress)
             except NonFiniteLossError as e:
                 raise TrainingDiverged(
-                    f"iteration {it}: {e}; the last good checkpoint (iteration {st.iteration}) is kept in {run_dir}"
+                    f"iteration {it}: {e}; the last good checkpoint (iteration {st.iteration}) is kept in {run_dir}: "
+                    "start again with a lower fit.lr or fit.grad_clip"
                 ) from None
             st.iteration = it
             returns = [ep.total_reward for ep in episodes]
