@@ -79,3 +79,13 @@ def test_options_lists_every_field_with_help(capsys):
 def test_entry_point_help():
     out = subprocess.run([sys.executable, "-m", "learn2adapt.cli", "train", "--help"], capture_output=True, text=True, check=True).stdout
     assert "--resume" in out and "--set" in out
+
+
+@pytest.mark.parametrize("algo", ["grbal", "rebal"])
+def test_episodes_too_short_for_one_segment_is_one_line(capsys, tmp_path, algo):
+    # Random CartPole episodes end after a few dozen steps, far below M + K = 160.
+    code, _, err = run_cli(capsys, "train", "--algo", algo, "--env", "learn2adapt/CartPoleVaried-v0",
+                           "--run-dir", str(tmp_path / "r"), "--quiet", "--set", "iterations=1",
+                           "--set", "random_episodes=2", "--set", "adaptation.past=80", "--set", "adaptation.future=80",
+                           "--set", "model.hidden=16", "--set", "fit.max_epochs=1")
+    assert_one_line_error(code, err, "iteration 0", "M + K = 160", "adaptation.past")

@@ -116,9 +116,6 @@ class GrBAL(AdaptationRule):
         length = cfg.past + cfg.future
         train_mask, val_mask = split_episodes(buffer, self.fit_cfg.val_fraction, rng)
         train_starts, val_starts = split_segment_starts(buffer, length, train_mask, val_mask, rng, VAL_SEGMENTS)
-        if train_starts.size == 0:
-            raise ValueError(f"no training episode is long enough for segments of M+K = {length} transitions: "
-                             "collect longer episodes or lower adaptation.past / adaptation.future")
 
         t = lambda a: torch.as_tensor(a, dtype=torch.float32, device=self.device)  # noqa: E731
         data = (t(buffer.obs), t(buffer.act), t(buffer.next_obs))

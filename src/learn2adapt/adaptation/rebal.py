@@ -40,7 +40,7 @@ from learn2adapt.adaptation.base import AdaptationRule
 from learn2adapt.adaptation.config import AdaptationConfig
 from learn2adapt.data.normalizer import Normalizer
 from learn2adapt.data.recent_history import RecentTransitions
-from learn2adapt.data.segment_sampler import SegmentSampler, Segments, split_segment_starts, valid_segment_starts
+from learn2adapt.data.segment_sampler import SegmentSampler, Segments, split_segment_starts
 from learn2adapt.data.trajectory_buffer import TrajectoryBuffer, split_episodes
 from learn2adapt.models.config import FitConfig, ModelConfig
 from learn2adapt.models.fitting import fit_early_stopping
@@ -121,7 +121,7 @@ class ReBAL(AdaptationRule):
 
         Raises:
             models.fitting.NonFiniteLossError: a loss became NaN/inf (the message names the epoch).
-            ValueError: no episode is long enough for one M + K segment.
+            NotEnoughSegments: no training episode is long enough for one M + K segment.
         """
         cfg = self.adapt_cfg
         opt = self.begin_fit()
@@ -129,13 +129,9 @@ class ReBAL(AdaptationRule):
         train_mask, val_mask = split_episodes(buffer, self.fit_cfg.val_fraction, rng)
         length = cfg.past + cfg.future
         train_starts, val_starts = split_segment_starts(buffer, length, train_mask, val_mask, rng, VAL_SEGMENTS)
-        if val_starts.size == 0:  # every segment lies in validation episodes
-            val_starts = valid_segment_starts(buffer.episode_id, length)
         val_loss = self._val_loss_fn(SegmentSampler(buffer, length, val_starts))
 
         if cfg.rnn_training == "segments":
-            if train_starts.size == 0:
-                raise ValueError("ReBAL: no training segment outside the validation episodes")
             epoch_batches, batch_loss = self._segment_objective(SegmentSampler(buffer, length, train_starts), rng)
         else:
             epoch_batches, batch_loss = self._tbptt_objective(buffer, train_mask, rng)

@@ -24,6 +24,10 @@ class Segments:
     next_obs: np.ndarray
 
 
+class NotEnoughSegments(ValueError):
+    """The collected episodes hold no segment of the requested length to train on."""
+
+
 def valid_segment_starts(episode_id: np.ndarray, length: int) -> np.ndarray:
     """Indices ``i`` such that transitions ``i .. i+length-1`` lie in one episode.
 
@@ -56,9 +60,9 @@ class SegmentSampler:
         self.length = int(length)
         self.starts = valid_segment_starts(buffer.episode_id, self.length) if starts is None else starts
         if self.starts.size == 0:
-            raise ValueError(
+            raise NotEnoughSegments(
                 f"no episode is long enough for segments of {self.length} transitions: "
-                "collect longer episodes or lower M/K"
+                "collect longer episodes or lower adaptation.past / adaptation.future"
             )
 
     def __len__(self) -> int:
@@ -96,13 +100,15 @@ def split_segment_starts(
     ``val_fraction = 0``) it falls back to the training starts.
 
     Raises:
-        ValueError: no episode is long enough for one segment.
+        NotEnoughSegments: no training episode is long enough for one segment.
     """
     starts = valid_segment_starts(buffer.episode_id, length)
-    if starts.size == 0:
-        raise ValueError(f"no episode is long enough for segments of M + K = {length} transitions: "
-                         "collect longer episodes or lower adaptation.past / adaptation.future")
     train, val = starts[train_mask[starts]], starts[val_mask[starts]]
+    if train.size == 0:
+        where = "no episode" if starts.size == 0 else "no training (non-validation) episode"
+        raise NotEnoughSegments(
+            f"{where} is long enough for segments of M + K = {length} transitions ({buffer.num_episodes} episodes): "
+            "collect longer or more episodes, or lower adaptation.past / adaptation.future")
     if val.size == 0:
         val = train
     if val.size > max_val:

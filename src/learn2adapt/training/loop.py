@@ -22,6 +22,7 @@ import torch
 
 from learn2adapt.adaptation import make_rule
 from learn2adapt.adaptation.base import AdaptationRule
+from learn2adapt.data.segment_sampler import NotEnoughSegments
 from learn2adapt.data.trajectory_buffer import TrajectoryBuffer
 from learn2adapt.envs import make_env
 from learn2adapt.models.fitting import NonFiniteLossError
@@ -126,6 +127,12 @@ def _checkpoint(run_dir: Path, st: RunState, rng: np.random.Generator, env_steps
     })
 
 
+def _what_is_kept(iteration: int, run_dir: Path) -> str:
+    if iteration < 0:
+        return f"no iteration finished, so {run_dir} holds no checkpoint"
+    return f"the last good checkpoint (iteration {iteration}) is kept in {run_dir}"
+
+
 def train(cfg: RunConfig, run_dir: Path, resume: bool = False, progress: bool = True) -> RunState:
     """Run (or resume) the outer loop; returns the final state.
 
@@ -188,10 +195,10 @@ def train(cfg: RunConfig, run_dir: Path, resume: bool = False, progress: bool = 
             try:
                 fit_metrics = st.rule.fit(st.buffer, rng, progress=progress)
             except NonFiniteLossError as e:
-                raise TrainingDiverged(
-                    f"iteration {it}: {e}; the last good checkpoint (iteration {st.iteration}) is kept in {run_dir}: "
-                    "start again with a lower fit.lr or fit.grad_clip"
-                ) from None
+                raise TrainingDiverged(f"iteration {it}: {e}; {_what_is_kept(st.iteration, run_dir)}; "
+                                       "start again with a lower fit.lr or fit.grad_clip") from None
+            except NotEnoughSegments as e:
+                raise ConfigError(f"iteration {it}: {e}; {_what_is_kept(st.iteration, run_dir)}") from None
             st.iteration = it
             returns = [ep.total_reward for ep in episodes]
             row: dict[str, Any] = {
