@@ -19,13 +19,13 @@ and are reported against plain HalfCheetah-v5 for information.
 from __future__ import annotations
 
 import argparse
-import time
 from typing import Any, Callable
 
 import gymnasium as gym
 import numpy as np
 
 import learn2adapt  # noqa: F401  (registers the ids)
+from learn2adapt.benchmarks.timing import interleaved_median_ms
 from learn2adapt.envs import make_env
 
 SLIM = {f"include_{t}_in_observation": False for t in ("cinert", "cvel", "qfrc_actuator", "cfrc_ext")}
@@ -45,17 +45,15 @@ BASELINES: dict[str, tuple[str, dict[str, Any], bool]] = {
 }
 
 
-def _stepper(env: gym.Env, actions: list[Any], seed: int) -> Callable[[], float]:
-    """A function that runs ``len(actions)`` steps and returns the seconds per step."""
+def _stepper(env: gym.Env, actions: list[Any], seed: int) -> Callable[[], None]:
+    """A function that runs ``len(actions)`` steps (resetting at episode ends)."""
     env.reset(seed=seed)
 
-    def run() -> float:
-        t0 = time.perf_counter()
+    def run() -> None:
         for a in actions:
             _, _, term, trunc, _ = env.step(a)
             if term or trunc:
                 env.reset()
-        return (time.perf_counter() - t0) / len(actions)
 
     return run
 
@@ -73,15 +71,11 @@ def measure(env_id: str, steps: int, rounds: int, schedule: str, seed: int = 0) 
         base_acts: list[Any] = [int(a[0] > 0) for a in acts]
     else:
         base_acts = acts
-    run_ours, run_theirs = _stepper(ours, acts, seed), _stepper(theirs, base_acts, seed)
-    run_ours(), run_theirs()  # warm-up
-    t_ours, t_theirs = [], []
-    for _ in range(rounds):
-        t_theirs.append(run_theirs())
-        t_ours.append(run_ours())
+    mt_ms, mo_ms = interleaved_median_ms([_stepper(theirs, base_acts, seed), _stepper(ours, acts, seed)],
+                                         rounds, warmup=1)
     ours.close()
     theirs.close()
-    mo, mt = float(np.median(t_ours)), float(np.median(t_theirs))
+    mo, mt = mo_ms * 1e-3 / steps, mt_ms * 1e-3 / steps
     return {"id": env_id, "baseline": base_id, "same_model": same_model, "us_per_step": mo * 1e6,
             "baseline_us_per_step": mt * 1e6, "overhead_pct": 100.0 * (mo / mt - 1.0)}
 

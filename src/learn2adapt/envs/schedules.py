@@ -92,9 +92,11 @@ class _PoolSchedule(Schedule):
         if pool not in POOLS:
             raise ValueError(f"schedule option pool={pool!r} must be one of {POOLS}")
         self.pool = pool
+        self._pool_env: Any = None  # the env whose tasks _pool_tasks lists
+        self._pool_tasks: dict[Any, Task] = {}
 
     def _begin(self, base: Task, env: Any, rng: np.random.Generator) -> None:
-        if getattr(self, "_pool_env", None) is not env:  # the pool is fixed per env: list it once
+        if self._pool_env is not env:  # the pool is fixed per env: list it once
             splits = ("train", "test") if self.pool == "all" else (self.pool,)
             self._pool_tasks = {_key(t): t for split in splits for t in env.list_tasks(split)}
             self._pool_env = env

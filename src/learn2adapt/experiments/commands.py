@@ -49,9 +49,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from learn2adapt.experiments.compare import compare
     from learn2adapt.experiments.runner import make_runner
 
-    from learn2adapt.training.config import check_env
-
-    check_env(args.env)
     algos = _algos(args.algos)
     seeds = _seeds(args.seeds)
     with make_runner(_workers(args.workers)) as runner:

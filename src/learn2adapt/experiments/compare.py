@@ -22,7 +22,6 @@ from learn2adapt.training.config import (
     ConfigError,
     RunConfig,
     apply_overrides,
-    check_algo,
     from_dict,
     load_config,
     preset_config,
@@ -191,7 +190,6 @@ def resolve_configs(env: str, preset: str, algos: Sequence[str], seeds: Sequence
     """One validated config per (algorithm, seed), so bad options fail before anything runs."""
     configs = []
     for algo in algos:
-        check_algo(algo)
         for seed in seeds:
             cfg = preset_config(env, preset, algo)
             apply_overrides(cfg, overrides)

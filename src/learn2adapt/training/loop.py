@@ -166,7 +166,7 @@ def train(cfg: RunConfig, run_dir: Path, resume: bool = False, progress: bool = 
             raise ConfigError(str(e)) from None
         finally:
             envs[0].close()
-        st = RunState(cfg, rule, TrajectoryBuffer(envs[0].observation_space.shape[0], envs[0].action_space.shape[0]), -1)
+        st = RunState(cfg, rule, TrajectoryBuffer(rule.obs_dim, rule.act_dim), -1)
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / "config.json")
 
