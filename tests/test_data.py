@@ -124,3 +124,20 @@ def test_recent_history_window_and_reset():
     h.push(torch.ones(2, 1), torch.ones(2, 1), torch.ones(2, 1))
     assert d.count.tolist() == [1, 3]
     assert d.mask[0].tolist() == [False, False, True]
+
+
+@pytest.mark.parametrize("batch, length", [(4, 6), (3, 2), (50, 6)])
+def test_an_epoch_of_segments_passes_over_the_transitions_once(batch, length):
+    from learn2adapt.data.segment_sampler import epoch_starts
+
+    buf = make_buffer([40, 25, 60, 33])
+    starts = valid_segment_starts(buf.episode_id, length)
+    rng = np.random.default_rng(0)
+    order = epoch_starts(starts, len(buf), length, batch, "transitions", rng)
+    # meta-steps per epoch = transitions / (batch x length), at least one
+    assert order.size == max(1, len(buf) // (batch * length)) * batch or order.size == starts.size
+    assert len(set(order.tolist())) == order.size and set(order.tolist()) <= set(starts.tolist())
+    everything = epoch_starts(starts, len(buf), length, batch, "starts", rng)
+    assert sorted(everything.tolist()) == sorted(starts.tolist())
+    with pytest.raises(ValueError, match="segment_epoch"):
+        epoch_starts(starts, len(buf), length, batch, "passes", rng)

@@ -1,6 +1,7 @@
 """End to end: MB with MPC on the cheap Pendulum family beats random actions."""
 
 import numpy as np
+import pytest
 
 from learn2adapt.envs import make_env
 from learn2adapt.experiments.evaluation import evaluate
@@ -53,3 +54,31 @@ def test_same_seed_same_numbers(tmp_path):
     np.testing.assert_array_equal(results[0][0], results[1][0])
     for k, v in results[0][1].items():
         assert (v == results[1][1][k]).all(), k
+
+
+def test_metrics_split_each_iteration_into_collection_and_fit(tmp_path):
+    from learn2adapt.training.metrics_log import MetricsLog
+
+    over = ["iterations=2", "random_episodes=2", "episodes_per_iteration=1", "episode_length=40", "num_envs=1",
+            "model.hidden=16", "fit.max_epochs=2", "planner.horizon=4", "planner.num_candidates=30",
+            "adaptation.past=4", "adaptation.future=4"]
+    cfg = apply_overrides(RunConfig(env="learn2adapt/PendulumVaried-v0", algo="grbal", seed=1), over)
+    train(cfg, tmp_path / "run", progress=False)
+    rows = MetricsLog.read(tmp_path / "run" / "metrics.csv")
+    assert [r["iteration"] for r in rows] == [0, 1, 2]
+    for r in rows:
+        assert 0 < r["collect_policy_seconds"] + r["collect_env_seconds"] <= r["collect_seconds"] + 1e-3
+        assert r["fit_seconds"] > 0 and r["fit/epochs"] >= 1 and r["fit/steps"] >= r["fit/epochs"]
+    assert rows[1]["collect_policy_seconds"] > rows[1]["collect_env_seconds"]  # MPC planning dominates
+
+
+def test_eta_projects_constant_collection_and_fits_growing_with_the_data():
+    from learn2adapt.training.eta import format_duration, remaining_seconds
+
+    rows = [{"iteration": 0, "env_steps": 100, "collect_seconds": 1.0, "fit_seconds": 1.0}]
+    assert remaining_seconds(rows, 5) is None  # no MPC iteration yet: nothing to project from
+    rows.append({"iteration": 1, "env_steps": 200, "collect_seconds": 10.0, "fit_seconds": 2.0})
+    # 2 iterations left: collection 2 x 10 s; fits 0.01 s/step x (300 + 400) steps
+    assert remaining_seconds(rows, 3) == pytest.approx(20.0 + 7.0)
+    assert remaining_seconds(rows, 1) == 0.0
+    assert format_duration(45) == "45 s" and format_duration(720) == "12 min" and format_duration(3900) == "1 h 05 min"

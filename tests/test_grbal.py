@@ -328,7 +328,7 @@ def test_grbal_adapts_to_unseen_tasks_far_better_than_mb_and_mbde():
     past = future = 16
     seg = fam.make_segments(test_tasks, 8, past + future, np.random.default_rng(1))
     model_cfg = ModelConfig(hidden=[64, 64])
-    fit_cfg = FitConfig(max_epochs=15, patience=4, max_steps_per_epoch=100)
+    fit_cfg = FitConfig(max_epochs=15, patience=4, max_steps_per_epoch=100, segment_epoch="starts")
     adapt_cfg = AdaptationConfig(past=past, future=future, inner_lr=0.1, step_size="scalar")
 
     torch.manual_seed(0)
@@ -373,3 +373,26 @@ def test_adaptation_benchmark_smoke():
                 "meta_step_lowrank_ratio", "meta_step_batched_ratio", "meta_step_vmap_ratio", "meta_step_loop_ratio",
                 "meta_step_first_order_ratio", "meta_step_per_parameter_ratio"):
         assert np.isfinite(out[key]) and out[key] > 0, key
+
+
+@pytest.mark.parametrize("mode", ["transitions", "starts"])
+def test_meta_steps_per_epoch_follow_the_documented_epoch(mode):
+    from learn2adapt.data.trajectory_buffer import split_episodes
+
+    fam = LinearTaskFamily(obs_dim=OBS, act_dim=ACT)
+    buf = fam.make_buffer(30, 40, np.random.default_rng(0))
+    adapt = AdaptationConfig(past=M, future=K, meta_batch=4)
+    fit = FitConfig(max_epochs=2, patience=10, segment_epoch=mode, val_fraction=0.2)
+    rule = GrBAL(OBS, ACT, ModelConfig(hidden=[8]), fit, adapt)
+    metrics = rule.fit(buf, np.random.default_rng(3), progress=False)
+    # the fit draws the same train/validation split first
+    train_mask, _ = split_episodes(buf, 0.2, np.random.default_rng(3))
+    length = M + K
+    if mode == "transitions":
+        per_epoch = int(train_mask.sum()) // (4 * length)
+    else:
+        starts = [s for s in range(len(buf) - length + 1)
+                  if buf.episode_id[s] == buf.episode_id[s + length - 1] and train_mask[s]]
+        per_epoch = -(-len(starts) // 4)
+    assert metrics["fit/epochs"] == 2
+    assert metrics["fit/steps"] == 2 * per_epoch

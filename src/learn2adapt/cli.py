@@ -107,7 +107,7 @@ def cmd_options(args: argparse.Namespace) -> int:
 
 
 #: Benchmark modules run by ``learn2adapt bench``, in order; each has ``run() -> dict``.
-BENCHMARKS = ("planning", "adaptation", "rebal")
+BENCHMARKS = ("planning", "adaptation", "rebal", "paper_run")
 
 
 def _flatten(figures: dict[str, object]) -> dict[str, object]:
@@ -128,7 +128,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     import torch
 
-    from learn2adapt.benchmarks.timing import matmul_gflops
+    from learn2adapt.benchmarks.timing import cpu_model, matmul_gflops
     from learn2adapt.training.config import UnknownName
 
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
@@ -136,8 +136,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
     unknown = [n for n in selected if n not in BENCHMARKS]
     if unknown:
         raise UnknownName(f"unknown benchmark {unknown[0]!r}; available: {', '.join(BENCHMARKS)}")
-    figures: dict[str, object] = {"threads": torch.get_num_threads(), "matmul_gflops": round(matmul_gflops(), 1)}
-    print(f"fp32 matmul rate: {figures['matmul_gflops']} GFLOP/s on {figures['threads']} threads")
+    figures: dict[str, object] = {"cpu": cpu_model(), "threads": torch.get_num_threads(),
+                                  "matmul_gflops": round(matmul_gflops(), 1),
+                                  "matmul_gflops_bf16": round(matmul_gflops(dtype=torch.bfloat16), 1)}
+    print(f"{figures['cpu']}: fp32 matmul {figures['matmul_gflops']} GFLOP/s, bf16 {figures['matmul_gflops_bf16']} GFLOP/s "
+          f"on {figures['threads']} threads")
     for name in selected:
         module = importlib.import_module(f"learn2adapt.benchmarks.{name}")
         print(f"--- {name}", flush=True)

@@ -38,7 +38,7 @@ from learn2adapt.adaptation.config import AdaptationConfig
 from learn2adapt.adaptation.inner_update import StepSize, adapted_forward, adapted_predictor, normalised, resolve_impl
 from learn2adapt.data.normalizer import Normalizer
 from learn2adapt.data.recent_history import RecentTransitions
-from learn2adapt.data.segment_sampler import split_segment_starts
+from learn2adapt.data.segment_sampler import epoch_starts, split_segment_starts
 from learn2adapt.data.trajectory_buffer import TrajectoryBuffer, split_episodes
 from learn2adapt.models.config import FitConfig, ModelConfig
 from learn2adapt.models.dynamics import MLPDynamics
@@ -125,8 +125,10 @@ class GrBAL(AdaptationRule):
             idx = torch.as_tensor(s, device=self.device)[:, None] + offsets
             return data[0][idx], data[1][idx], data[2][idx]
 
+        num_train = int(train_mask.sum())
+
         def epoch_batches() -> Iterator[SegmentBatch]:
-            order = rng.permutation(train_starts)
+            order = epoch_starts(train_starts, num_train, length, cfg.meta_batch, self.fit_cfg.segment_epoch, rng)
             for i in range(0, order.size, cfg.meta_batch):
                 yield gather(order[i : i + cfg.meta_batch])
 

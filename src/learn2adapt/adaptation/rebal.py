@@ -132,7 +132,8 @@ class ReBAL(AdaptationRule):
         val_loss = self._val_loss_fn(SegmentSampler(buffer, length, val_starts))
 
         if cfg.rnn_training == "segments":
-            epoch_batches, batch_loss = self._segment_objective(SegmentSampler(buffer, length, train_starts), rng)
+            sampler = SegmentSampler(buffer, length, train_starts)
+            epoch_batches, batch_loss = self._segment_objective(sampler, int(train_mask.sum()), rng)
         else:
             epoch_batches, batch_loss = self._tbptt_objective(buffer, train_mask, rng)
         desc = f"fit ReBAL ({cfg.rnn}, {cfg.rnn_training})"
@@ -156,13 +157,16 @@ class ReBAL(AdaptationRule):
 
         return val_loss
 
-    def _segment_objective(self, sampler: SegmentSampler, rng: np.random.Generator):
-        """Batches of ``meta_batch`` segments and the paper's M-past / K-future loss."""
+    def _segment_objective(self, sampler: SegmentSampler, num_train: int, rng: np.random.Generator):
+        """Batches of ``meta_batch`` segments and the paper's M-past / K-future loss.
+
+        ``num_train``: training transitions (an epoch's length, see ``fit.segment_epoch``).
+        """
         cfg = self.adapt_cfg
         M = cfg.past
 
         def epoch_batches() -> Iterator[Segments]:
-            return sampler.epoch(cfg.meta_batch, rng)
+            return sampler.epoch(cfg.meta_batch, rng, num_train, self.fit_cfg.segment_epoch)
 
         def batch_loss(seg: Segments) -> torch.Tensor:
             b = seg.obs.shape[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import platform
 import statistics
 import time
 from typing import Callable, Sequence, Union
@@ -42,10 +43,22 @@ def interleaved_median_ms(
     return [statistics.median(t) for t in times]
 
 
-def matmul_gflops(size: int = 2048, repeats: int = 10) -> float:
-    """Measured fp32 matmul rate of this process (GFLOP/s), the yardstick of every figure."""
-    a = torch.randn(size, size)
-    b = torch.randn(size, size)
-    out = torch.empty(size, size)
+def matmul_gflops(size: int = 2048, repeats: int = 10, dtype: torch.dtype = torch.float32) -> float:
+    """Measured matmul rate of this process (GFLOP/s), fp32 by default: the yardstick of every figure."""
+    a = torch.randn(size, size).to(dtype)
+    b = torch.randn(size, size).to(dtype)
+    out = torch.empty(size, size, dtype=dtype)
     ms = median_ms(lambda: torch.matmul(a, b, out=out), repeats=repeats, warmup=2)
     return 2 * size**3 / (ms * 1e-3) / 1e9
+
+
+def cpu_model() -> str:
+    """The processor's model name (``/proc/cpuinfo`` on Linux), printed with every benchmark."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

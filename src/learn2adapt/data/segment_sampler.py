@@ -24,6 +24,30 @@ class Segments:
     next_obs: np.ndarray
 
 
+#: Accepted values of ``fit.segment_epoch``.
+SEGMENT_EPOCHS = ("transitions", "starts")
+
+
+def epoch_starts(
+    starts: np.ndarray, num_transitions: int, length: int, batch_size: int, mode: str, rng: np.random.Generator
+) -> np.ndarray:
+    """The segment starts one meta-training epoch visits, in random order.
+
+    ``mode="transitions"``: an epoch passes over the training transitions about once,
+    ``max(1, num_transitions // (batch_size * length))`` batches of ``batch_size``
+    segments drawn without replacement (the official GrBAL code's epoch); the cost of an
+    epoch then grows with the data, not with ``length`` times the data.
+    ``mode="starts"``: every valid start once (each transition is seen ``length`` times).
+    """
+    if mode not in SEGMENT_EPOCHS:
+        raise ValueError(f"unknown fit.segment_epoch {mode!r}; available: {', '.join(SEGMENT_EPOCHS)}")
+    order = rng.permutation(starts)
+    if mode == "starts":
+        return order
+    steps = max(1, int(num_transitions) // (batch_size * length))
+    return order[: steps * batch_size]
+
+
 class NotEnoughSegments(ValueError):
     """The collected episodes hold no segment of the requested length to train on."""
 
@@ -78,9 +102,9 @@ class SegmentSampler:
         """``batch_size`` segments with uniformly random valid starts."""
         return self.gather(rng.choice(self.starts, size=batch_size, replace=True))
 
-    def epoch(self, batch_size: int, rng: np.random.Generator):
-        """Iterate once over all starts in random order, ``batch_size`` at a time."""
-        order = rng.permutation(self.starts)
+    def epoch(self, batch_size: int, rng: np.random.Generator, num_transitions: int = 0, mode: str = "starts"):
+        """One epoch of segments, ``batch_size`` at a time (see :func:`epoch_starts`)."""
+        order = epoch_starts(self.starts, num_transitions, self.length, batch_size, mode, rng)
         for i in range(0, order.size, batch_size):
             yield self.gather(order[i : i + batch_size])
 

@@ -22,6 +22,7 @@ class FitConfig:
     max_epochs: int = field(default=100, metadata={"help": "upper bound on passes over the training split per iteration"})
     patience: int = field(default=5, metadata={"help": "early stopping: epochs without validation improvement before stopping"})
     val_fraction: float = field(default=0.1, metadata={"help": "fraction of episodes held out for validation / early stopping"})
+    segment_epoch: str = field(default="transitions", metadata={"help": "GrBAL / ReBAL meta-training epoch: transitions (one pass over the training transitions: transitions / (meta_batch x (M+K)) meta-steps, as the official code) | starts (every segment start once: each transition seen M+K times)"})
     max_steps_per_epoch: int = field(default=0, metadata={"help": "cap on gradient steps per epoch (0: a full pass over the data)"})
     grad_clip: float = field(default=10.0, metadata={"help": "global gradient-norm clip (0: off)"})
     warm_start: bool = field(default=True, metadata={"help": "continue from the previous iteration's weights instead of re-initialising"})

@@ -25,6 +25,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from learn2adapt.adaptation.config import AdaptationConfig
+from learn2adapt.data.segment_sampler import SEGMENT_EPOCHS
 from learn2adapt.models.config import FitConfig, ModelConfig
 from learn2adapt.planning.config import PlannerConfig
 
@@ -97,6 +98,8 @@ class RunConfig:
              f"adaptation.past + adaptation.future ({self.adaptation.past + self.adaptation.future}) "
              f"exceeds episode_length ({self.episode_length}): no segment fits in an episode"),
             (0.0 <= self.fit.val_fraction < 1.0, "fit.val_fraction must be in [0, 1)"),
+            (self.fit.segment_epoch in SEGMENT_EPOCHS,
+             f"fit.segment_epoch must be one of {', '.join(SEGMENT_EPOCHS)} (got {self.fit.segment_epoch!r})"),
             (all(h >= 1 for h in self.model.hidden), "model.hidden widths must be >= 1"),
         ]
         for ok, message in checks:

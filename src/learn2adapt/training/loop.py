@@ -38,6 +38,7 @@ from learn2adapt.training.checkpoint import (
     tensors_to_arrays,
 )
 from learn2adapt.training.config import ConfigError, RunConfig, load_config, save_config
+from learn2adapt.training.eta import format_duration, remaining_seconds
 from learn2adapt.training.metrics_log import MetricsLog
 from learn2adapt.training.rollout import RandomPolicy, run_episodes
 
@@ -185,8 +186,9 @@ def train(cfg: RunConfig, run_dir: Path, resume: bool = False, progress: bool = 
             base = envs[0].unwrapped
             episode_seeds = rng.integers(0, 2**31 - 1, size=n_episodes)
             tasks = [base.sample_task("train", rng) for _ in range(n_episodes)]
+            clock: dict[str, float] = {}
             episodes = run_episodes(envs, policy, n_episodes, lambda k: (tasks[k], int(episode_seeds[k])),
-                                    desc=f"iter {it} collect", progress=progress)
+                                    desc=f"iter {it} collect", progress=progress, timing=clock)
             for ep in episodes:
                 st.buffer.add_episode(ep)
             steps = sum(len(ep) for ep in episodes)
@@ -208,6 +210,8 @@ def train(cfg: RunConfig, run_dir: Path, resume: bool = False, progress: bool = 
                 "return_mean": float(np.mean(returns)),
                 "return_std": float(np.std(returns)),
                 "collect_seconds": round(t_collect, 3),
+                "collect_policy_seconds": round(clock["policy_seconds"], 3),
+                "collect_env_seconds": round(clock["env_seconds"], 3),
                 "fit_seconds": round(time.time() - t_iter - t_collect, 3),
                 "wall_seconds": round(time.time() - t_start, 3),
                 **{k: (float(v) if isinstance(v, (int, float)) and math.isfinite(v) else v) for k, v in fit_metrics.items()},
@@ -215,9 +219,12 @@ def train(cfg: RunConfig, run_dir: Path, resume: bool = False, progress: bool = 
             log.log(row, env_steps)
             _checkpoint(run_dir, st, rng, env_steps, time.time() - t_start)
             if progress:
+                eta = remaining_seconds(log.rows, cfg.iterations)
                 print(f"[{cfg.algo}] iter {it}/{cfg.iterations}  steps {env_steps}  return {row['return_mean']:.1f}  "
                       f"val loss {fit_metrics.get('fit/val_loss', float('nan')):.4g}  "
-                      f"({row['collect_seconds']:.0f}s collect, {row['fit_seconds']:.0f}s fit)", flush=True)
+                      f"({row['collect_seconds']:.0f}s collect, {row['fit_seconds']:.0f}s fit, "
+                      f"{fit_metrics.get('fit/epochs', 0):.0f} epochs)  elapsed {format_duration(row['wall_seconds'])}"
+                      + ("" if eta is None else f", ETA {format_duration(eta)}"), flush=True)
         (run_dir / "DONE").write_text(json.dumps({"iteration": st.iteration, "env_steps": env_steps}) + "\n")
     finally:
         log.close()

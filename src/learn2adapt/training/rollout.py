@@ -6,6 +6,7 @@ in one batched call; each keeps its own episode, task and history.
 
 from __future__ import annotations
 
+import time
 from typing import Callable, Optional, Protocol, Sequence
 
 import gymnasium as gym
@@ -73,6 +74,7 @@ def run_episodes(
     desc: str = "collect",
     progress: bool = True,
     on_step: Optional[Callable[[int, int, float, dict], None]] = None,
+    timing: Optional[dict[str, float]] = None,
 ) -> list[Episode]:
     """Run ``num_episodes`` episodes over ``len(envs)`` environments in lockstep.
 
@@ -85,6 +87,8 @@ def run_episodes(
         desc: progress-bar label.
         progress: show a progress bar (steps, with ETA).
         on_step: optional ``(episode k, step t, reward, info)`` callback.
+        timing: if given, ``policy_seconds`` (time in ``act`` + ``observe``: planning and
+            adaptation) and ``env_seconds`` (time in ``env.step`` / ``reset``) are added to it.
 
     Returns:
         The finished episodes, in the order they were started.
@@ -106,23 +110,30 @@ def run_episodes(
         env = envs[slot]
         if task is not None:
             env.unwrapped.set_task(task)
+        t0 = time.perf_counter()
         obs[slot], _ = env.reset(seed=seed)
+        clock["env_seconds"] += time.perf_counter() - t0
         slot_episode[slot] = k
         recorders[k] = _EpisodeRecorder()
         policy.reset(slot)
 
+    clock = {"policy_seconds": 0.0, "env_seconds": 0.0}
     for slot in range(num_envs):
         if next_k < num_episodes:
             start(slot)
     steps = np.zeros(num_envs, np.int64)
     while len(finished) < num_episodes:
+        t0 = time.perf_counter()
         actions = np.asarray(policy.act(obs), np.float32)
+        clock["policy_seconds"] += time.perf_counter() - t0
         next_obs = obs.copy()
         for slot, env in enumerate(envs):
             k = slot_episode[slot]
             if k < 0:
                 continue
+            t0 = time.perf_counter()
             o2, r, term, trunc, info = env.step(actions[slot])
+            clock["env_seconds"] += time.perf_counter() - t0
             next_obs[slot] = o2
             recorders[k].add(obs[slot].copy(), actions[slot], o2, float(r), bool(term), info.get("task", {}))
             if on_step is not None:
@@ -133,10 +144,15 @@ def run_episodes(
                 finished[k] = recorders.pop(k).finish()
                 slot_episode[slot] = -1
                 steps[slot] = 0
+        t0 = time.perf_counter()
         policy.observe(obs, actions, next_obs)
+        clock["policy_seconds"] += time.perf_counter() - t0
         obs = next_obs
         for slot in range(num_envs):
             if slot_episode[slot] < 0 and next_k < num_episodes:
                 start(slot)
     bar.close()
+    if timing is not None:
+        for key, value in clock.items():
+            timing[key] = timing.get(key, 0.0) + value
     return [finished[k] for k in range(num_episodes)]

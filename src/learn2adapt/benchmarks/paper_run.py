@@ -1,0 +1,109 @@
+"""Projected wall time of a GrBAL ``paper`` run on this machine, and its planning floor.
+
+The sizes come from the ``paper`` preset of HalfCheetahDisabledJoint (GrBAL): MLP
+512x3, random shooting N = 500, H = 10 at the preset's planner precision, 5
+environments planned at once, 5 + 50 x 5 episodes of 1000 steps, meta-batch 10,
+M = K = 16. Measured here: ``adapt_plan_ms`` (one online adaptation of the 5
+environments plus one plan for all of them), ``env_step_ms`` (one environment step),
+``meta_step_ms`` (one second-order meta-training step with its Adam update) and
+``val_ms`` (one validation pass over the fit's fixed validation segments).
+
+Formulas (``S`` = MPC steps = iterations x episodes x length, ``S0`` = random steps,
+``E`` = environments planned at once, ``D_i`` = transitions after iteration ``i``,
+``f`` = 1 - fit.val_fraction, ``B`` = meta-batch, ``L`` = M + K):
+
+* ``paper_run_floor_min`` = S x N x H x (FLOP of one model evaluation) / (measured
+  matmul rate at the planner's precision): the planning arithmetic alone;
+* ``paper_run_projected_min`` = (S / E) x adapt_plan_ms + (S + S0) x env_step_ms
+  + sum over the 51 fits of ``epochs_per_fit`` x (floor(f D_i / (B L)) x meta_step_ms
+  + val_ms), with ``epochs_per_fit`` the mean number of epochs of a fit (early
+  stopping decides it; :data:`EPOCHS_PER_FIT` is the mean measured in our paper run).
+
+Run: ``learn2adapt bench --only paper_run``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from learn2adapt.adaptation.grbal import GrBAL, VAL_CHUNK, VAL_SEGMENTS
+from learn2adapt.benchmarks.timing import interleaved_median_ms, matmul_gflops, median_ms
+from learn2adapt.benchmarks.workload import random_recent
+from learn2adapt.envs import make_env
+from learn2adapt.training.config import preset_config
+from learn2adapt.training.loop import build_planner, build_rule
+
+ENV = "learn2adapt/HalfCheetahDisabledJoint-v0"
+#: Mean epochs per fit of the measured GrBAL paper run (docs/experiments.md).
+EPOCHS_PER_FIT = 10.0
+
+
+def run(epochs_per_fit: float = EPOCHS_PER_FIT, rounds: int = 5) -> dict[str, float]:
+    """Measure the figures of the module docstring and project the run; returns them by name."""
+    cfg = preset_config(ENV, "paper", "grbal")
+    env = make_env(cfg.env)
+    rule = build_rule(cfg, env)
+    assert isinstance(rule, GrBAL)
+    obs_dim, act_dim, E = rule.obs_dim, rule.act_dim, cfg.num_envs
+    adapt = cfg.adaptation
+    g = torch.Generator().manual_seed(0)
+    planner = build_planner(cfg, env, E, seed=0)
+    obs = torch.randn(E, obs_dim, generator=g)
+    recent = random_recent(E, adapt.past, obs_dim, act_dim, g)
+    reward = env.unwrapped.reward_fn
+    termination = getattr(env.unwrapped, "termination_fn", None)
+
+    def adapt_plan() -> None:
+        planner.plan(rule.predictor(recent), reward, obs, termination)
+
+    env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    actions = rng.uniform(env.action_space.low, env.action_space.high, (100, act_dim)).astype(np.float32)
+
+    def env_steps() -> None:  # 100 steps; episodes of the paper preset are 1000 long
+        for a in actions:
+            env.step(a)
+
+    length = adapt.past + adapt.future
+    seg = [torch.randn(adapt.meta_batch, length, obs_dim, generator=g),
+           torch.rand(adapt.meta_batch, length, act_dim, generator=g) * 2 - 1,
+           torch.randn(adapt.meta_batch, length, obs_dim, generator=g)]
+    opt = torch.optim.Adam(rule.module.parameters(), lr=0.0)  # lr 0: time the update, keep weights
+
+    def meta_step() -> None:
+        opt.zero_grad(set_to_none=True)
+        rule.meta_loss(*seg).backward()
+        opt.step()
+
+    plan_ms, steps_ms, meta_ms = interleaved_median_ms([adapt_plan, env_steps, meta_step], rounds, [2, 1, 5])
+    val_batches = [tuple(torch.randn(VAL_CHUNK, length, d, generator=g) for d in (obs_dim, act_dim, obs_dim))]
+    val_ms = median_ms(lambda: rule.validation_losses(val_batches), repeats=3, warmup=1) * VAL_SEGMENTS / VAL_CHUNK
+    env.close()
+
+    precision = torch.bfloat16 if cfg.planner.precision == "bf16" else torch.float32
+    rate = matmul_gflops(dtype=precision)
+    random_steps = cfg.random_episodes * cfg.episode_length
+    per_iteration = cfg.episodes_per_iteration * cfg.episode_length
+    mpc_steps = cfg.iterations * per_iteration
+    flop_per_eval = 2 * sum(p.numel() for name, p in rule.model.params().items() if name.startswith("w"))
+    floor_s = mpc_steps * cfg.planner.num_candidates * cfg.planner.horizon * flop_per_eval / (rate * 1e9)
+    collect_s = mpc_steps / E * plan_ms / 1e3 + (mpc_steps + random_steps) * steps_ms / 100 / 1e3
+    fit_s = 0.0
+    for i in range(cfg.iterations + 1):
+        data = random_steps + i * per_iteration
+        steps = max(1, int((1 - cfg.fit.val_fraction) * data) // (adapt.meta_batch * length))
+        fit_s += epochs_per_fit * (steps * meta_ms + val_ms) / 1e3
+    return {
+        "paper_adapt_plan_ms": round(plan_ms, 2),
+        "paper_env_step_ms": round(steps_ms / 100, 4),
+        "paper_meta_step_ms": round(meta_ms, 2),
+        "paper_val_ms": round(val_ms, 1),
+        "paper_matmul_gflops": round(rate, 1),
+        "paper_planner_precision": cfg.planner.precision,
+        "paper_epochs_per_fit": epochs_per_fit,
+        "paper_run_collect_min": round(collect_s / 60, 1),
+        "paper_run_fit_min": round(fit_s / 60, 1),
+        "paper_run_projected_min": round((collect_s + fit_s) / 60, 1),
+        "paper_run_floor_min": round(floor_s / 60, 1),
+    }
