@@ -129,22 +129,26 @@ def cmd_bench(args: argparse.Namespace) -> int:
     import torch
 
     from learn2adapt.benchmarks.timing import cpu_model, matmul_gflops
-    from learn2adapt.training.config import UnknownName
+    from learn2adapt.training.config import UnknownName, check_device
 
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
     selected = args.only.split(",") if args.only else list(BENCHMARKS)
     unknown = [n for n in selected if n not in BENCHMARKS]
     if unknown:
         raise UnknownName(f"unknown benchmark {unknown[0]!r}; available: {', '.join(BENCHMARKS)}")
-    figures: dict[str, object] = {"cpu": cpu_model(), "threads": torch.get_num_threads(),
-                                  "matmul_gflops": round(matmul_gflops(), 1),
-                                  "matmul_gflops_bf16": round(matmul_gflops(dtype=torch.bfloat16), 1)}
-    print(f"{figures['cpu']}: fp32 matmul {figures['matmul_gflops']} GFLOP/s, bf16 {figures['matmul_gflops_bf16']} GFLOP/s "
-          f"on {figures['threads']} threads")
+    check_device(args.device)
+    device = args.device
+    card = torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else cpu_model()
+    figures: dict[str, object] = {"device": device, "processor": card, "cpu": cpu_model(),
+                                  "threads": torch.get_num_threads(),
+                                  "matmul_gflops": round(matmul_gflops(device=device), 1),
+                                  "matmul_gflops_bf16": round(matmul_gflops(dtype=torch.bfloat16, device=device), 1)}
+    print(f"{card} ({device}): fp32 matmul {figures['matmul_gflops']} GFLOP/s, bf16 {figures['matmul_gflops_bf16']} GFLOP/s"
+          f"; CPU {figures['cpu']}, {figures['threads']} threads")
     for name in selected:
         module = importlib.import_module(f"learn2adapt.benchmarks.{name}")
         print(f"--- {name}", flush=True)
-        for key, value in _flatten(module.run()).items():
+        for key, value in _flatten(module.run(device=device)).items():
             figures[key] = value
             print(f"  {key:48s} {value:.4g}" if isinstance(value, float) else f"  {key:48s} {value}")
     if args.run:
@@ -198,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", default=None, metavar="FILE", help="also save the figures as JSON")
     p.add_argument("--only", default=None, help=f"comma-separated subset of: {', '.join(BENCHMARKS)}")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    p.add_argument("--device", default="cpu", help="torch device to measure: cpu | cuda | cuda:N")
     p.add_argument("--run", default=None, metavar="RUN_DIR",
                    help="also check bf16 planning against fp32 with this run's trained model")
     p.set_defaults(func=cmd_bench)

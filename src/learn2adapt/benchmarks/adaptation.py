@@ -39,10 +39,11 @@ from learn2adapt.planning.random_shooting import RandomShooting
 IMPLS = ("lowrank", "batched", "vmap", "loop")
 
 
-def _rule(obs_dim: int, act_dim: int, hidden: Sequence[int], past: int, future: int, meta_batch: int, **adapt) -> GrBAL:
+def _rule(obs_dim: int, act_dim: int, hidden: Sequence[int], past: int, future: int, meta_batch: int,
+          device: str = "cpu", **adapt) -> GrBAL:
     torch.manual_seed(0)
     cfg = AdaptationConfig(past=past, future=future, meta_batch=meta_batch, **adapt)
-    return GrBAL(obs_dim, act_dim, ModelConfig(hidden=list(hidden)), FitConfig(), cfg)
+    return GrBAL(obs_dim, act_dim, ModelConfig(hidden=list(hidden)), FitConfig(), cfg, device)
 
 
 def run(
@@ -59,19 +60,21 @@ def run(
     rounds: int = 5,
     repeats: int = 5,
     threads: Optional[int] = 2,
+    device: str = "cpu",
 ) -> dict[str, float]:
-    """Measure the figures of the module docstring; returns them by name."""
+    """Measure the figures of the module docstring on ``device``; returns them by name."""
     if threads:
         torch.set_num_threads(threads)
-    out: dict[str, float] = {"threads": torch.get_num_threads(), "matmul_gflops": round(matmul_gflops(), 1)}
+    out: dict[str, float] = {"threads": torch.get_num_threads(), "matmul_gflops": round(matmul_gflops(device=device), 1)}
     g = torch.Generator().manual_seed(1)
+    d = device
 
     # --- online: adapt + plan ----------------------------------------------------------------
-    rule = _rule(obs_dim, act_dim, hidden, past, future, meta_batch)
-    obs = torch.randn(num_envs, obs_dim, generator=g)
-    recent = random_recent(num_envs, past, obs_dim, act_dim, g)
-    low, high = -torch.ones(act_dim), torch.ones(act_dim)
-    planners = [RandomShooting(low, high, horizon, num_candidates, seed=0, num_envs=num_envs) for _ in range(2)]
+    rule = _rule(obs_dim, act_dim, hidden, past, future, meta_batch, d)
+    obs = torch.randn(num_envs, obs_dim, generator=g).to(d)
+    recent = random_recent(num_envs, past, obs_dim, act_dim, g, d)
+    low, high = -torch.ones(act_dim, device=d), torch.ones(act_dim, device=d)
+    planners = [RandomShooting(low, high, horizon, num_candidates, d, seed=0, num_envs=num_envs) for _ in range(2)]
     reward = cheetah_like_reward()
     plan, adapt_plan, adapt = interleaved_median_ms([
         lambda: planners[0].plan(rule.predictor(None), reward, obs),
@@ -83,9 +86,9 @@ def run(
 
     # --- meta-training step vs supervised step ------------------------------------------------
     length = past + future
-    seg_obs = torch.randn(meta_batch, length, obs_dim, generator=g)
-    seg_act = torch.rand(meta_batch, length, act_dim, generator=g) * 2 - 1
-    seg_nxt = seg_obs + 0.1 * torch.randn(meta_batch, length, obs_dim, generator=g)
+    seg_obs = torch.randn(meta_batch, length, obs_dim, generator=g).to(d)
+    seg_act = (torch.rand(meta_batch, length, act_dim, generator=g) * 2 - 1).to(d)
+    seg_nxt = seg_obs + 0.1 * torch.randn(meta_batch, length, obs_dim, generator=g).to(d)
     flat = [t.reshape(-1, t.shape[-1]) for t in (seg_obs, seg_act, seg_nxt)]
 
     def step_fn(r: GrBAL, loss_fn: Callable[[], torch.Tensor]) -> Callable[[], None]:
@@ -98,20 +101,20 @@ def run(
 
         return step
 
-    sup = _rule(obs_dim, act_dim, hidden, past, future, meta_batch)
+    sup = _rule(obs_dim, act_dim, hidden, past, future, meta_batch, d)
     fns: list[Callable[[], None]] = [step_fn(sup, lambda: sup.model.loss(*flat))]
     names = ["supervised"]
     reps = [repeats]
     for impl in impls:
-        r = _rule(obs_dim, act_dim, hidden, past, future, meta_batch, inner_impl=impl)
+        r = _rule(obs_dim, act_dim, hidden, past, future, meta_batch, d, inner_impl=impl)
         fns.append(step_fn(r, lambda r=r: r.meta_loss(seg_obs, seg_act, seg_nxt)))
         names.append(impl)
         reps.append(repeats if impl in ("lowrank", "batched") else 1)  # vmap / loop: slow, for reference
-    r_fo = _rule(obs_dim, act_dim, hidden, past, future, meta_batch, first_order=True)
+    r_fo = _rule(obs_dim, act_dim, hidden, past, future, meta_batch, d, first_order=True)
     fns.append(step_fn(r_fo, lambda: r_fo.meta_loss(seg_obs, seg_act, seg_nxt)))
     names.append("first_order")
     reps.append(repeats)
-    r_pp = _rule(obs_dim, act_dim, hidden, past, future, meta_batch, step_size="per_parameter")
+    r_pp = _rule(obs_dim, act_dim, hidden, past, future, meta_batch, d, step_size="per_parameter")
     fns.append(step_fn(r_pp, lambda: r_pp.meta_loss(seg_obs, seg_act, seg_nxt)))
     names.append("per_parameter")
     reps.append(repeats)

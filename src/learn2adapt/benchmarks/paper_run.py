@@ -39,9 +39,10 @@ ENV = "learn2adapt/HalfCheetahDisabledJoint-v0"
 EPOCHS_PER_FIT = 10.0
 
 
-def run(epochs_per_fit: float = EPOCHS_PER_FIT, rounds: int = 5) -> dict[str, float]:
-    """Measure the figures of the module docstring and project the run; returns them by name."""
+def run(epochs_per_fit: float = EPOCHS_PER_FIT, rounds: int = 5, device: str = "cpu") -> dict[str, float]:
+    """Measure the figures of the module docstring on ``device`` and project the run; returns them by name."""
     cfg = preset_config(ENV, "paper", "grbal")
+    cfg.device = device
     env = make_env(cfg.env)
     rule = build_rule(cfg, env)
     assert isinstance(rule, GrBAL)
@@ -49,8 +50,8 @@ def run(epochs_per_fit: float = EPOCHS_PER_FIT, rounds: int = 5) -> dict[str, fl
     adapt = cfg.adaptation
     g = torch.Generator().manual_seed(0)
     planner = build_planner(cfg, env, E, seed=0)
-    obs = torch.randn(E, obs_dim, generator=g)
-    recent = random_recent(E, adapt.past, obs_dim, act_dim, g)
+    obs = torch.randn(E, obs_dim, generator=g).to(device)
+    recent = random_recent(E, adapt.past, obs_dim, act_dim, g, device)
     reward = env.unwrapped.reward_fn
     termination = getattr(env.unwrapped, "termination_fn", None)
 
@@ -66,9 +67,7 @@ def run(epochs_per_fit: float = EPOCHS_PER_FIT, rounds: int = 5) -> dict[str, fl
             env.step(a)
 
     length = adapt.past + adapt.future
-    seg = [torch.randn(adapt.meta_batch, length, obs_dim, generator=g),
-           torch.rand(adapt.meta_batch, length, act_dim, generator=g) * 2 - 1,
-           torch.randn(adapt.meta_batch, length, obs_dim, generator=g)]
+    seg = [torch.randn(adapt.meta_batch, length, d, generator=g).to(device) for d in (obs_dim, act_dim, obs_dim)]
     opt = torch.optim.Adam(rule.module.parameters(), lr=0.0)  # lr 0: time the update, keep weights
 
     def meta_step() -> None:
@@ -77,12 +76,12 @@ def run(epochs_per_fit: float = EPOCHS_PER_FIT, rounds: int = 5) -> dict[str, fl
         opt.step()
 
     plan_ms, steps_ms, meta_ms = interleaved_median_ms([adapt_plan, env_steps, meta_step], rounds, [2, 1, 5])
-    val_batches = [tuple(torch.randn(VAL_CHUNK, length, d, generator=g) for d in (obs_dim, act_dim, obs_dim))]
+    val_batches = [tuple(torch.randn(VAL_CHUNK, length, d, generator=g).to(device) for d in (obs_dim, act_dim, obs_dim))]
     val_ms = median_ms(lambda: rule.validation_losses(val_batches), repeats=3, warmup=1) * VAL_SEGMENTS / VAL_CHUNK
     env.close()
 
     precision = torch.bfloat16 if cfg.planner.precision == "bf16" else torch.float32
-    rate = matmul_gflops(dtype=precision)
+    rate = matmul_gflops(dtype=precision, device=device)
     random_steps = cfg.random_episodes * cfg.episode_length
     per_iteration = cfg.episodes_per_iteration * cfg.episode_length
     mpc_steps = cfg.iterations * per_iteration

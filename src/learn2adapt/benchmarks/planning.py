@@ -63,7 +63,8 @@ def model_only_fn(predict: PredictFn, planner: Planner, obs: torch.Tensor) -> Ca
         batches = [p + planner.num_keep for p in sizes]
     else:
         batches = [planner.num_candidates] * getattr(planner, "iterations", 1)
-    inputs = [(torch.randn(E, n, obs.shape[-1]), torch.rand(E, n, planner.act_dim)) for n in batches]
+    inputs = [(torch.randn(E, n, obs.shape[-1], device=obs.device), torch.rand(E, n, planner.act_dim, device=obs.device))
+              for n in batches]
 
     def run() -> None:
         with torch.no_grad(), planner._autocast(obs.device.type):
@@ -95,9 +96,11 @@ def bf16_agreement(
         ``top10_overlap``: fraction of fp32's top-10 candidates also in bf16's top 10;
         ``max_abs_return_diff``.
     """
-    fp32 = make_planner("rs", action_low, action_high, horizon=horizon, num_candidates=num_candidates, seed=seed)
+    device = obs.device
+    fp32 = make_planner("rs", action_low, action_high, horizon=horizon, num_candidates=num_candidates, seed=seed,
+                        device=device)
     bf16 = make_planner("rs", action_low, action_high, horizon=horizon, num_candidates=num_candidates, seed=seed,
-                        precision="bf16")
+                        precision="bf16", device=device)
     obs = obs.float()
     actions = fp32.sample(obs.shape[0]).clone()
     r32 = fp32.evaluate(predict, reward_fn, obs, actions).clone()
@@ -134,21 +137,22 @@ def run(
     warmup: int = 3,
     threads: Optional[int] = None,
     planner_options: Optional[dict[str, dict]] = None,
+    device: str = "cpu",
 ) -> dict[str, object]:
-    """Measure every planner x precision; returns a dict of figures (see module docstring)."""
+    """Measure every planner x precision on ``device``; returns a dict of figures (see module docstring)."""
     torch.set_num_threads(threads or os.cpu_count() or 1)
-    model = make_model(obs_dim, act_dim, hidden)
+    model = make_model(obs_dim, act_dim, hidden).to(device)
     predict, reward = delta_predict(model), cheetah_like_reward()
     flop_per_eval = 2 * model_macs(model)
-    peak = matmul_gflops()
-    low, high = -torch.ones(act_dim), torch.ones(act_dim)
-    obs = torch.randn(num_envs, obs_dim, generator=torch.Generator().manual_seed(0))
+    peak = matmul_gflops(device=device)
+    low, high = -torch.ones(act_dim, device=device), torch.ones(act_dim, device=device)
+    obs = torch.randn(num_envs, obs_dim, generator=torch.Generator().manual_seed(0)).to(device)
     rows = []
     fp32_ms: dict[str, float] = {}
     for name in planners:
         for precision in precisions:
             options = dict((planner_options or {}).get(name, {}))
-            planner = make_planner(name, low, high, num_envs=num_envs, seed=0, horizon=horizon,
+            planner = make_planner(name, low, high, num_envs=num_envs, seed=0, horizon=horizon, device=device,
                                    num_candidates=num_candidates, precision=precision, **options)
             plan_ms, alone_ms = interleaved_median_ms(
                 [lambda: planner.plan(predict, reward, obs), model_only_fn(predict, planner, obs)],
@@ -172,13 +176,14 @@ def run(
             elif name in fp32_ms:
                 row["speedup_vs_fp32"] = round(fp32_ms[name] / plan_ms, 2)
             rows.append(row)
-    starts = torch.randn(4, obs_dim, generator=torch.Generator().manual_seed(1))
+    starts = torch.randn(4, obs_dim, generator=torch.Generator().manual_seed(1)).to(device)
     agreement = bf16_agreement(predict, reward, starts, low, high, horizon=horizon, num_candidates=num_candidates)
     # Without the control cost (exact in fp32 and dominant for an untrained model), the
     # ranking depends on the model alone: the harder check.
     agreement_model_only = bf16_agreement(predict, cheetah_like_reward(ctrl_cost=0.0), starts, low, high,
                                           horizon=horizon, num_candidates=num_candidates)
     return {
+        "device": str(device),
         "threads": torch.get_num_threads(),
         "matmul_gflops_fp32": round(peak, 1),
         "model": f"MLP {obs_dim}+{act_dim} -> {'x'.join(map(str, hidden))} -> {obs_dim} ReLU",

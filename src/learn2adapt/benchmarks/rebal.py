@@ -46,19 +46,20 @@ def run(
     past: int = 16,
     rounds: int = 5,
     repeats: int = 5,
+    device: str = "cpu",
 ) -> dict[str, float]:
-    """Time both plans; returns ``rebal_plan_ms``, ``plan_ms``, ``rebal_over_mb``, ``rebal_predictor_ms``."""
+    """Time both plans on ``device``; returns ``rebal_plan_ms``, ``plan_ms``, ``rebal_over_mb``, ``rebal_predictor_ms``."""
     torch.manual_seed(0)
     model_cfg = ModelConfig(hidden=list(hidden))
     adapt_cfg = AdaptationConfig(past=past, rnn=rnn, rnn_hidden=rnn_hidden)
-    mb = ModelBased(obs_dim, act_dim, model_cfg, FitConfig(), adapt_cfg)
-    rebal = ReBAL(obs_dim, act_dim, model_cfg, FitConfig(), adapt_cfg)
+    mb = ModelBased(obs_dim, act_dim, model_cfg, FitConfig(), adapt_cfg, device)
+    rebal = ReBAL(obs_dim, act_dim, model_cfg, FitConfig(), adapt_cfg, device)
     g = torch.Generator().manual_seed(1)
-    obs = torch.randn(num_envs, obs_dim, generator=g)
-    recent = random_recent(num_envs, past, obs_dim, act_dim, g)
+    obs = torch.randn(num_envs, obs_dim, generator=g).to(device)
+    recent = random_recent(num_envs, past, obs_dim, act_dim, g, device)
     reward = cheetah_like_reward()
-    low, high = -torch.ones(act_dim), torch.ones(act_dim)
-    planners = [RandomShooting(low, high, horizon, num_candidates, seed=0, num_envs=num_envs) for _ in range(2)]
+    low, high = -torch.ones(act_dim, device=device), torch.ones(act_dim, device=device)
+    planners = [RandomShooting(low, high, horizon, num_candidates, device, seed=0, num_envs=num_envs) for _ in range(2)]
 
     def mb_plan() -> None:
         planners[0].plan(mb.predictor(None), reward, obs)

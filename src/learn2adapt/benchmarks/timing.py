@@ -10,14 +10,22 @@ from typing import Callable, Sequence, Union
 import torch
 
 
+def synchronize() -> None:
+    """Wait for queued GPU work, so a clock read after it measures the work, not its launch."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
 def median_ms(fn: Callable[[], object], repeats: int = 20, warmup: int = 3) -> float:
     """Median wall time of ``fn()`` in milliseconds, after ``warmup`` untimed calls."""
     for _ in range(warmup):
         fn()
     times = []
     for _ in range(repeats):
+        synchronize()
         t0 = time.perf_counter()
         fn()
+        synchronize()
         times.append(time.perf_counter() - t0)
     return 1e3 * statistics.median(times)
 
@@ -43,11 +51,14 @@ def interleaved_median_ms(
     return [statistics.median(t) for t in times]
 
 
-def matmul_gflops(size: int = 2048, repeats: int = 10, dtype: torch.dtype = torch.float32) -> float:
+def matmul_gflops(size: int = 2048, repeats: int = 10, dtype: torch.dtype = torch.float32,
+                  device: str | torch.device = "cpu") -> float:
     """Measured matmul rate of this process (GFLOP/s), fp32 by default: the yardstick of every figure."""
-    a = torch.randn(size, size).to(dtype)
-    b = torch.randn(size, size).to(dtype)
-    out = torch.empty(size, size, dtype=dtype)
+    if torch.device(device).type == "cuda":
+        size = max(size, 8192)  # a 2048 matmul is launch-bound on a large GPU
+    a = torch.randn(size, size).to(device, dtype)
+    b = torch.randn(size, size).to(device, dtype)
+    out = torch.empty(size, size, dtype=dtype, device=device)
     ms = median_ms(lambda: torch.matmul(a, b, out=out), repeats=repeats, warmup=2)
     return 2 * size**3 / (ms * 1e-3) / 1e9
 

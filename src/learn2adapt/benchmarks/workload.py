@@ -20,11 +20,12 @@ def cheetah_like_reward(velocity_index: int = 8, ctrl_cost: float = 0.1) -> Rewa
     return reward
 
 
-def random_recent(num_envs: int, past: int, obs_dim: int, act_dim: int, generator: torch.Generator) -> RecentTransitions:
-    """``past`` full windows of random transitions per environment (actions in [-1, 1])."""
+def random_recent(num_envs: int, past: int, obs_dim: int, act_dim: int, generator: torch.Generator,
+                  device: str | torch.device = "cpu") -> RecentTransitions:
+    """``past`` full windows of random transitions per environment (actions in [-1, 1]), on ``device``."""
     return RecentTransitions(
-        torch.randn(num_envs, past, obs_dim, generator=generator),
-        torch.rand(num_envs, past, act_dim, generator=generator) * 2 - 1,
-        torch.randn(num_envs, past, obs_dim, generator=generator),
-        torch.full((num_envs,), past, dtype=torch.long),
+        torch.randn(num_envs, past, obs_dim, generator=generator).to(device),
+        (torch.rand(num_envs, past, act_dim, generator=generator) * 2 - 1).to(device),
+        torch.randn(num_envs, past, obs_dim, generator=generator).to(device),
+        torch.full((num_envs,), past, dtype=torch.long, device=device),
     )

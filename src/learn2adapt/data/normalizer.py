@@ -28,13 +28,14 @@ class Normalizer(nn.Module):
             self.register_buffer(f"{name}_mean", torch.zeros(dim))
             self.register_buffer(f"{name}_std", torch.ones(dim))
 
-    @staticmethod
-    def _stats(x: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    def _stats(self, x: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         x = np.asarray(x, np.float64)
         mean = x.mean(axis=0)
         std = x.std(axis=0)
         std = np.where(std < MIN_STD, 1.0, std)
-        return torch.as_tensor(mean, dtype=torch.float32), torch.as_tensor(std, dtype=torch.float32)
+        device = self.obs_mean.device
+        return (torch.as_tensor(mean, dtype=torch.float32, device=device),
+                torch.as_tensor(std, dtype=torch.float32, device=device))
 
     def fit(self, obs: np.ndarray, act: np.ndarray, next_obs: np.ndarray) -> None:
         """Fit on all stored transitions."""

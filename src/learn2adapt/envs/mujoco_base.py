@@ -91,8 +91,10 @@ class LocomotionReward:
 
     def terminated(self, next_obs: Array) -> Array:
         if not self.healthy_reward:
-            zeros = torch.zeros if isinstance(next_obs, torch.Tensor) else np.zeros
-            return zeros(next_obs.shape[:-1], dtype=bool if zeros is np.zeros else torch.bool)
+            # *_like: on the device (and of the array type) of the input, never a default one.
+            if isinstance(next_obs, torch.Tensor):
+                return torch.zeros_like(next_obs[..., 0], dtype=torch.bool)
+            return np.zeros_like(next_obs[..., 0], dtype=bool)
         return ~self.healthy(next_obs)
 
 

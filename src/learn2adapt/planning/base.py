@@ -136,12 +136,11 @@ class Planner(ABC):
         Called at episode starts. Stateless planners need not override it.
         """
 
-    @staticmethod
-    def _mask_indices(env_mask: Optional[torch.Tensor], num_envs: int) -> torch.Tensor:
-        """Indices selected by a boolean (or index) mask; all environments when None."""
+    def _mask_indices(self, env_mask: Optional[torch.Tensor], num_envs: int) -> torch.Tensor:
+        """Indices (on the planner's device) selected by a boolean or index mask; all when None."""
         if env_mask is None:
-            return torch.arange(num_envs)
-        mask = torch.as_tensor(env_mask).cpu()
+            return torch.arange(num_envs, device=self.device)
+        mask = torch.as_tensor(env_mask, device=self.device)
         if mask.dtype == torch.bool:
             return mask.nonzero().reshape(-1)
         return mask.reshape(-1).long()
@@ -264,5 +263,5 @@ class WarmStartPlanner(Planner):
         """Restart the warm-start mean of the masked environments (all if None) at the midpoint."""
         if self._mean is None:
             return
-        idx = self._mask_indices(env_mask, self._mean.shape[0]).to(self._mean.device)
+        idx = self._mask_indices(env_mask, self._mean.shape[0])
         self._mean[idx] = self.action_mid

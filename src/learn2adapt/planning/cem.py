@@ -55,7 +55,7 @@ class CEM(WarmStartPlanner):
         self._make_generators(num_envs)
         noise = self._buffer(name, (num_envs, count, self.horizon, self.act_dim))
         for e in range(num_envs):
-            torch.randn(noise.shape[1:], generator=self.generators[e], out=noise[e])
+            torch.randn(noise.shape[1:], generator=self.generators[e], device=self.device, out=noise[e])
         return noise
 
     def _candidates(self, noise: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:

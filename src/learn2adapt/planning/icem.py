@@ -77,7 +77,7 @@ class ICEM(CEM):
         H = self.horizon
         if self.noise_beta == 0.0 or H < 2:
             return None
-        f = torch.fft.rfftfreq(H, dtype=torch.float64)
+        f = torch.fft.rfftfreq(H, dtype=torch.float64, device=self.device)
         f[0] = 1.0 / H  # the zero frequency gets the lowest nonzero frequency's power
         amp = f ** (-self.noise_beta / 2.0)
         # Variance of one irfft output step: DC (x sqrt 2) and even-H Nyquist (x sqrt 2)
@@ -85,7 +85,7 @@ class ICEM(CEM):
         var = 4.0 * amp.square().sum() - 2.0 * amp[0] ** 2
         if H % 2 == 0:
             var = var - 2.0 * amp[-1] ** 2
-        return (amp * H / var.sqrt()).to(torch.float32).to(self.device)
+        return (amp * H / var.sqrt()).to(torch.float32)
 
     def _coloured(self, name: str, num_envs: int, count: int) -> torch.Tensor:
         """Unit-variance coloured noise ``(E, count, H, act_dim)``, env ``e`` from its own generator."""
@@ -96,7 +96,7 @@ class ICEM(CEM):
         F = self._spectrum.shape[0]
         parts = self._buffer(name + "_spec", (num_envs, 2, count, A, F))
         for e in range(num_envs):
-            torch.randn(parts.shape[1:], generator=self.generators[e], out=parts[e])
+            torch.randn(parts.shape[1:], generator=self.generators[e], device=self.device, out=parts[e])
         re, im = parts[:, 0] * self._spectrum, parts[:, 1] * self._spectrum
         # Real-valued DC (and Nyquist for even H) components, with their variance restored.
         im[..., 0] = 0.0
@@ -113,7 +113,7 @@ class ICEM(CEM):
         """Restart the mean and drop the carried elites of the masked environments (all if None)."""
         super().reset(env_mask)
         if self._has_elites is not None:
-            idx = self._mask_indices(env_mask, self._has_elites.shape[0]).to(self._has_elites.device)
+            idx = self._mask_indices(env_mask, self._has_elites.shape[0])
             self._has_elites[idx] = False
 
     def plan(

@@ -51,7 +51,7 @@ class MPPI(WarmStartPlanner):
         self._make_generators(num_envs)
         noise = self._buffer("actions", (num_envs, self.num_candidates, self.horizon, self.act_dim))
         for e in range(num_envs):
-            torch.randn(noise.shape[1:], generator=self.generators[e], out=noise[e])
+            torch.randn(noise.shape[1:], generator=self.generators[e], device=self.device, out=noise[e])
         if self.smoothing > 0.0:
             b = self.smoothing
             for t in range(1, self.horizon):  # in place, a loop over H only

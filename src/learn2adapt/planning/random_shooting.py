@@ -28,7 +28,7 @@ class RandomShooting(Planner):
         shape = (num_envs, self.num_candidates, self.horizon, self.act_dim)
         actions = self._buffer("actions", shape)
         for e in range(num_envs):
-            torch.rand(shape[1:], generator=self.generators[e], out=actions[e])
+            torch.rand(shape[1:], generator=self.generators[e], device=self.device, out=actions[e])
         # In place: u * (high - low) + low.
         actions.mul_(self.action_high - self.action_low).add_(self.action_low)
         return actions

@@ -47,6 +47,24 @@ def check_env(env_id: str) -> None:
         raise UnknownName(f"unknown environment {env_id!r}; run `learn2adapt envs` to list them ({', '.join(ids)})")
 
 
+def check_device(device: str) -> None:
+    """Raise :class:`ConfigError` unless this torch can run on ``device`` (before any work starts)."""
+    import torch  # noqa: PLC0415  (config parsing alone does not need torch)
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"device {device!r} is not a torch device; use cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {device!r}: this torch build has no usable CUDA device "
+                              "(torch.cuda.is_available() is False); install a CUDA build of torch or use device=cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) here")
+    elif dev.type != "cpu":
+        raise ConfigError(f"device {device!r} is not supported; use cpu, cuda or cuda:N")
+
+
 def check_algo(algo: str) -> None:
     """Raise :class:`UnknownName` listing the algorithms if ``algo`` is not one."""
     from learn2adapt.adaptation import ALGORITHMS  # noqa: PLC0415
@@ -87,6 +105,7 @@ class RunConfig:
         """Reject unknown names and impossible settings with a message that says what to change."""
         check_env(self.env)
         check_algo(self.algo)
+        check_device(self.device)
         checks = [
             (self.iterations >= 0, "iterations must be >= 0"),
             (self.random_episodes >= 1, "random_episodes must be >= 1 (iteration 0 needs data)"),
