@@ -26,8 +26,9 @@ from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
 import numpy as np
+import torch
 
-from learn2adapt.data.segment_sampler import Segments
+from learn2adapt.types import Window
 from learn2adapt.data.trajectory_buffer import Episode, Task, TrajectoryBuffer
 
 #: Training range of the gain magnitudes |g_j| (sign is random); test out-of-range: [1.6, 2.0].
@@ -143,7 +144,7 @@ class LinearTaskFamily:
 
     def make_segments(
         self, tasks: Sequence[Task], per_task: int, length: int, rng: np.random.Generator, burn_in: int = 10
-    ) -> Segments:
+    ) -> Window:
         """``per_task`` segments of ``length`` consecutive transitions under each task.
 
         Each segment is the tail of a fresh episode of ``burn_in + length`` steps (so
@@ -157,7 +158,7 @@ class LinearTaskFamily:
                 obs.append(ep.obs[burn_in:])
                 act.append(ep.act[burn_in:])
                 nxt.append(ep.next_obs[burn_in:])
-        return Segments(np.stack(obs), np.stack(act), np.stack(nxt))
+        return Window(*(torch.as_tensor(np.stack(x)) for x in (obs, act, nxt)))
 
 
 def make_train_buffer(num_episodes: int = 60, length: int = 50, seed: int = 0, **family) -> tuple[LinearTaskFamily, TrajectoryBuffer]:

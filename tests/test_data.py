@@ -63,15 +63,16 @@ def test_segment_sampler_never_crosses_episodes_and_covers_all_starts():
     assert sorted(starts.tolist()) == expected
     sampler = SegmentSampler(buf, seg_len)
     rng = np.random.default_rng(1)
-    batch = sampler.sample(500, rng)
+    batch = sampler.gather(rng.choice(sampler.starts, size=500))
+    assert isinstance(batch.obs, torch.Tensor) and batch.count is None
     assert batch.obs.shape == (500, seg_len, 3)
     assert batch.act.shape == (500, seg_len, 2) and batch.next_obs.shape == (500, seg_len, 3)
-    code = batch.obs[..., 0]
+    code = batch.obs[..., 0].numpy()
     episode, step = code // 1000, code % 1000
     assert (episode == episode[:, :1]).all(), "a segment crossed an episode boundary"
     assert (np.diff(step, axis=1) == 1).all(), "segment transitions are not consecutive"
     # every valid start is reachable: an epoch visits each exactly once
-    seen = np.concatenate([b.obs[:, 0, 0] for b in sampler.epoch(4, rng)])
+    seen = np.concatenate([b.obs[:, 0, 0].numpy() for b in sampler.epoch(sampler.starts, 4, rng)])
     assert sorted(seen.tolist()) == sorted(buf.obs[starts, 0].tolist())
 
 

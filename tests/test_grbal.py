@@ -15,7 +15,8 @@ from learn2adapt.adaptation.dynamic_eval import DynamicEvaluation
 from learn2adapt.adaptation.grbal import GrBAL
 from learn2adapt.adaptation.inner_update import StepSize, adapted_forward, normalised
 from learn2adapt.adaptation.mb import ModelBased
-from learn2adapt.data.recent_history import RecentHistory, RecentTransitions
+from learn2adapt.data.recent_history import RecentHistory
+from learn2adapt.types import Window
 from learn2adapt.models.config import FitConfig, ModelConfig
 from learn2adapt.planning.random_shooting import RandomShooting
 from synthetic_tasks import LinearTaskFamily
@@ -203,7 +204,7 @@ def online_rule(request):
 
 def test_count_zero_predicts_with_the_unadapted_model(online_rule):
     obs, act, nxt = windows(3)
-    recent = RecentTransitions(obs * 100, act, nxt, torch.zeros(3, dtype=torch.long))  # garbage: must be ignored
+    recent = Window(obs * 100, act, nxt, torch.zeros(3, dtype=torch.long))  # garbage: must be ignored
     s, a = candidates(3)
     expected = online_rule.model.predict(s, a)
     assert torch.equal(online_rule.predictor(recent)(s, a), expected)
@@ -219,11 +220,11 @@ def test_per_env_adaptation_at_once_equals_each_alone(online_rule):
     E = 4
     obs, act, nxt = windows(E)
     counts = torch.tensor([0, 1, M - 2, M])
-    recent = RecentTransitions(obs, act, nxt, counts)
+    recent = Window(obs, act, nxt, counts)
     s, a = candidates(E)
     together = online_rule.predictor(recent)(s, a)
     for e in range(E):
-        alone = RecentTransitions(obs[e : e + 1], act[e : e + 1], nxt[e : e + 1], counts[e : e + 1])
+        alone = Window(obs[e : e + 1], act[e : e + 1], nxt[e : e + 1], counts[e : e + 1])
         torch.testing.assert_close(together[e : e + 1], online_rule.predictor(alone)(s[e : e + 1], a[e : e + 1]),
                                    rtol=1e-5, atol=1e-6)
 
@@ -233,9 +234,9 @@ def test_fewer_than_m_transitions_adapt_on_the_valid_ones_with_a_step_scaled_by_
     i.e. the short window's mean loss with the step size scaled by count / M."""
     c = 2
     obs, act, nxt = windows(1)
-    padded = RecentTransitions(obs.clone(), act.clone(), nxt.clone(), torch.tensor([c]))
+    padded = Window(obs.clone(), act.clone(), nxt.clone(), torch.tensor([c]))
     padded.obs[:, :-c] = float("nan")  # padding rows: garbage that must not matter
-    short = RecentTransitions(obs[:, -c:], act[:, -c:], nxt[:, -c:], torch.tensor([c]))
+    short = Window(obs[:, -c:], act[:, -c:], nxt[:, -c:], torch.tensor([c]))
     scaled = copy.deepcopy(online_rule)
     with torch.no_grad():
         for name, t in scaled.step_size.named_parameters():
@@ -254,7 +255,7 @@ def test_online_adaptation_is_the_meta_training_inner_update():
     rule = tiny_rule(torch.float64, step_size="per_parameter", inner_steps=2)
     obs, act, nxt = windows(3, dtype=torch.float64)
     s, a = candidates(3, dtype=torch.float64)
-    recent = RecentTransitions(obs, act, nxt, torch.full((3,), M))
+    recent = Window(obs, act, nxt, torch.full((3,), M))
     online = rule.predictor(recent)(s, a)
     x, y = normalised(rule.model, obs, act, nxt)
     pred = adapted_forward(rule.model.net, rule.model.params(), x, y, None, rule.model.inputs(s, a),
@@ -288,7 +289,7 @@ def test_predictor_plugs_into_the_planner():
     rule = tiny_rule(torch.float32, activation="relu")
     E = 2
     obs, act, nxt = windows(E)
-    recent = RecentTransitions(obs, act, nxt, torch.tensor([M, 3]))
+    recent = Window(obs, act, nxt, torch.tensor([M, 3]))
     planner = RandomShooting(-torch.ones(ACT), torch.ones(ACT), horizon=4, num_candidates=16, seed=0)
     reward = lambda s, a, s2: -s2.square().sum(-1)  # noqa: E731
     actions = planner.plan(rule.predictor(recent), reward, torch.randn(E, OBS))
@@ -356,8 +357,8 @@ def test_short_past_training_masks_are_right_aligned_episode_starts():
     mask = rule._short_past_mask(200, np.random.default_rng(0))
     counts = mask.sum(1)
     assert int(counts.max()) < M and int(counts.min()) == 0
-    # right-aligned like RecentTransitions.mask: valid rows are the last ``count``
-    expected = RecentTransitions(torch.zeros(200, M, OBS), torch.zeros(200, M, ACT), torch.zeros(200, M, OBS), counts).mask
+    # right-aligned like Window.mask: valid rows are the last ``count``
+    expected = Window(torch.zeros(200, M, OBS), torch.zeros(200, M, ACT), torch.zeros(200, M, OBS), counts).mask
     assert torch.equal(mask, expected)
     assert tiny_rule()._short_past_mask(5, np.random.default_rng(0)) is None
     loss = rule.meta_loss(*segments(4, M + K), past_mask=mask[:4])

@@ -1,10 +1,16 @@
 """Every preset of every environment family resolves to a config the parts accept."""
 
+import json
+import runpy
+from pathlib import Path
+
 import pytest
 
 from learn2adapt.adaptation import ALGORITHMS
 from learn2adapt.envs import make_env
-from learn2adapt.training.config import ConfigError, list_presets, preset_config
+from learn2adapt.errors import ConfigError
+from learn2adapt.training import config
+from learn2adapt.training.config import list_presets, preset_config
 from learn2adapt.training.loop import build_planner, build_rule
 
 FAMILIES = sorted(list_presets())
@@ -42,3 +48,95 @@ def test_unknown_preset_names_the_available_ones():
     env_id = list_presets()["pendulum"]["env"]
     with pytest.raises(ConfigError, match="available: .*quick"):
         preset_config(env_id, "nosuch")
+
+
+# --- the preset files resolve to the recorded experiments -------------------------------------
+SNAPSHOT_DIR = Path(__file__).with_name("data")
+SNAPSHOT = runpy.run_path(str(SNAPSHOT_DIR / "make_resolved_presets.py"))  # resolved_presets(), dumps()
+
+
+@pytest.fixture(scope="module")
+def snapshot():
+    return json.loads((SNAPSHOT_DIR / "resolved_presets.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def resolved():
+    return SNAPSHOT["resolved_presets"]()
+
+
+def test_snapshot_covers_every_family_preset_and_algorithm(snapshot, resolved):
+    names = lambda tree: {(f, p, a) for f in tree for p in tree[f] for a in tree[f][p]}  # noqa: E731
+    assert names(resolved) == names(snapshot), ("presets added or removed: if intended, regenerate "
+                                                "tests/data/resolved_presets.json (tests/data/make_resolved_presets.py)")
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_every_resolved_preset_equals_the_snapshot(family, snapshot, resolved):
+    """No change of the preset files (or of config defaults) silently changes an experiment."""
+    dumps = SNAPSHOT["dumps"]
+    if dumps(resolved.get(family)) == dumps(snapshot.get(family)):  # exact: 1 and 1.0 differ
+        return
+    changed = []
+    for preset, algos in resolved.get(family, {}).items():
+        for algo, cfg in algos.items():
+            before = dict(_leaves(snapshot.get(family, {}).get(preset, {}).get(algo, {})))
+            changed += [f"{preset}/{algo}: {'.'.join(path)}: {before.get(path)!r} -> {value!r}"
+                        for path, value in _leaves(cfg) if dumps(before.get(path)) != dumps(value)]
+    pytest.fail(f"{family}: resolved presets differ from tests/data/resolved_presets.json (regenerate it only "
+                "when the change is intended):\n  " + "\n  ".join(changed or ["(presets added or removed)"]))
+
+
+def _leaves(table, prefix=()):
+    for key, value in table.items():
+        if isinstance(value, dict):
+            yield from _leaves(value, prefix + (key,))
+        else:
+            yield prefix + (key,), value
+
+
+def _lookup(table, path):
+    for key in path:
+        if not isinstance(table, dict) or key not in table:
+            return None
+        table = table[key]
+    return table
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_family_files_hold_only_their_differences(family):
+    base, families = config._read_presets()
+    data = families[family]
+    repeated = []
+    for name in config._preset_names(base, data):
+        own = {k: v for k, v in data.get(name, {}).items() if k != "base"}
+        parent = data.get(name, {}).get("base")
+        start = base.get(name, {}) if parent is None else config._resolve_preset(family, data, base, parent)
+        repeated += [f"[{name}] {'.'.join(path)} = {value!r}" for path, value in _leaves(own)
+                     if _lookup(start, path) == value]
+    assert not repeated, f"{family}.toml repeats what its base already gives: {'; '.join(repeated)}"
+
+
+def test_presets_resolve_by_deep_merge_onto_their_base(monkeypatch):
+    env_id = "learn2adapt/PendulumVaried-v0"
+    base = {"quick": {"iterations": 4, "fit": {"max_epochs": 20, "patience": 4}, "mb": {"fit": {"batch_size": 64}}},
+            "paper": {"iterations": 50}}
+    family = {"env": env_id,
+              "quick": {"fit": {"max_epochs": 40}, "mb": {"num_envs": 2}},
+              "extra": {"base": "quick", "iterations": 7}}
+    monkeypatch.setattr(config, "_read_presets", lambda: (base, {"fake": family}))
+    presets = list_presets()["fake"]
+    assert list(presets) == ["env", "quick", "paper", "extra"]
+    assert presets["extra"] == {"iterations": 7, "fit": {"max_epochs": 40, "patience": 4},
+                                "mb": {"fit": {"batch_size": 64}, "num_envs": 2}}
+    assert base["quick"]["fit"] == {"max_epochs": 20, "patience": 4}, "resolution must not modify the files' tables"
+    mb, grbal = (preset_config(env_id, "extra", algo) for algo in ("mb", "grbal"))
+    assert (mb.iterations, mb.fit.max_epochs, mb.fit.patience, mb.fit.batch_size, mb.num_envs) == (7, 40, 4, 64, 2)
+    assert (grbal.fit.batch_size, grbal.num_envs) == (config.FitConfig().batch_size, config.RunConfig().num_envs)
+    assert preset_config(env_id, "paper", "mb").iterations == 50
+    family["extra"]["base"] = "extra"
+    with pytest.raises(ConfigError, match="its own base"):
+        preset_config(env_id, "extra")
+    family["extra"]["base"] = "nosuch"
+    with pytest.raises(ConfigError, match="not a preset of fake"):
+        preset_config(env_id, "extra")

@@ -9,10 +9,11 @@ import torch
 from learn2adapt.adaptation.config import AdaptationConfig
 from learn2adapt.adaptation.mb import ModelBased
 from learn2adapt.adaptation.rebal import ReBAL
-from learn2adapt.data.recent_history import RecentHistory, RecentTransitions
+from learn2adapt.data.recent_history import RecentHistory
+from learn2adapt.types import Window
 from learn2adapt.data.trajectory_buffer import Episode, TrajectoryBuffer
 from learn2adapt.models.config import FitConfig, ModelConfig
-from learn2adapt.models.fitting import NonFiniteLossError
+from learn2adapt.errors import NonFiniteLossError
 from learn2adapt.planning.random_shooting import RandomShooting
 from learn2adapt.training.agent import MPCAgent
 from synthetic_tasks import make_test_tasks, make_train_buffer
@@ -94,7 +95,7 @@ def test_masked_window_equals_reading_only_the_valid_transitions(cell):
     for e, c in enumerate(counts.tolist()):
         obs[e, : M - c] = 1e3
         nxt[e, : M - c] = float("nan") if c < M else nxt[e, : M - c]
-    recent = RecentTransitions(obs, act, nxt, counts)
+    recent = Window(obs, act, nxt, counts)
     h = rule.adapted_hidden(recent)
     predict = rule.predictor(recent)
     s, a = random_windows(E, 5, seed=1)[:2]
@@ -116,12 +117,12 @@ def test_predictor_for_several_environments_equals_each_alone():
     E, N = 3, 7
     obs, act, nxt = random_windows(E, M)
     counts = torch.tensor([M, 2, M - 1])
-    recent = RecentTransitions(obs, act, nxt, counts)
+    recent = Window(obs, act, nxt, counts)
     s, a = random_windows(E, N, seed=2)[:2]
     together = rule.predictor(recent)(s, a)
     assert together.shape == (E, N, OBS)
     for e in range(E):
-        one = RecentTransitions(obs[e:e + 1], act[e:e + 1], nxt[e:e + 1], counts[e:e + 1])
+        one = Window(obs[e:e + 1], act[e:e + 1], nxt[e:e + 1], counts[e:e + 1])
         torch.testing.assert_close(together[e:e + 1], rule.predictor(one)(s[e:e + 1], a[e:e + 1]), rtol=1e-5, atol=1e-6)
 
 
@@ -233,7 +234,7 @@ def test_rebal_adapts_to_unseen_tasks_far_better_than_mb(synthetic, mb_errors, c
     assert err["after"] < 0.25 * err["before"], err
     # count < M (an episode start) is covered by training on shortened pasts (rnn_short_past).
     obs, act, nxt = (torch.as_tensor(x) for x in (unseen.obs, unseen.act, unseen.next_obs))
-    recent = RecentTransitions(obs[:, :SYN_M], act[:, :SYN_M], nxt[:, :SYN_M], torch.full((obs.shape[0],), SYN_M // 2))
+    recent = Window(obs[:, :SYN_M], act[:, :SYN_M], nxt[:, :SYN_M], torch.full((obs.shape[0],), SYN_M // 2))
     with torch.no_grad():
         pred = rule.predictor(recent)(obs[:, SYN_M:], act[:, SYN_M:])
         half = float(((pred - nxt[:, SYN_M:]) / rule.normalizer.delta_std).pow(2).mean())

@@ -14,20 +14,10 @@ import time
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
+from learn2adapt.errors import UserError
+
 # MUJOCO_GL=egl (headless rendering) is set by `learn2adapt video` only: with EGL loaded,
 # MPC collection on MuJoCo envs grows RSS by several MB/s (measured; see docs/experiments.md).
-
-#: Exceptions that are the user's to fix: printed as one line, no traceback.
-USER_ERRORS: tuple[type[BaseException], ...] = ()
-
-
-def _user_errors() -> tuple[type[BaseException], ...]:
-    from learn2adapt.training.checkpoint import CheckpointError
-    from learn2adapt.training.config import ConfigError
-    from learn2adapt.training.loop import TrainingDiverged
-
-    return (ConfigError, CheckpointError, TrainingDiverged, FileNotFoundError)
-
 
 def _resolve_config(args: argparse.Namespace):
     from learn2adapt.training.config import apply_overrides, preset_config
@@ -129,7 +119,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     import torch
 
     from learn2adapt.benchmarks.timing import cpu_model, matmul_gflops
-    from learn2adapt.training.config import UnknownName, check_device
+    from learn2adapt.errors import UnknownName
+    from learn2adapt.training.config import check_device
 
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
     selected = args.only.split(",") if args.only else list(BENCHMARKS)
@@ -166,9 +157,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
+    from learn2adapt.training.config import describe_presets  # the names in learn2adapt/presets/
+
     p.add_argument("--env", default="learn2adapt/PendulumVaried-v0", help="environment id (see `learn2adapt envs`)")
     p.add_argument("--algo", default=None, help="mb | mbde | grbal | rebal (default: the preset's, else mb)")
-    p.add_argument("--preset", default="quick", help="preset of the environment family: quick | paper")
+    p.add_argument("--preset", default="quick", help=f"preset of the environment family: {describe_presets()}")
     p.add_argument("--seed", type=int, default=None, help="run seed (overrides the preset)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override any option, e.g. --set planner.horizon=15 (repeatable; `learn2adapt options` lists them)")
@@ -223,7 +216,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
-    except (*_user_errors(), FileExistsError) as e:
+    except (UserError, FileNotFoundError, FileExistsError) as e:
         print(f"learn2adapt: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

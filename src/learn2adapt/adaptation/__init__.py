@@ -13,6 +13,7 @@ import importlib.util
 from typing import TYPE_CHECKING
 
 import torch
+from learn2adapt.errors import UnknownName
 
 if TYPE_CHECKING:  # pragma: no cover
     from learn2adapt.adaptation.base import AdaptationRule
@@ -47,7 +48,7 @@ def rule_class(algo: str) -> type["AdaptationRule"]:
         ValueError: ``algo`` is not one of :data:`ALGORITHMS`.
     """
     if algo not in ALGORITHMS:
-        raise ValueError(f"unknown algorithm {algo!r}; available: {', '.join(ALGORITHMS)}")
+        raise UnknownName(f"unknown algorithm {algo!r}; available: {', '.join(ALGORITHMS)}")
     module, name = _REGISTRY[algo]
     return getattr(importlib.import_module(module), name)
 

@@ -4,7 +4,7 @@ An adaptation rule owns a dynamics model and knows two things: how to fit it
 on the aggregated data, and how to turn the last M transitions of each running
 episode into a one-step predictor for the planner. The planner and the
 training loop only ever see this interface, so a new rule (for example a
-mixture of models, method.md Sec. 4) is one new module.
+mixture of models, docs/method.md Sec. 4) is one new module.
 """
 
 from __future__ import annotations
@@ -19,11 +19,9 @@ from torch import nn
 
 from learn2adapt.adaptation.config import AdaptationConfig
 from learn2adapt.data.normalizer import Normalizer
-from learn2adapt.data.recent_history import RecentTransitions
-from learn2adapt.data.segment_sampler import Segments
 from learn2adapt.data.trajectory_buffer import TrajectoryBuffer
 from learn2adapt.models.config import FitConfig, ModelConfig
-from learn2adapt.planning.base import PredictFn
+from learn2adapt.types import PredictFn, Window
 
 
 class AdaptationRule(ABC):
@@ -77,7 +75,7 @@ class AdaptationRule(ABC):
         """(Re)fit on all data in ``buffer``; returns metrics by name."""
 
     @abstractmethod
-    def predictor(self, recent: Optional[RecentTransitions]) -> PredictFn:
+    def predictor(self, recent: Optional[Window]) -> PredictFn:
         """A one-step model for the planner, adapted to ``recent``.
 
         ``recent`` holds, per environment, up to M transitions of the current
@@ -93,23 +91,22 @@ class AdaptationRule(ABC):
         return self.adapt_cfg.past if self.adapts_online else 0
 
     def fit_normalizer(self, buffer: TrajectoryBuffer) -> None:
-        """Statistics over the whole aggregated dataset (method.md Sec. 2)."""
+        """Statistics over the whole aggregated dataset (docs/method.md Sec. 2)."""
         self.normalizer.fit(buffer.obs, buffer.act, buffer.next_obs)
 
-    def segment_errors(self, segments: Segments, past: int) -> dict[str, float]:
+    def segment_errors(self, segments: Window, past: int) -> dict[str, float]:
         """Prediction error on the future part of segments, before vs after adaptation.
 
         The first ``past`` transitions of each segment are the context; the rest
         are predicted one step ahead, in normalised state-change units (the
         training loss), with the prior (``before``) and adapted (``after``) model.
         """
-        t = lambda x: torch.as_tensor(x, dtype=torch.float32, device=self.device)  # noqa: E731
-        obs, act, nxt = t(segments.obs), t(segments.act), t(segments.next_obs)
+        obs, act, nxt = (x.to(self.device) for x in (segments.obs, segments.act, segments.next_obs))
         b = obs.shape[0]
         out = {}
         for name, count in (("before", 0), ("after", past)):
-            recent = RecentTransitions(obs[:, :past], act[:, :past], nxt[:, :past],
-                                       torch.full((b,), count, dtype=torch.long, device=self.device))
+            recent = Window(obs[:, :past], act[:, :past], nxt[:, :past],
+                            torch.full((b,), count, dtype=torch.long, device=self.device))
             predict = self.predictor(recent)
             with torch.no_grad():
                 pred = predict(obs[:, past:], act[:, past:])

@@ -13,7 +13,7 @@ meta-gradient (MAML); ``first_order`` drops it (FOMAML). The batched inner updat
 :mod:`learn2adapt.adaptation.inner_update`.
 
 Fitting is warm-started across iterations with the rule's persistent Adam and early
-stopped on the *post-adaptation* loss of validation-episode segments (method.md Sec. 2).
+stopped on the *post-adaptation* loss of validation-episode segments (docs/method.md Sec. 2).
 
 Online (Alg. 2): at every control step the predictor starts again from theta*, takes
 the inner step(s) on the last M transitions of each environment's current episode and
@@ -22,7 +22,7 @@ adapts on those it has, their errors summed over M (a step scaled by count / M: 
 inner_update; ``adaptation.short_past`` also meta-trains on such windows), and with
 none it predicts with theta* unchanged. Nothing
 adapted is kept between calls, so nothing survives an episode end, a task reset or a
-retrain (the official code's stale adapted weights, method.md Sec. 5).
+retrain (the official code's stale adapted weights, docs/method.md Sec. 5).
 """
 
 from __future__ import annotations
@@ -37,21 +37,18 @@ from learn2adapt.adaptation.base import AdaptationRule
 from learn2adapt.adaptation.config import AdaptationConfig
 from learn2adapt.adaptation.inner_update import StepSize, adapted_forward, adapted_predictor, normalised, resolve_impl
 from learn2adapt.data.normalizer import Normalizer
-from learn2adapt.data.recent_history import RecentTransitions
-from learn2adapt.data.segment_sampler import epoch_starts, split_segment_starts
+from learn2adapt.data.segment_sampler import SegmentSampler, split_segment_starts
 from learn2adapt.data.trajectory_buffer import TrajectoryBuffer, split_episodes
 from learn2adapt.models.config import FitConfig, ModelConfig
 from learn2adapt.models.dynamics import MLPDynamics
 from learn2adapt.models.fitting import fit_early_stopping
-from learn2adapt.planning.base import PredictFn
+from learn2adapt.types import PredictFn, Window, right_aligned_mask
+from learn2adapt.errors import ConfigError
 
 #: Validation segments drawn once per fit (fixed, so epochs are comparable; bounded cost).
 VAL_SEGMENTS = 2048
 #: Segments per validation pass (bounds memory).
 VAL_CHUNK = 256
-
-SegmentBatch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # obs, act, next_obs: (B, M+K, ...)
-
 
 class GrBAL(AdaptationRule):
     """MLP dynamics meta-trained to adapt with gradient steps on the recent past.
@@ -75,9 +72,9 @@ class GrBAL(AdaptationRule):
     ) -> None:
         super().__init__(obs_dim, act_dim, model_cfg, fit_cfg, adapt_cfg, device)
         if adapt_cfg.past < 1 or adapt_cfg.future < 1:
-            raise ValueError("GrBAL needs past (M) >= 1 and future (K) >= 1")
+            raise ConfigError("GrBAL needs past (M) >= 1 and future (K) >= 1")
         if adapt_cfg.inner_steps < 1:
-            raise ValueError("GrBAL needs inner_steps >= 1")
+            raise ConfigError("GrBAL needs inner_steps >= 1")
         self.model = MLPDynamics(obs_dim, act_dim, model_cfg)
         shapes = {n: p.shape for n, p in self.model.params().items()}
         self.step_size = StepSize(adapt_cfg.step_size, adapt_cfg.inner_lr, shapes)
@@ -116,33 +113,24 @@ class GrBAL(AdaptationRule):
         length = cfg.past + cfg.future
         train_mask, val_mask = split_episodes(buffer, self.fit_cfg.val_fraction, rng)
         train_starts, val_starts = split_segment_starts(buffer, length, train_mask, val_mask, rng, VAL_SEGMENTS)
-
-        t = lambda a: torch.as_tensor(a, dtype=torch.float32, device=self.device)  # noqa: E731
-        data = (t(buffer.obs), t(buffer.act), t(buffer.next_obs))
-        offsets = torch.arange(length, device=self.device)
-
-        def gather(s: np.ndarray) -> SegmentBatch:
-            idx = torch.as_tensor(s, device=self.device)[:, None] + offsets
-            return data[0][idx], data[1][idx], data[2][idx]
-
+        sampler = SegmentSampler(buffer, length, self.device)
         num_train = int(train_mask.sum())
 
-        def epoch_batches() -> Iterator[SegmentBatch]:
-            order = epoch_starts(train_starts, num_train, length, cfg.meta_batch, self.fit_cfg.segment_epoch, rng)
-            for i in range(0, order.size, cfg.meta_batch):
-                yield gather(order[i : i + cfg.meta_batch])
+        def epoch_batches() -> Iterator[Window]:
+            return sampler.epoch(train_starts, cfg.meta_batch, rng, num_train, self.fit_cfg.segment_epoch)
 
         chunk = VAL_CHUNK
         if self.impl != "lowrank":  # per-segment weights (B, in, out): bound them to ~64 MB a layer
             largest = max(p.numel() for p in self.model.params().values())
             chunk = max(1, min(VAL_CHUNK, (1 << 24) // largest))
-        val_batches = [gather(val_starts[i : i + chunk]) for i in range(0, val_starts.size, chunk)]
+        val_batches = sampler.chunks(val_starts, chunk)
 
         def val_loss() -> float:
             return self.validation_losses(val_batches)["after"]
 
-        def batch_loss(batch: SegmentBatch) -> torch.Tensor:
-            return self.meta_loss(*batch, past_mask=self._short_past_mask(batch[0].shape[0], rng))
+        def batch_loss(batch: Window) -> torch.Tensor:
+            return self.meta_loss(batch.obs, batch.act, batch.next_obs,
+                                  past_mask=self._short_past_mask(len(batch), rng))
 
         result = fit_early_stopping(opt, epoch_batches, batch_loss, val_loss, self.fit_cfg,
                                     desc="meta-train GrBAL", progress=progress)
@@ -162,15 +150,15 @@ class GrBAL(AdaptationRule):
         if frac <= 0:
             return None
         count = np.where(rng.random(batch) < frac, rng.integers(0, m, batch), m)
-        count_t = torch.as_tensor(count, device=self.device)
-        return torch.arange(m, device=self.device)[None, :] >= (m - count_t)[:, None]
+        return right_aligned_mask(torch.as_tensor(count, device=self.device), m)
 
-    def validation_losses(self, batches: list[SegmentBatch]) -> dict[str, float]:
+    def validation_losses(self, batches: list[Window]) -> dict[str, float]:
         """Mean future-K loss of segments before and after adaptation (segment-weighted)."""
         m = self.adapt_cfg.past
         total = {"before": 0.0, "after": 0.0}
         n = 0
-        for obs, act, nxt in batches:
+        for w in batches:
+            obs, act, nxt = w.obs, w.act, w.next_obs
             # First order: same forward value as second order, without building its graph.
             with torch.enable_grad():
                 after = self.meta_loss(obs, act, nxt, first_order=True).detach()
@@ -183,5 +171,5 @@ class GrBAL(AdaptationRule):
         return {k: v / max(n, 1) for k, v in total.items()}
 
     # --- online adaptation --------------------------------------------------------------------
-    def predictor(self, recent: Optional[RecentTransitions]) -> PredictFn:
+    def predictor(self, recent: Optional[Window]) -> PredictFn:
         return adapted_predictor(self.model, recent, self.step_size, self.adapt_cfg.inner_steps)

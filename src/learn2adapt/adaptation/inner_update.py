@@ -61,10 +61,11 @@ from typing import Mapping, Optional
 import torch
 from torch import nn
 
-from learn2adapt.data.recent_history import RecentTransitions
+from learn2adapt.types import Window
 from learn2adapt.models.dynamics import MLPDynamics
 from learn2adapt.models.mlp import MLP, linear
-from learn2adapt.planning.base import PredictFn
+from learn2adapt.types import PredictFn
+from learn2adapt.errors import ConfigError, UnknownName
 
 Params = dict[str, torch.Tensor]
 
@@ -92,9 +93,9 @@ class StepSize(nn.Module):
     def __init__(self, kind: str, init: float, shapes: Mapping[str, torch.Size]) -> None:
         super().__init__()
         if kind not in STEP_SIZES:
-            raise ValueError(f"unknown step_size {kind!r}; available: {', '.join(STEP_SIZES)}")
+            raise UnknownName(f"unknown step_size {kind!r}; available: {', '.join(STEP_SIZES)}")
         if kind != "fixed" and not init > 0:
-            raise ValueError(f"a learned step size needs inner_lr > 0 (got {init})")
+            raise ConfigError(f"a learned step size needs inner_lr > 0 (got {init})")
         self.kind = kind
         if kind == "fixed":
             self.register_buffer("alpha", torch.tensor(float(init)))
@@ -288,12 +289,12 @@ def forward_loop(
 def resolve_impl(impl: str, step: StepSize, steps: int) -> str:
     """``auto`` -> ``lowrank`` when it applies (scalar alpha), else ``batched``."""
     if impl not in IMPLEMENTATIONS:
-        raise ValueError(f"unknown inner-update implementation {impl!r}; available: {', '.join(IMPLEMENTATIONS)}")
+        raise UnknownName(f"unknown inner-update implementation {impl!r}; available: {', '.join(IMPLEMENTATIONS)}")
     lowrank_ok = step.is_scalar
     if impl == "auto":
         return "lowrank" if lowrank_ok else "batched"
     if impl == "lowrank" and not lowrank_ok:
-        raise ValueError("the low-rank inner update needs a scalar step size (fixed or learned)")
+        raise ConfigError("the low-rank inner update needs a scalar step size (fixed or learned)")
     return impl
 
 
@@ -327,7 +328,7 @@ def adapted_forward(
 
 
 # --- online adaptation ----------------------------------------------------------------------
-def online_params(model: MLPDynamics, recent: RecentTransitions, step: StepSize, steps: int = 1) -> Optional[Params]:
+def online_params(model: MLPDynamics, recent: Window, step: StepSize, steps: int = 1) -> Optional[Params]:
     """Per-environment adapted parameters ``(E, ...)`` from theta* and the recent windows.
 
     Starts from the fitted parameters at every call (nothing is carried between calls);
@@ -349,7 +350,7 @@ def online_params(model: MLPDynamics, recent: RecentTransitions, step: StepSize,
     return {n: v.detach() for n, v in adapted.items()}
 
 
-def adapted_predictor(model: MLPDynamics, recent: Optional[RecentTransitions], step: StepSize, steps: int = 1) -> PredictFn:
+def adapted_predictor(model: MLPDynamics, recent: Optional[Window], step: StepSize, steps: int = 1) -> PredictFn:
     """A planner's ``predict`` using per-environment adapted parameters (see :func:`online_params`)."""
     params = None if recent is None else online_params(model, recent, step, steps)
     if params is None:

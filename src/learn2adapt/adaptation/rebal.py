@@ -39,13 +39,13 @@ from torch import nn
 from learn2adapt.adaptation.base import AdaptationRule
 from learn2adapt.adaptation.config import AdaptationConfig
 from learn2adapt.data.normalizer import Normalizer
-from learn2adapt.data.recent_history import RecentTransitions
-from learn2adapt.data.segment_sampler import SegmentSampler, Segments, split_segment_starts
+from learn2adapt.data.segment_sampler import SegmentSampler, split_segment_starts
 from learn2adapt.data.trajectory_buffer import TrajectoryBuffer, split_episodes
 from learn2adapt.models.config import FitConfig, ModelConfig
 from learn2adapt.models.fitting import fit_early_stopping
 from learn2adapt.models.recurrent import CELLS, RecurrentDynamics
-from learn2adapt.planning.base import PredictFn
+from learn2adapt.types import PredictFn, Window
+from learn2adapt.errors import ConfigError, UnknownName
 
 #: Accepted values of ``adaptation.rnn_training``.
 TRAINING_MODES = ("segments", "tbptt")
@@ -92,16 +92,16 @@ class ReBAL(AdaptationRule):
     ) -> None:
         super().__init__(obs_dim, act_dim, model_cfg, fit_cfg, adapt_cfg, device)
         if adapt_cfg.rnn not in CELLS:
-            raise ValueError(f"unknown adaptation.rnn {adapt_cfg.rnn!r}; available: {', '.join(CELLS)}")
+            raise UnknownName(f"unknown adaptation.rnn {adapt_cfg.rnn!r}; available: {', '.join(CELLS)}")
         if adapt_cfg.rnn_training not in TRAINING_MODES:
-            raise ValueError(f"unknown adaptation.rnn_training {adapt_cfg.rnn_training!r}; "
+            raise UnknownName(f"unknown adaptation.rnn_training {adapt_cfg.rnn_training!r}; "
                              f"available: {', '.join(TRAINING_MODES)}")
         if adapt_cfg.past < 1 or adapt_cfg.future < 1:
-            raise ValueError("ReBAL needs adaptation.past (M) >= 1 and adaptation.future (K) >= 1")
+            raise ConfigError("ReBAL needs adaptation.past (M) >= 1 and adaptation.future (K) >= 1")
         if adapt_cfg.meta_batch < 1 or adapt_cfg.tbptt_length < 1:
-            raise ValueError("adaptation.meta_batch and adaptation.tbptt_length must be >= 1")
+            raise ConfigError("adaptation.meta_batch and adaptation.tbptt_length must be >= 1")
         if not 0.0 <= adapt_cfg.rnn_short_past <= 1.0:
-            raise ValueError("adaptation.rnn_short_past must be in [0, 1]")
+            raise ConfigError("adaptation.rnn_short_past must be in [0, 1]")
         self.model = RecurrentDynamics(obs_dim, act_dim, model_cfg, adapt_cfg.rnn, adapt_cfg.rnn_hidden).to(self.device)
 
     @property
@@ -113,9 +113,6 @@ class ReBAL(AdaptationRule):
         return self.model.normalizer
 
     # --- training -------------------------------------------------------------------------
-    def _tensor(self, x: np.ndarray) -> torch.Tensor:
-        return torch.as_tensor(x, dtype=torch.float32, device=self.device)
-
     def fit(self, buffer: TrajectoryBuffer, rng: np.random.Generator, progress: bool = True) -> dict[str, float]:
         """Meta-train on all of ``buffer``; early stopping on the post-adaptation validation loss.
 
@@ -129,35 +126,32 @@ class ReBAL(AdaptationRule):
         train_mask, val_mask = split_episodes(buffer, self.fit_cfg.val_fraction, rng)
         length = cfg.past + cfg.future
         train_starts, val_starts = split_segment_starts(buffer, length, train_mask, val_mask, rng, VAL_SEGMENTS)
-        val_loss = self._val_loss_fn(SegmentSampler(buffer, length, val_starts))
+        sampler = SegmentSampler(buffer, length, self.device)
+        val_loss = self._val_loss_fn(sampler.chunks(val_starts, VAL_CHUNK))
 
         if cfg.rnn_training == "segments":
-            sampler = SegmentSampler(buffer, length, train_starts)
-            epoch_batches, batch_loss = self._segment_objective(sampler, int(train_mask.sum()), rng)
+            epoch_batches, batch_loss = self._segment_objective(sampler, train_starts, int(train_mask.sum()), rng)
         else:
-            epoch_batches, batch_loss = self._tbptt_objective(buffer, train_mask, rng)
+            epoch_batches, batch_loss = self._tbptt_objective(buffer, sampler, train_mask, rng)
         desc = f"fit ReBAL ({cfg.rnn}, {cfg.rnn_training})"
         result = fit_early_stopping(opt, epoch_batches, batch_loss, val_loss, self.fit_cfg, desc=desc, progress=progress)
         return result.metrics()
 
-    def _val_loss_fn(self, sampler: SegmentSampler):
+    def _val_loss_fn(self, batches: list[Window]):
         """Post-adaptation K-step loss on a fixed set of validation segments (full M past)."""
-        seg = sampler.gather(sampler.starts)
-        obs, act, nxt = self._tensor(seg.obs), self._tensor(seg.act), self._tensor(seg.next_obs)
         past = self.adapt_cfg.past
+        total_segments = sum(len(w) for w in batches)
 
         def val_loss() -> float:
             total = 0.0
             with torch.no_grad():
-                for i in range(0, obs.shape[0], VAL_CHUNK):
-                    sl = slice(i, i + VAL_CHUNK)
-                    n = obs[sl].shape[0]
-                    total += n * float(self.model.segment_loss(obs[sl], act[sl], nxt[sl], past))
-            return total / obs.shape[0]
+                for w in batches:
+                    total += len(w) * float(self.model.segment_loss(w.obs, w.act, w.next_obs, past))
+            return total / total_segments
 
         return val_loss
 
-    def _segment_objective(self, sampler: SegmentSampler, num_train: int, rng: np.random.Generator):
+    def _segment_objective(self, sampler: SegmentSampler, starts: np.ndarray, num_train: int, rng: np.random.Generator):
         """Batches of ``meta_batch`` segments and the paper's M-past / K-future loss.
 
         ``num_train``: training transitions (an epoch's length, see ``fit.segment_epoch``).
@@ -165,23 +159,23 @@ class ReBAL(AdaptationRule):
         cfg = self.adapt_cfg
         M = cfg.past
 
-        def epoch_batches() -> Iterator[Segments]:
-            return sampler.epoch(cfg.meta_batch, rng, num_train, self.fit_cfg.segment_epoch)
+        def epoch_batches() -> Iterator[Window]:
+            return sampler.epoch(starts, cfg.meta_batch, rng, num_train, self.fit_cfg.segment_epoch)
 
-        def batch_loss(seg: Segments) -> torch.Tensor:
-            b = seg.obs.shape[0]
+        def batch_loss(seg: Window) -> torch.Tensor:
+            b = len(seg)
             count: Optional[torch.Tensor] = None
             short = rng.random(b) < cfg.rnn_short_past
             if short.any():
                 c = np.full(b, M, np.int64)
                 c[short] = rng.integers(0, M, size=int(short.sum()))
                 count = torch.as_tensor(c, device=self.device)
-            return self.model.segment_loss(self._tensor(seg.obs), self._tensor(seg.act),
-                                           self._tensor(seg.next_obs), M, count)
+            return self.model.segment_loss(seg.obs, seg.act, seg.next_obs, M, count)
 
         return epoch_batches, batch_loss
 
-    def _tbptt_objective(self, buffer: TrajectoryBuffer, train_mask: np.ndarray, rng: np.random.Generator):
+    def _tbptt_objective(self, buffer: TrajectoryBuffer, sampler: SegmentSampler, train_mask: np.ndarray,
+                         rng: np.random.Generator):
         """Whole-trajectory truncated BPTT (the official ReBAL code's training).
 
         Each batch is one window of ``tbptt_length`` steps of ``meta_batch`` episodes
@@ -192,7 +186,7 @@ class ReBAL(AdaptationRule):
         cfg = self.adapt_cfg
         slices = buffer.episode_slices()
         episodes = [s for s in slices if train_mask[s.start]] or slices
-        obs, act, nxt = self._tensor(buffer.obs), self._tensor(buffer.act), self._tensor(buffer.next_obs)
+        obs, act, nxt = sampler.tensors
         L = cfg.tbptt_length
         carried: dict[str, torch.Tensor] = {}
 
@@ -227,7 +221,7 @@ class ReBAL(AdaptationRule):
         return epoch_batches, batch_loss
 
     # --- online use -----------------------------------------------------------------------
-    def adapted_hidden(self, recent: Optional[RecentTransitions]) -> torch.Tensor:
+    def adapted_hidden(self, recent: Optional[Window]) -> torch.Tensor:
         """Head input ``h`` after reading each environment's recent transitions, ``(E, H)``.
 
         Uses the last ``min(count, M)`` transitions (right-aligned windows); count 0 or
@@ -244,7 +238,7 @@ class ReBAL(AdaptationRule):
                 count = None  # every window full: the unpacked single-call path
             return model.hidden(model.read(obs, act, nxt, count))
 
-    def predictor(self, recent: Optional[RecentTransitions]) -> PredictFn:
+    def predictor(self, recent: Optional[Window]) -> PredictFn:
         """One-step model adapted to ``recent`` (see the class docstring for the design)."""
         model = self.model
         with torch.no_grad():

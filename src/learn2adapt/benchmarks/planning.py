@@ -20,7 +20,8 @@ from torch import nn
 from learn2adapt.benchmarks.timing import interleaved_median_ms, matmul_gflops
 from learn2adapt.benchmarks.workload import cheetah_like_reward
 from learn2adapt.planning import make_planner
-from learn2adapt.planning.base import Planner, PredictFn, RewardFn
+from learn2adapt.planning.base import Planner
+from learn2adapt.types import PredictFn, RewardFn
 
 PLANNER_NAMES = ("rs", "cem", "mppi", "icem")
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from learn2adapt.data.recent_history import RecentTransitions
-from learn2adapt.planning.base import RewardFn
+from learn2adapt.types import Window
+from learn2adapt.types import RewardFn
 
 
 def cheetah_like_reward(velocity_index: int = 8, ctrl_cost: float = 0.1) -> RewardFn:
@@ -21,9 +21,9 @@ def cheetah_like_reward(velocity_index: int = 8, ctrl_cost: float = 0.1) -> Rewa
 
 
 def random_recent(num_envs: int, past: int, obs_dim: int, act_dim: int, generator: torch.Generator,
-                  device: str | torch.device = "cpu") -> RecentTransitions:
+                  device: str | torch.device = "cpu") -> Window:
     """``past`` full windows of random transitions per environment (actions in [-1, 1]), on ``device``."""
-    return RecentTransitions(
+    return Window(
         torch.randn(num_envs, past, obs_dim, generator=generator).to(device),
         (torch.rand(num_envs, past, act_dim, generator=generator) * 2 - 1).to(device),
         torch.randn(num_envs, past, obs_dim, generator=generator).to(device),

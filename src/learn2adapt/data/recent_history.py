@@ -7,28 +7,9 @@ oldest first, with ``count[e]`` valid transitions at the end of row ``e``
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
-
-@dataclass
-class RecentTransitions:
-    """Right-aligned windows of recent transitions.
-
-    ``obs[e, -count[e]:]`` etc. are valid; earlier rows are padding (zeros).
-    ``mask[e, m]`` is True for valid rows.
-    """
-
-    obs: torch.Tensor  # (E, M, obs_dim)
-    act: torch.Tensor  # (E, M, act_dim)
-    next_obs: torch.Tensor  # (E, M, obs_dim)
-    count: torch.Tensor  # (E,) int64
-
-    @property
-    def mask(self) -> torch.Tensor:
-        m = self.obs.shape[1]
-        return torch.arange(m, device=self.count.device)[None, :] >= (m - self.count)[:, None]
+from learn2adapt.types import Window
 
 
 class RecentHistory:
@@ -44,7 +25,7 @@ class RecentHistory:
     def __init__(self, num_envs: int, window: int, obs_dim: int, act_dim: int, device="cpu") -> None:
         self.window = int(window)
         z = lambda d: torch.zeros(num_envs, max(self.window, 1), d, device=device)  # noqa: E731
-        self.data = RecentTransitions(z(obs_dim), z(act_dim), z(obs_dim), torch.zeros(num_envs, dtype=torch.long, device=device))
+        self.data = Window(z(obs_dim), z(act_dim), z(obs_dim), torch.zeros(num_envs, dtype=torch.long, device=device))
 
     def reset(self, env_index: int | None = None) -> None:
         """Forget the history of one environment (all if None): a new episode or task reset."""

@@ -8,21 +8,14 @@ so no task labels are used.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
+import torch
 
 from learn2adapt.data.trajectory_buffer import TrajectoryBuffer
-
-
-@dataclass
-class Segments:
-    """A batch of segments, each array of shape ``(B, L, ...)`` with ``L = M + K``."""
-
-    obs: np.ndarray
-    act: np.ndarray
-    next_obs: np.ndarray
-
+from learn2adapt.errors import NotEnoughSegments, UnknownName
+from learn2adapt.types import Window
 
 #: Accepted values of ``fit.segment_epoch``.
 SEGMENT_EPOCHS = ("transitions", "starts")
@@ -40,16 +33,12 @@ def epoch_starts(
     ``mode="starts"``: every valid start once (each transition is seen ``length`` times).
     """
     if mode not in SEGMENT_EPOCHS:
-        raise ValueError(f"unknown fit.segment_epoch {mode!r}; available: {', '.join(SEGMENT_EPOCHS)}")
+        raise UnknownName(f"unknown fit.segment_epoch {mode!r}; available: {', '.join(SEGMENT_EPOCHS)}")
     order = rng.permutation(starts)
     if mode == "starts":
         return order
     steps = max(1, int(num_transitions) // (batch_size * length))
     return order[: steps * batch_size]
-
-
-class NotEnoughSegments(ValueError):
-    """The collected episodes hold no segment of the requested length to train on."""
 
 
 def valid_segment_starts(episode_id: np.ndarray, length: int) -> np.ndarray:
@@ -68,45 +57,59 @@ def valid_segment_starts(episode_id: np.ndarray, length: int) -> np.ndarray:
 
 
 class SegmentSampler:
-    """Draws random segments of ``length`` consecutive transitions from some episodes.
+    """Windows of ``length`` consecutive transitions cut from the episodes of a buffer.
+
+    The buffer's transitions are copied to ``device`` once; :meth:`gather` and
+    :meth:`epoch` then index them there (no per-batch host-to-device copy).
 
     Args:
         buffer: the trajectory store.
         length: segment length M + K.
-        starts: candidate start indices (defaults to every valid start); the
-            train/validation split passes disjoint subsets here.
+        device: where the windows live.
+
+    Raises:
+        NotEnoughSegments: no episode is long enough for one segment.
     """
 
-    def __init__(
-        self, buffer: TrajectoryBuffer, length: int, starts: np.ndarray | None = None
-    ) -> None:
-        self.buffer = buffer
+    def __init__(self, buffer: TrajectoryBuffer, length: int, device: str | torch.device = "cpu") -> None:
         self.length = int(length)
-        self.starts = valid_segment_starts(buffer.episode_id, self.length) if starts is None else starts
+        self.starts = valid_segment_starts(buffer.episode_id, self.length)
         if self.starts.size == 0:
             raise NotEnoughSegments(
                 f"no episode is long enough for segments of {self.length} transitions: "
                 "collect longer episodes or lower adaptation.past / adaptation.future"
             )
+        self.device = torch.device(device)
+        t = lambda a: torch.as_tensor(a, dtype=torch.float32, device=self.device)  # noqa: E731
+        self._data = (t(buffer.obs), t(buffer.act), t(buffer.next_obs))
+        self._offsets = torch.arange(self.length, device=self.device)
 
     def __len__(self) -> int:
         return int(self.starts.size)
 
-    def gather(self, starts: np.ndarray) -> Segments:
-        """The segments beginning at ``starts``."""
-        idx = starts[:, None] + np.arange(self.length)[None, :]
-        b = self.buffer
-        return Segments(b.obs[idx], b.act[idx], b.next_obs[idx])
+    @property
+    def tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The buffer's ``obs``, ``act``, ``next_obs`` on the sampler's device ``(n, ...)``."""
+        return self._data
 
-    def sample(self, batch_size: int, rng: np.random.Generator) -> Segments:
-        """``batch_size`` segments with uniformly random valid starts."""
-        return self.gather(rng.choice(self.starts, size=batch_size, replace=True))
+    def gather(self, starts: np.ndarray) -> Window:
+        """The windows beginning at ``starts`` (every row valid)."""
+        idx = torch.as_tensor(starts, device=self.device)[:, None] + self._offsets
+        obs, act, nxt = self._data
+        return Window(obs[idx], act[idx], nxt[idx])
 
-    def epoch(self, batch_size: int, rng: np.random.Generator, num_transitions: int = 0, mode: str = "starts"):
-        """One epoch of segments, ``batch_size`` at a time (see :func:`epoch_starts`)."""
-        order = epoch_starts(self.starts, num_transitions, self.length, batch_size, mode, rng)
+    def epoch(
+        self, starts: np.ndarray, batch_size: int, rng: np.random.Generator, num_transitions: int = 0,
+        mode: str = "starts",
+    ) -> Iterator[Window]:
+        """One epoch over ``starts``, ``batch_size`` windows at a time (see :func:`epoch_starts`)."""
+        order = epoch_starts(starts, num_transitions, self.length, batch_size, mode, rng)
         for i in range(0, order.size, batch_size):
             yield self.gather(order[i : i + batch_size])
+
+    def chunks(self, starts: np.ndarray, size: int) -> list[Window]:
+        """``starts`` as a list of windows of at most ``size`` (fixed validation batches)."""
+        return [self.gather(starts[i : i + size]) for i in range(0, starts.size, size)]
 
 
 def split_segment_starts(

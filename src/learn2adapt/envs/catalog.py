@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import gymnasium as gym
+from learn2adapt.errors import UnknownName
 
 NAMESPACE = "learn2adapt"
 
@@ -78,7 +79,7 @@ def family(env_id: str) -> Family:
     for fam in FAMILIES:
         if fam.id == env_id:
             return fam
-    raise ValueError(f"unknown environment {env_id!r}; available: {', '.join(registered_ids())}")
+    raise UnknownName(f"unknown environment {env_id!r}; available: {', '.join(registered_ids())}")
 
 
 def make_env(env_id: str, schedule: Optional[str] = None, **kwargs: Any) -> gym.Env:

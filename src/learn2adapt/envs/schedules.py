@@ -39,6 +39,7 @@ import gymnasium as gym
 import numpy as np
 
 from learn2adapt.envs.task_env import Task
+from learn2adapt.errors import ConfigError, UnknownName
 
 POOLS = ("all", "train", "test")
 
@@ -75,13 +76,13 @@ class Schedule(ABC):
 def _steps(value: float, horizon: Optional[int], name: str) -> int:
     """A step count, or a fraction (< 1) of ``horizon``."""
     if value <= 0:
-        raise ValueError(f"schedule option {name}={value} must be positive")
+        raise ConfigError(f"schedule option {name}={value} must be positive")
     if value < 1:
         if horizon is None:
-            raise ValueError(f"{name}={value} is a fraction of the time limit, but the environment has none")
+            raise ConfigError(f"{name}={value} is a fraction of the time limit, but the environment has none")
         return max(1, int(round(value * horizon)))
     if value != int(value):
-        raise ValueError(f"schedule option {name}={value} must be an integer number of steps or a fraction < 1")
+        raise ConfigError(f"schedule option {name}={value} must be an integer number of steps or a fraction < 1")
     return int(value)
 
 
@@ -90,7 +91,7 @@ class _PoolSchedule(Schedule):
 
     def __init__(self, pool: str = "all") -> None:
         if pool not in POOLS:
-            raise ValueError(f"schedule option pool={pool!r} must be one of {POOLS}")
+            raise ConfigError(f"schedule option pool={pool!r} must be one of {POOLS}")
         self.pool = pool
         self._pool_env: Any = None  # the env whose tasks _pool_tasks lists
         self._pool_tasks: dict[Any, Task] = {}
@@ -102,7 +103,7 @@ class _PoolSchedule(Schedule):
             self._pool_env = env
         self._others = [t for t in self._pool_tasks.values() if t != base]
         if not self._others:
-            raise ValueError(f"no task other than {base} in pool {self.pool!r} to switch to")
+            raise ConfigError(f"no task other than {base} in pool {self.pool!r} to switch to")
         self._rng = rng
         self._base = base
 
@@ -141,7 +142,7 @@ class RandomSwitches(_PoolSchedule):
     def __init__(self, rate: float, pool: str = "all") -> None:
         super().__init__(pool)
         if not 0 < rate <= 1:
-            raise ValueError(f"schedule option rate={rate} must be in (0, 1]")
+            raise ConfigError(f"schedule option rate={rate} must be in (0, 1]")
         self.rate = rate
 
     def start(self, base: Task, env: Any, rng: np.random.Generator, horizon: Optional[int]) -> Task:
@@ -190,7 +191,7 @@ class Onset(Schedule):
 
     def start(self, base: Task, env: Any, rng: np.random.Generator, horizon: Optional[int]) -> Task:
         if not hasattr(env, "nominal_task"):
-            raise ValueError(f"{type(env).__name__} has no nominal task; the onset schedule needs one")
+            raise ConfigError(f"{type(env).__name__} has no nominal task; the onset schedule needs one")
         self._at = _steps(self.t, horizon, "t")
         self._base = base
         return env.nominal_task()
@@ -245,17 +246,17 @@ def parse_schedule(spec: str) -> Schedule:
     name, _, rest = text.partition(":")
     kind = KINDS.get(name)
     if kind is None:
-        raise ValueError(f"unknown schedule {name!r}; available: {', '.join([*KINDS, *PRESETS])}")
+        raise UnknownName(f"unknown schedule {name!r}; available: {', '.join([*KINDS, *PRESETS])}")
     options: dict[str, Any] = {}
     for item in filter(None, (s.strip() for s in rest.split(","))):
         key, eq, value = item.partition("=")
         if not eq:
-            raise ValueError(f"schedule option {item!r} in {spec!r} must be key=value (e.g. {kind.example})")
+            raise ConfigError(f"schedule option {item!r} in {spec!r} must be key=value (e.g. {kind.example})")
         options[key.strip()] = _parse_value(value.strip())
     try:
         sched = kind.factory(**options)
     except TypeError:
-        raise ValueError(f"bad options {options} for schedule {name!r}; e.g. {kind.example}") from None
+        raise ConfigError(f"bad options {options} for schedule {name!r}; e.g. {kind.example}") from None
     sched.spec = text
     return sched
 

@@ -23,14 +23,14 @@ DEMO_ALGOS = ("grbal", "mb")
 def _algos(text: str) -> list[str]:
     algos = [a.strip().lower() for a in text.split(",") if a.strip()]
     if not algos:
-        from learn2adapt.training.config import ConfigError
+        from learn2adapt.errors import ConfigError
 
         raise ConfigError("--algos needs at least one algorithm, e.g. --algos grbal,mb")
     return algos
 
 
 def _workers(n: int | None) -> int:
-    from learn2adapt.training.config import ConfigError
+    from learn2adapt.errors import ConfigError
 
     if n is not None and n < 1:
         raise ConfigError("--workers must be >= 1")
@@ -38,7 +38,7 @@ def _workers(n: int | None) -> int:
 
 
 def _seeds(n: int) -> list[int]:
-    from learn2adapt.training.config import ConfigError
+    from learn2adapt.errors import ConfigError
 
     if n < 1:
         raise ConfigError("--seeds must be >= 1")
@@ -84,7 +84,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_video(args: argparse.Namespace) -> int:
     from learn2adapt.experiments.video import render_episode
-    from learn2adapt.training.config import ConfigError
+    from learn2adapt.errors import ConfigError
 
     task = None
     if args.task:
@@ -103,9 +103,11 @@ def cmd_video(args: argparse.Namespace) -> int:
 
 def add_subcommands(subparsers: argparse._SubParsersAction) -> None:
     """Register ``compare``, ``video`` and ``demo`` on the ``learn2adapt`` subparsers."""
+    from learn2adapt.training.config import describe_presets  # the names in learn2adapt/presets/
+
     p = subparsers.add_parser("compare", help="train and evaluate several algorithms x seeds, write a report")
     p.add_argument("--env", default="learn2adapt/PendulumVaried-v0", help="environment id (see `learn2adapt envs`)")
-    p.add_argument("--preset", default="quick", help="preset of the environment family: quick | paper")
+    p.add_argument("--preset", default="quick", help=f"preset of the environment family: {describe_presets()}")
     p.add_argument("--algos", default="grbal,rebal,mb,mbde", help="comma-separated algorithms")
     p.add_argument("--seeds", type=int, default=3, help="training seeds per algorithm (0..N-1)")
     p.add_argument("--out", default=None, help="output directory (default: runs/compare-<env>-<preset>); "

@@ -1,6 +1,6 @@
 """Held-out evaluation: returns, model error before/after adaptation, recovery after a switch.
 
-The protocol of method.md Sec. 6:
+The protocol of docs/method.md Sec. 6:
 
 - only the environment's *test* split is used, task by task (``list_tasks("test")``);
 - every episode starts from a fresh adaptation history; the task schedule
@@ -30,7 +30,8 @@ from typing import Any, Optional, Sequence
 import gymnasium as gym
 import numpy as np
 
-from learn2adapt.data.segment_sampler import SegmentSampler, valid_segment_starts
+from learn2adapt.data.segment_sampler import SegmentSampler
+from learn2adapt.errors import NotEnoughSegments
 from learn2adapt.data.trajectory_buffer import Episode, TrajectoryBuffer
 from learn2adapt.training.loop import RunState, _seed_for, make_envs, mpc_agent
 from learn2adapt.training.rollout import run_episodes
@@ -165,12 +166,8 @@ def _schedule_envs(envs: list[gym.Env], spec: str) -> list[gym.Env]:
     if not spec or spec == "fixed":
         return envs
     from learn2adapt.envs.schedules import wrap_schedule
-    from learn2adapt.training.config import ConfigError
 
-    try:
-        return [wrap_schedule(env, spec) for env in envs]
-    except ValueError as e:  # a malformed spec is the user's to fix: one line
-        raise ConfigError(f"schedule {spec!r}: {e}") from None
+    return [wrap_schedule(env, spec) for env in envs]  # a malformed spec raises a ConfigError
 
 
 # --- measurements on the evaluation episodes ----------------------------------------------
@@ -215,12 +212,14 @@ def prediction_errors(st: RunState, episodes: Sequence[Episode], rng: np.random.
     buf = TrajectoryBuffer(st.buffer.obs_dim, st.buffer.act_dim, capacity=sum(len(e) for e in episodes) or 1)
     for ep in episodes:
         buf.add_episode(ep)
-    starts = valid_segment_starts(buf.episode_id, past + future)
-    if starts.size == 0:
+    try:
+        sampler = SegmentSampler(buf, past + future, st.rule.device)
+    except NotEnoughSegments:
         return float("nan"), float("nan")
+    starts = sampler.starts
     if starts.size > max_segments:
         starts = np.sort(rng.choice(starts, size=max_segments, replace=False))
-    segments = SegmentSampler(buf, past + future, starts).gather(starts)
+    segments = sampler.gather(starts)
     errors = st.rule.segment_errors(segments, past)
     return float(errors["before"]), float(errors["after"])
 

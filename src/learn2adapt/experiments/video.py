@@ -21,7 +21,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering, before mujoco i
 import gymnasium as gym
 import numpy as np
 
-from learn2adapt.training.config import ConfigError
+from learn2adapt.errors import ConfigError
 
 #: File types ``learn2adapt video`` writes.
 FORMATS = (".mp4", ".gif")

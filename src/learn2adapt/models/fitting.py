@@ -13,11 +13,8 @@ from typing import Callable, Iterable, Iterator
 import torch
 from tqdm.auto import tqdm
 
+from learn2adapt.errors import NonFiniteLossError
 from learn2adapt.models.config import FitConfig
-
-
-class NonFiniteLossError(RuntimeError):
-    """Training produced NaN or infinity; the caller keeps its last good checkpoint."""
 
 
 @dataclass

@@ -12,6 +12,7 @@ import math
 from typing import Mapping, Sequence
 
 import torch
+from learn2adapt.errors import UnknownName
 from torch import nn
 
 Params = Mapping[str, torch.Tensor]
@@ -46,7 +47,7 @@ class MLP(nn.Module):
     def __init__(self, in_dim: int, out_dim: int, hidden: Sequence[int], activation: str = "relu") -> None:
         super().__init__()
         if activation not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {activation!r}: use one of {sorted(ACTIVATIONS)}")
+            raise UnknownName(f"unknown activation {activation!r}: use one of {sorted(ACTIVATIONS)}")
         self.activation = ACTIVATIONS[activation]
         sizes = [in_dim, *hidden, out_dim]
         self.num_layers = len(sizes) - 1

@@ -31,6 +31,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 from learn2adapt.data.normalizer import Normalizer
 from learn2adapt.models.config import ModelConfig
 from learn2adapt.models.mlp import MLP, linear
+from learn2adapt.errors import ConfigError, UnknownName
 
 #: Recurrent cells accepted by :class:`RecurrentDynamics`.
 CELLS = ("gru", "lstm")
@@ -53,9 +54,9 @@ class RecurrentDynamics(nn.Module):
     def __init__(self, obs_dim: int, act_dim: int, cfg: ModelConfig, cell: str = "gru", hidden_size: int = 256) -> None:
         super().__init__()
         if cell not in CELLS:
-            raise ValueError(f"unknown recurrent cell {cell!r}: use one of {', '.join(CELLS)}")
+            raise UnknownName(f"unknown recurrent cell {cell!r}: use one of {', '.join(CELLS)}")
         if hidden_size < 1:
-            raise ValueError("rnn_hidden must be >= 1")
+            raise ConfigError("rnn_hidden must be >= 1")
         self.obs_dim, self.act_dim = obs_dim, act_dim
         self.cell, self.hidden_size = cell, int(hidden_size)
         self.normalizer = Normalizer(obs_dim, act_dim)
@@ -137,7 +138,7 @@ class RecurrentDynamics(nn.Module):
         Args:
             obs, act, next_obs: ``(B, T, ...)`` windows.
             count: ``(B,)`` number of valid transitions at the *end* of each window (the
-                right-aligned layout of :class:`~learn2adapt.data.recent_history.RecentTransitions`);
+                right-aligned layout of :class:`~learn2adapt.data.recent_history.Window`);
                 padding rows before them are ignored entirely. None: all ``T`` valid.
             state: start state ``(B, state_size)``; None: :meth:`initial_state`.
 

@@ -12,8 +12,10 @@ from typing import Any, Optional, Sequence, Union
 
 import torch
 
-from learn2adapt.planning.base import Planner, PredictFn, RewardFn, TerminationFn
+from learn2adapt.planning.base import Planner
+from learn2adapt.types import PredictFn, RewardFn, TerminationFn
 from learn2adapt.planning.config import PlannerConfig
+from learn2adapt.errors import ConfigError, UnknownName
 
 #: name -> (module, class, prefix of its options in PlannerConfig).
 PLANNERS: dict[str, tuple[str, str, str]] = {
@@ -32,7 +34,7 @@ def planner_class(name: str) -> type[Planner]:
     """The planner class registered under ``name`` (ValueError listing the names if unknown)."""
     key = ALIASES.get(name.lower(), name.lower())
     if key not in PLANNERS:
-        raise ValueError(f"unknown planner {name!r}; available: {', '.join(PLANNERS)}")
+        raise UnknownName(f"unknown planner {name!r}; available: {', '.join(PLANNERS)}")
     module, cls, _ = PLANNERS[key]
     return getattr(importlib.import_module(module), cls)
 
@@ -80,7 +82,7 @@ def make_planner(
     accepted = _options_of(cls)
     unknown = sorted(set(options) - accepted)
     if unknown:
-        raise ValueError(f"planner {cls.__name__} has no option {unknown[0]!r}; its options: {', '.join(sorted(accepted))}")
+        raise ConfigError(f"planner {cls.__name__} has no option {unknown[0]!r}; its options: {', '.join(sorted(accepted))}")
     return cls(action_low, action_high, num_envs=num_envs, device=device, seed=seed, **options)
 
 

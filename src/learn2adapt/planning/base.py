@@ -20,13 +20,8 @@ from typing import Callable, Optional, Sequence, Union
 import numpy as np
 import torch
 
-#: ``predict(obs[E, N, obs_dim], act[E, N, act_dim]) -> next_obs[E, N, obs_dim]``.
-#: The leading E dimension lets each environment use its own adapted model.
-PredictFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-#: ``reward_fn(obs[..., d], act[..., a], next_obs[..., d]) -> reward[...]``.
-RewardFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
-#: ``termination_fn(obs, act, next_obs) -> bool[...]``.
-TerminationFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+from learn2adapt.types import PredictFn, RewardFn, TerminationFn
+from learn2adapt.errors import ConfigError, UnknownName
 
 #: Accepted values of the ``precision`` option.
 PRECISIONS = ("fp32", "bf16")
@@ -62,14 +57,14 @@ class Planner(ABC):
         precision: str = "fp32",
     ) -> None:
         if horizon < 1 or num_candidates < 1:
-            raise ValueError("planner horizon and num_candidates must be >= 1")
+            raise ConfigError("planner horizon and num_candidates must be >= 1")
         if precision not in PRECISIONS:
-            raise ValueError(f"unknown planner precision {precision!r}; available: {', '.join(PRECISIONS)}")
+            raise UnknownName(f"unknown planner precision {precision!r}; available: {', '.join(PRECISIONS)}")
         self.device = torch.device(device)
         self.action_low = self._as_bound(action_low)
         self.action_high = self._as_bound(action_high)
         if self.action_low.shape != self.action_high.shape or not bool((self.action_low <= self.action_high).all()):
-            raise ValueError("action_low and action_high must have the same shape and low <= high")
+            raise ConfigError("action_low and action_high must have the same shape and low <= high")
         self.act_dim = int(self.action_low.shape[-1])
         self.horizon = int(horizon)
         self.num_candidates = int(num_candidates)

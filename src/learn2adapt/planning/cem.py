@@ -12,7 +12,9 @@ from typing import Any, Optional
 
 import torch
 
-from learn2adapt.planning.base import PredictFn, RewardFn, TerminationFn, WarmStartPlanner
+from learn2adapt.planning.base import WarmStartPlanner
+from learn2adapt.types import PredictFn, RewardFn, TerminationFn
+from learn2adapt.errors import ConfigError
 
 
 class CEM(WarmStartPlanner):
@@ -42,7 +44,7 @@ class CEM(WarmStartPlanner):
     ) -> None:
         super().__init__(*args, **kwargs)
         if iterations < 1 or elites < 1 or not 0.0 <= alpha < 1.0 or init_std <= 0.0:
-            raise ValueError("CEM needs iterations >= 1, elites >= 1, 0 <= alpha < 1 and init_std > 0")
+            raise ConfigError("CEM needs iterations >= 1, elites >= 1, 0 <= alpha < 1 and init_std > 0")
         self.iterations = int(iterations)
         self.elites = min(int(elites), self.num_candidates)
         self.alpha = float(alpha)

@@ -13,8 +13,9 @@ from typing import Any, Optional
 
 import torch
 
-from learn2adapt.planning.base import PredictFn, RewardFn, TerminationFn
+from learn2adapt.types import PredictFn, RewardFn, TerminationFn
 from learn2adapt.planning.cem import CEM
+from learn2adapt.errors import ConfigError
 
 
 class ICEM(CEM):
@@ -51,7 +52,7 @@ class ICEM(CEM):
     ) -> None:
         super().__init__(*args, iterations=iterations, elites=elites, alpha=alpha, init_std=init_std, **kwargs)
         if noise_beta < 0.0 or not 0.0 <= keep_elites <= 1.0 or population_decay < 1.0:
-            raise ValueError("iCEM needs noise_beta >= 0, 0 <= keep_elites <= 1 and population_decay >= 1")
+            raise ConfigError("iCEM needs noise_beta >= 0, 0 <= keep_elites <= 1 and population_decay >= 1")
         self.noise_beta = float(noise_beta)
         self.keep_elites = float(keep_elites)
         self.population_decay = float(population_decay)

@@ -11,7 +11,9 @@ from typing import Any, Optional
 
 import torch
 
-from learn2adapt.planning.base import PredictFn, RewardFn, TerminationFn, WarmStartPlanner
+from learn2adapt.planning.base import WarmStartPlanner
+from learn2adapt.types import PredictFn, RewardFn, TerminationFn
+from learn2adapt.errors import ConfigError
 
 
 class MPPI(WarmStartPlanner):
@@ -38,7 +40,7 @@ class MPPI(WarmStartPlanner):
     ) -> None:
         super().__init__(*args, **kwargs)
         if iterations < 1 or temperature <= 0.0 or noise_std <= 0.0 or not 0.0 <= smoothing < 1.0:
-            raise ValueError("MPPI needs iterations >= 1, temperature > 0, noise_std > 0 and 0 <= smoothing < 1")
+            raise ConfigError("MPPI needs iterations >= 1, temperature > 0, noise_std > 0 and 0 <= smoothing < 1")
         self.iterations = int(iterations)
         self.temperature = float(temperature)
         self.noise_std = float(noise_std)

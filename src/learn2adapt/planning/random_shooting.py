@@ -10,7 +10,8 @@ from typing import Optional
 
 import torch
 
-from learn2adapt.planning.base import Planner, PredictFn, RewardFn, TerminationFn
+from learn2adapt.planning.base import Planner
+from learn2adapt.types import PredictFn, RewardFn, TerminationFn
 
 
 class RandomShooting(Planner):

@@ -15,7 +15,8 @@ import torch
 
 from learn2adapt.adaptation.base import AdaptationRule
 from learn2adapt.data.recent_history import RecentHistory
-from learn2adapt.planning.base import Planner, RewardFn, TerminationFn
+from learn2adapt.planning.base import Planner
+from learn2adapt.types import RewardFn, TerminationFn
 
 
 class MPCAgent:

@@ -16,11 +16,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from learn2adapt.errors import CheckpointError
+
 CHECKPOINT_NAME = "checkpoint.pt"
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint is missing, truncated or corrupt."""
 
 
 def arrays_to_tensors(arrays: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:

@@ -2,13 +2,32 @@
 
 A run is described by one :class:`RunConfig`; every field (nested ones by a
 dotted path such as ``planner.horizon``) can be overridden from the command
-line, and the fully resolved config is saved in the run directory. Presets live
-in ``learn2adapt/presets/<family>.toml``, one file per environment family,
-each with a ``[quick]`` and a ``[paper]`` table.
+line, and the fully resolved config is saved in the run directory.
+
+Presets live in ``learn2adapt/presets/``: ``_base.toml`` holds one table per
+protocol (``[quick]``, ``[paper]``) shared by every environment family, and
+``<family>.toml`` (one file per family; a name starting with ``_`` is not a family)
+holds the family's ``env`` and only what differs, as tables of the same names.
+A family's presets are the base protocols plus any other table it defines. A
+preset resolves by deep merge (a value of a later layer replaces the earlier one,
+tables merge key by key):
+
+1. the base table of the same name from ``_base.toml`` (none for a name it lacks),
+   or, if the family's table has a key ``base = "<preset>"``, that preset of the
+   same family, itself resolved (e.g. ``[medium]`` with ``base = "quick"`` is the
+   family's resolved ``quick`` plus ``medium``'s values);
+2. the family's table;
+3. for the chosen algorithm, the sub-table of that name of the merged result
+   (``[paper.mb]``, ``[paper.rebal]``, ...), applied over the rest.
+
+``tests/data/resolved_presets.json`` is the snapshot of every resolved preset
+(family x preset x algorithm); ``tests/test_presets.py`` checks the files still
+resolve to it, so a change of the files cannot silently change an experiment.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import json
@@ -26,16 +45,9 @@ else:  # pragma: no cover
 
 from learn2adapt.adaptation.config import AdaptationConfig
 from learn2adapt.data.segment_sampler import SEGMENT_EPOCHS
+from learn2adapt.errors import ConfigError, UnknownName
 from learn2adapt.models.config import FitConfig, ModelConfig
 from learn2adapt.planning.config import PlannerConfig
-
-
-class ConfigError(ValueError):
-    """A bad configuration: unknown key, unparsable value, impossible setting."""
-
-
-class UnknownName(ConfigError):
-    """An unknown environment, algorithm or benchmark name."""
 
 
 def check_env(env_id: str) -> None:
@@ -247,17 +259,97 @@ def load_config(path: Path) -> RunConfig:
 
 
 # --- presets ------------------------------------------------------------------------------
+#: The shared base of every family's presets (see the module docstring).
+_BASE_FILE = "_base"
+#: Preset sub-tables that apply to one algorithm only, e.g. ``[paper.mb]``.
+_ALGO_TABLES = ("mb", "mbde", "grbal", "rebal")
+
+
+def _read_presets() -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """``(base, families)``: ``_base.toml`` and the family files, as written."""
+    base: dict[str, Any] = {}
+    families: dict[str, dict[str, Any]] = {}
+    for entry in sorted(resources.files("learn2adapt.presets").iterdir(), key=lambda e: e.name):
+        if not entry.name.endswith(".toml"):
+            continue
+        name = entry.name[: -len(".toml")]
+        try:
+            data = tomllib.loads(entry.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"presets/{entry.name}: {exc}") from None
+        if name == _BASE_FILE:
+            base = data
+        elif not name.startswith("_"):
+            families[name] = data
+    return base, families
+
+
 def _preset_files() -> dict[str, dict[str, Any]]:
-    out = {}
-    for entry in resources.files("learn2adapt.presets").iterdir():
-        if entry.name.endswith(".toml"):
-            out[entry.name[: -len(".toml")]] = tomllib.loads(entry.read_text())
+    """The family files as written (only their differences from ``_base.toml``), by family name."""
+    return _read_presets()[1]
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """Deep merge into a new dict: ``over``'s values replace ``base``'s, tables merge key by key."""
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
     return out
 
 
+def _preset_names(base: dict[str, Any], data: dict[str, Any]) -> list[str]:
+    """A family's presets: the base protocols, then the family's other tables."""
+    names = [k for k, v in base.items() if isinstance(v, dict)]
+    return names + [k for k, v in data.items() if isinstance(v, dict) and k not in names]
+
+
+def _resolve_preset(family: str, data: dict[str, Any], base: dict[str, Any], name: str,
+                    chain: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Steps 1-2 of the module docstring: the preset's table, per-algorithm sub-tables still inside."""
+    if name in chain:
+        raise ConfigError(f"presets/{family}.toml: preset {name!r} is its own base ({' -> '.join(chain + (name,))})")
+    own = data.get(name, {})
+    parent = own.get("base")
+    if parent is None:
+        start = base.get(name, {})
+    elif parent not in _preset_names(base, data):
+        raise ConfigError(f"presets/{family}.toml: [{name}] base = {parent!r} is not a preset of {family}; "
+                          f"available: {', '.join(_preset_names(base, data))}")
+    else:
+        start = _resolve_preset(family, data, base, parent, chain + (name,))
+    return _merge(start, {k: v for k, v in own.items() if k != "base"})
+
+
 def list_presets() -> dict[str, dict[str, Any]]:
-    """Preset files by family name: ``{family: {"env": id, "quick": {...}, "paper": {...}}}``."""
-    return _preset_files()
+    """Resolved presets by family: ``{family: {"env": id, "quick": {...}, "paper": {...}, ...}}``.
+
+    Each preset table is merged with its base (per-algorithm sub-tables such as
+    ``"mb"`` still inside; :func:`preset_config` applies the chosen one).
+    """
+    base, families = _read_presets()
+    out = {}
+    for family, data in families.items():
+        resolved = {k: v for k, v in data.items() if not isinstance(v, dict)}
+        for name in _preset_names(base, data):
+            resolved[name] = _resolve_preset(family, data, base, name)
+        out[family] = resolved
+    return out
+
+
+def describe_presets() -> str:
+    """The preset names and the families that have them, for ``--preset`` help texts."""
+    base, families = _read_presets()
+    owners: dict[str, list[str]] = {}
+    for family, data in families.items():
+        for name in _preset_names(base, data):
+            owners.setdefault(name, []).append(family)
+    every = [name for name, fams in owners.items() if len(fams) == len(families)]
+    parts = [" | ".join(every) + " (every family)"] if every else []
+    parts += [f"{name} ({', '.join(fams)})" for name, fams in owners.items() if name not in every]
+    return ", ".join(parts)
 
 
 def family_of(env_id: str) -> str | None:
@@ -270,8 +362,8 @@ def family_of(env_id: str) -> str | None:
 def preset_config(env_id: str, preset: str = "quick", algo: str | None = None) -> RunConfig:
     """The resolved config of ``preset`` for ``env_id`` (and ``algo``, whose table overrides).
 
-    Preset tables may hold per-algorithm sub-tables, e.g. ``[quick.grbal]``, applied
-    when that algorithm is chosen.
+    Resolution as in the module docstring: the base table, the family's differences,
+    then the per-algorithm sub-table (e.g. ``[paper.mb]``) when that algorithm is chosen.
     """
     family = family_of(env_id)
     cfg = RunConfig(env=env_id)
@@ -279,12 +371,14 @@ def preset_config(env_id: str, preset: str = "quick", algo: str | None = None) -
         cfg.algo = algo
     if family is None:
         return cfg
-    data = _preset_files()[family]
-    if preset not in data:
+    base, families = _read_presets()
+    data = families[family]
+    names = _preset_names(base, data)
+    if preset not in names:
         raise ConfigError(f"preset {preset!r} not defined for {env_id} (family {family}); available: "
-                          + ", ".join(k for k, v in data.items() if isinstance(v, dict)))
-    table = dict(data[preset])
-    algo_tables = {k: table.pop(k) for k in list(table) if k in ("mb", "mbde", "grbal", "rebal")}
+                          + ", ".join(names))
+    table = _resolve_preset(family, data, base, preset)
+    algo_tables = {k: table.pop(k) for k in list(table) if k in _ALGO_TABLES}
     update(cfg, table)
     if cfg.algo in algo_tables:
         update(cfg, algo_tables[cfg.algo])

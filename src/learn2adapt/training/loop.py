@@ -22,31 +22,25 @@ import torch
 
 from learn2adapt.adaptation import make_rule
 from learn2adapt.adaptation.base import AdaptationRule
-from learn2adapt.data.segment_sampler import NotEnoughSegments
 from learn2adapt.data.trajectory_buffer import TrajectoryBuffer
 from learn2adapt.envs import make_env
-from learn2adapt.models.fitting import NonFiniteLossError
 from learn2adapt.planning import make_planner
 from learn2adapt.planning.base import Planner
 from learn2adapt.training.agent import MPCAgent
+from learn2adapt.errors import CheckpointError, ConfigError, NonFiniteLossError, NotEnoughSegments, TrainingDiverged
 from learn2adapt.training.checkpoint import (
     CHECKPOINT_NAME,
-    CheckpointError,
     arrays_to_tensors,
     load_checkpoint,
     save_checkpoint,
     tensors_to_arrays,
 )
-from learn2adapt.training.config import ConfigError, RunConfig, load_config, save_config
+from learn2adapt.training.config import RunConfig, load_config, save_config
 from learn2adapt.training.eta import format_duration, remaining_seconds
 from learn2adapt.training.metrics_log import MetricsLog
 from learn2adapt.training.rollout import RandomPolicy, run_episodes
 
 CHECKPOINT_FORMAT = 1
-
-
-class TrainingDiverged(RuntimeError):
-    """Training produced NaN/inf; the run directory keeps its last good checkpoint."""
 
 
 @dataclass
@@ -160,11 +154,9 @@ def train(cfg: RunConfig, run_dir: Path, resume: bool = False, progress: bool = 
         rng = np.random.default_rng(cfg.seed)
         env_steps, wall_before = 0, 0.0
         envs = make_envs(cfg, 1)
-        try:  # the parts check their own options: refuse an impossible config before writing anything
+        try:  # the parts check their own options (ConfigError) before anything is written
             rule = build_rule(cfg, envs[0])
             build_planner(cfg, envs[0], cfg.num_envs, cfg.seed)
-        except ValueError as e:
-            raise ConfigError(str(e)) from None
         finally:
             envs[0].close()
         st = RunState(cfg, rule, TrajectoryBuffer(rule.obs_dim, rule.act_dim), -1)
