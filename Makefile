@@ -1,5 +1,6 @@
 # The two set-up commands of README.md: `make demo` and `make test`.
-# Each creates or reuses .venv (scripts/venv.sh) and then runs.
+# Each creates or reuses .venv (scripts/venv.sh) and then runs. `make test` also runs
+# ruff (lint + format) and mypy before the tests.
 # MUJOCO_GL is deliberately not exported: loading EGL in a training process made its
 # memory grow during MuJoCo collection. `learn2adapt video` sets MUJOCO_GL=egl itself.
 
@@ -10,7 +11,11 @@ venv:
 demo: venv
 	.venv/bin/learn2adapt demo
 
+# Lint, format and type checks first (CI fails on a finding), then every test tier.
 test: venv
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	.venv/bin/mypy
 	.venv/bin/python -m pytest
 
 bench: venv

@@ -23,15 +23,27 @@ import time
 import traceback
 from pathlib import Path
 
+from learn2adapt.adaptation import ALGORITHMS
 from learn2adapt.cli import main as cli
 
 FAMILIES = ("learn2adapt/HalfCheetahDisabledJoint-v0", "learn2adapt/PendulumVaried-v0")
-ALGOS = ("mb", "mbde", "grbal", "rebal")
-TINY = ["iterations=2", "random_episodes=2", "episodes_per_iteration=2", "episode_length=60", "num_envs=2",
-        "model.hidden=64x64", "fit.max_epochs=2", "planner.horizon=8", "planner.num_candidates=200",
-        "adaptation.past=8", "adaptation.future=8", "adaptation.rnn_hidden=32", "eval.episodes_per_task=1",
-        "eval.episode_length=60"]
-VARIANTS = [(algo, []) for algo in ALGOS] + [("grbal", ["planner.name=cem", "planner.precision=bf16"])]
+TINY = [
+    "iterations=2",
+    "random_episodes=2",
+    "episodes_per_iteration=2",
+    "episode_length=60",
+    "num_envs=2",
+    "model.hidden=64x64",
+    "fit.max_epochs=2",
+    "planner.horizon=8",
+    "planner.num_candidates=200",
+    "adaptation.past=8",
+    "adaptation.future=8",
+    "adaptation.rnn_hidden=32",
+    "eval.episodes_per_task=1",
+    "eval.episode_length=60",
+]
+VARIANTS = [(algo, []) for algo in ALGORITHMS] + [("grbal", ["planner.name=cem", "planner.precision=bf16"])]
 
 
 def _quiet(argv: list[str]) -> tuple[int, str]:
@@ -54,18 +66,29 @@ def check_runs(device: str, root: Path) -> list[dict[str, object]]:
             run_dir = root / f"{env.split('/')[-1]}-{algo}-{len(rows)}"
             sets = [a for o in [*TINY, f"device={device}", *extra] for a in ("--set", o)]
             t0 = time.time()
-            code, tail = _quiet(["train", "--env", env, "--algo", algo, "--seed", "0", "--run-dir", str(run_dir),
-                                 "--quiet", *sets])
+            code, tail = _quiet(
+                ["train", "--env", env, "--algo", algo, "--seed", "0", "--run-dir", str(run_dir), "--quiet", *sets]
+            )
             train_s = time.time() - t0
             ret = float("nan")
             if code == 0:
                 code, tail = _quiet(["eval", str(run_dir), "--quiet", "--episodes", "1"])
                 if code == 0:
                     ret = json.loads((run_dir / "eval.json").read_text()).get("mean", float("nan"))
-            rows.append({"check": name, "ok": code == 0, "train_s": round(train_s, 1), "return": ret,
-                         "error": "" if code == 0 else tail.splitlines()[-1] if tail else "failed"})
-            print(f"{'ok  ' if code == 0 else 'FAIL'} {name}: train {train_s:.1f} s, held-out return {ret:.1f}"
-                  + ("" if code == 0 else f"\n     {rows[-1]['error']}"), flush=True)
+            rows.append(
+                {
+                    "check": name,
+                    "ok": code == 0,
+                    "train_s": round(train_s, 1),
+                    "return": ret,
+                    "error": "" if code == 0 else tail.splitlines()[-1] if tail else "failed",
+                }
+            )
+            print(
+                f"{'ok  ' if code == 0 else 'FAIL'} {name}: train {train_s:.1f} s, held-out return {ret:.1f}"
+                + ("" if code == 0 else f"\n     {rows[-1]['error']}"),
+                flush=True,
+            )
     return rows
 
 
@@ -83,12 +106,23 @@ def main() -> int:
             bench_ok = cli(["bench", "--device", args.device, "--json", str(bench_json)]) == 0
             if bench_ok:
                 figures = json.loads(bench_json.read_text())
-                keys = ("processor", "matmul_gflops", "rs_fp32_plan_ms", "rs_bf16_plan_ms", "adapt_plan_ms",
-                        "meta_step_ms", "rebal_plan_ms", "paper_run_projected_min", "paper_run_floor_min")
+                keys = (
+                    "processor",
+                    "matmul_gflops",
+                    "rs_fp32_plan_ms",
+                    "rs_bf16_plan_ms",
+                    "adapt_plan_ms",
+                    "meta_step_ms",
+                    "rebal_plan_ms",
+                    "paper_run_projected_min",
+                    "paper_run_floor_min",
+                )
                 print("bench summary: " + json.dumps({k: figures.get(k) for k in keys}))
     failed = [r for r in rows if not r["ok"]]
-    print(f"\nGPU check on {args.device}: {len(rows) - len(failed)}/{len(rows)} train+eval checks passed, "
-          f"bench {'ok' if bench_ok else 'FAILED'}")
+    print(
+        f"\nGPU check on {args.device}: {len(rows) - len(failed)}/{len(rows)} train+eval checks passed, "
+        f"bench {'ok' if bench_ok else 'FAILED'}"
+    )
     return 1 if failed or not bench_ok else 0
 
 

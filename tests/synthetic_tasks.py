@@ -22,14 +22,14 @@ Shared by tests/test_grbal.py and tests/test_rebal.py.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
 
 import numpy as np
 import torch
 
-from learn2adapt.types import Window
 from learn2adapt.data.trajectory_buffer import Episode, Task, TrajectoryBuffer
+from learn2adapt.types import Window
 
 #: Training range of the gain magnitudes |g_j| (sign is random); test out-of-range: [1.6, 2.0].
 TRAIN_GAIN = (0.5, 1.5)
@@ -76,8 +76,9 @@ class LinearTaskFamily:
         for _ in range(n):
             sign = rng.choice([-1.0, 1.0], size=self.act_dim)
             gain = sign * rng.uniform(*gain_range, size=self.act_dim)
-            out.append({"drift": round(float(rng.uniform(*TRAIN_DRIFT)), 6),
-                        "gain": [round(float(g), 6) for g in gain]})
+            out.append(
+                {"drift": round(float(rng.uniform(*TRAIN_DRIFT)), 6), "gain": [round(float(g), 6) for g in gain]}
+            )
         return out
 
     def sample_train_tasks(self, n: int, rng: np.random.Generator) -> list[Task]:
@@ -98,7 +99,7 @@ class LinearTaskFamily:
         return self.A0 + task["drift"] * self.A1, self.B0 * np.asarray(task["gain"])[None, :]
 
     # --- dynamics -----------------------------------------------------------------------------
-    def step(self, obs: np.ndarray, act: np.ndarray, task: Task, rng: Optional[np.random.Generator] = None) -> np.ndarray:
+    def step(self, obs: np.ndarray, act: np.ndarray, task: Task, rng: np.random.Generator | None = None) -> np.ndarray:
         """Next state(s) under ``task``; ``obs (..., d)``, ``act (..., a)``."""
         A, B = self.matrices(task)
         nxt = obs + self.dt * (obs @ A.T + act @ B.T)
@@ -121,15 +122,16 @@ class LinearTaskFamily:
         for t in range(length):
             obs[t + 1] = self.step(obs[t], act[t], schedule[t], rng)
         f32 = lambda x: x.astype(np.float32)  # noqa: E731
-        return Episode(f32(obs[:-1]), f32(act), f32(obs[1:]), np.zeros(length, np.float32),
-                       np.zeros(length, bool), schedule)
+        return Episode(
+            f32(obs[:-1]), f32(act), f32(obs[1:]), np.zeros(length, np.float32), np.zeros(length, bool), schedule
+        )
 
     def make_buffer(
         self,
         num_episodes: int,
         length: int,
         rng: np.random.Generator,
-        tasks: Optional[Sequence[Task]] = None,
+        tasks: Sequence[Task] | None = None,
     ) -> TrajectoryBuffer:
         """A buffer of ``num_episodes`` episodes, each under one task.
 
@@ -161,7 +163,9 @@ class LinearTaskFamily:
         return Window(*(torch.as_tensor(np.stack(x)) for x in (obs, act, nxt)))
 
 
-def make_train_buffer(num_episodes: int = 60, length: int = 50, seed: int = 0, **family) -> tuple[LinearTaskFamily, TrajectoryBuffer]:
+def make_train_buffer(
+    num_episodes: int = 60, length: int = 50, seed: int = 0, **family
+) -> tuple[LinearTaskFamily, TrajectoryBuffer]:
     """Convenience: a family and a buffer of episodes under random training tasks."""
     fam = LinearTaskFamily(**family)
     return fam, fam.make_buffer(num_episodes, length, np.random.default_rng(seed))

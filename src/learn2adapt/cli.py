@@ -11,13 +11,14 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Optional, Sequence
 
 from learn2adapt.errors import UserError
 
 # MUJOCO_GL=egl (headless rendering) is set by `learn2adapt video` only: with EGL loaded,
 # MPC collection on MuJoCo envs grows RSS by several MB/s (measured; see docs/experiments.md).
+
 
 def _resolve_config(args: argparse.Namespace):
     from learn2adapt.training.config import apply_overrides, preset_config
@@ -30,7 +31,9 @@ def _resolve_config(args: argparse.Namespace):
 
 
 def _default_run_dir(cfg) -> Path:
-    short = cfg.env.split("/")[-1].split("-v")[0].lower()
+    from learn2adapt.envs import short_name
+
+    short = short_name(cfg.env)
     return Path("runs") / f"{short}-{cfg.algo}-s{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
@@ -62,7 +65,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     result = evaluate(st, episodes_per_task=args.episodes, seed=args.seed, progress=not args.quiet)
     out = Path(args.output) if args.output else Path(args.run_dir) / "eval.json"
     save_eval(result, out)
-    print(f"{st.cfg.algo} on {st.cfg.env}, held-out test tasks ({args.episodes or st.cfg.eval.episodes_per_task} episodes each):")
+    print(
+        f"{st.cfg.algo} on {st.cfg.env}, held-out test tasks ({args.episodes or st.cfg.eval.episodes_per_task} episodes each):"
+    )
     for t in result.tasks:
         print(f"  {json.dumps(t.task):50s} return {t.mean:10.2f} +- {t.ci95:.2f}")
     mean = result.to_json()
@@ -96,8 +101,10 @@ def cmd_options(args: argparse.Namespace) -> int:
     return 0
 
 
-#: Benchmark modules run by ``learn2adapt bench``, in order; each has ``run() -> dict``.
+#: Benchmark modules run by ``learn2adapt bench``, in order; each has ``run(device=...) -> dict``.
 BENCHMARKS = ("planning", "adaptation", "rebal", "paper_run")
+#: Benchmark modules run only when ``--only`` names them (slower, or not about learning speed).
+OPTIONAL_BENCHMARKS = ("envs",)
 
 
 def _flatten(figures: dict[str, object]) -> dict[str, object]:
@@ -124,18 +131,24 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
     selected = args.only.split(",") if args.only else list(BENCHMARKS)
-    unknown = [n for n in selected if n not in BENCHMARKS]
+    unknown = [n for n in selected if n not in BENCHMARKS + OPTIONAL_BENCHMARKS]
     if unknown:
-        raise UnknownName(f"unknown benchmark {unknown[0]!r}; available: {', '.join(BENCHMARKS)}")
+        raise UnknownName(f"unknown benchmark {unknown[0]!r}; available: {', '.join(BENCHMARKS + OPTIONAL_BENCHMARKS)}")
     check_device(args.device)
     device = args.device
     card = torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else cpu_model()
-    figures: dict[str, object] = {"device": device, "processor": card, "cpu": cpu_model(),
-                                  "threads": torch.get_num_threads(),
-                                  "matmul_gflops": round(matmul_gflops(device=device), 1),
-                                  "matmul_gflops_bf16": round(matmul_gflops(dtype=torch.bfloat16, device=device), 1)}
-    print(f"{card} ({device}): fp32 matmul {figures['matmul_gflops']} GFLOP/s, bf16 {figures['matmul_gflops_bf16']} GFLOP/s"
-          f"; CPU {figures['cpu']}, {figures['threads']} threads")
+    figures: dict[str, object] = {
+        "device": device,
+        "processor": card,
+        "cpu": cpu_model(),
+        "threads": torch.get_num_threads(),
+        "matmul_gflops": round(matmul_gflops(device=device), 1),
+        "matmul_gflops_bf16": round(matmul_gflops(dtype=torch.bfloat16, device=device), 1),
+    }
+    print(
+        f"{card} ({device}): fp32 matmul {figures['matmul_gflops']} GFLOP/s, bf16 {figures['matmul_gflops_bf16']} GFLOP/s"
+        f"; CPU {figures['cpu']}, {figures['threads']} threads"
+    )
     for name in selected:
         module = importlib.import_module(f"learn2adapt.benchmarks.{name}")
         print(f"--- {name}", flush=True)
@@ -156,61 +169,254 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_config_args(p: argparse.ArgumentParser) -> None:
+#: What ``learn2adapt demo`` runs: the cheapest setting that shows GrBAL's advantage.
+DEMO_ENV = "learn2adapt/PendulumVaried-v0"
+DEMO_PRESET = "demo"
+DEMO_ALGOS = ("grbal", "mb")
+
+
+def _algos(text: str) -> list[str]:
+    algos = [a.strip().lower() for a in text.split(",") if a.strip()]
+    if not algos:
+        from learn2adapt.errors import ConfigError
+
+        raise ConfigError("--algos needs at least one algorithm, e.g. --algos grbal,mb")
+    return algos
+
+
+def _workers(n: int | None) -> int:
+    from learn2adapt.errors import ConfigError
+
+    if n is not None and n < 1:
+        raise ConfigError("--workers must be >= 1")
+    return n or 1
+
+
+def _seeds(n: int) -> list[int]:
+    from learn2adapt.errors import ConfigError
+
+    if n < 1:
+        raise ConfigError("--seeds must be >= 1")
+    return list(range(n))
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from learn2adapt.experiments.compare import compare
+    from learn2adapt.experiments.runner import make_runner
+
+    algos = _algos(args.algos)
+    seeds = _seeds(args.seeds)
+    with make_runner(_workers(args.workers)) as runner:
+        report = compare(
+            args.env,
+            args.preset,
+            algos,
+            seeds,
+            Path(args.out) if args.out else None,
+            runner,
+            overrides=args.set or [],
+            schedules=args.schedule,
+            eval_episodes=args.episodes,
+            progress=not args.quiet,
+        )
+    _print_verdict(report)
+    return 0
+
+
+def _print_verdict(report: Path) -> None:
+    summary = json.loads((report.parent / "summary.json").read_text())
+    print("\n".join(line.replace("**", "") for line in summary.get("verdict", [])))
+    print(f"report: {report}")
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from learn2adapt.experiments.compare import compare
+    from learn2adapt.experiments.runner import make_runner
+
+    t0 = time.time()
+    workers = _workers(args.workers if args.workers is not None else min(2, os.cpu_count() or 1))
+    out = Path(args.out) if args.out else Path("runs") / "demo"
+    print(
+        f"learn2adapt demo: GrBAL vs MB on {DEMO_ENV} (preset {DEMO_PRESET}), {args.seeds} seed(s), held-out "
+        f"tasks with a mid-episode switch; about 5-10 minutes on 2 cores. Output: {out}",
+        flush=True,
+    )
+    with make_runner(workers) as runner:
+        report = compare(
+            DEMO_ENV,
+            DEMO_PRESET,
+            DEMO_ALGOS,
+            _seeds(args.seeds),
+            out,
+            runner,
+            progress=not args.quiet,
+            title="learn2adapt demo: GrBAL vs MB under changing dynamics",
+        )
+    _print_verdict(report)
+    print(f"demo finished in {time.time() - t0:.0f} s")
+    return 0
+
+
+def cmd_video(args: argparse.Namespace) -> int:
+    from learn2adapt.errors import ConfigError
+    from learn2adapt.experiments.video import render_episode
+
+    task = None
+    if args.task:
+        try:
+            task = json.loads(args.task)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"--task is not valid JSON ({e.msg}); e.g. --task '{{\"joint\": 0}}'") from None
+        if not isinstance(task, dict):
+            raise ConfigError("--task must be a JSON object, e.g. --task '{\"joint\": 0}'")
+    out = render_episode(
+        Path(args.run_dir),
+        Path(args.out) if args.out else None,
+        task=task,
+        schedule=args.schedule,
+        seed=args.seed,
+        steps=args.steps,
+        fps=args.fps,
+        progress=not args.quiet,
+    )
+    print(f"saved {out}")
+    return 0
+
+
+def _config_args(p: argparse.ArgumentParser) -> None:
+    from learn2adapt.adaptation import ALGORITHMS
     from learn2adapt.training.config import describe_presets  # the names in learn2adapt/presets/
 
     p.add_argument("--env", default="learn2adapt/PendulumVaried-v0", help="environment id (see `learn2adapt envs`)")
-    p.add_argument("--algo", default=None, help="mb | mbde | grbal | rebal (default: the preset's, else mb)")
+    p.add_argument("--algo", default=None, help=f"{' | '.join(ALGORITHMS)} (default: the preset's, else mb)")
     p.add_argument("--preset", default="quick", help=f"preset of the environment family: {describe_presets()}")
     p.add_argument("--seed", type=int, default=None, help="run seed (overrides the preset)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE",
-                   help="override any option, e.g. --set planner.horizon=15 (repeatable; `learn2adapt options` lists them)")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override any option, e.g. --set planner.horizon=15 (repeatable; `learn2adapt options` lists them)",
+    )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="learn2adapt", description=__doc__.splitlines()[0] + " Model-based RL that adapts online to changing dynamics (GrBAL, ReBAL, MB, MB+DE).")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.required = True
-
-    p = sub.add_parser("train", help="train a model-based agent; writes a run directory")
-    _add_config_args(p)
+def _train_args(p: argparse.ArgumentParser) -> None:
+    _config_args(p)
     p.add_argument("--run-dir", default=None, help="output directory (default: runs/<env>-<algo>-s<seed>-<time>)")
     p.add_argument("--resume", metavar="RUN_DIR", default=None, help="continue a killed run from its last checkpoint")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("eval", help="evaluate a run on the environment's held-out test tasks")
+
+def _eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", help="a run directory written by `learn2adapt train`")
-    p.add_argument("--episodes", type=int, default=None, help="episodes per test task (default: the run's eval.episodes_per_task)")
+    p.add_argument(
+        "--episodes", type=int, default=None, help="episodes per test task (default: the run's eval.episodes_per_task)"
+    )
     p.add_argument("--schedule", default=None, help="task schedule during episodes (default: the run's eval.schedule)")
     p.add_argument("--seed", type=int, default=0, help="evaluation seed")
     p.add_argument("--output", default=None, help="results JSON (default: RUN_DIR/eval.json)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("envs", help="list environment families, their train/test tasks and schedules")
-    p.set_defaults(func=cmd_envs)
 
-    p = sub.add_parser("bench", help="measure planning, adaptation and meta-training speed on this machine")
+def _no_args(p: argparse.ArgumentParser) -> None:
+    pass
+
+
+def _bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", default=None, metavar="FILE", help="also save the figures as JSON")
-    p.add_argument("--only", default=None, help=f"comma-separated subset of: {', '.join(BENCHMARKS)}")
+    p.add_argument(
+        "--only",
+        default=None,
+        help=f"comma-separated subset of: {', '.join(BENCHMARKS)} (default: all of them); "
+        f"also accepts, run only when named: {', '.join(OPTIONAL_BENCHMARKS)} "
+        "(environment step overhead vs Gymnasium, about 25 s)",
+    )
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     p.add_argument("--device", default="cpu", help="torch device to measure: cpu | cuda | cuda:N")
-    p.add_argument("--run", default=None, metavar="RUN_DIR",
-                   help="also check bf16 planning against fp32 with this run's trained model")
-    p.set_defaults(func=cmd_bench)
+    p.add_argument(
+        "--run",
+        default=None,
+        metavar="RUN_DIR",
+        help="also check bf16 planning against fp32 with this run's trained model",
+    )
 
-    p = sub.add_parser("options", help="list every configuration option with its help and resolved value")
-    _add_config_args(p)
-    p.set_defaults(func=cmd_options)
 
-    from learn2adapt.experiments.commands import add_subcommands
+def _compare_args(p: argparse.ArgumentParser) -> None:
+    from learn2adapt.adaptation import ALGORITHMS
+    from learn2adapt.training.config import describe_presets  # the names in learn2adapt/presets/
 
-    add_subcommands(sub)  # compare, video, demo
+    p.add_argument("--env", default="learn2adapt/PendulumVaried-v0", help="environment id (see `learn2adapt envs`)")
+    p.add_argument("--preset", default="quick", help=f"preset of the environment family: {describe_presets()}")
+    p.add_argument(
+        "--algos", default=",".join(ALGORITHMS), help=f"comma-separated algorithms ({', '.join(ALGORITHMS)})"
+    )
+    p.add_argument("--seeds", type=int, default=3, help="training seeds per algorithm (0..N-1)")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="output directory (default: runs/compare-<env>-<preset>); runs already complete there are reused",
+    )
+    p.add_argument("--workers", type=int, default=1, help="runs in parallel (processes); 1: sequential")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override an option of every run (repeatable)")
+    p.add_argument(
+        "--schedule",
+        action="append",
+        metavar="SPEC",
+        help="evaluation schedule (repeatable; default: fixed plus the preset's eval.schedule)",
+    )
+    p.add_argument("--episodes", type=int, default=None, help="evaluation episodes per test task and seed")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def _video_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", help="a run directory written by `learn2adapt train`")
+    p.add_argument("--task", default=None, help="task as JSON (default: the first held-out test task)")
+    p.add_argument(
+        "--schedule", default=None, help="task schedule, e.g. switch:t=100 (default: the run's eval.schedule)"
+    )
+    p.add_argument("--out", default=None, help="output file, .mp4 or .gif (default: RUN_DIR/episode.mp4)")
+    p.add_argument("--seed", type=int, default=0, help="episode seed")
+    p.add_argument("--steps", type=int, default=None, help="episode length (default: the run's evaluation length)")
+    p.add_argument("--fps", type=int, default=30, help="frames per second")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _demo_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default=None, help="output directory (default: runs/demo)")
+    p.add_argument("--seeds", type=int, default=3, help="training seeds per algorithm (3 = the protocol's minimum)")
+    p.add_argument("--workers", type=int, default=None, help="runs in parallel (default: 2, or 1 on one core)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+Handler = Callable[[argparse.Namespace], int]
+#: Every subcommand, in the order ``learn2adapt --help`` lists them: name -> (help, arguments, handler).
+SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Handler]] = {
+    "train": ("train a model-based agent; writes a run directory", _train_args, cmd_train),
+    "eval": ("evaluate a run on the environment's held-out test tasks", _eval_args, cmd_eval),
+    "compare": ("train and evaluate several algorithms x seeds, write a report", _compare_args, cmd_compare),
+    "demo": ("train GrBAL and MB on a small problem, evaluate on held-out tasks, report", _demo_args, cmd_demo),
+    "video": ("render an evaluation episode of a run to MP4 or GIF", _video_args, cmd_video),
+    "envs": ("list environment families, their train/test tasks and schedules", _no_args, cmd_envs),
+    "options": ("list every configuration option with its help and resolved value", _config_args, cmd_options),
+    "bench": ("measure planning, adaptation and meta-training speed on this machine", _bench_args, cmd_bench),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="learn2adapt",
+        description=__doc__.splitlines()[0]
+        + " Model-based RL that adapts online to changing dynamics (GrBAL, ReBAL, MB, MB+DE).",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, (help_text, add_arguments, handler) in SUBCOMMANDS.items():
+        p = sub.add_parser(name, help=help_text)
+        add_arguments(p)
+        p.set_defaults(func=handler)
     return parser
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func

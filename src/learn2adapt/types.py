@@ -9,8 +9,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
 import torch
 
@@ -41,7 +41,7 @@ class Window:
     obs: torch.Tensor
     act: torch.Tensor
     next_obs: torch.Tensor
-    count: Optional[torch.Tensor] = None
+    count: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.obs.shape[0])
@@ -57,7 +57,7 @@ class Window:
             return torch.ones(self.obs.shape[:2], dtype=torch.bool, device=self.obs.device)
         return right_aligned_mask(self.count, self.length)
 
-    def rows(self, start: int, stop: Optional[int] = None, count: Optional[torch.Tensor] = None) -> "Window":
+    def rows(self, start: int, stop: int | None = None, count: torch.Tensor | None = None) -> Window:
         """Rows ``start:stop`` of every window (views), with ``count`` for the result."""
         sl = slice(start, stop)
         return Window(self.obs[:, sl], self.act[:, sl], self.next_obs[:, sl], count)

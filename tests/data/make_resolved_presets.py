@@ -24,8 +24,10 @@ def resolved_presets() -> dict:
     out: dict = {}
     for family, data in sorted(list_presets().items()):
         presets = [name for name, value in data.items() if isinstance(value, dict)]
-        out[family] = {name: {algo: dataclasses.asdict(preset_config(data["env"], name, algo)) for algo in ALGORITHMS}
-                       for name in presets}
+        out[family] = {
+            name: {algo: dataclasses.asdict(preset_config(data["env"], name, algo)) for algo in ALGORITHMS}
+            for name in presets
+        }
     return out
 
 

@@ -1,18 +1,18 @@
-"""Adaptation rules by name: MB, MB+DE, GrBAL, ReBAL (Nagabandi, Clavera et al., ICLR 2019).
+"""The algorithm registry: every adaptation rule by its ``--algo`` name (Nagabandi, Clavera et al., ICLR 2019).
 
-``make_rule(algo, ...)`` builds the rule ``--algo`` names. Rules are imported lazily,
-so importing this package stays cheap and a rule whose module is missing (still being
-written, or removed) only disappears from :data:`ALGORITHMS` instead of breaking the
-others.
+:data:`REGISTRY` is the one list of algorithms: the CLI's help and errors, the config's
+checks, the preset tables and the report's labels and colours all read it. Rules are
+imported lazily (:func:`rule_class`), so importing this package stays cheap.
 """
 
 from __future__ import annotations
 
 import importlib
-import importlib.util
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
+
 from learn2adapt.errors import UnknownName
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -20,54 +20,92 @@ if TYPE_CHECKING:  # pragma: no cover
     from learn2adapt.adaptation.config import AdaptationConfig
     from learn2adapt.models.config import FitConfig, ModelConfig
 
-#: ``algo`` name -> (module, class). Order is the order shown to users.
-_REGISTRY: dict[str, tuple[str, str]] = {
-    "mb": ("learn2adapt.adaptation.mb", "ModelBased"),
-    "mbde": ("learn2adapt.adaptation.dynamic_eval", "DynamicEvaluation"),
-    "grbal": ("learn2adapt.adaptation.grbal", "GrBAL"),
-    # ReBAL lives in its own module (adaptation/rebal.py); listed only if it is present.
-    "rebal": ("learn2adapt.adaptation.rebal", "ReBAL"),
+
+@dataclass(frozen=True)
+class Algorithm:
+    """One registered algorithm: where its rule lives and how reports show it."""
+
+    module: str
+    cls: str
+    label: str  # in tables and plots
+    color: str  # matplotlib colour, stable across plots
+    summary: str  # one line for help texts
+
+
+#: ``--algo`` name -> :class:`Algorithm`. Order is the order shown to users.
+REGISTRY: dict[str, Algorithm] = {
+    "mb": Algorithm(
+        "learn2adapt.adaptation.mb", "ModelBased", "MB", "tab:red", "one global dynamics model, no adaptation"
+    ),
+    "mbde": Algorithm(
+        "learn2adapt.adaptation.dynamic_eval",
+        "DynamicEvaluation",
+        "MB+DE",
+        "tab:orange",
+        "MB plus gradient steps on the recent past at test time (dynamic evaluation)",
+    ),
+    "grbal": Algorithm(
+        "learn2adapt.adaptation.grbal",
+        "GrBAL",
+        "GrBAL",
+        "tab:blue",
+        "meta-trained for a gradient step on the last M transitions (MAML)",
+    ),
+    "rebal": Algorithm(
+        "learn2adapt.adaptation.rebal",
+        "ReBAL",
+        "ReBAL",
+        "tab:green",
+        "meta-trained recurrent model that reads the last M transitions",
+    ),
 }
 
-
-def _available(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:
-        return False
-
-
 #: Names accepted by :func:`make_rule` (and ``--algo``).
-ALGORITHMS: tuple[str, ...] = tuple(name for name, (module, _) in _REGISTRY.items() if _available(module))
+ALGORITHMS: tuple[str, ...] = tuple(REGISTRY)
 
 
-def rule_class(algo: str) -> type["AdaptationRule"]:
+def label(algo: str) -> str:
+    """How reports name ``algo`` (the name itself if it is not registered)."""
+    return REGISTRY[algo].label if algo in REGISTRY else algo
+
+
+def color(algo: str) -> str | None:
+    """The plot colour of ``algo`` (None: matplotlib's next)."""
+    return REGISTRY[algo].color if algo in REGISTRY else None
+
+
+def check_algo(algo: str) -> None:
+    """Raise :class:`UnknownName` listing the algorithms if ``algo`` is not one."""
+    if algo not in REGISTRY:
+        raise UnknownName(f"unknown algorithm {algo!r}; available: {', '.join(ALGORITHMS)}")
+
+
+def rule_class(algo: str) -> type[AdaptationRule]:
     """The :class:`AdaptationRule` subclass registered as ``algo``.
 
     Raises:
-        ValueError: ``algo`` is not one of :data:`ALGORITHMS`.
+        UnknownName: ``algo`` is not one of :data:`ALGORITHMS`.
     """
-    if algo not in ALGORITHMS:
-        raise UnknownName(f"unknown algorithm {algo!r}; available: {', '.join(ALGORITHMS)}")
-    module, name = _REGISTRY[algo]
-    return getattr(importlib.import_module(module), name)
+    check_algo(algo)
+    entry = REGISTRY[algo]
+    return getattr(importlib.import_module(entry.module), entry.cls)
 
 
 def make_rule(
     algo: str,
     obs_dim: int,
     act_dim: int,
-    model_cfg: "ModelConfig",
-    fit_cfg: "FitConfig",
-    adapt_cfg: "AdaptationConfig",
+    model_cfg: ModelConfig,
+    fit_cfg: FitConfig,
+    adapt_cfg: AdaptationConfig,
     device: str | torch.device = "cpu",
-) -> "AdaptationRule":
+) -> AdaptationRule:
     """Build the adaptation rule ``algo`` for an environment of the given sizes.
 
     Raises:
-        ValueError: unknown ``algo`` (the message lists the available ones).
+        UnknownName: unknown ``algo`` (the message lists the available ones).
     """
     return rule_class(algo)(obs_dim, act_dim, model_cfg, fit_cfg, adapt_cfg, device)
 
 
-__all__ = ["ALGORITHMS", "make_rule", "rule_class"]
+__all__ = ["ALGORITHMS", "REGISTRY", "Algorithm", "check_algo", "color", "label", "make_rule", "rule_class"]

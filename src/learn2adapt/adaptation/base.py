@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar, Optional
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -56,8 +56,8 @@ class AdaptationRule(ABC):
         self.obs_dim, self.act_dim = obs_dim, act_dim
         self.model_cfg, self.fit_cfg, self.adapt_cfg = model_cfg, fit_cfg, adapt_cfg
         self.device = torch.device(device)
-        self.optimizer: Optional[torch.optim.Optimizer] = None
-        self._initial_state: Optional[dict[str, Any]] = None
+        self.optimizer: torch.optim.Optimizer | None = None
+        self._initial_state: dict[str, Any] | None = None
 
     # --- what a rule must provide ---------------------------------------------------------
     @property
@@ -75,7 +75,7 @@ class AdaptationRule(ABC):
         """(Re)fit on all data in ``buffer``; returns metrics by name."""
 
     @abstractmethod
-    def predictor(self, recent: Optional[Window]) -> PredictFn:
+    def predictor(self, recent: Window | None) -> PredictFn:
         """A one-step model for the planner, adapted to ``recent``.
 
         ``recent`` holds, per environment, up to M transitions of the current
@@ -105,8 +105,12 @@ class AdaptationRule(ABC):
         b = obs.shape[0]
         out = {}
         for name, count in (("before", 0), ("after", past)):
-            recent = Window(obs[:, :past], act[:, :past], nxt[:, :past],
-                            torch.full((b,), count, dtype=torch.long, device=self.device))
+            recent = Window(
+                obs[:, :past],
+                act[:, :past],
+                nxt[:, :past],
+                torch.full((b,), count, dtype=torch.long, device=self.device),
+            )
             predict = self.predictor(recent)
             with torch.no_grad():
                 pred = predict(obs[:, past:], act[:, past:])
@@ -123,8 +127,7 @@ class AdaptationRule(ABC):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.module.load_state_dict(state["module"])
         if "optimizer" in state:
-            self._ensure_optimizer()
-            self.optimizer.load_state_dict(state["optimizer"])
+            self._ensure_optimizer().load_state_dict(state["optimizer"])
 
     def begin_fit(self) -> torch.optim.Optimizer:
         """Start an iteration's fit: warm start (default) or fresh weights; returns Adam."""

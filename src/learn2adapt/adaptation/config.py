@@ -9,18 +9,44 @@ from dataclasses import dataclass, field
 class AdaptationConfig:
     """How the model adapts to the recent past (Nagabandi et al., 2019, Sec. 4)."""
 
-    past: int = field(default=16, metadata={"help": "M: recent transitions used to adapt (online and in meta-training)"})
-    future: int = field(default=16, metadata={"help": "K: transitions after the past on which the adapted model is scored"})
+    past: int = field(
+        default=16, metadata={"help": "M: recent transitions used to adapt (online and in meta-training)"}
+    )
+    future: int = field(
+        default=16, metadata={"help": "K: transitions after the past on which the adapted model is scored"}
+    )
     meta_batch: int = field(default=10, metadata={"help": "segments per meta-training step"})
-    inner_lr: float = field(default=0.001, metadata={"help": "alpha: inner (adaptation) step size, or its initial value when learned"})
+    inner_lr: float = field(
+        default=0.001, metadata={"help": "alpha: inner (adaptation) step size, or its initial value when learned"}
+    )
     inner_steps: int = field(default=1, metadata={"help": "gradient steps of the inner update"})
-    step_size: str = field(default="fixed", metadata={"help": "inner step size: fixed | scalar (learned) | per_parameter (learned, Meta-SGD)"})
+    step_size: str = field(
+        default="fixed",
+        metadata={"help": "inner step size: fixed | scalar (learned) | per_parameter (learned, Meta-SGD)"},
+    )
     first_order: bool = field(default=False, metadata={"help": "drop second-order terms of the meta-gradient (FOMAML)"})
-    inner_impl: str = field(default="auto", metadata={"help": "GrBAL meta-training inner update: auto (lowrank when the step size is scalar, else batched) | lowrank | batched | vmap | loop (reference); all exact"})
-    short_past: float = field(default=0.0, metadata={"help": "GrBAL: fraction of meta-training segments whose past is cut to a random count in [0, M) (right-aligned, as online at episode starts)"})
-    de_lr: float = field(default=0.01, metadata={"help": "MB+DE: step size of the test-time gradient steps on the last M transitions (no meta-training, so it is larger than GrBAL's learned-for alpha); steps: inner_steps"})
+    inner_impl: str = field(
+        default="auto",
+        metadata={
+            "help": "GrBAL meta-training inner update: auto (lowrank when the step size is scalar, else batched) | lowrank | batched | vmap | loop (reference); all exact"
+        },
+    )
+    short_past: float = field(
+        default=0.0,
+        metadata={
+            "help": "GrBAL / ReBAL (segments): fraction of meta-training segments whose past is cut to a random count in [0, M) (right-aligned, as online at episode starts), so the model also adapts well on short histories; the presets use 0.25 for ReBAL"
+        },
+    )
+    de_lr: float = field(
+        default=0.01,
+        metadata={
+            "help": "MB+DE: step size of the test-time gradient steps on the last M transitions (no meta-training, so it is larger than GrBAL's learned-for alpha); steps: inner_steps"
+        },
+    )
     rnn: str = field(default="gru", metadata={"help": "ReBAL recurrent cell: gru | lstm"})
     rnn_hidden: int = field(default=256, metadata={"help": "ReBAL recurrent hidden size"})
-    rnn_training: str = field(default="segments", metadata={"help": "ReBAL objective: segments (M past / K future) | tbptt (whole trajectories, truncated BPTT)"})
+    rnn_training: str = field(
+        default="segments",
+        metadata={"help": "ReBAL objective: segments (M past / K future) | tbptt (whole trajectories, truncated BPTT)"},
+    )
     tbptt_length: int = field(default=100, metadata={"help": "ReBAL truncated-BPTT window when rnn_training=tbptt"})
-    rnn_short_past: float = field(default=0.25, metadata={"help": "ReBAL (segments): fraction of training segments whose past is cut to a random length in [0, M), so the model also predicts well at episode starts (count < M)"})

@@ -18,16 +18,13 @@ compared with MB+DE at its best.
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 
 from learn2adapt.adaptation.config import AdaptationConfig
 from learn2adapt.adaptation.inner_update import StepSize, adapted_predictor
 from learn2adapt.adaptation.mb import ModelBased
-from learn2adapt.types import Window
 from learn2adapt.models.config import FitConfig, ModelConfig
-from learn2adapt.types import PredictFn
+from learn2adapt.types import PredictFn, Window
 
 
 class DynamicEvaluation(ModelBased):
@@ -49,5 +46,5 @@ class DynamicEvaluation(ModelBased):
         # Not a learned tensor and not in ``module``: checkpoints stay those of MB.
         self.step_size = StepSize("fixed", adapt_cfg.de_lr, {}).to(self.device)
 
-    def predictor(self, recent: Optional[Window]) -> PredictFn:
+    def predictor(self, recent: Window | None) -> PredictFn:
         return adapted_predictor(self.model, recent, self.step_size, self.adapt_cfg.inner_steps)

@@ -27,7 +27,7 @@ retrain (the official code's stale adapted weights, docs/method.md Sec. 5).
 
 from __future__ import annotations
 
-from typing import Iterator, Optional
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -37,18 +37,19 @@ from learn2adapt.adaptation.base import AdaptationRule
 from learn2adapt.adaptation.config import AdaptationConfig
 from learn2adapt.adaptation.inner_update import StepSize, adapted_forward, adapted_predictor, normalised, resolve_impl
 from learn2adapt.data.normalizer import Normalizer
-from learn2adapt.data.segment_sampler import SegmentSampler, split_segment_starts
+from learn2adapt.data.segment_sampler import SegmentSampler, short_past_counts, split_segment_starts
 from learn2adapt.data.trajectory_buffer import TrajectoryBuffer, split_episodes
+from learn2adapt.errors import ConfigError
 from learn2adapt.models.config import FitConfig, ModelConfig
 from learn2adapt.models.dynamics import MLPDynamics
 from learn2adapt.models.fitting import fit_early_stopping
 from learn2adapt.types import PredictFn, Window, right_aligned_mask
-from learn2adapt.errors import ConfigError
 
 #: Validation segments drawn once per fit (fixed, so epochs are comparable; bounded cost).
 VAL_SEGMENTS = 2048
 #: Segments per validation pass (bounds memory).
 VAL_CHUNK = 256
+
 
 class GrBAL(AdaptationRule):
     """MLP dynamics meta-trained to adapt with gradient steps on the recent past.
@@ -91,9 +92,15 @@ class GrBAL(AdaptationRule):
         return self.model.normalizer
 
     # --- meta-training ------------------------------------------------------------------------
-    def meta_loss(self, obs: torch.Tensor, act: torch.Tensor, next_obs: torch.Tensor,
-                  first_order: Optional[bool] = None, impl: Optional[str] = None,
-                  past_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def meta_loss(
+        self,
+        obs: torch.Tensor,
+        act: torch.Tensor,
+        next_obs: torch.Tensor,
+        first_order: bool | None = None,
+        impl: str | None = None,
+        past_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Mean post-adaptation MSE on the K future transitions of segments ``(B, M+K, ...)``.
 
         ``past_mask (B, M)`` marks the past transitions adapted on (None: all).
@@ -102,8 +109,17 @@ class GrBAL(AdaptationRule):
         m = cfg.past
         x, y = normalised(self.model, obs, act, next_obs)
         pred = adapted_forward(
-            self.model.net, self.model.params(), x[:, :m], y[:, :m], past_mask, x[:, m:], self.step_size,
-            cfg.inner_steps, cfg.first_order if first_order is None else first_order, impl or self.impl)
+            self.model.net,
+            self.model.params(),
+            x[:, :m],
+            y[:, :m],
+            past_mask,
+            x[:, m:],
+            self.step_size,
+            cfg.inner_steps,
+            cfg.first_order if first_order is None else first_order,
+            impl or self.impl,
+        )
         return (pred - y[:, m:]).pow(2).mean()
 
     def fit(self, buffer: TrajectoryBuffer, rng: np.random.Generator, progress: bool = True) -> dict[str, float]:
@@ -129,28 +145,24 @@ class GrBAL(AdaptationRule):
             return self.validation_losses(val_batches)["after"]
 
         def batch_loss(batch: Window) -> torch.Tensor:
-            return self.meta_loss(batch.obs, batch.act, batch.next_obs,
-                                  past_mask=self._short_past_mask(len(batch), rng))
+            return self.meta_loss(
+                batch.obs, batch.act, batch.next_obs, past_mask=self._short_past_mask(len(batch), rng)
+            )
 
-        result = fit_early_stopping(opt, epoch_batches, batch_loss, val_loss, self.fit_cfg,
-                                    desc="meta-train GrBAL", progress=progress)
+        result = fit_early_stopping(
+            opt, epoch_batches, batch_loss, val_loss, self.fit_cfg, desc="meta-train GrBAL", progress=progress
+        )
         metrics = result.metrics()
         losses = self.validation_losses(val_batches)
         metrics.update({"fit/val_loss_before_adapt": losses["before"], "fit/val_loss_after_adapt": losses["after"]})
         metrics.update({f"fit/{k}": v for k, v in self.step_size.stats().items()})
         return metrics
 
-    def _short_past_mask(self, batch: int, rng: np.random.Generator) -> Optional[torch.Tensor]:
-        """Right-aligned past masks with a random count in [0, M) for a ``short_past`` fraction.
-
-        Online, the first M steps of every episode adapt on fewer than M transitions;
-        training on such windows too lets theta (and alpha) account for it.
-        """
-        frac, m = self.adapt_cfg.short_past, self.adapt_cfg.past
-        if frac <= 0:
-            return None
-        count = np.where(rng.random(batch) < frac, rng.integers(0, m, batch), m)
-        return right_aligned_mask(torch.as_tensor(count, device=self.device), m)
+    def _short_past_mask(self, batch: int, rng: np.random.Generator) -> torch.Tensor | None:
+        """Right-aligned past masks for the windows :func:`short_past_counts` cuts (None: all full)."""
+        m = self.adapt_cfg.past
+        count = short_past_counts(batch, m, self.adapt_cfg.short_past, rng)
+        return None if count is None else right_aligned_mask(torch.as_tensor(count, device=self.device), m)
 
     def validation_losses(self, batches: list[Window]) -> dict[str, float]:
         """Mean future-K loss of segments before and after adaptation (segment-weighted)."""
@@ -171,5 +183,5 @@ class GrBAL(AdaptationRule):
         return {k: v / max(n, 1) for k, v in total.items()}
 
     # --- online adaptation --------------------------------------------------------------------
-    def predictor(self, recent: Optional[Window]) -> PredictFn:
+    def predictor(self, recent: Window | None) -> PredictFn:
         return adapted_predictor(self.model, recent, self.step_size, self.adapt_cfg.inner_steps)

@@ -56,16 +56,15 @@ count 0, 1, 2, 4, 8, 16 of M = 16). With full windows both are the same loss.
 from __future__ import annotations
 
 import math
-from typing import Mapping, Optional
+from collections.abc import Mapping
 
 import torch
 from torch import nn
 
-from learn2adapt.types import Window
+from learn2adapt.errors import ConfigError, UnknownName
 from learn2adapt.models.dynamics import MLPDynamics
 from learn2adapt.models.mlp import MLP, linear
-from learn2adapt.types import PredictFn
-from learn2adapt.errors import ConfigError, UnknownName
+from learn2adapt.types import PredictFn, Window
 
 Params = dict[str, torch.Tensor]
 
@@ -97,13 +96,16 @@ class StepSize(nn.Module):
         if kind != "fixed" and not init > 0:
             raise ConfigError(f"a learned step size needs inner_lr > 0 (got {init})")
         self.kind = kind
+        self.alpha: torch.Tensor
+        self.log_alpha: nn.Parameter | nn.ParameterDict
         if kind == "fixed":
             self.register_buffer("alpha", torch.tensor(float(init)))
         elif kind == "scalar":
             self.log_alpha = nn.Parameter(torch.tensor(math.log(init)))
         else:
             self.log_alpha = nn.ParameterDict(
-                {name: nn.Parameter(torch.full(tuple(shape), math.log(init))) for name, shape in shapes.items()})
+                {name: nn.Parameter(torch.full(tuple(shape), math.log(init))) for name, shape in shapes.items()}
+            )
 
     @property
     def is_scalar(self) -> bool:
@@ -114,13 +116,15 @@ class StepSize(nn.Module):
         """The single alpha (fixed or learned scalar)."""
         if self.kind == "fixed":
             return self.alpha
-        if self.kind == "scalar":
+        if self.kind == "scalar" and isinstance(self.log_alpha, nn.Parameter):
             return self.log_alpha.exp()
         raise ValueError("per-parameter step sizes have no single alpha")
 
     def for_param(self, name: str) -> torch.Tensor:
         """Alpha for parameter ``name``: a scalar, or a tensor of the parameter's shape."""
-        return self.log_alpha[name].exp() if self.kind == "per_parameter" else self.scalar()
+        if self.kind == "per_parameter" and isinstance(self.log_alpha, nn.ParameterDict):
+            return self.log_alpha[name].exp()
+        return self.scalar()
 
     def stats(self) -> dict[str, float]:
         """Mean / min / max of alpha, for logs."""
@@ -133,12 +137,14 @@ class StepSize(nn.Module):
 
 
 # --- the pieces ---------------------------------------------------------------------------
-def normalised(model: MLPDynamics, obs: torch.Tensor, act: torch.Tensor, next_obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def normalised(
+    model: MLPDynamics, obs: torch.Tensor, act: torch.Tensor, next_obs: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Network inputs and regression targets (normalised state change), as in ``model.loss``."""
     return model.inputs(obs, act), model.normalizer.norm_delta(next_obs - obs)
 
 
-def segment_losses(pred: torch.Tensor, target: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+def segment_losses(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Per-segment inner loss ``(B,)``: squared errors of the valid rows summed, over M.
 
     ``mask (B, M)`` marks valid transitions (None: all valid, the plain mean). Padding
@@ -151,7 +157,9 @@ def segment_losses(pred: torch.Tensor, target: torch.Tensor, mask: Optional[torc
     return err.mean(-1)
 
 
-def _trace(net: MLP, x: torch.Tensor, params: Mapping[str, torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+def _trace(
+    net: MLP, x: torch.Tensor, params: Mapping[str, torch.Tensor]
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """Forward pass keeping every layer's input ``h_i`` and pre-activation ``z_i``."""
     hs, zs = [], []
     h = x
@@ -165,8 +173,12 @@ def _trace(net: MLP, x: torch.Tensor, params: Mapping[str, torch.Tensor]) -> tup
 
 
 def _layer_grads(
-    net: MLP, params: Mapping[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor,
-    mask: Optional[torch.Tensor], first_order: bool,
+    net: MLP,
+    params: Mapping[str, torch.Tensor],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    mask: torch.Tensor | None,
+    first_order: bool,
 ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """Per-segment layer inputs ``h_i (B, M, in)`` and ``G_i = dL_b/dz_i (B, M, out)``.
 
@@ -183,8 +195,14 @@ def _layer_grads(
 
 # --- implementations ------------------------------------------------------------------------
 def adapt_batched(
-    net: MLP, params: Mapping[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor,
-    mask: Optional[torch.Tensor], step: StepSize, steps: int = 1, first_order: bool = False,
+    net: MLP,
+    params: Mapping[str, torch.Tensor],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    mask: torch.Tensor | None,
+    step: StepSize,
+    steps: int = 1,
+    first_order: bool = False,
 ) -> Params:
     """Adapted parameters with a leading batch dim (``W (B, in, out)``, ``b (B, out)``)."""
     p: Params = dict(params)
@@ -201,8 +219,11 @@ def adapt_batched(
 
 
 def _trace_lowrank(
-    net: MLP, params: Mapping[str, torch.Tensor], x: torch.Tensor,
-    corr: list[Optional[tuple[torch.Tensor, torch.Tensor]]], alpha: torch.Tensor,
+    net: MLP,
+    params: Mapping[str, torch.Tensor],
+    x: torch.Tensor,
+    corr: list[tuple[torch.Tensor, torch.Tensor] | None],
+    alpha: torch.Tensor,
 ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     """Forward pass of the implicitly adapted layers ``W - alpha X^T G``, keeping ``h_i``, ``z_i``.
 
@@ -216,9 +237,10 @@ def _trace_lowrank(
     for i in range(net.num_layers):
         hs.append(h)
         z = linear(h, params[f"w{i}"], params[f"b{i}"])
-        if corr[i] is not None:
+        pair = corr[i]
+        if pair is not None:
             # h W' + b' = h W + b - alpha (h X^T + 1) G: shared GEMM + (rows, sM) x (sM, out) per segment.
-            X, G = corr[i]
+            X, G = pair
             z = z - alpha * torch.bmm(torch.bmm(h, X.transpose(1, 2)) + 1.0, G)
         zs.append(z)
         h = net.activation(z) if i < last else z
@@ -226,8 +248,14 @@ def _trace_lowrank(
 
 
 def forward_lowrank(
-    net: MLP, params: Mapping[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor,
-    mask: Optional[torch.Tensor], alpha: torch.Tensor, x_future: torch.Tensor, steps: int = 1,
+    net: MLP,
+    params: Mapping[str, torch.Tensor],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    mask: torch.Tensor | None,
+    alpha: torch.Tensor,
+    x_future: torch.Tensor,
+    steps: int = 1,
     first_order: bool = False,
 ) -> torch.Tensor:
     """Predictions on ``x_future (B, K, in)`` after ``steps`` inner steps with a scalar alpha.
@@ -236,7 +264,7 @@ def forward_lowrank(
     ``W - alpha X^T G`` with ``X (B, sM, in)``, ``G (B, sM, out)`` the stacked layer inputs
     and pre-activation gradients of the ``s`` steps (a rank-sM correction).
     """
-    corr: list[Optional[tuple[torch.Tensor, torch.Tensor]]] = [None] * net.num_layers
+    corr: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * net.num_layers
     for _ in range(steps):
         hs, zs = _trace_lowrank(net, params, x, corr, alpha)
         loss = segment_losses(zs[-1], y, mask).sum()  # summed: each segment's G is its own
@@ -244,13 +272,20 @@ def forward_lowrank(
         for i, (h, g) in enumerate(zip(hs, gs)):
             if first_order:  # FOMAML: the inner gradient is a constant of the outer problem
                 h = h.detach()
-            corr[i] = (h, g) if corr[i] is None else (torch.cat([corr[i][0], h], 1), torch.cat([corr[i][1], g], 1))
+            pair = corr[i]
+            corr[i] = (h, g) if pair is None else (torch.cat([pair[0], h], 1), torch.cat([pair[1], g], 1))
     return _trace_lowrank(net, params, x_future, corr, alpha)[1][-1]
 
 
 def adapt_vmap(
-    net: MLP, params: Mapping[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor,
-    mask: Optional[torch.Tensor], step: StepSize, steps: int = 1, first_order: bool = False,
+    net: MLP,
+    params: Mapping[str, torch.Tensor],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    mask: torch.Tensor | None,
+    step: StepSize,
+    steps: int = 1,
+    first_order: bool = False,
 ) -> Params:
     """Same as :func:`adapt_batched`, with per-segment gradients from ``vmap(grad)``."""
     from torch.func import grad, vmap
@@ -269,8 +304,15 @@ def adapt_vmap(
 
 
 def forward_loop(
-    net: MLP, params: Mapping[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor,
-    mask: Optional[torch.Tensor], step: StepSize, steps: int, first_order: bool, x_future: torch.Tensor,
+    net: MLP,
+    params: Mapping[str, torch.Tensor],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    mask: torch.Tensor | None,
+    step: StepSize,
+    steps: int,
+    first_order: bool,
+    x_future: torch.Tensor,
 ) -> torch.Tensor:
     """Reference: MAML one segment at a time with ``autograd.grad`` (slow, obviously right)."""
     outs = []
@@ -299,9 +341,16 @@ def resolve_impl(impl: str, step: StepSize, steps: int) -> str:
 
 
 def adapted_forward(
-    net: MLP, params: Mapping[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor,
-    mask: Optional[torch.Tensor], x_future: torch.Tensor, step: StepSize, steps: int = 1,
-    first_order: bool = False, impl: str = "auto",
+    net: MLP,
+    params: Mapping[str, torch.Tensor],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    mask: torch.Tensor | None,
+    x_future: torch.Tensor,
+    step: StepSize,
+    steps: int = 1,
+    first_order: bool = False,
+    impl: str = "auto",
 ) -> torch.Tensor:
     """Normalised predictions on ``x_future (B, K, in)`` of the model adapted on each past.
 
@@ -328,7 +377,7 @@ def adapted_forward(
 
 
 # --- online adaptation ----------------------------------------------------------------------
-def online_params(model: MLPDynamics, recent: Window, step: StepSize, steps: int = 1) -> Optional[Params]:
+def online_params(model: MLPDynamics, recent: Window, step: StepSize, steps: int = 1) -> Params | None:
     """Per-environment adapted parameters ``(E, ...)`` from theta* and the recent windows.
 
     Starts from the fitted parameters at every call (nothing is carried between calls);
@@ -337,7 +386,8 @@ def online_params(model: MLPDynamics, recent: Window, step: StepSize, steps: int
     docstring). Returns None when no environment has any transition (the caller then
     predicts with theta* and skips the adaptation altogether).
     """
-    if recent.obs.shape[1] == 0 or steps == 0 or not bool((recent.count > 0).any()):
+    count = recent.count if recent.count is not None else torch.full((len(recent),), recent.length)
+    if recent.obs.shape[1] == 0 or steps == 0 or not bool((count > 0).any()):
         return None
     # Detached leaves: the inner gradient must not reach (or accumulate into) theta*.
     theta = {n: p.detach().requires_grad_(True) for n, p in model.params().items()}
@@ -350,7 +400,7 @@ def online_params(model: MLPDynamics, recent: Window, step: StepSize, steps: int
     return {n: v.detach() for n, v in adapted.items()}
 
 
-def adapted_predictor(model: MLPDynamics, recent: Optional[Window], step: StepSize, steps: int = 1) -> PredictFn:
+def adapted_predictor(model: MLPDynamics, recent: Window | None, step: StepSize, steps: int = 1) -> PredictFn:
     """A planner's ``predict`` using per-environment adapted parameters (see :func:`online_params`)."""
     params = None if recent is None else online_params(model, recent, step, steps)
     if params is None:

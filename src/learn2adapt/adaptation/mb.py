@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import numpy as np
 from torch import nn
 
 from learn2adapt.adaptation.base import AdaptationRule
 from learn2adapt.data.normalizer import Normalizer
-from learn2adapt.types import Window
 from learn2adapt.data.trajectory_buffer import TrajectoryBuffer, split_episodes
 from learn2adapt.models.dynamics import MLPDynamics
 from learn2adapt.models.supervised import fit_transitions
-from learn2adapt.types import PredictFn
+from learn2adapt.types import PredictFn, Window
 
 
 class ModelBased(AdaptationRule):
@@ -41,5 +38,5 @@ class ModelBased(AdaptationRule):
         result = fit_transitions(self.model, opt, buffer, train, val, self.fit_cfg, rng, progress)
         return result.metrics()
 
-    def predictor(self, recent: Optional[Window]) -> PredictFn:
+    def predictor(self, recent: Window | None) -> PredictFn:
         return self.model.predict

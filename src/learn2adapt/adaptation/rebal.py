@@ -8,7 +8,7 @@ Training (``adaptation.rnn_training``):
 
 * ``segments`` (default, the paper's objective, Eq. 5): random segments of M + K
   consecutive transitions; the hidden state after the M past ones predicts the K future
-  ones; loss = MSE on the future. A fraction ``rnn_short_past`` of segments see only
+  ones; loss = MSE on the future. A fraction ``short_past`` of segments see only
   the last ``c < M`` past transitions, because online the first M steps of every
   episode have fewer than M transitions to read.
 * ``tbptt`` (the official code): whole trajectories, ``meta_batch`` at a time, cut
@@ -30,7 +30,7 @@ how the model is used online.
 
 from __future__ import annotations
 
-from typing import Iterator, Optional
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -39,13 +39,13 @@ from torch import nn
 from learn2adapt.adaptation.base import AdaptationRule
 from learn2adapt.adaptation.config import AdaptationConfig
 from learn2adapt.data.normalizer import Normalizer
-from learn2adapt.data.segment_sampler import SegmentSampler, split_segment_starts
+from learn2adapt.data.segment_sampler import SegmentSampler, short_past_counts, split_segment_starts
 from learn2adapt.data.trajectory_buffer import TrajectoryBuffer, split_episodes
+from learn2adapt.errors import ConfigError, UnknownName
 from learn2adapt.models.config import FitConfig, ModelConfig
 from learn2adapt.models.fitting import fit_early_stopping
 from learn2adapt.models.recurrent import CELLS, RecurrentDynamics
 from learn2adapt.types import PredictFn, Window
-from learn2adapt.errors import ConfigError, UnknownName
 
 #: Accepted values of ``adaptation.rnn_training``.
 TRAINING_MODES = ("segments", "tbptt")
@@ -94,14 +94,15 @@ class ReBAL(AdaptationRule):
         if adapt_cfg.rnn not in CELLS:
             raise UnknownName(f"unknown adaptation.rnn {adapt_cfg.rnn!r}; available: {', '.join(CELLS)}")
         if adapt_cfg.rnn_training not in TRAINING_MODES:
-            raise UnknownName(f"unknown adaptation.rnn_training {adapt_cfg.rnn_training!r}; "
-                             f"available: {', '.join(TRAINING_MODES)}")
+            raise UnknownName(
+                f"unknown adaptation.rnn_training {adapt_cfg.rnn_training!r}; available: {', '.join(TRAINING_MODES)}"
+            )
         if adapt_cfg.past < 1 or adapt_cfg.future < 1:
             raise ConfigError("ReBAL needs adaptation.past (M) >= 1 and adaptation.future (K) >= 1")
         if adapt_cfg.meta_batch < 1 or adapt_cfg.tbptt_length < 1:
             raise ConfigError("adaptation.meta_batch and adaptation.tbptt_length must be >= 1")
-        if not 0.0 <= adapt_cfg.rnn_short_past <= 1.0:
-            raise ConfigError("adaptation.rnn_short_past must be in [0, 1]")
+        if not 0.0 <= adapt_cfg.short_past <= 1.0:
+            raise ConfigError("adaptation.short_past must be in [0, 1]")
         self.model = RecurrentDynamics(obs_dim, act_dim, model_cfg, adapt_cfg.rnn, adapt_cfg.rnn_hidden).to(self.device)
 
     @property
@@ -134,7 +135,9 @@ class ReBAL(AdaptationRule):
         else:
             epoch_batches, batch_loss = self._tbptt_objective(buffer, sampler, train_mask, rng)
         desc = f"fit ReBAL ({cfg.rnn}, {cfg.rnn_training})"
-        result = fit_early_stopping(opt, epoch_batches, batch_loss, val_loss, self.fit_cfg, desc=desc, progress=progress)
+        result = fit_early_stopping(
+            opt, epoch_batches, batch_loss, val_loss, self.fit_cfg, desc=desc, progress=progress
+        )
         return result.metrics()
 
     def _val_loss_fn(self, batches: list[Window]):
@@ -163,19 +166,15 @@ class ReBAL(AdaptationRule):
             return sampler.epoch(starts, cfg.meta_batch, rng, num_train, self.fit_cfg.segment_epoch)
 
         def batch_loss(seg: Window) -> torch.Tensor:
-            b = len(seg)
-            count: Optional[torch.Tensor] = None
-            short = rng.random(b) < cfg.rnn_short_past
-            if short.any():
-                c = np.full(b, M, np.int64)
-                c[short] = rng.integers(0, M, size=int(short.sum()))
-                count = torch.as_tensor(c, device=self.device)
+            cut = short_past_counts(len(seg), M, cfg.short_past, rng)
+            count = None if cut is None else torch.as_tensor(cut, device=self.device)
             return self.model.segment_loss(seg.obs, seg.act, seg.next_obs, M, count)
 
         return epoch_batches, batch_loss
 
-    def _tbptt_objective(self, buffer: TrajectoryBuffer, sampler: SegmentSampler, train_mask: np.ndarray,
-                         rng: np.random.Generator):
+    def _tbptt_objective(
+        self, buffer: TrajectoryBuffer, sampler: SegmentSampler, train_mask: np.ndarray, rng: np.random.Generator
+    ):
         """Whole-trajectory truncated BPTT (the official ReBAL code's training).
 
         Each batch is one window of ``tbptt_length`` steps of ``meta_batch`` episodes
@@ -221,7 +220,7 @@ class ReBAL(AdaptationRule):
         return epoch_batches, batch_loss
 
     # --- online use -----------------------------------------------------------------------
-    def adapted_hidden(self, recent: Optional[Window]) -> torch.Tensor:
+    def adapted_hidden(self, recent: Window | None) -> torch.Tensor:
         """Head input ``h`` after reading each environment's recent transitions, ``(E, H)``.
 
         Uses the last ``min(count, M)`` transitions (right-aligned windows); count 0 or
@@ -233,12 +232,12 @@ class ReBAL(AdaptationRule):
                 return model.hidden(model.initial_state(1))
             obs, act, nxt = recent.obs[:, -M:], recent.act[:, -M:], recent.next_obs[:, -M:]
             T = obs.shape[1]
-            count: Optional[torch.Tensor] = recent.count.clamp(max=T)
-            if bool((count == T).all()):
+            count: torch.Tensor | None = None if recent.count is None else recent.count.clamp(max=T)
+            if count is not None and bool((count == T).all()):
                 count = None  # every window full: the unpacked single-call path
             return model.hidden(model.read(obs, act, nxt, count))
 
-    def predictor(self, recent: Optional[Window]) -> PredictFn:
+    def predictor(self, recent: Window | None) -> PredictFn:
         """One-step model adapted to ``recent`` (see the class docstring for the design)."""
         model = self.model
         with torch.no_grad():

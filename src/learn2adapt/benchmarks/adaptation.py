@@ -24,7 +24,7 @@ Run: ``python -m learn2adapt.benchmarks.adaptation`` or ``learn2adapt bench --on
 from __future__ import annotations
 
 import argparse
-from typing import Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -39,8 +39,16 @@ from learn2adapt.planning.random_shooting import RandomShooting
 IMPLS = ("lowrank", "batched", "vmap", "loop")
 
 
-def _rule(obs_dim: int, act_dim: int, hidden: Sequence[int], past: int, future: int, meta_batch: int,
-          device: str = "cpu", **adapt) -> GrBAL:
+def _rule(
+    obs_dim: int,
+    act_dim: int,
+    hidden: Sequence[int],
+    past: int,
+    future: int,
+    meta_batch: int,
+    device: str = "cpu",
+    **adapt,
+) -> GrBAL:
     torch.manual_seed(0)
     cfg = AdaptationConfig(past=past, future=future, meta_batch=meta_batch, **adapt)
     return GrBAL(obs_dim, act_dim, ModelConfig(hidden=list(hidden)), FitConfig(), cfg, device)
@@ -59,13 +67,16 @@ def run(
     impls: Sequence[str] = IMPLS,
     rounds: int = 5,
     repeats: int = 5,
-    threads: Optional[int] = 2,
+    threads: int | None = 2,
     device: str = "cpu",
 ) -> dict[str, float]:
     """Measure the figures of the module docstring on ``device``; returns them by name."""
     if threads:
         torch.set_num_threads(threads)
-    out: dict[str, float] = {"threads": torch.get_num_threads(), "matmul_gflops": round(matmul_gflops(device=device), 1)}
+    out: dict[str, float] = {
+        "threads": torch.get_num_threads(),
+        "matmul_gflops": round(matmul_gflops(device=device), 1),
+    }
     g = torch.Generator().manual_seed(1)
     d = device
 
@@ -76,13 +87,23 @@ def run(
     low, high = -torch.ones(act_dim, device=d), torch.ones(act_dim, device=d)
     planners = [RandomShooting(low, high, horizon, num_candidates, d, seed=0, num_envs=num_envs) for _ in range(2)]
     reward = cheetah_like_reward()
-    plan, adapt_plan, adapt = interleaved_median_ms([
-        lambda: planners[0].plan(rule.predictor(None), reward, obs),
-        lambda: planners[1].plan(rule.predictor(recent), reward, obs),
-        lambda: rule.predictor(recent),
-    ], rounds, repeats)
-    out.update({"plan_ms": round(plan, 2), "adapt_plan_ms": round(adapt_plan, 2), "adapt_ms": round(adapt, 3),
-                "adapt_plan_over_plan": round(adapt_plan / plan, 3)})
+    plan, adapt_plan, adapt = interleaved_median_ms(
+        [
+            lambda: planners[0].plan(rule.predictor(None), reward, obs),
+            lambda: planners[1].plan(rule.predictor(recent), reward, obs),
+            lambda: rule.predictor(recent),
+        ],
+        rounds,
+        repeats,
+    )
+    out.update(
+        {
+            "plan_ms": round(plan, 2),
+            "adapt_plan_ms": round(adapt_plan, 2),
+            "adapt_ms": round(adapt, 3),
+            "adapt_plan_over_plan": round(adapt_plan / plan, 3),
+        }
+    )
 
     # --- meta-training step vs supervised step ------------------------------------------------
     length = past + future
@@ -102,7 +123,7 @@ def run(
         return step
 
     sup = _rule(obs_dim, act_dim, hidden, past, future, meta_batch, d)
-    fns: list[Callable[[], None]] = [step_fn(sup, lambda: sup.model.loss(*flat))]
+    fns: list[Callable[[], None]] = [step_fn(sup, lambda: sup.model.loss(flat[0], flat[1], flat[2]))]
     names = ["supervised"]
     reps = [repeats]
     for impl in impls:
@@ -129,7 +150,7 @@ def run(
     return out
 
 
-def main(argv: Optional[list[str]] = None) -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-N", "--num-candidates", type=int, default=500)
     parser.add_argument("-H", "--horizon", type=int, default=10)
@@ -138,10 +159,18 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     args = parser.parse_args(argv)
-    result = run(num_candidates=args.num_candidates, horizon=args.horizon, num_envs=args.num_envs,
-                 impls=args.impls.split(","), rounds=args.rounds, threads=args.threads)
-    print(f"N={args.num_candidates} H={args.horizon} E={args.num_envs}, obs 17, act 6, MLP 512x512x512, "
-          "M=K=16, meta-batch 10")
+    result = run(
+        num_candidates=args.num_candidates,
+        horizon=args.horizon,
+        num_envs=args.num_envs,
+        impls=args.impls.split(","),
+        rounds=args.rounds,
+        threads=args.threads,
+    )
+    print(
+        f"N={args.num_candidates} H={args.horizon} E={args.num_envs}, obs 17, act 6, MLP 512x512x512, "
+        "M=K=16, meta-batch 10"
+    )
     for key, value in result.items():
         print(f"  {key:28s} {value}")
 

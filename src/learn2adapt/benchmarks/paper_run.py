@@ -27,19 +27,20 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from learn2adapt.adaptation.grbal import GrBAL, VAL_CHUNK, VAL_SEGMENTS
+from learn2adapt.adaptation.grbal import VAL_CHUNK, VAL_SEGMENTS, GrBAL
 from learn2adapt.benchmarks.timing import interleaved_median_ms, matmul_gflops, median_ms
 from learn2adapt.benchmarks.workload import random_recent
 from learn2adapt.envs import make_env
 from learn2adapt.training.config import preset_config
 from learn2adapt.training.loop import build_planner, build_rule
+from learn2adapt.types import Window
 
 ENV = "learn2adapt/HalfCheetahDisabledJoint-v0"
 #: Mean epochs per fit of the measured GrBAL paper run (docs/experiments.md).
 EPOCHS_PER_FIT = 10.0
 
 
-def run(epochs_per_fit: float = EPOCHS_PER_FIT, rounds: int = 5, device: str = "cpu") -> dict[str, float]:
+def run(epochs_per_fit: float = EPOCHS_PER_FIT, rounds: int = 5, device: str = "cpu") -> dict[str, object]:
     """Measure the figures of the module docstring on ``device`` and project the run; returns them by name."""
     cfg = preset_config(ENV, "paper", "grbal")
     cfg.device = device
@@ -72,11 +73,13 @@ def run(epochs_per_fit: float = EPOCHS_PER_FIT, rounds: int = 5, device: str = "
 
     def meta_step() -> None:
         opt.zero_grad(set_to_none=True)
-        rule.meta_loss(*seg).backward()
+        rule.meta_loss(seg[0], seg[1], seg[2]).backward()
         opt.step()
 
     plan_ms, steps_ms, meta_ms = interleaved_median_ms([adapt_plan, env_steps, meta_step], rounds, [2, 1, 5])
-    val_batches = [tuple(torch.randn(VAL_CHUNK, length, d, generator=g).to(device) for d in (obs_dim, act_dim, obs_dim))]
+    val_batches = [
+        Window(*(torch.randn(VAL_CHUNK, length, d, generator=g).to(device) for d in (obs_dim, act_dim, obs_dim)))
+    ]
     val_ms = median_ms(lambda: rule.validation_losses(val_batches), repeats=3, warmup=1) * VAL_SEGMENTS / VAL_CHUNK
     env.close()
 

@@ -12,18 +12,19 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from learn2adapt.benchmarks.timing import interleaved_median_ms, matmul_gflops
 from learn2adapt.benchmarks.workload import cheetah_like_reward
-from learn2adapt.planning import make_planner
+from learn2adapt.planning import PLANNERS, make_planner
 from learn2adapt.planning.base import Planner
 from learn2adapt.types import PredictFn, RewardFn
 
-PLANNER_NAMES = ("rs", "cem", "mppi", "icem")
+PLANNER_NAMES = tuple(PLANNERS)
 
 
 def make_model(obs_dim: int, act_dim: int, hidden: Sequence[int] = (512, 512, 512), seed: int = 0) -> nn.Sequential:
@@ -64,8 +65,10 @@ def model_only_fn(predict: PredictFn, planner: Planner, obs: torch.Tensor) -> Ca
         batches = [p + planner.num_keep for p in sizes]
     else:
         batches = [planner.num_candidates] * getattr(planner, "iterations", 1)
-    inputs = [(torch.randn(E, n, obs.shape[-1], device=obs.device), torch.rand(E, n, planner.act_dim, device=obs.device))
-              for n in batches]
+    inputs = [
+        (torch.randn(E, n, obs.shape[-1], device=obs.device), torch.rand(E, n, planner.act_dim, device=obs.device))
+        for n in batches
+    ]
 
     def run() -> None:
         with torch.no_grad(), planner._autocast(obs.device.type):
@@ -98,10 +101,19 @@ def bf16_agreement(
         ``max_abs_return_diff``.
     """
     device = obs.device
-    fp32 = make_planner("rs", action_low, action_high, horizon=horizon, num_candidates=num_candidates, seed=seed,
-                        device=device)
-    bf16 = make_planner("rs", action_low, action_high, horizon=horizon, num_candidates=num_candidates, seed=seed,
-                        precision="bf16", device=device)
+    fp32 = make_planner(
+        "rs", action_low, action_high, horizon=horizon, num_candidates=num_candidates, seed=seed, device=device
+    )
+    bf16 = make_planner(
+        "rs",
+        action_low,
+        action_high,
+        horizon=horizon,
+        num_candidates=num_candidates,
+        seed=seed,
+        precision="bf16",
+        device=device,
+    )
     obs = obs.float()
     actions = fp32.sample(obs.shape[0]).clone()
     r32 = fp32.evaluate(predict, reward_fn, obs, actions).clone()
@@ -136,8 +148,8 @@ def run(
     hidden: Sequence[int] = (512, 512, 512),
     repeats: int = 15,
     warmup: int = 3,
-    threads: Optional[int] = None,
-    planner_options: Optional[dict[str, dict]] = None,
+    threads: int | None = None,
+    planner_options: dict[str, dict] | None = None,
     device: str = "cpu",
 ) -> dict[str, object]:
     """Measure every planner x precision on ``device``; returns a dict of figures (see module docstring)."""
@@ -153,11 +165,24 @@ def run(
     for name in planners:
         for precision in precisions:
             options = dict((planner_options or {}).get(name, {}))
-            planner = make_planner(name, low, high, num_envs=num_envs, seed=0, horizon=horizon, device=device,
-                                   num_candidates=num_candidates, precision=precision, **options)
+            planner = make_planner(
+                name,
+                low,
+                high,
+                num_envs=num_envs,
+                seed=0,
+                horizon=horizon,
+                device=device,
+                num_candidates=num_candidates,
+                precision=precision,
+                **options,
+            )
             plan_ms, alone_ms = interleaved_median_ms(
-                [lambda: planner.plan(predict, reward, obs), model_only_fn(predict, planner, obs)],
-                rounds=repeats, repeats=1, warmup=warmup)
+                [lambda planner=planner: planner.plan(predict, reward, obs), model_only_fn(predict, planner, obs)],
+                rounds=repeats,
+                repeats=1,
+                warmup=warmup,
+            )
             evals = getattr(planner, "samples_per_plan", num_candidates) * horizon * num_envs
             evals_per_s = evals / (plan_ms * 1e-3)
             gflops = evals_per_s * flop_per_eval / 1e9
@@ -181,8 +206,9 @@ def run(
     agreement = bf16_agreement(predict, reward, starts, low, high, horizon=horizon, num_candidates=num_candidates)
     # Without the control cost (exact in fp32 and dominant for an untrained model), the
     # ranking depends on the model alone: the harder check.
-    agreement_model_only = bf16_agreement(predict, cheetah_like_reward(ctrl_cost=0.0), starts, low, high,
-                                          horizon=horizon, num_candidates=num_candidates)
+    agreement_model_only = bf16_agreement(
+        predict, cheetah_like_reward(ctrl_cost=0.0), starts, low, high, horizon=horizon, num_candidates=num_candidates
+    )
     return {
         "device": str(device),
         "threads": torch.get_num_threads(),
@@ -199,12 +225,24 @@ def run(
 
 
 def _print_table(result: dict[str, object]) -> None:
-    print(f"threads={result['threads']}  fp32 matmul={result['matmul_gflops_fp32']} GFLOP/s  {result['model']}  "
-          f"N={result['N']} H={result['H']} E={result['E']}")
-    cols = ["planner", "precision", "plan_ms", "model_only_ms", "evals_per_plan", "evals_per_s", "gflops",
-            "fraction_of_fp32_matmul", "plan_efficiency", "speedup_vs_fp32"]
+    print(
+        f"threads={result['threads']}  fp32 matmul={result['matmul_gflops_fp32']} GFLOP/s  {result['model']}  "
+        f"N={result['N']} H={result['H']} E={result['E']}"
+    )
+    cols = [
+        "planner",
+        "precision",
+        "plan_ms",
+        "model_only_ms",
+        "evals_per_plan",
+        "evals_per_s",
+        "gflops",
+        "fraction_of_fp32_matmul",
+        "plan_efficiency",
+        "speedup_vs_fp32",
+    ]
     print("  ".join(f"{c:>14s}" for c in cols))
-    for row in result["rows"]:  # type: ignore[union-attr]
+    for row in result["rows"]:
         print("  ".join(f"{str(row.get(c, '')):>14s}" for c in cols))
     print("bf16 vs fp32 ranking on a random MLP (4 start states):", result["bf16_agreement_random_mlp"])
     print("  same, reward without control cost:", result["bf16_agreement_random_mlp_no_ctrl_cost"])
@@ -220,9 +258,15 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--threads", type=int, default=0)
     args = parser.parse_args()
-    result = run(planners=args.planners.split(","), precisions=args.precisions.split(","),
-                 num_candidates=args.num_candidates, horizon=args.horizon, num_envs=args.num_envs,
-                 repeats=args.repeats, threads=args.threads or None)
+    result = run(
+        planners=args.planners.split(","),
+        precisions=args.precisions.split(","),
+        num_candidates=args.num_candidates,
+        horizon=args.horizon,
+        num_envs=args.num_envs,
+        repeats=args.repeats,
+        threads=args.threads or None,
+    )
     _print_table(result)
 
 
@@ -230,7 +274,9 @@ if __name__ == "__main__":
     main()
 
 
-def bf16_agreement_on_run(run_dir: str, num_states: int = 8, horizon: int = 10, num_candidates: int = 500) -> dict[str, object]:
+def bf16_agreement_on_run(
+    run_dir: str, num_states: int = 8, horizon: int = 10, num_candidates: int = 500
+) -> dict[str, object]:
     """:func:`bf16_agreement` with the trained (unadapted) model of a run, from stored states.
 
     A trained model moves the state, unlike a random one, so this is the check that counts.
@@ -238,7 +284,7 @@ def bf16_agreement_on_run(run_dir: str, num_states: int = 8, horizon: int = 10, 
     from learn2adapt.envs import make_env  # noqa: PLC0415  (only this check needs envs and runs)
     from learn2adapt.training.loop import load_run  # noqa: PLC0415
 
-    st = load_run(run_dir)
+    st = load_run(Path(run_dir))
     env = make_env(st.cfg.env)
     idx = torch.linspace(0, len(st.buffer) - 1, num_states).long()
     obs = torch.as_tensor(st.buffer.obs[idx.numpy()])

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Optional
 
 import torch
 
@@ -79,7 +78,7 @@ def run(
     }
 
 
-def main(argv: Optional[list[str]] = None) -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-N", "--num-candidates", type=int, default=500)
     parser.add_argument("-H", "--horizon", type=int, default=10)
@@ -89,8 +88,10 @@ def main(argv: Optional[list[str]] = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
     result = run(num_candidates=args.num_candidates, horizon=args.horizon, num_envs=args.num_envs, rnn=args.rnn)
-    print(f"threads={torch.get_num_threads()} N={args.num_candidates} H={args.horizon} E={args.num_envs} "
-          f"obs 17, act 6, head 512x512x512, {args.rnn.upper()} 256, M=16")
+    print(
+        f"threads={torch.get_num_threads()} N={args.num_candidates} H={args.horizon} E={args.num_envs} "
+        f"obs 17, act 6, head 512x512x512, {args.rnn.upper()} 256, M=16"
+    )
     for key, value in result.items():
         print(f"  {key:22s} {value}")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import platform
 import statistics
 import time
-from typing import Callable, Sequence, Union
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -31,7 +31,7 @@ def median_ms(fn: Callable[[], object], repeats: int = 20, warmup: int = 3) -> f
 
 
 def interleaved_median_ms(
-    fns: Sequence[Callable[[], object]], rounds: int, repeats: Union[int, Sequence[int]] = 1, warmup: int = 2
+    fns: Sequence[Callable[[], object]], rounds: int, repeats: int | Sequence[int] = 1, warmup: int = 2
 ) -> list[float]:
     """Median over ``rounds`` of each function's median time (ms), the functions alternating.
 
@@ -51,8 +51,9 @@ def interleaved_median_ms(
     return [statistics.median(t) for t in times]
 
 
-def matmul_gflops(size: int = 2048, repeats: int = 10, dtype: torch.dtype = torch.float32,
-                  device: str | torch.device = "cpu") -> float:
+def matmul_gflops(
+    size: int = 2048, repeats: int = 10, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"
+) -> float:
     """Measured matmul rate of this process (GFLOP/s), fp32 by default: the yardstick of every figure."""
     if torch.device(device).type == "cuda":
         size = max(size, 8192)  # a 2048 matmul is launch-bound on a large GPU

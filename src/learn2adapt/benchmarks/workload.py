@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from learn2adapt.types import Window
-from learn2adapt.types import RewardFn
+from learn2adapt.types import RewardFn, Window
 
 
 def cheetah_like_reward(velocity_index: int = 8, ctrl_cost: float = 0.1) -> RewardFn:
@@ -20,8 +19,9 @@ def cheetah_like_reward(velocity_index: int = 8, ctrl_cost: float = 0.1) -> Rewa
     return reward
 
 
-def random_recent(num_envs: int, past: int, obs_dim: int, act_dim: int, generator: torch.Generator,
-                  device: str | torch.device = "cpu") -> Window:
+def random_recent(
+    num_envs: int, past: int, obs_dim: int, act_dim: int, generator: torch.Generator, device: str | torch.device = "cpu"
+) -> Window:
     """``past`` full windows of random transitions per environment (actions in [-1, 1]), on ``device``."""
     return Window(
         torch.randn(num_envs, past, obs_dim, generator=generator).to(device),

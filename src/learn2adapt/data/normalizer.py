@@ -22,6 +22,13 @@ class Normalizer(nn.Module):
     Registered as buffers so they travel with a model's ``state_dict``.
     """
 
+    obs_mean: torch.Tensor
+    obs_std: torch.Tensor
+    act_mean: torch.Tensor
+    act_std: torch.Tensor
+    delta_mean: torch.Tensor
+    delta_std: torch.Tensor
+
     def __init__(self, obs_dim: int, act_dim: int) -> None:
         super().__init__()
         for name, dim in (("obs", obs_dim), ("act", act_dim), ("delta", obs_dim)):
@@ -34,8 +41,10 @@ class Normalizer(nn.Module):
         std = x.std(axis=0)
         std = np.where(std < MIN_STD, 1.0, std)
         device = self.obs_mean.device
-        return (torch.as_tensor(mean, dtype=torch.float32, device=device),
-                torch.as_tensor(std, dtype=torch.float32, device=device))
+        return (
+            torch.as_tensor(mean, dtype=torch.float32, device=device),
+            torch.as_tensor(std, dtype=torch.float32, device=device),
+        )
 
     def fit(self, obs: np.ndarray, act: np.ndarray, next_obs: np.ndarray) -> None:
         """Fit on all stored transitions."""

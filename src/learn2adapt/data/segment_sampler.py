@@ -8,7 +8,7 @@ so no task labels are used.
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -39,6 +39,24 @@ def epoch_starts(
         return order
     steps = max(1, int(num_transitions) // (batch_size * length))
     return order[: steps * batch_size]
+
+
+def short_past_counts(batch: int, past: int, fraction: float, rng: np.random.Generator) -> np.ndarray | None:
+    """Valid past lengths for a meta-batch whose pasts are cut short at random (``adaptation.short_past``).
+
+    A ``fraction`` of the windows keeps only its last ``count`` past transitions, ``count``
+    uniform in ``[0, past)``; the others keep all ``past``. Online, the first M steps of every
+    episode adapt on fewer than M transitions, and meta-training on such windows lets the
+    model account for it. Returns None (every past full) when no window is cut.
+    """
+    if fraction <= 0:
+        return None
+    short = rng.random(batch) < fraction
+    if not short.any():
+        return None
+    count = np.full(batch, past, np.int64)
+    count[short] = rng.integers(0, past, size=int(short.sum()))
+    return count
 
 
 def valid_segment_starts(episode_id: np.ndarray, length: int) -> np.ndarray:
@@ -99,7 +117,11 @@ class SegmentSampler:
         return Window(obs[idx], act[idx], nxt[idx])
 
     def epoch(
-        self, starts: np.ndarray, batch_size: int, rng: np.random.Generator, num_transitions: int = 0,
+        self,
+        starts: np.ndarray,
+        batch_size: int,
+        rng: np.random.Generator,
+        num_transitions: int = 0,
         mode: str = "starts",
     ) -> Iterator[Window]:
         """One epoch over ``starts``, ``batch_size`` windows at a time (see :func:`epoch_starts`)."""
@@ -135,7 +157,8 @@ def split_segment_starts(
         where = "no episode" if starts.size == 0 else "no training (non-validation) episode"
         raise NotEnoughSegments(
             f"{where} is long enough for segments of M + K = {length} transitions ({buffer.num_episodes} episodes): "
-            "collect longer or more episodes, or lower adaptation.past / adaptation.future")
+            "collect longer or more episodes, or lower adaptation.past / adaptation.future"
+        )
     if val.size == 0:
         val = train
     if val.size > max_val:

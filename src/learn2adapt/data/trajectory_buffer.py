@@ -8,9 +8,10 @@ consecutive transitions is a slice; ``episode_id`` marks the boundaries and
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -126,9 +127,6 @@ class TrajectoryBuffer:
         ends = np.append(starts[1:], self._n)
         return [slice(int(s), int(e)) for s, e in zip(starts, ends)]
 
-    def episode_returns(self) -> np.ndarray:
-        return np.array([self.reward[s].sum() for s in self.episode_slices()], np.float64)
-
     # --- persistence: plain arrays + JSON, loadable without executing code ----------------
     def state_dict(self) -> dict[str, Any]:
         """Arrays of the stored transitions plus the task table (JSON string)."""
@@ -136,7 +134,7 @@ class TrajectoryBuffer:
         return {"arrays": arrays, "tasks_json": json.dumps(self.tasks)}
 
     @classmethod
-    def from_state_dict(cls, state: dict[str, Any]) -> "TrajectoryBuffer":
+    def from_state_dict(cls, state: dict[str, Any]) -> TrajectoryBuffer:
         arrays = state["arrays"]
         n = int(arrays["reward"].shape[0])
         buf = cls(arrays["obs"].shape[1], arrays["act"].shape[1], capacity=max(n, 1))
@@ -154,14 +152,16 @@ class TrajectoryBuffer:
         np.savez(path, tasks_json=np.array(state["tasks_json"]), **state["arrays"])
 
     @classmethod
-    def load(cls, path: str | Path) -> "TrajectoryBuffer":
+    def load(cls, path: str | Path) -> TrajectoryBuffer:
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in _FIELDS}
             tasks_json = str(f["tasks_json"])
         return cls.from_state_dict({"arrays": arrays, "tasks_json": tasks_json})
 
 
-def split_episodes(buffer: TrajectoryBuffer, val_fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def split_episodes(
+    buffer: TrajectoryBuffer, val_fraction: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """Boolean masks over transitions: (train, validation), whole episodes to each side.
 
     Holding out whole episodes keeps validation segments from overlapping

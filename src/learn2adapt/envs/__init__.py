@@ -4,9 +4,19 @@ Importing this package registers every ``learn2adapt/...`` id with Gymnasium
 (lazily: MuJoCo is imported only when a MuJoCo family is made).
 """
 
-from learn2adapt.envs.catalog import FAMILIES, describe_all, make_env, register_all, registered_ids
+from learn2adapt.envs.catalog import FAMILIES, describe_all, make_env, register_all, registered_ids, short_name
 from learn2adapt.envs.task_env import SPLITS, Task, TaskEnv
 
 register_all()
 
-__all__ = ["FAMILIES", "SPLITS", "Task", "TaskEnv", "describe_all", "make_env", "register_all", "registered_ids"]
+__all__ = [
+    "FAMILIES",
+    "SPLITS",
+    "Task",
+    "TaskEnv",
+    "describe_all",
+    "make_env",
+    "register_all",
+    "registered_ids",
+    "short_name",
+]

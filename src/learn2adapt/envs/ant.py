@@ -9,7 +9,7 @@ while healthy (``0.2 < z' < 1``, state finite); unhealthy ends the episode.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import mujoco
 import numpy as np
@@ -19,8 +19,9 @@ from learn2adapt.envs.mujoco_base import LocomotionReward, MujocoTaskMixin, chec
 from learn2adapt.envs.param_space import ParamSpace, ScaleParam
 from learn2adapt.envs.task_env import Task, check_split
 
-ANT_REWARD = LocomotionReward(vel_index=13, forward_weight=1.0, ctrl_weight=0.5, healthy_reward=1.0,
-                              z_index=0, z_range=(0.2, 1.0))
+ANT_REWARD = LocomotionReward(
+    vel_index=13, forward_weight=1.0, ctrl_weight=0.5, healthy_reward=1.0, z_index=0, z_range=(0.2, 1.0)
+)
 #: Leg k is driven by joints hip_{k+1} and ankle_{k+1}.
 ANT_LEGS = 4
 
@@ -35,7 +36,7 @@ class AntTaskEnv(MujocoTaskMixin, AntEnv):
 
     reward_spec = ANT_REWARD
 
-    def __init__(self, task: Optional[Task] = None, **kwargs: Any) -> None:
+    def __init__(self, task: Task | None = None, **kwargs: Any) -> None:
         kwargs.setdefault("include_cfrc_ext_in_observation", False)
         kwargs.setdefault("contact_cost_weight", 0.0)
         AntEnv.__init__(self, **kwargs)
@@ -56,7 +57,7 @@ class AntCrippledLegEnv(AntTaskEnv):
     TRAIN = (0, 1, 2)
     TEST = (3,)
 
-    def _init_tasks(self, task: Optional[Task]) -> None:
+    def _init_tasks(self, task: Task | None) -> None:
         actuator_of_joint = {int(self.model.actuator_trnid[a, 0]): a for a in range(self.model.nu)}
         self._leg_actuators: list[list[int]] = []
         self._leg_geoms: list[list[int]] = []  # shrunk: the geoms on the hip's and the ankle's bodies
@@ -65,12 +66,17 @@ class AntCrippledLegEnv(AntTaskEnv):
             joints = [self._name2id(mujoco.mjtObj.mjOBJ_JOINT, f"{j}_{k + 1}") for j in ("hip", "ankle")]
             self._leg_actuators.append([actuator_of_joint[j] for j in joints])
             bodies = [int(self.model.jnt_bodyid[j]) for j in joints]
-            geoms = [g for b in bodies for g in range(self.model.body_geomadr[b],
-                                                      self.model.body_geomadr[b] + self.model.body_geomnum[b])]
+            geoms = [
+                g
+                for b in bodies
+                for g in range(self.model.body_geomadr[b], self.model.body_geomadr[b] + self.model.body_geomnum[b])
+            ]
             self._leg_geoms.append(geoms)
             top = int(self.model.body_parentid[bodies[0]])
-            self._leg_marked.append(geoms + list(range(self.model.body_geomadr[top],
-                                                       self.model.body_geomadr[top] + self.model.body_geomnum[top])))
+            self._leg_marked.append(
+                geoms
+                + list(range(self.model.body_geomadr[top], self.model.body_geomadr[top] + self.model.body_geomnum[top]))
+            )
         super()._init_tasks(task)
 
     def list_tasks(self, split: str) -> list[Task]:

@@ -21,7 +21,6 @@ in [0.25, 0.35] or [0.65, 0.75] (both parameters outside their training range).
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 import gymnasium as gym
 import numpy as np
@@ -57,7 +56,7 @@ class CartPoleVariedEnv(ParamTaskEnv, gym.Env):
     x_threshold = 2.4
     theta_threshold = 12 * 2 * np.pi / 360
 
-    def __init__(self, render_mode: Optional[str] = None, task: Optional[Task] = None) -> None:
+    def __init__(self, render_mode: str | None = None, task: Task | None = None) -> None:
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
         self.render_mode = render_mode
@@ -72,9 +71,10 @@ class CartPoleVariedEnv(ParamTaskEnv, gym.Env):
         self.force_mag = task["force"]
         self.length = task["length"]
 
-    def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None) -> tuple[np.ndarray, dict]:
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
         super().reset(seed=seed)
-        self._s = tuple(float(v) for v in self.np_random.uniform(low=-0.05, high=0.05, size=(4,)))
+        x, x_dot, theta, theta_dot = (float(v) for v in self.np_random.uniform(low=-0.05, high=0.05, size=(4,)))
+        self._s = (x, x_dot, theta, theta_dot)
         return np.array(self._s, dtype=np.float32), {"task": dict(self.task)}
 
     @property
@@ -94,8 +94,12 @@ class CartPoleVariedEnv(ParamTaskEnv, gym.Env):
             self.length * (4.0 / 3.0 - self.masspole * costheta**2 / total_mass)
         )
         xacc = temp - polemass_length * thetaacc * costheta / total_mass
-        self._s = (x + self.tau * x_dot, x_dot + self.tau * xacc, theta + self.tau * theta_dot,
-                   theta_dot + self.tau * thetaacc)
+        self._s = (
+            x + self.tau * x_dot,
+            x_dot + self.tau * xacc,
+            theta + self.tau * theta_dot,
+            theta_dot + self.tau * thetaacc,
+        )
         obs = np.array(self._s, dtype=np.float32)
         # Reward and termination from the float32 observation, exactly as reward_fn sees it.
         ox, oth = float(obs[0]), float(obs[2])
@@ -110,7 +114,7 @@ class CartPoleVariedEnv(ParamTaskEnv, gym.Env):
     def termination_fn(self, obs: torch.Tensor, act: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
         return (next_obs[..., 0].abs() > self.x_threshold) | (next_obs[..., 2].abs() > self.theta_threshold)
 
-    def render(self) -> Optional[np.ndarray]:
+    def render(self) -> np.ndarray | None:
         if self.render_mode != "rgb_array":
             return None
         from learn2adapt.envs.sketch import Canvas

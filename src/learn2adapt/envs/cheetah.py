@@ -8,7 +8,8 @@ step, so it is computable from observations (see ``docs/envs/halfcheetah.md``).
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from gymnasium.envs.mujoco.half_cheetah_v5 import HalfCheetahEnv
@@ -36,7 +37,7 @@ class CheetahTaskEnv(MujocoTaskMixin, HalfCheetahEnv):
 
     reward_spec = CHEETAH_REWARD
 
-    def __init__(self, task: Optional[Task] = None, **kwargs: Any) -> None:
+    def __init__(self, task: Task | None = None, **kwargs: Any) -> None:
         kwargs.setdefault("default_camera_config", SIDE_CAMERA)
         HalfCheetahEnv.__init__(self, **kwargs)
         self._init_tasks(task)
@@ -47,7 +48,9 @@ class CheetahTaskEnv(MujocoTaskMixin, HalfCheetahEnv):
         v5 looks at a fixed point (the model's centre), which on the long terrain and pier
         models is far from the robot.
         """
-        if self.render_mode in ("rgb_array", "depth_array", "rgbd_tuple") and getattr(self.mujoco_renderer, "camera_id", None) in (None, -1):
+        if self.render_mode in ("rgb_array", "depth_array", "rgbd_tuple") and getattr(
+            self.mujoco_renderer, "camera_id", None
+        ) in (None, -1):
             viewer = self.mujoco_renderer._get_viewer(self.render_mode)
             viewer.cam.lookat[:] = self.data.subtree_com[1]
         return super().render()
@@ -102,10 +105,18 @@ class CrippledHalfCheetahEnv(HalfCheetahDisabledJointEnv):
 
 CHEETAH_MASS_DAMPING = ParamSpace(
     [
-        ScaleParam("mass", train=(0.75, 0.85, 1.0, 1.15, 1.25), discrete=True,
-                   test=((0.2, 0.3), (0.4, 0.5), (1.5, 1.6), (1.7, 1.8))),
-        ScaleParam("damping", train=(0.75, 0.85, 1.0, 1.15, 1.25), discrete=True,
-                   test=((0.2, 0.3), (0.4, 0.5), (1.5, 1.6), (1.7, 1.8))),
+        ScaleParam(
+            "mass",
+            train=(0.75, 0.85, 1.0, 1.15, 1.25),
+            discrete=True,
+            test=((0.2, 0.3), (0.4, 0.5), (1.5, 1.6), (1.7, 1.8)),
+        ),
+        ScaleParam(
+            "damping",
+            train=(0.75, 0.85, 1.0, 1.15, 1.25),
+            discrete=True,
+            test=((0.2, 0.3), (0.4, 0.5), (1.5, 1.6), (1.7, 1.8)),
+        ),
     ],
     test_listing="diagonal",
 )

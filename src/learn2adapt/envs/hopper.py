@@ -9,7 +9,7 @@ instead of ``qvel'[0]``.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 from gymnasium.envs.mujoco.hopper_v5 import HopperEnv
@@ -18,9 +18,18 @@ from learn2adapt.envs.mujoco_base import LocomotionReward, MujocoTaskMixin
 from learn2adapt.envs.param_space import ParamSpace, ScaleParam
 from learn2adapt.envs.task_env import Task
 
-HOPPER_REWARD = LocomotionReward(vel_index=5, forward_weight=1.0, ctrl_weight=1e-3, healthy_reward=1.0,
-                                 z_index=0, z_range=(0.7, np.inf), angle_index=1, angle_range=(-0.2, 0.2),
-                                 bounded_from=1, state_bound=100.0)
+HOPPER_REWARD = LocomotionReward(
+    vel_index=5,
+    forward_weight=1.0,
+    ctrl_weight=1e-3,
+    healthy_reward=1.0,
+    z_index=0,
+    z_range=(0.7, np.inf),
+    angle_index=1,
+    angle_range=(-0.2, 0.2),
+    bounded_from=1,
+    state_bound=100.0,
+)
 HOPPER_MASS = ParamSpace([ScaleParam("mass", train=(0.5, 1.5), test=((0.25, 0.375), (1.75, 2.0)))])
 
 
@@ -36,7 +45,7 @@ class HopperMassEnv(MujocoTaskMixin, HopperEnv):
     reward_spec = HOPPER_REWARD
     param_space = HOPPER_MASS
 
-    def __init__(self, task: Optional[Task] = None, **kwargs: Any) -> None:
+    def __init__(self, task: Task | None = None, **kwargs: Any) -> None:
         HopperEnv.__init__(self, **kwargs)
         self._init_tasks(task)
 

@@ -10,7 +10,7 @@ not observable).
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from gymnasium.envs.mujoco.humanoid_v5 import HumanoidEnv
 
@@ -18,8 +18,9 @@ from learn2adapt.envs.mujoco_base import LocomotionReward, MujocoTaskMixin
 from learn2adapt.envs.param_space import ParamSpace, ScaleParam
 from learn2adapt.envs.task_env import Task
 
-SLIM_HUMANOID_REWARD = LocomotionReward(vel_index=22, forward_weight=1.25, ctrl_weight=0.1, healthy_reward=5.0,
-                                        z_index=0, z_range=(1.0, 2.0))
+SLIM_HUMANOID_REWARD = LocomotionReward(
+    vel_index=22, forward_weight=1.25, ctrl_weight=0.1, healthy_reward=5.0, z_index=0, z_range=(1.0, 2.0)
+)
 _TEST = ((0.4, 0.5), (0.6, 0.7), (1.5, 1.6), (1.7, 1.8))
 SLIM_HUMANOID_MASS_DAMPING = ParamSpace(
     [ScaleParam("mass", train=(0.8, 1.25), test=_TEST), ScaleParam("damping", train=(0.8, 1.25), test=_TEST)],
@@ -40,7 +41,7 @@ class SlimHumanoidMassDampingEnv(MujocoTaskMixin, HumanoidEnv):
     reward_spec = SLIM_HUMANOID_REWARD
     param_space = SLIM_HUMANOID_MASS_DAMPING
 
-    def __init__(self, task: Optional[Task] = None, **kwargs: Any) -> None:
+    def __init__(self, task: Task | None = None, **kwargs: Any) -> None:
         for term in ("cinert", "cvel", "qfrc_actuator", "cfrc_ext"):
             kwargs.setdefault(f"include_{term}_in_observation", False)
         kwargs.setdefault("contact_cost_weight", 0.0)

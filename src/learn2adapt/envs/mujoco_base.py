@@ -16,15 +16,16 @@ added to the per-step path.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence, TypeVar, Union
+from typing import Any, TypeVar
 
 import mujoco
 import numpy as np
 import torch
 
 from learn2adapt.envs.param_space import ParamSpace
-from learn2adapt.envs.task_env import Task, TaskEnv, check_split
+from learn2adapt.envs.task_env import Task, TaskEnv
 
 
 def _mujoco_warning(message: str) -> None:
@@ -62,11 +63,11 @@ class LocomotionReward:
     forward_weight: float = 1.0
     ctrl_weight: float = 0.1
     healthy_reward: float = 0.0
-    z_index: Optional[int] = None
+    z_index: int | None = None
     z_range: tuple[float, float] = (-np.inf, np.inf)
-    angle_index: Optional[int] = None
+    angle_index: int | None = None
     angle_range: tuple[float, float] = (-np.inf, np.inf)
-    bounded_from: Optional[int] = None
+    bounded_from: int | None = None
     state_bound: float = np.inf
 
     def healthy(self, next_obs: Array) -> Array:
@@ -80,7 +81,7 @@ class LocomotionReward:
             angle = next_obs[..., self.angle_index]
             ok = ok & (angle > self.angle_range[0]) & (angle < self.angle_range[1])
         if self.bounded_from is not None:
-            ok = ok & (abs(next_obs[..., self.bounded_from:]) < self.state_bound).all(-1)
+            ok = ok & (abs(next_obs[..., self.bounded_from :]) < self.state_bound).all(-1)
         return ok
 
     def reward(self, act: Array, next_obs: Array) -> Array:
@@ -111,7 +112,7 @@ class MujocoTaskMixin(TaskEnv):
     param_space: ParamSpace
     _nominal: dict[str, np.ndarray]
 
-    def _init_tasks(self, task: Optional[Task]) -> None:
+    def _init_tasks(self, task: Task | None) -> None:
         self._nominal = {name: getattr(self.model, name).copy() for name in EDITABLE_FIELDS}
         self.set_task(task if task is not None else self.nominal_task())
 
@@ -203,7 +204,7 @@ class MujocoTaskMixin(TaskEnv):
             self.render()
         return obs, reward, not healthy, False, info
 
-    def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None) -> tuple[np.ndarray, dict]:
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
         obs, info = super().reset(seed=seed, options=options)
         info["task"] = dict(self._info_task)
         return obs, info
@@ -215,7 +216,7 @@ class MujocoTaskMixin(TaskEnv):
         return self.reward_spec.terminated(next_obs)
 
 
-def check_keys(task: Task, keys: Union[set[str], Sequence[str]]) -> None:
+def check_keys(task: Task, keys: set[str] | Sequence[str]) -> None:
     """``ValueError`` unless ``task`` has exactly ``keys``."""
     if set(task) != set(keys):
         raise ValueError(f"task {task!r} must have exactly the keys {sorted(keys)}")

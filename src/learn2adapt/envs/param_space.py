@@ -10,8 +10,8 @@ for such families.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence, Union
 
 import numpy as np
 
@@ -102,13 +102,13 @@ class ParamSpace:
         check_split(split)
         reps = [p.representatives(split) for p in self.params]
         if split == "test" and self.test_listing == "diagonal":
-            combos: Union[zip, itertools.product] = zip(*reps)
+            combos: zip | itertools.product = zip(*reps)
         else:
             combos = itertools.product(*reps)
         return [dict(zip(self.names, c)) for c in combos]
 
     def split_of(self, task: Task) -> str | None:
-        """"train" if every parameter is in its training range, "test" if every one is held out."""
+        """ "train" if every parameter is in its training range, "test" if every one is held out."""
         for split in ("train", "test"):
             if all(p.in_split(float(task[p.name]), split) for p in self.params):
                 return split
@@ -128,8 +128,11 @@ class ParamSpace:
 
     def describe(self) -> dict[str, object]:
         return {
-            p.name: {"train": list(p.train), "train_kind": "set" if p.discrete else "interval",
-                     "test": [list(iv) for iv in p.test]}
+            p.name: {
+                "train": list(p.train),
+                "train_kind": "set" if p.discrete else "interval",
+                "test": [list(iv) for iv in p.test],
+            }
             for p in self.params
         }
 

@@ -14,7 +14,6 @@ Physics, observation, action and reward are Gymnasium's ``Pendulum-v1``
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 import gymnasium as gym
 import numpy as np
@@ -48,7 +47,7 @@ class PendulumVariedEnv(ParamTaskEnv, gym.Env):
     dt = 0.05
     g = 10.0
 
-    def __init__(self, render_mode: Optional[str] = None, task: Optional[Task] = None) -> None:
+    def __init__(self, render_mode: str | None = None, task: Task | None = None) -> None:
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
         self.render_mode = render_mode
@@ -68,7 +67,7 @@ class PendulumVariedEnv(ParamTaskEnv, gym.Env):
         th, thdot = self.state
         return np.array([np.cos(th), np.sin(th), thdot], dtype=np.float32)
 
-    def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None) -> tuple[np.ndarray, dict]:
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
         super().reset(seed=seed)
         self.state = self.np_random.uniform(low=[-np.pi, -1.0], high=[np.pi, 1.0])
         self.last_u = 0.0
@@ -97,7 +96,7 @@ class PendulumVariedEnv(ParamTaskEnv, gym.Env):
         u = act[..., 0].clamp(-self.max_torque, self.max_torque)
         return -(th**2 + 0.1 * obs[..., 2] ** 2 + 0.001 * u**2)
 
-    def render(self) -> Optional[np.ndarray]:
+    def render(self) -> np.ndarray | None:
         if self.render_mode != "rgb_array":
             return None
         from learn2adapt.envs.sketch import Canvas

@@ -32,8 +32,9 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
@@ -57,7 +58,7 @@ class Schedule(ABC):
     #: Spec string this schedule was built from (for logs and ``describe_all``).
     spec: str = ""
 
-    def start(self, base: Task, env: Any, rng: np.random.Generator, horizon: Optional[int]) -> Task:
+    def start(self, base: Task, env: Any, rng: np.random.Generator, horizon: int | None) -> Task:
         """Begin an episode whose base task is ``base``; returns the task for step 0.
 
         Args:
@@ -69,11 +70,11 @@ class Schedule(ABC):
         return base
 
     @abstractmethod
-    def task_at(self, t: int) -> Optional[Task]:
+    def task_at(self, t: int) -> Task | None:
         """The task for step ``t`` if it changes there, else ``None``."""
 
 
-def _steps(value: float, horizon: Optional[int], name: str) -> int:
+def _steps(value: float, horizon: int | None, name: str) -> int:
     """A step count, or a fraction (< 1) of ``horizon``."""
     if value <= 0:
         raise ConfigError(f"schedule option {name}={value} must be positive")
@@ -115,7 +116,7 @@ class _PoolSchedule(Schedule):
 class Fixed(Schedule):
     """The base task for the whole episode."""
 
-    def task_at(self, t: int) -> Optional[Task]:
+    def task_at(self, t: int) -> Task | None:
         return None
 
 
@@ -126,13 +127,13 @@ class Switch(_PoolSchedule):
         super().__init__(pool)
         self.t = t
 
-    def start(self, base: Task, env: Any, rng: np.random.Generator, horizon: Optional[int]) -> Task:
+    def start(self, base: Task, env: Any, rng: np.random.Generator, horizon: int | None) -> Task:
         self._begin(base, env, rng)
         self._at = _steps(self.t, horizon, "t")
         self._target = self._draw(base)
         return base
 
-    def task_at(self, t: int) -> Optional[Task]:
+    def task_at(self, t: int) -> Task | None:
         return self._target if t == self._at else None
 
 
@@ -145,7 +146,7 @@ class RandomSwitches(_PoolSchedule):
             raise ConfigError(f"schedule option rate={rate} must be in (0, 1]")
         self.rate = rate
 
-    def start(self, base: Task, env: Any, rng: np.random.Generator, horizon: Optional[int]) -> Task:
+    def start(self, base: Task, env: Any, rng: np.random.Generator, horizon: int | None) -> Task:
         self._begin(base, env, rng)
         self._current = base
         self._next = self._wait(0)
@@ -156,7 +157,7 @@ class RandomSwitches(_PoolSchedule):
         # with one draw per switch instead of one per step.
         return t + int(self._rng.geometric(self.rate))
 
-    def task_at(self, t: int) -> Optional[Task]:
+    def task_at(self, t: int) -> Task | None:
         if t != self._next:
             return None
         self._next = self._wait(t)
@@ -171,13 +172,13 @@ class Recurring(_PoolSchedule):
         super().__init__(pool)
         self.period = period
 
-    def start(self, base: Task, env: Any, rng: np.random.Generator, horizon: Optional[int]) -> Task:
+    def start(self, base: Task, env: Any, rng: np.random.Generator, horizon: int | None) -> Task:
         self._begin(base, env, rng)
         self._every = _steps(self.period, horizon, "period")
         self._pair = (base, self._draw(base))
         return base
 
-    def task_at(self, t: int) -> Optional[Task]:
+    def task_at(self, t: int) -> Task | None:
         if t == 0 or t % self._every:
             return None
         return self._pair[(t // self._every) % 2]
@@ -189,14 +190,14 @@ class Onset(Schedule):
     def __init__(self, t: float) -> None:
         self.t = t
 
-    def start(self, base: Task, env: Any, rng: np.random.Generator, horizon: Optional[int]) -> Task:
+    def start(self, base: Task, env: Any, rng: np.random.Generator, horizon: int | None) -> Task:
         if not hasattr(env, "nominal_task"):
             raise ConfigError(f"{type(env).__name__} has no nominal task; the onset schedule needs one")
         self._at = _steps(self.t, horizon, "t")
         self._base = base
         return env.nominal_task()
 
-    def task_at(self, t: int) -> Optional[Task]:
+    def task_at(self, t: int) -> Task | None:
         return self._base if t == self._at else None
 
 
@@ -210,13 +211,18 @@ class ScheduleKind:
     help: str
 
 
-KINDS: dict[str, ScheduleKind] = {k.name: k for k in (
-    ScheduleKind("fixed", Fixed, "fixed", "the episode's task throughout"),
-    ScheduleKind("switch", Switch, "switch:t=500", "switch to another task at step t (pool=all|train|test)"),
-    ScheduleKind("random", RandomSwitches, "random:rate=0.01", "switch to a random task with probability rate per step"),
-    ScheduleKind("recurring", Recurring, "recurring:period=200", "A -> B -> A ... every period steps"),
-    ScheduleKind("onset", Onset, "onset:t=500", "nominal dynamics, then the episode's task from step t"),
-)}
+KINDS: dict[str, ScheduleKind] = {
+    k.name: k
+    for k in (
+        ScheduleKind("fixed", Fixed, "fixed", "the episode's task throughout"),
+        ScheduleKind("switch", Switch, "switch:t=500", "switch to another task at step t (pool=all|train|test)"),
+        ScheduleKind(
+            "random", RandomSwitches, "random:rate=0.01", "switch to a random task with probability rate per step"
+        ),
+        ScheduleKind("recurring", Recurring, "recurring:period=200", "A -> B -> A ... every period steps"),
+        ScheduleKind("onset", Onset, "onset:t=500", "nominal dynamics, then the episode's task from step t"),
+    )
+}
 
 #: Paper presets: name -> (spec, ids they are meant for).
 PRESETS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -264,8 +270,10 @@ def parse_schedule(spec: str) -> Schedule:
 def list_schedules() -> list[dict[str, str]]:
     """Every schedule kind and preset: ``{"name", "example", "help"}``."""
     out = [{"name": k.name, "example": k.example, "help": k.help} for k in KINDS.values()]
-    out += [{"name": name, "example": name, "help": f"paper preset = {spec} (for {', '.join(ids)})"}
-            for name, (spec, ids) in PRESETS.items()]
+    out += [
+        {"name": name, "example": name, "help": f"paper preset = {spec} (for {', '.join(ids)})"}
+        for name, (spec, ids) in PRESETS.items()
+    ]
     return out
 
 
@@ -291,15 +299,15 @@ class TaskSchedule(gym.Wrapper):
         super().__init__(env)
         self.schedule = parse_schedule(schedule) if isinstance(schedule, str) else schedule
         self._rng = np.random.default_rng()
-        self._base: Optional[Task] = None
-        self._last_set: Optional[Task] = None
+        self._base: Task | None = None
+        self._last_set: Task | None = None
         self._t = 0
 
     def _set(self, task: Task) -> None:
         self.env.unwrapped.set_task(task)
         self._last_set = self.env.unwrapped.task
 
-    def reset(self, *, seed: Optional[int] = None, options: Optional[dict[str, Any]] = None) -> tuple[Any, dict]:
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict]:
         base_env = self.env.unwrapped
         current = base_env.task
         if self._last_set is not None and self._base is not None and current == self._last_set:
@@ -315,7 +323,7 @@ class TaskSchedule(gym.Wrapper):
         info["task"] = dict(base_env.task)
         return obs, info
 
-    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
         task = self.schedule.task_at(self._t)
         if task is not None:
             self._set(task)

@@ -17,7 +17,7 @@ terrain is not observed (the absolute torso height ``obs[0]`` is).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import mujoco
 import numpy as np
@@ -85,11 +85,11 @@ class HalfCheetahSlopesEnv(CheetahTaskEnv):
 
     TRAIN_SEEDS = (0, 1, 2, 3, 4)
 
-    def __init__(self, task: Optional[Task] = None, **kwargs: Any) -> None:
+    def __init__(self, task: Task | None = None, **kwargs: Any) -> None:
         kwargs.setdefault("xml_file", XML)
         super().__init__(task, **kwargs)
 
-    def _init_tasks(self, task: Optional[Task]) -> None:
+    def _init_tasks(self, task: Task | None) -> None:
         self._hfield = self._name2id(mujoco.mjtObj.mjOBJ_HFIELD, "terrain")
         nrow, ncol = int(self.model.hfield_nrow[self._hfield]), int(self.model.hfield_ncol[self._hfield])
         half_x, _, elevation, _ = self.model.hfield_size[self._hfield]
@@ -136,7 +136,7 @@ class HalfCheetahSlopesEnv(CheetahTaskEnv):
         self._heights = np.clip(heights, *Z_RANGE)
         data = (self._heights - self._z0) / self._elevation
         adr = int(self.model.hfield_adr[self._hfield])
-        self.model.hfield_data[adr:adr + data.size * self._shape[0]] = np.tile(data, self._shape[0])
+        self.model.hfield_data[adr : adr + data.size * self._shape[0]] = np.tile(data, self._shape[0])
         self._upload_hfield()
 
     def _upload_hfield(self) -> None:

@@ -52,14 +52,10 @@ class TaskEnv(ABC):
         """Switch the dynamics to ``task``; effective from the next step."""
 
     @abstractmethod
-    def reward_fn(
-        self, obs: torch.Tensor, act: torch.Tensor, next_obs: torch.Tensor
-    ) -> torch.Tensor:
+    def reward_fn(self, obs: torch.Tensor, act: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
         """Batched reward over arbitrary leading dims: ``(...,)`` from ``(..., d)``."""
 
-    def termination_fn(
-        self, obs: torch.Tensor, act: torch.Tensor, next_obs: torch.Tensor
-    ) -> torch.Tensor:
+    def termination_fn(self, obs: torch.Tensor, act: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
         """Batched termination flags; by default never terminates."""
         return torch.zeros(next_obs.shape[:-1], dtype=torch.bool, device=next_obs.device)
 

@@ -13,10 +13,12 @@ import dataclasses
 import json
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
+from learn2adapt.adaptation import ALGORITHMS, label
 from learn2adapt.experiments.runner import Runner, make_runner
 from learn2adapt.training.config import (
     ConfigError,
@@ -28,8 +30,8 @@ from learn2adapt.training.config import (
     to_dict,
 )
 
-#: Default algorithms of ``learn2adapt compare``.
-DEFAULT_ALGOS = ("grbal", "rebal", "mb", "mbde")
+#: Default algorithms of ``learn2adapt compare``: every registered one.
+DEFAULT_ALGOS = ALGORITHMS
 
 
 @dataclass
@@ -39,7 +41,7 @@ class Job:
     config: dict[str, Any]
     run_dir: str
     schedules: list[str]
-    eval_episodes: Optional[int] = None
+    eval_episodes: int | None = None
     progress: bool = True
 
 
@@ -86,8 +88,10 @@ def check_run_dir(job: Job) -> None:
     if path.exists():
         diff = _differences(to_dict(load_config(path)), job.config)
         if diff:
-            raise ConfigError(f"{job.run_dir} holds a run with another configuration ({'; '.join(diff[:3])}); "
-                              "use another --out or delete that run directory")
+            raise ConfigError(
+                f"{job.run_dir} holds a run with another configuration ({'; '.join(diff[:3])}); "
+                "use another --out or delete that run directory"
+            )
 
 
 def is_complete(job: Job) -> bool:
@@ -124,8 +128,11 @@ def run_job(job: Job) -> JobResult:
             print(f"{tag} evaluating on held-out tasks, schedule {spec}", flush=True)
             results[spec] = evaluate(st, job.eval_episodes, seed=cfg.seed, progress=job.progress, schedule=spec)
             r = results[spec].to_json()
-            print(f"{tag} schedule {spec}: held-out return {r['mean']:.1f} ± {r['ci95']:.1f}, prediction error "
-                  f"{r['pred_error_before']:.3g} before / {r['pred_error_after']:.3g} after adaptation", flush=True)
+            print(
+                f"{tag} schedule {spec}: held-out return {r['mean']:.1f} ± {r['ci95']:.1f}, prediction error "
+                f"{r['pred_error_before']:.3g} before / {r['pred_error_after']:.3g} after adaptation",
+                flush=True,
+            )
         save_protocol(results, run_dir / "eval.json")
         evaluated = True
     print(f"{tag} done ({time.time() - t0:.0f}s)", flush=True)
@@ -155,9 +162,12 @@ class _IterationPrinter(threading.Thread):
             it = row.get("iteration")
             if isinstance(it, int) and it not in self.seen:
                 self.seen.add(it)
-                print(f"{self.tag} iteration {it}/{self.iterations}: {row.get('env_steps')} env steps, "
-                      f"training return {float(row.get('return_mean', float('nan'))):.1f}, "
-                      f"{float(row.get('wall_seconds', 0)):.0f}s", flush=True)
+                print(
+                    f"{self.tag} iteration {it}/{self.iterations}: {row.get('env_steps')} env steps, "
+                    f"training return {float(row.get('return_mean', float('nan'))):.1f}, "
+                    f"{float(row.get('wall_seconds', 0)):.0f}s",
+                    flush=True,
+                )
 
     def run(self) -> None:
         while not self.stop.wait(self.every):
@@ -185,8 +195,9 @@ def default_schedules(cfg: RunConfig) -> list[str]:
     return out
 
 
-def resolve_configs(env: str, preset: str, algos: Sequence[str], seeds: Sequence[int],
-                    overrides: Sequence[str]) -> list[RunConfig]:
+def resolve_configs(
+    env: str, preset: str, algos: Sequence[str], seeds: Sequence[int], overrides: Sequence[str]
+) -> list[RunConfig]:
     """One validated config per (algorithm, seed), so bad options fail before anything runs."""
     configs = []
     for algo in algos:
@@ -203,13 +214,13 @@ def compare(
     preset: str = "quick",
     algos: Sequence[str] = DEFAULT_ALGOS,
     seeds: Sequence[int] = (0, 1, 2),
-    out: Optional[Path] = None,
-    runner: Optional[Runner] = None,
+    out: Path | None = None,
+    runner: Runner | None = None,
     overrides: Sequence[str] = (),
-    schedules: Optional[Sequence[str]] = None,
-    eval_episodes: Optional[int] = None,
+    schedules: Sequence[str] | None = None,
+    eval_episodes: int | None = None,
     progress: bool = True,
-    title: Optional[str] = None,
+    title: str | None = None,
 ) -> Path:
     """Train and evaluate every (algorithm, seed), then write the report.
 
@@ -235,21 +246,29 @@ def compare(
     t0 = time.time()
     configs = resolve_configs(env, preset, algos, seeds, overrides)
     schedules = list(schedules) if schedules else default_schedules(configs[0])
-    short = env.split("/")[-1].split("-v")[0].lower()
+    from learn2adapt.envs import short_name
+
+    short = short_name(env)
     out = Path(out) if out is not None else Path("runs") / f"compare-{short}-{preset}"
-    jobs = [Job(to_dict(cfg), str(out / "runs" / f"{cfg.algo}-s{cfg.seed}"), schedules, eval_episodes, progress)
-            for cfg in configs]
+    jobs = [
+        Job(to_dict(cfg), str(out / "runs" / f"{cfg.algo}-s{cfg.seed}"), schedules, eval_episodes, progress)
+        for cfg in configs
+    ]
     runner = runner or make_runner(1)
     if progress:
-        print(f"compare: {len(jobs)} runs ({', '.join(algos)} x seeds {list(seeds)}) on {env}, preset {preset}, "
-              f"{runner.workers} worker(s); output in {out}", flush=True)
+        print(
+            f"compare: {len(jobs)} runs ({', '.join(algos)} x seeds {list(seeds)}) on {env}, preset {preset}, "
+            f"{runner.workers} worker(s); output in {out}",
+            flush=True,
+        )
     for job in jobs:  # fail fast, before any worker starts
         check_run_dir(job)
     todo = [job for job in jobs if not is_complete(job)]
     fn = run_job if runner.workers <= 1 else _run_job_quiet
     done = dict(zip([j.run_dir for j in todo], runner.map(fn, todo, desc="runs", progress=progress) if todo else []))
-    results = [done.get(j.run_dir) or JobResult(j.config["algo"], j.config["seed"], j.run_dir, False, False, 0.0)
-               for j in jobs]
+    results = [
+        done.get(j.run_dir) or JobResult(j.config["algo"], j.config["seed"], j.run_dir, False, False, 0.0) for j in jobs
+    ]
     records = [RunRecord.load(Path(r.run_dir)) for r in results]
     cfg0 = configs[0]
     notes = [
@@ -261,17 +280,24 @@ def compare(
         f"Wall-clock of this comparison: {time.time() - t0:.0f} s with {runner.workers} worker(s) "
         f"({sum(r.trained for r in results)} runs trained, {sum(r.evaluated for r in results)} evaluated, the rest reused).",
     ]
-    report = write_report(records, out / "report", title or f"{', '.join(map(_display, algos))} on {env} ({preset})",
-                          algos, schedules, notes)
-    (out / "compare.json").write_text(json.dumps({
-        "env": env, "preset": preset, "algos": list(algos), "seeds": list(seeds), "overrides": list(overrides),
-        "schedules": schedules, "runs": [r.__dict__ for r in results]}, indent=2) + "\n")
+    report = write_report(
+        records, out / "report", title or f"{', '.join(map(label, algos))} on {env} ({preset})", algos, schedules, notes
+    )
+    (out / "compare.json").write_text(
+        json.dumps(
+            {
+                "env": env,
+                "preset": preset,
+                "algos": list(algos),
+                "seeds": list(seeds),
+                "overrides": list(overrides),
+                "schedules": schedules,
+                "runs": [r.__dict__ for r in results],
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     if progress:
         print(f"report: {report}", flush=True)
     return report
-
-
-def _display(algo: str) -> str:
-    from learn2adapt.experiments.report import display
-
-    return display(algo)

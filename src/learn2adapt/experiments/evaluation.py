@@ -23,61 +23,25 @@ import json
 import math
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
 from learn2adapt.data.segment_sampler import SegmentSampler
-from learn2adapt.errors import NotEnoughSegments
 from learn2adapt.data.trajectory_buffer import Episode, TrajectoryBuffer
+from learn2adapt.errors import NotEnoughSegments
+from learn2adapt.experiments.statistics import mean_ci95
 from learn2adapt.training.loop import RunState, _seed_for, make_envs, mpc_agent
 from learn2adapt.training.rollout import run_episodes
-
-#: Two-sided 95% Student-t quantiles for 1..30 degrees of freedom (normal beyond).
-_T975 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
-         2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
-         2.052, 2.048, 2.045, 2.042]
 
 #: Segments per test task on which the prediction error is measured.
 PRED_SEGMENTS = 256
 #: Steps before a switch averaged as the "before the switch" reward level.
 PRE_SWITCH_WINDOW = 20
-
-
-def t975(df: float) -> float:
-    """Two-sided 95% Student-t quantile (``df`` rounded down: conservative)."""
-    if not df >= 1:
-        return float("nan")
-    d = int(math.floor(df))
-    return _T975[d - 1] if d <= len(_T975) else 1.960
-
-
-def mean_ci95(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and half-width of a 95% confidence interval (Student t; 0 for one value)."""
-    x = np.asarray(values, np.float64)
-    if x.size < 2:
-        return float(x.mean()) if x.size else float("nan"), 0.0
-    return float(x.mean()), float(t975(x.size - 1) * x.std(ddof=1) / math.sqrt(x.size))
-
-
-def diff_ci95(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
-    """Difference of means ``mean(a) - mean(b)`` and its 95% CI half-width (Welch).
-
-    The half-width is NaN when either sample has fewer than two values.
-    """
-    x, y = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    diff = float(x.mean() - y.mean())
-    if x.size < 2 or y.size < 2:
-        return diff, float("nan")
-    vx, vy = x.var(ddof=1) / x.size, y.var(ddof=1) / y.size
-    se = math.sqrt(vx + vy)
-    if se == 0.0:
-        return diff, 0.0
-    df = (vx + vy) ** 2 / (vx**2 / (x.size - 1) + vy**2 / (y.size - 1))
-    return diff, float(t975(df) * se)
 
 
 @dataclass
@@ -123,7 +87,7 @@ class EvalResult:
     #: M and K of the prediction-error measurement.
     past: int = 0
     future: int = 0
-    recovery: Optional[Recovery] = None
+    recovery: Recovery | None = None
     #: Environment steps the run collected in training (its sample cost).
     train_env_steps: int = 0
     eval_env_steps: int = 0
@@ -151,13 +115,21 @@ class EvalResult:
         return out
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "EvalResult":
-        tasks = [TaskResult(t["task"], t["returns"], pred_error_before=t.get("pred_error_before", float("nan")),
-                            pred_error_after=t.get("pred_error_after", float("nan"))) for t in data.get("tasks", [])]
+    def from_json(cls, data: dict[str, Any]) -> EvalResult:
+        tasks = [
+            TaskResult(
+                t["task"],
+                t["returns"],
+                pred_error_before=t.get("pred_error_before", float("nan")),
+                pred_error_after=t.get("pred_error_after", float("nan")),
+            )
+            for t in data.get("tasks", [])
+        ]
         rec = data.get("recovery")
         names = {f for f in cls.__dataclass_fields__} - {"tasks", "recovery"}
-        return cls(tasks=tasks, recovery=Recovery(**rec) if rec else None,
-                   **{k: v for k, v in data.items() if k in names})
+        return cls(
+            tasks=tasks, recovery=Recovery(**rec) if rec else None, **{k: v for k, v in data.items() if k in names}
+        )
 
 
 # --- schedules ----------------------------------------------------------------------------
@@ -177,7 +149,7 @@ def switch_steps(episode: Episode) -> list[int]:
     return [i for i in range(1, len(keys)) if keys[i] != keys[i - 1]]
 
 
-def recovery_curve(episodes: Sequence[Episode]) -> Optional[Recovery]:
+def recovery_curve(episodes: Sequence[Episode]) -> Recovery | None:
     """Reward per step since each task switch, averaged over switches (None: no switch).
 
     Each switch contributes until the next switch or the end of its episode.
@@ -191,7 +163,7 @@ def recovery_curve(episodes: Sequence[Episode]) -> Optional[Recovery]:
         bounds = switches + [len(ep)]
         for s, end in zip(switches, bounds[1:]):
             n += 1
-            pre.extend(ep.reward[max(0, s - PRE_SWITCH_WINDOW):s].tolist())
+            pre.extend(ep.reward[max(0, s - PRE_SWITCH_WINDOW) : s].tolist())
             seg = ep.reward[s:end]
             if len(seg) > len(sums):
                 sums += [0.0] * (len(seg) - len(sums))
@@ -201,12 +173,14 @@ def recovery_curve(episodes: Sequence[Episode]) -> Optional[Recovery]:
                 counts[d] += 1
     if n == 0:
         return None
-    return Recovery([round(s / c, 6) for s, c in zip(sums, counts)], counts,
-                    float(np.mean(pre)) if pre else float("nan"), n)
+    return Recovery(
+        [round(s / c, 6) for s, c in zip(sums, counts)], counts, float(np.mean(pre)) if pre else float("nan"), n
+    )
 
 
-def prediction_errors(st: RunState, episodes: Sequence[Episode], rng: np.random.Generator,
-                      max_segments: int = PRED_SEGMENTS) -> tuple[float, float]:
+def prediction_errors(
+    st: RunState, episodes: Sequence[Episode], rng: np.random.Generator, max_segments: int = PRED_SEGMENTS
+) -> tuple[float, float]:
     """(before, after) error of ``st.rule`` on M+K segments of ``episodes`` (NaN if none fits)."""
     past, future = st.cfg.adaptation.past, st.cfg.adaptation.future
     buf = TrajectoryBuffer(st.buffer.obs_dim, st.buffer.act_dim, capacity=sum(len(e) for e in episodes) or 1)
@@ -226,11 +200,11 @@ def prediction_errors(st: RunState, episodes: Sequence[Episode], rng: np.random.
 
 def evaluate(
     st: RunState,
-    episodes_per_task: Optional[int] = None,
-    tasks: Optional[list[dict[str, Any]]] = None,
+    episodes_per_task: int | None = None,
+    tasks: list[dict[str, Any]] | None = None,
     seed: int = 0,
     progress: bool = True,
-    schedule: Optional[str] = None,
+    schedule: str | None = None,
     measure_model: bool = True,
 ) -> EvalResult:
     """Evaluate the fitted rule of ``st`` on held-out test tasks under one schedule.
@@ -252,15 +226,29 @@ def evaluate(
     length = cfg.eval.episode_length or cfg.episode_length
     envs = _schedule_envs(make_envs(cfg, min(cfg.num_envs, n), episode_length=length), spec)
     test_tasks = tasks if tasks is not None else envs[0].unwrapped.list_tasks("test")
-    result = EvalResult(cfg.env, cfg.algo, spec or "fixed", seed=seed, run_seed=cfg.seed,
-                        past=cfg.adaptation.past, future=cfg.adaptation.future, train_env_steps=len(st.buffer))
+    result = EvalResult(
+        cfg.env,
+        cfg.algo,
+        spec or "fixed",
+        seed=seed,
+        run_seed=cfg.seed,
+        past=cfg.adaptation.past,
+        future=cfg.adaptation.future,
+        train_env_steps=len(st.buffer),
+    )
     all_episodes: list[Episode] = []
     rng = np.random.default_rng(_seed_for(seed, 20_000))
     try:
         for i, task in enumerate(test_tasks):
             agent = mpc_agent(cfg, st.rule, envs[0], len(envs), _seed_for(seed, 10_000 + i))
-            episodes = run_episodes(envs, agent, n, lambda k: (task, _seed_for(seed, i, k) % (2**31)),
-                                    desc=f"eval {spec} task {i + 1}/{len(test_tasks)}", progress=progress)
+            episodes = run_episodes(
+                envs,
+                agent,
+                n,
+                lambda k, task=task, i=i: (task, _seed_for(seed, i, k) % (2**31)),
+                desc=f"eval {spec} task {i + 1}/{len(test_tasks)}",
+                progress=progress,
+            )
             tr = TaskResult(task, [ep.total_reward for ep in episodes])
             if measure_model:
                 tr.pred_error_before, tr.pred_error_after = prediction_errors(st, episodes, rng)
@@ -288,17 +276,6 @@ def _write_json(path: Path, data: Any) -> None:
 
 
 # --- the protocol: several schedules, one file --------------------------------------------
-def evaluate_protocol(
-    st: RunState,
-    schedules: Sequence[str],
-    episodes_per_task: Optional[int] = None,
-    seed: int = 0,
-    progress: bool = True,
-) -> dict[str, EvalResult]:
-    """:func:`evaluate` under each schedule (the held-out tasks and seed are shared)."""
-    return {spec: evaluate(st, episodes_per_task, seed=seed, progress=progress, schedule=spec) for spec in schedules}
-
-
 def save_protocol(results: dict[str, EvalResult], path: Path) -> None:
     """``eval.json``: the first schedule's result at top level (as ``learn2adapt eval``
     writes it) and every schedule's under ``"schedules"``."""

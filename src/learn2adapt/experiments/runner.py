@@ -12,8 +12,9 @@ from __future__ import annotations
 import multiprocessing
 import os
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
-from typing import Any, Callable, Iterable, Optional, TypeVar
+from typing import Any, TypeVar
 
 from tqdm.auto import tqdm
 
@@ -31,7 +32,7 @@ class Runner(ABC):
     workers: int = 1
 
     @abstractmethod
-    def submit(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> "Future[T]":
+    def submit(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Future[T]:
         """Schedule ``fn(*args, **kwargs)``; returns a future for its result."""
 
     def map(self, fn: Callable[..., T], items: Iterable[Any], desc: str = "jobs", progress: bool = True) -> list[T]:
@@ -44,7 +45,7 @@ class Runner(ABC):
         futures = [self.submit(fn, item) for item in items]
         index = {id(f): i for i, f in enumerate(futures)}
         results: list[Any] = [None] * len(futures)
-        error: Optional[BaseException] = None
+        error: BaseException | None = None
         with tqdm(total=len(futures), desc=desc, unit="job", disable=not progress, leave=True) as bar:
             for f in as_completed(futures):
                 try:
@@ -62,7 +63,7 @@ class Runner(ABC):
     def close(self) -> None:
         """Release workers (no-op for backends without any)."""
 
-    def __enter__(self) -> "Runner":
+    def __enter__(self) -> Runner:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -74,7 +75,7 @@ class LocalRunner(Runner):
 
     workers = 1
 
-    def submit(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> "Future[T]":
+    def submit(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Future[T]:
         future: Future[T] = Future()
         future.set_running_or_notify_cancel()
         try:
@@ -116,10 +117,14 @@ class ProcessPoolRunner(Runner):
             raise ValueError("workers must be >= 1")
         self.workers = workers
         threads = max(1, (os.cpu_count() or 1) // workers)
-        self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                                         initializer=_init_worker, initargs=(threads,))
+        self._pool = ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_worker,
+            initargs=(threads,),
+        )
 
-    def submit(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> "Future[T]":
+    def submit(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Future[T]:
         return self._pool.submit(fn, *args, **kwargs)
 
     def close(self) -> None:

@@ -14,7 +14,7 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering, before mujoco is imported
 
@@ -30,7 +30,9 @@ FORMATS = (".mp4", ".gif")
 def _caption(step: int, reward: float, total: float, task: dict[str, Any], switched: bool) -> str:
     from learn2adapt.experiments.report import task_label
 
-    return f"step {step}  reward {reward:+.2f}  return {total:+.1f}  task {task_label(task)}" + ("  << SWITCH" if switched else "")
+    return f"step {step}  reward {reward:+.2f}  return {total:+.1f}  task {task_label(task)}" + (
+        "  << SWITCH" if switched else ""
+    )
 
 
 class _SketchRenderer:
@@ -43,14 +45,17 @@ class _SketchRenderer:
         import matplotlib.pyplot as plt
 
         self.plt = plt
-        self.kind = "pendulum" if "pendulum" in env_id.lower() else "cartpole" if "cartpole" in env_id.lower() else "bars"
-        self.fig, (self.ax_sys, self.ax_rew) = plt.subplots(1, 2, figsize=(width / 100, height / 100), dpi=100,
-                                                             gridspec_kw={"width_ratios": [1, 1.4]})
+        self.kind = (
+            "pendulum" if "pendulum" in env_id.lower() else "cartpole" if "cartpole" in env_id.lower() else "bars"
+        )
+        self.fig, (self.ax_sys, self.ax_rew) = plt.subplots(
+            1, 2, figsize=(width / 100, height / 100), dpi=100, gridspec_kw={"width_ratios": [1, 1.4]}
+        )
         self.fig.subplots_adjust(left=0.02, right=0.97, bottom=0.14, top=0.88, wspace=0.25)
         self.rewards: list[float] = []
         self.switches: list[int] = []
 
-    def __call__(self, obs: np.ndarray, reward: Optional[float], caption: str, switched: bool) -> np.ndarray:
+    def __call__(self, obs: np.ndarray, reward: float | None, caption: str, switched: bool) -> np.ndarray:
         if reward is not None:
             self.rewards.append(reward)
             if switched:
@@ -107,24 +112,26 @@ def _draw_caption(frame: np.ndarray, caption: str) -> np.ndarray:
 class _FrameRecorder(gym.Wrapper):
     """Captures one frame after ``reset`` and after every ``step``."""
 
-    def __init__(self, env: gym.Env, native: bool, sketch: Optional[_SketchRenderer]) -> None:
+    def __init__(self, env: gym.Env, native: bool, sketch: _SketchRenderer | None) -> None:
         super().__init__(env)
         self.native, self.sketch = native, sketch
         self.frames: list[np.ndarray] = []
-        self.total, self.step_count, self.last_task = 0.0, 0, None
+        self.total, self.step_count = 0.0, 0
+        self.last_task: dict[str, Any] | None = None
 
-    def _frame(self, obs: np.ndarray, reward: Optional[float], task: dict[str, Any]) -> None:
+    def _frame(self, obs: np.ndarray, reward: float | None, task: dict[str, Any]) -> None:
         switched = self.last_task is not None and task != self.last_task
         self.last_task = task
         caption = _caption(self.step_count, reward or 0.0, self.total, task, switched)
         if self.native:
-            self.frames.append(_draw_caption(self.env.render(), caption))
+            self.frames.append(_draw_caption(np.asarray(self.env.render()), caption))
         else:
             self.frames.append(self.sketch(np.asarray(obs, np.float64), reward, caption, switched))
 
     def reset(self, **kwargs):
         obs, info = self.env.reset(**kwargs)
-        self.total, self.step_count, self.last_task = 0.0, 0, None
+        self.total, self.step_count = 0.0, 0
+        self.last_task: dict[str, Any] | None = None
         self._frame(obs, None, dict(getattr(self.env.unwrapped, "task", {}) or {}))
         return obs, info
 
@@ -149,8 +156,10 @@ def _make_render_env(env_id: str, length: int) -> tuple[gym.Env, bool]:
         frame = env.render()
     except Exception as e:  # noqa: BLE001 - any renderer failure means "draw it ourselves"
         if "mujoco" in type(env.unwrapped).__module__.lower() or hasattr(env.unwrapped, "mujoco_renderer"):
-            raise RuntimeError(f"MuJoCo could not render ({type(e).__name__}: {e}); headless rendering needs "
-                               "MUJOCO_GL=egl (or osmesa) and the matching system library") from None
+            raise RuntimeError(
+                f"MuJoCo could not render ({type(e).__name__}: {e}); headless rendering needs "
+                "MUJOCO_GL=egl (or osmesa) and the matching system library"
+            ) from None
         frame = None
     if isinstance(frame, np.ndarray) and frame.ndim == 3:
         return env, True
@@ -160,11 +169,11 @@ def _make_render_env(env_id: str, length: int) -> tuple[gym.Env, bool]:
 
 def render_episode(
     run_dir: Path,
-    out: Optional[Path] = None,
-    task: Optional[dict[str, Any]] = None,
-    schedule: Optional[str] = None,
+    out: Path | None = None,
+    task: dict[str, Any] | None = None,
+    schedule: str | None = None,
     seed: int = 0,
-    steps: Optional[int] = None,
+    steps: int | None = None,
     fps: int = 30,
     progress: bool = True,
 ) -> Path:
@@ -214,9 +223,9 @@ def render_episode(
         out.parent.mkdir(parents=True, exist_ok=True)
         frames = recorder.frames
         if out.suffix.lower() == ".gif":
-            imageio.mimsave(out, frames, duration=1000 / fps, loop=0)
+            imageio.mimsave(out, list(frames), duration=1000 / fps, loop=0)
         else:
-            imageio.mimsave(out, frames, fps=fps, codec="libx264", quality=7, macro_block_size=8)
+            imageio.mimsave(out, list(frames), fps=fps, codec="libx264", quality=7, macro_block_size=8)
     finally:
         recorder.close()
         if sketch is not None:

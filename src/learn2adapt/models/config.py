@@ -9,7 +9,10 @@ from dataclasses import dataclass, field
 class ModelConfig:
     """Dynamics network."""
 
-    hidden: list[int] = field(default_factory=lambda: [512, 512, 512], metadata={"help": "hidden layer widths of the MLP (GrBAL paper: 512x3)"})
+    hidden: list[int] = field(
+        default_factory=lambda: [512, 512, 512],
+        metadata={"help": "hidden layer widths of the MLP (GrBAL paper: 512x3)"},
+    )
     activation: str = field(default="relu", metadata={"help": "activation: relu | tanh | silu | elu"})
 
 
@@ -18,11 +21,29 @@ class FitConfig:
     """How a model is (re)fitted on the aggregated data each iteration."""
 
     lr: float = field(default=1e-3, metadata={"help": "Adam learning rate (outer learning rate for meta-training)"})
-    batch_size: int = field(default=128, metadata={"help": "transitions per step (segments per meta-batch for GrBAL/ReBAL use adaptation.meta_batch)"})
-    max_epochs: int = field(default=100, metadata={"help": "upper bound on passes over the training split per iteration"})
-    patience: int = field(default=5, metadata={"help": "early stopping: epochs without validation improvement before stopping"})
-    val_fraction: float = field(default=0.1, metadata={"help": "fraction of episodes held out for validation / early stopping"})
-    segment_epoch: str = field(default="transitions", metadata={"help": "GrBAL / ReBAL meta-training epoch: transitions (one pass over the training transitions: transitions / (meta_batch x (M+K)) meta-steps, as the official code) | starts (every segment start once: each transition seen M+K times)"})
-    max_steps_per_epoch: int = field(default=0, metadata={"help": "cap on gradient steps per epoch (0: a full pass over the data)"})
+    batch_size: int = field(
+        default=128,
+        metadata={"help": "transitions per step (segments per meta-batch for GrBAL/ReBAL use adaptation.meta_batch)"},
+    )
+    max_epochs: int = field(
+        default=100, metadata={"help": "upper bound on passes over the training split per iteration"}
+    )
+    patience: int = field(
+        default=5, metadata={"help": "early stopping: epochs without validation improvement before stopping"}
+    )
+    val_fraction: float = field(
+        default=0.1, metadata={"help": "fraction of episodes held out for validation / early stopping"}
+    )
+    segment_epoch: str = field(
+        default="transitions",
+        metadata={
+            "help": "GrBAL / ReBAL meta-training epoch: transitions (one pass over the training transitions: transitions / (meta_batch x (M+K)) meta-steps, as the official code) | starts (every segment start once: each transition seen M+K times)"
+        },
+    )
+    max_steps_per_epoch: int = field(
+        default=0, metadata={"help": "cap on gradient steps per epoch (0: a full pass over the data)"}
+    )
     grad_clip: float = field(default=10.0, metadata={"help": "global gradient-norm clip (0: off)"})
-    warm_start: bool = field(default=True, metadata={"help": "continue from the previous iteration's weights instead of re-initialising"})
+    warm_start: bool = field(
+        default=True, metadata={"help": "continue from the previous iteration's weights instead of re-initialising"}
+    )

@@ -7,8 +7,6 @@ identity dynamics the zero function.
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 from torch import nn
 
@@ -38,7 +36,7 @@ class MLPDynamics(nn.Module):
         n = self.normalizer
         return torch.cat([n.norm_obs(obs), n.norm_act(act)], dim=-1)
 
-    def forward(self, obs: torch.Tensor, act: torch.Tensor, params: Optional[Params] = None) -> torch.Tensor:
+    def forward(self, obs: torch.Tensor, act: torch.Tensor, params: Params | None = None) -> torch.Tensor:
         """Normalised predicted state change."""
         return self.net(self.inputs(obs, act), params)
 
@@ -47,8 +45,8 @@ class MLPDynamics(nn.Module):
         obs: torch.Tensor,
         act: torch.Tensor,
         next_obs: torch.Tensor,
-        params: Optional[Params] = None,
-        mask: Optional[torch.Tensor] = None,
+        params: Params | None = None,
+        mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Mean squared error in normalised state-change space.
 
@@ -60,6 +58,6 @@ class MLPDynamics(nn.Module):
         m = mask.to(err.dtype)
         return (err * m).sum() / m.sum().clamp(min=1.0)
 
-    def predict(self, obs: torch.Tensor, act: torch.Tensor, params: Optional[Params] = None) -> torch.Tensor:
+    def predict(self, obs: torch.Tensor, act: torch.Tensor, params: Params | None = None) -> torch.Tensor:
         """Next observation."""
         return obs + self.normalizer.denorm_delta(self(obs, act, params))

@@ -7,14 +7,18 @@ loss is computed and how validation is scored; both are passed in.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator
+from typing import TypeVar
 
 import torch
 from tqdm.auto import tqdm
 
 from learn2adapt.errors import NonFiniteLossError
 from learn2adapt.models.config import FitConfig
+
+#: A batch, whatever the caller's loss takes (a tensor of indices, a Window, ...).
+Batch = TypeVar("Batch")
 
 
 @dataclass
@@ -26,14 +30,18 @@ class FitResult:
     history: list[tuple[float, float]] = field(default_factory=list)
 
     def metrics(self, prefix: str = "fit") -> dict[str, float]:
-        return {f"{prefix}/epochs": self.epochs, f"{prefix}/steps": self.steps,
-                f"{prefix}/train_loss": self.train_loss, f"{prefix}/val_loss": self.val_loss}
+        return {
+            f"{prefix}/epochs": self.epochs,
+            f"{prefix}/steps": self.steps,
+            f"{prefix}/train_loss": self.train_loss,
+            f"{prefix}/val_loss": self.val_loss,
+        }
 
 
 def fit_early_stopping(
     optimizer: torch.optim.Optimizer,
-    epoch_batches: Callable[[], Iterable[object]],
-    batch_loss: Callable[[object], torch.Tensor],
+    epoch_batches: Callable[[], Iterable[Batch]],
+    batch_loss: Callable[[Batch], torch.Tensor],
     val_loss: Callable[[], float],
     cfg: FitConfig,
     desc: str = "fit",
@@ -65,7 +73,7 @@ def fit_early_stopping(
     bar = tqdm(range(cfg.max_epochs), desc=desc, leave=False, disable=not progress, unit="epoch")
     for epoch in bar:
         total, count = 0.0, 0
-        batches: Iterator[object] = iter(epoch_batches())
+        batches: Iterator[Batch] = iter(epoch_batches())
         for i, batch in enumerate(batches):
             if cfg.max_steps_per_epoch and i >= cfg.max_steps_per_epoch:
                 break

@@ -9,11 +9,12 @@ evaluates all environments' candidates in one batched matmul.
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
-from learn2adapt.errors import UnknownName
 from torch import nn
+
+from learn2adapt.errors import UnknownName
 
 Params = Mapping[str, torch.Tensor]
 
@@ -65,7 +66,3 @@ class MLP(nn.Module):
             if i < last:
                 x = self.activation(x)
         return x
-
-    def flops_per_sample(self) -> int:
-        """Multiply-adds x 2 of one forward pass (for GFLOP/s figures)."""
-        return 2 * sum(getattr(self, f"w{i}").numel() for i in range(self.num_layers))

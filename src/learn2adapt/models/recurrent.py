@@ -22,16 +22,16 @@ for both cells; only ``h`` is fed to the head.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import cast
 
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from learn2adapt.data.normalizer import Normalizer
+from learn2adapt.errors import ConfigError, UnknownName
 from learn2adapt.models.config import ModelConfig
 from learn2adapt.models.mlp import MLP, linear
-from learn2adapt.errors import ConfigError, UnknownName
 
 #: Recurrent cells accepted by :class:`RecurrentDynamics`.
 CELLS = ("gru", "lstm")
@@ -106,7 +106,7 @@ class RecurrentDynamics(nn.Module):
 
     def initial_state(self, batch: int = 1) -> torch.Tensor:
         """The state before any transition was read (count 0): zeros ``(batch, state_size)``."""
-        w = self.rnn.weight_hh_l0
+        w = cast(torch.Tensor, self.rnn.weight_hh_l0)
         return torch.zeros(batch, self.state_size, dtype=w.dtype, device=w.device)
 
     def _to_torch(self, state: torch.Tensor):
@@ -130,8 +130,8 @@ class RecurrentDynamics(nn.Module):
         obs: torch.Tensor,
         act: torch.Tensor,
         next_obs: torch.Tensor,
-        count: Optional[torch.Tensor] = None,
-        state: Optional[torch.Tensor] = None,
+        count: torch.Tensor | None = None,
+        state: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The state after reading windows of transitions, oldest first.
 
@@ -186,7 +186,7 @@ class RecurrentDynamics(nn.Module):
     def context(self, h: torch.Tensor) -> torch.Tensor:
         """The hidden-state part of the head's first layer, ``h @ W_h + b0``: ``(..., H1)``."""
         n_in = self.obs_dim + self.act_dim
-        return linear(h, self.head_net.w0[n_in:], self.head_net.b0)
+        return linear(h, self.head_net.w0[n_in:], cast(torch.Tensor, self.head_net.b0))
 
     def head(self, obs: torch.Tensor, act: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
         """Normalised predicted state change.
@@ -224,7 +224,7 @@ class RecurrentDynamics(nn.Module):
         act: torch.Tensor,
         next_obs: torch.Tensor,
         past: int,
-        count: Optional[torch.Tensor] = None,
+        count: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The ReBAL objective on ``(B, M + K, ...)`` segments: MSE on the K future transitions.
 
@@ -235,12 +235,3 @@ class RecurrentDynamics(nn.Module):
         state = self.read(obs[:, :past], act[:, :past], next_obs[:, :past], count)
         pred = self(obs[:, past:], act[:, past:], self.hidden(state))
         return (pred - self.target(obs[:, past:], next_obs[:, past:])).pow(2).mean()
-
-    def flops_per_prediction(self) -> int:
-        """Multiply-adds x 2 of one planning-time prediction (the head without its ``h`` rows)."""
-        net = self.head_net
-        n_in = self.obs_dim + self.act_dim
-        first = n_in * net.w0.shape[1]
-        rest = sum(getattr(net, f"w{i}").numel() for i in range(1, net.num_layers))
-        return 2 * (first + rest)
-

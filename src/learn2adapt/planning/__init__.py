@@ -7,91 +7,103 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import inspect
-from typing import Any, Optional, Sequence, Union
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 
-from learn2adapt.planning.base import Planner
-from learn2adapt.types import PredictFn, RewardFn, TerminationFn
-from learn2adapt.planning.config import PlannerConfig
 from learn2adapt.errors import ConfigError, UnknownName
+from learn2adapt.planning.base import Planner
+from learn2adapt.planning.config import PlannerConfig
+from learn2adapt.types import PredictFn, RewardFn, TerminationFn
 
-#: name -> (module, class, prefix of its options in PlannerConfig).
-PLANNERS: dict[str, tuple[str, str, str]] = {
-    "rs": ("learn2adapt.planning.random_shooting", "RandomShooting", "rs"),
-    "cem": ("learn2adapt.planning.cem", "CEM", "cem"),
-    "mppi": ("learn2adapt.planning.mppi", "MPPI", "mppi"),
-    "icem": ("learn2adapt.planning.icem", "ICEM", "icem"),
+
+@dataclass(frozen=True)
+class PlannerEntry:
+    """One registered planner: where it lives and which ``PlannerConfig`` section holds its options."""
+
+    module: str
+    cls: str
+    section: str | None  # attribute of PlannerConfig (None: no options of its own)
+
+
+#: The planner registry: ``planner.name`` -> :class:`PlannerEntry`. Order is the order shown to users.
+PLANNERS: dict[str, PlannerEntry] = {
+    "rs": PlannerEntry("learn2adapt.planning.random_shooting", "RandomShooting", None),
+    "cem": PlannerEntry("learn2adapt.planning.cem", "CEM", "cem"),
+    "mppi": PlannerEntry("learn2adapt.planning.mppi", "MPPI", "mppi"),
+    "icem": PlannerEntry("learn2adapt.planning.icem", "ICEM", "icem"),
 }
 #: Other accepted spellings.
 ALIASES = {"random": "rs", "random_shooting": "rs"}
+#: Options every planner takes (``planner.*`` outside the per-planner sections).
+SHARED_OPTIONS = ("horizon", "num_candidates", "precision")
 
-__all__ = ["PLANNERS", "Planner", "PlannerConfig", "PredictFn", "RewardFn", "TerminationFn", "make_planner", "planner_class"]
+__all__ = [
+    "PLANNERS",
+    "Planner",
+    "PlannerConfig",
+    "PredictFn",
+    "RewardFn",
+    "TerminationFn",
+    "make_planner",
+    "planner_class",
+]
 
 
-def planner_class(name: str) -> type[Planner]:
-    """The planner class registered under ``name`` (ValueError listing the names if unknown)."""
+def _key(name: str) -> str:
     key = ALIASES.get(name.lower(), name.lower())
     if key not in PLANNERS:
         raise UnknownName(f"unknown planner {name!r}; available: {', '.join(PLANNERS)}")
-    module, cls, _ = PLANNERS[key]
-    return getattr(importlib.import_module(module), cls)
+    return key
+
+
+def planner_class(name: str) -> type[Planner]:
+    """The planner class registered under ``name`` (:class:`UnknownName` listing the names if unknown)."""
+    entry = PLANNERS[_key(name)]
+    return getattr(importlib.import_module(entry.module), entry.cls)
 
 
 def make_planner(
-    name: Union[str, PlannerConfig],
+    name: str | PlannerConfig,
     action_low: Any,
     action_high: Any,
     *,
-    num_envs: Optional[int] = None,
-    device: Union[str, torch.device] = "cpu",
-    seed: Union[int, Sequence[int]] = 0,
+    num_envs: int | None = None,
+    device: str | torch.device = "cpu",
+    seed: int | Sequence[int] = 0,
     **kwargs: Any,
 ) -> Planner:
     """Build a planner from a config or a name.
 
     Args:
-        name: a :class:`PlannerConfig` (its ``<name>_`` options are passed on without the
-            prefix), or a planner name (``rs``, ``cem``, ``mppi``, ``icem``).
+        name: a :class:`PlannerConfig` (the planner's own section, e.g. ``cfg.cem``, is
+            passed on as ``options``), or a planner name (``rs``, ``cem``, ``mppi``, ``icem``).
         action_low: lower action bounds ``(act_dim,)``.
         action_high: upper action bounds ``(act_dim,)``.
         num_envs: environments planned for at once (optional; see :class:`Planner`).
         device: torch device.
         seed: int, or one seed per environment slot.
-        **kwargs: planner options, e.g. ``horizon=10, num_candidates=500, iterations=5``;
-            they override the config's.
+        **kwargs: shared options (``horizon``, ``num_candidates``, ``precision``) and the
+            fields of the planner's own section (e.g. ``iterations=5`` for CEM); they
+            override the config's.
 
     Raises:
-        ValueError: unknown planner name or option.
+        UnknownName: unknown planner name.
+        ConfigError: an option the planner does not have, or a value it refuses.
     """
-    if isinstance(name, PlannerConfig):
-        cfg = name
-        key = ALIASES.get(cfg.name.lower(), cfg.name.lower())
-        cls = planner_class(key)
-        prefix = PLANNERS[key][2] + "_"
-        options: dict[str, Any] = {"horizon": cfg.horizon, "num_candidates": cfg.num_candidates, "precision": cfg.precision}
-        for f in dataclasses.fields(cfg):
-            if f.name.startswith(prefix):
-                options[f.name[len(prefix):]] = getattr(cfg, f.name)
-    else:
-        cls = planner_class(name)
-        defaults = PlannerConfig()
-        options = {"horizon": defaults.horizon, "num_candidates": defaults.num_candidates}
-    options.update(kwargs)
-    accepted = _options_of(cls)
-    unknown = sorted(set(options) - accepted)
+    cfg = name if isinstance(name, PlannerConfig) else PlannerConfig(name=name)
+    key = _key(cfg.name)
+    entry = PLANNERS[key]
+    cls = planner_class(key)
+    section = getattr(cfg, entry.section) if entry.section else None
+    own = {f.name for f in dataclasses.fields(section)} if section is not None else set()
+    unknown = sorted(set(kwargs) - own - set(SHARED_OPTIONS))
     if unknown:
-        raise ConfigError(f"planner {cls.__name__} has no option {unknown[0]!r}; its options: {', '.join(sorted(accepted))}")
-    return cls(action_low, action_high, num_envs=num_envs, device=device, seed=seed, **options)
-
-
-def _options_of(cls: type) -> set[str]:
-    """Keyword arguments accepted by ``cls`` and its bases (excluding the factory's own)."""
-    names: set[str] = set()
-    for klass in cls.__mro__:
-        init = klass.__dict__.get("__init__")
-        if init is not None:
-            names |= {p.name for p in inspect.signature(init).parameters.values()
-                      if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
-    return names - {"self", "action_low", "action_high", "num_envs", "device", "seed"}
+        accepted = ", ".join([*SHARED_OPTIONS, *sorted(own)])
+        raise ConfigError(f"planner {cls.__name__} has no option {unknown[0]!r}; its options: {accepted}")
+    shared = {k: kwargs.get(k, getattr(cfg, k)) for k in SHARED_OPTIONS}
+    if section is not None:
+        shared["options"] = dataclasses.replace(section, **{k: v for k, v in kwargs.items() if k in own})
+    return cls(action_low, action_high, num_envs=num_envs, device=device, seed=seed, **shared)

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import contextlib
 from abc import ABC, abstractmethod
-from typing import Callable, Optional, Sequence, Union
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 
-from learn2adapt.types import PredictFn, RewardFn, TerminationFn
 from learn2adapt.errors import ConfigError, UnknownName
+from learn2adapt.types import PredictFn, RewardFn, TerminationFn
 
 #: Accepted values of the ``precision`` option.
 PRECISIONS = ("fp32", "bf16")
@@ -51,9 +51,9 @@ class Planner(ABC):
         horizon: int,
         num_candidates: int,
         device: str | torch.device = "cpu",
-        seed: Union[int, Sequence[int]] = 0,
+        seed: int | Sequence[int] = 0,
         *,
-        num_envs: Optional[int] = None,
+        num_envs: int | None = None,
         precision: str = "fp32",
     ) -> None:
         if horizon < 1 or num_candidates < 1:
@@ -99,17 +99,13 @@ class Planner(ABC):
         else:
             seeds = [int(s) for s in self._seed]
             if len(seeds) < num_envs:
-                raise ValueError(f"planner got {len(seeds)} per-environment seeds but plans for {num_envs} environments")
+                raise ValueError(
+                    f"planner got {len(seeds)} per-environment seeds but plans for {num_envs} environments"
+                )
         while len(self.generators) < num_envs:
             g = torch.Generator(device=self.device)
             g.manual_seed(seeds[len(self.generators)])
             self.generators.append(g)
-
-    @property
-    def generator(self) -> torch.Generator:
-        """Generator of environment slot 0 (kept for callers of the original interface)."""
-        self._make_generators(1)
-        return self.generators[0]
 
     # --- buffers -----------------------------------------------------------------------------
     def _buffer(self, name: str, shape: tuple[int, ...], dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -125,13 +121,13 @@ class Planner(ABC):
         return buf
 
     # --- episode boundaries ----------------------------------------------------------------------
-    def reset(self, env_mask: Optional[torch.Tensor] = None) -> None:
+    def reset(self, env_mask: torch.Tensor | None = None) -> None:
         """Forget warm-start state for the environments in ``env_mask`` (all if None).
 
         Called at episode starts. Stateless planners need not override it.
         """
 
-    def _mask_indices(self, env_mask: Optional[torch.Tensor], num_envs: int) -> torch.Tensor:
+    def _mask_indices(self, env_mask: torch.Tensor | None, num_envs: int) -> torch.Tensor:
         """Indices (on the planner's device) selected by a boolean or index mask; all when None."""
         if env_mask is None:
             return torch.arange(num_envs, device=self.device)
@@ -152,7 +148,7 @@ class Planner(ABC):
         reward_fn: RewardFn,
         obs: torch.Tensor,
         actions: torch.Tensor,
-        termination_fn: Optional[TerminationFn] = None,
+        termination_fn: TerminationFn | None = None,
     ) -> torch.Tensor:
         """Predicted return of every candidate; non-finite returns become ``-inf``.
 
@@ -188,7 +184,7 @@ class Planner(ABC):
                     nxt = nxt.float()
                 with torch.autocast(device_type, enabled=False):  # rewards in fp32
                     reward = reward_fn(state, act, nxt)
-                    if alive is None:
+                    if alive is None or termination_fn is None:
                         returns.add_(reward)
                     else:
                         # where, not multiply: states after a termination may be NaN.
@@ -213,7 +209,7 @@ class Planner(ABC):
         predict: PredictFn,
         reward_fn: RewardFn,
         obs: torch.Tensor,
-        termination_fn: Optional[TerminationFn] = None,
+        termination_fn: TerminationFn | None = None,
     ) -> torch.Tensor:
         """Return the first action of the best plan for each environment.
 
@@ -239,7 +235,7 @@ class WarmStartPlanner(Planner):
     environments from the midpoint at episode starts.
     """
 
-    _mean: Optional[torch.Tensor] = None
+    _mean: torch.Tensor | None = None
 
     def _warm_mean(self, num_envs: int) -> torch.Tensor:
         """A copy of the warm-start mean ``(E, H, act_dim)`` (midpoint for new slots)."""
@@ -254,7 +250,7 @@ class WarmStartPlanner(Planner):
         shifted[:, -1] = self.action_mid
         self._mean = shifted
 
-    def reset(self, env_mask: Optional[torch.Tensor] = None) -> None:
+    def reset(self, env_mask: torch.Tensor | None = None) -> None:
         """Restart the warm-start mean of the masked environments (all if None) at the midpoint."""
         if self._mean is None:
             return

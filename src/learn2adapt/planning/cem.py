@@ -8,13 +8,14 @@ NeurIPS 2018.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import torch
 
-from learn2adapt.planning.base import WarmStartPlanner
-from learn2adapt.types import PredictFn, RewardFn, TerminationFn
 from learn2adapt.errors import ConfigError
+from learn2adapt.planning.base import WarmStartPlanner
+from learn2adapt.planning.config import CEMOptions
+from learn2adapt.types import PredictFn, RewardFn, TerminationFn
 
 
 class CEM(WarmStartPlanner):
@@ -26,29 +27,22 @@ class CEM(WarmStartPlanner):
     shifted by one step.
 
     Args:
-        iterations: refinement iterations per step, ``num_candidates`` samples each.
-        elites: elites per environment (clamped to ``num_candidates``).
-        alpha: smoothing, ``new = alpha * old + (1 - alpha) * elite statistic``.
-        init_std: initial standard deviation as a fraction of the half action range.
+        options: :class:`~learn2adapt.planning.config.CEMOptions` (iterations per step,
+            ``num_candidates`` samples each; elites per environment, clamped to
+            ``num_candidates``; smoothing ``alpha``: ``new = alpha * old + (1 - alpha) *
+            elite statistic``; initial std as a fraction of the half action range).
         **kwargs: see :class:`~learn2adapt.planning.base.Planner`.
     """
 
-    def __init__(
-        self,
-        *args: Any,
-        iterations: int = 5,
-        elites: int = 50,
-        alpha: float = 0.1,
-        init_std: float = 0.5,
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, *args: Any, options: CEMOptions | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        if iterations < 1 or elites < 1 or not 0.0 <= alpha < 1.0 or init_std <= 0.0:
+        o = options or CEMOptions()
+        if o.iterations < 1 or o.elites < 1 or not 0.0 <= o.alpha < 1.0 or o.init_std <= 0.0:
             raise ConfigError("CEM needs iterations >= 1, elites >= 1, 0 <= alpha < 1 and init_std > 0")
-        self.iterations = int(iterations)
-        self.elites = min(int(elites), self.num_candidates)
-        self.alpha = float(alpha)
-        self.init_std = float(init_std)
+        self.iterations = int(o.iterations)
+        self.elites = min(int(o.elites), self.num_candidates)
+        self.alpha = float(o.alpha)
+        self.init_std = float(o.init_std)
         #: Candidate sequences evaluated per environment per call.
         self.samples_per_plan = self.iterations * self.num_candidates
 
@@ -101,7 +95,7 @@ class CEM(WarmStartPlanner):
         predict: PredictFn,
         reward_fn: RewardFn,
         obs: torch.Tensor,
-        termination_fn: Optional[TerminationFn] = None,
+        termination_fn: TerminationFn | None = None,
     ) -> torch.Tensor:
         """See :meth:`Planner.plan`; returns the first action of the final mean."""
         with torch.no_grad():

@@ -1,4 +1,10 @@
-"""Options of the MPC planner (one flat table; per-planner options carry the planner's prefix)."""
+"""Options of the MPC planner: the shared ones, and one typed section per planner.
+
+``planner.horizon`` etc. apply to every planner; ``planner.cem.*``, ``planner.mppi.*``
+and ``planner.icem.*`` only to that planner (random shooting has no options of its
+own). Each planner class reads its section's fields by name, so "find usages" of a
+field leads to the code that uses it.
+"""
 
 from __future__ import annotations
 
@@ -6,32 +12,76 @@ from dataclasses import dataclass, field
 
 
 @dataclass
+class CEMOptions:
+    """Cross-entropy method (``planner.name=cem``)."""
+
+    iterations: int = field(default=5, metadata={"help": "refinement iterations per step (N candidates each)"})
+    elites: int = field(default=50, metadata={"help": "elites per environment that refit the sampling distribution"})
+    alpha: float = field(
+        default=0.1, metadata={"help": "smoothing, new = alpha * old + (1 - alpha) * elite statistics"}
+    )
+    init_std: float = field(
+        default=0.5, metadata={"help": "initial standard deviation as a fraction of the half action range"}
+    )
+
+
+@dataclass
+class MPPIOptions:
+    """Model-predictive path integral control (``planner.name=mppi``)."""
+
+    iterations: int = field(default=1, metadata={"help": "weighted-average updates per step (N candidates each)"})
+    temperature: float = field(
+        default=1.0, metadata={"help": "temperature lambda of the weights exp(return / lambda); smaller is greedier"}
+    )
+    noise_std: float = field(
+        default=0.5, metadata={"help": "perturbation standard deviation as a fraction of the half action range"}
+    )
+    smoothing: float = field(
+        default=0.0,
+        metadata={"help": "noise filter beta in [0, 1), n_t = (1 - beta) u_t + beta n_(t-1) (0: white noise)"},
+    )
+
+
+@dataclass
+class ICEMOptions:
+    """Improved CEM of Pinneri et al., 2020 (``planner.name=icem``)."""
+
+    iterations: int = field(default=3, metadata={"help": "refinement iterations per step"})
+    elites: int = field(default=10, metadata={"help": "elites per environment"})
+    alpha: float = field(default=0.1, metadata={"help": "momentum of mean and std updates"})
+    init_std: float = field(
+        default=0.5, metadata={"help": "initial standard deviation as a fraction of the half action range"}
+    )
+    noise_beta: float = field(
+        default=2.0, metadata={"help": "coloured-noise exponent beta, power spectrum ~ 1/f^beta (0: white)"}
+    )
+    keep_elites: float = field(
+        default=0.3,
+        metadata={"help": "fraction of elites carried to the next iteration (and, shifted, to the next step)"},
+    )
+    population_decay: float = field(
+        default=1.25, metadata={"help": "population shrinks by this factor per iteration (1: constant)"}
+    )
+
+
+@dataclass
 class PlannerConfig:
-    """Which planner, and its settings.
+    """Which planner, and its settings."""
 
-    Options prefixed ``cem_``, ``mppi_`` or ``icem_`` only affect that planner; the
-    factory :func:`learn2adapt.planning.make_planner` passes them on without the prefix.
-    """
-
-    name: str = field(default="rs", metadata={"help": "planner: rs (random shooting, the paper's simulations) | cem | mppi (the paper's real robot) | icem"})
+    name: str = field(
+        default="rs",
+        metadata={
+            "help": "planner: rs (random shooting, the paper's simulations) | cem | mppi (the paper's real robot) | icem"
+        },
+    )
     horizon: int = field(default=10, metadata={"help": "planning horizon H in steps (GrBAL code: 10)"})
-    num_candidates: int = field(default=500, metadata={"help": "candidate action sequences N per environment and per iteration (GrBAL code: 500)"})
-    precision: str = field(default="fp32", metadata={"help": "model rollout precision: fp32 | bf16 (autocast; returns summed in fp32)"})
-
-    cem_iterations: int = field(default=5, metadata={"help": "CEM: refinement iterations per step (N candidates each)"})
-    cem_elites: int = field(default=50, metadata={"help": "CEM: elites per environment that refit the sampling distribution"})
-    cem_alpha: float = field(default=0.1, metadata={"help": "CEM: smoothing, new = alpha * old + (1 - alpha) * elite statistics"})
-    cem_init_std: float = field(default=0.5, metadata={"help": "CEM: initial standard deviation as a fraction of the half action range"})
-
-    mppi_iterations: int = field(default=1, metadata={"help": "MPPI: weighted-average updates per step (N candidates each)"})
-    mppi_temperature: float = field(default=1.0, metadata={"help": "MPPI: temperature lambda of the weights exp(return / lambda); smaller is greedier"})
-    mppi_noise_std: float = field(default=0.5, metadata={"help": "MPPI: perturbation standard deviation as a fraction of the half action range"})
-    mppi_smoothing: float = field(default=0.0, metadata={"help": "MPPI: noise filter beta in [0, 1), n_t = (1 - beta) u_t + beta n_(t-1) (0: white noise)"})
-
-    icem_iterations: int = field(default=3, metadata={"help": "iCEM: refinement iterations per step"})
-    icem_elites: int = field(default=10, metadata={"help": "iCEM: elites per environment"})
-    icem_alpha: float = field(default=0.1, metadata={"help": "iCEM: momentum of mean and std updates"})
-    icem_init_std: float = field(default=0.5, metadata={"help": "iCEM: initial standard deviation as a fraction of the half action range"})
-    icem_noise_beta: float = field(default=2.0, metadata={"help": "iCEM: coloured-noise exponent beta, power spectrum ~ 1/f^beta (0: white)"})
-    icem_keep_elites: float = field(default=0.3, metadata={"help": "iCEM: fraction of elites carried to the next iteration (and, shifted, to the next step)"})
-    icem_population_decay: float = field(default=1.25, metadata={"help": "iCEM: population shrinks by this factor per iteration (1: constant)"})
+    num_candidates: int = field(
+        default=500,
+        metadata={"help": "candidate action sequences N per environment and per iteration (GrBAL code: 500)"},
+    )
+    precision: str = field(
+        default="fp32", metadata={"help": "model rollout precision: fp32 | bf16 (autocast; returns summed in fp32)"}
+    )
+    cem: CEMOptions = field(default_factory=CEMOptions)
+    mppi: MPPIOptions = field(default_factory=MPPIOptions)
+    icem: ICEMOptions = field(default_factory=ICEMOptions)

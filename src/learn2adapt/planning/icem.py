@@ -9,13 +9,14 @@ last iteration's candidates, and execution of the best sequence seen.
 from __future__ import annotations
 
 import math
-from typing import Any, Optional
+from typing import Any
 
 import torch
 
-from learn2adapt.types import PredictFn, RewardFn, TerminationFn
-from learn2adapt.planning.cem import CEM
 from learn2adapt.errors import ConfigError
+from learn2adapt.planning.cem import CEM
+from learn2adapt.planning.config import CEMOptions, ICEMOptions
+from learn2adapt.types import PredictFn, RewardFn, TerminationFn
 
 
 class ICEM(CEM):
@@ -27,35 +28,22 @@ class ICEM(CEM):
     just started (see :meth:`reset`) use fresh samples in the carried slots.
 
     Args:
-        iterations: refinement iterations per step.
-        elites: elites K per environment.
-        alpha: momentum of the mean and std updates.
-        init_std: initial standard deviation, fraction of the half action range.
-        noise_beta: exponent of the noise power spectrum ``1 / f^beta`` along the horizon
-            (0: white noise as in CEM; 2: the paper's usual choice, "red" noise).
-        keep_elites: fraction of elites carried to the next iteration and step.
-        population_decay: population shrink factor gamma per iteration (>= 1).
+        options: :class:`~learn2adapt.planning.config.ICEMOptions`: CEM's iterations,
+            elites K, momentum ``alpha`` and initial std, plus ``noise_beta`` (exponent of
+            the noise power spectrum ``1 / f^beta`` along the horizon; 0: white noise as in
+            CEM, 2: the paper's usual "red" noise), ``keep_elites`` (fraction of elites
+            carried to the next iteration and step) and ``population_decay`` (gamma >= 1).
         **kwargs: see :class:`~learn2adapt.planning.base.Planner`.
     """
 
-    def __init__(
-        self,
-        *args: Any,
-        iterations: int = 3,
-        elites: int = 10,
-        alpha: float = 0.1,
-        init_std: float = 0.5,
-        noise_beta: float = 2.0,
-        keep_elites: float = 0.3,
-        population_decay: float = 1.25,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(*args, iterations=iterations, elites=elites, alpha=alpha, init_std=init_std, **kwargs)
-        if noise_beta < 0.0 or not 0.0 <= keep_elites <= 1.0 or population_decay < 1.0:
+    def __init__(self, *args: Any, options: ICEMOptions | None = None, **kwargs: Any) -> None:
+        o = options or ICEMOptions()
+        super().__init__(*args, options=CEMOptions(o.iterations, o.elites, o.alpha, o.init_std), **kwargs)
+        if o.noise_beta < 0.0 or not 0.0 <= o.keep_elites <= 1.0 or o.population_decay < 1.0:
             raise ConfigError("iCEM needs noise_beta >= 0, 0 <= keep_elites <= 1 and population_decay >= 1")
-        self.noise_beta = float(noise_beta)
-        self.keep_elites = float(keep_elites)
-        self.population_decay = float(population_decay)
+        self.noise_beta = float(o.noise_beta)
+        self.keep_elites = float(o.keep_elites)
+        self.population_decay = float(o.population_decay)
         self.num_keep = int(round(self.keep_elites * self.elites))
         #: Fresh samples per iteration (the carried elites come on top).
         self.population = [
@@ -63,11 +51,11 @@ class ICEM(CEM):
             for i in range(self.iterations)
         ]
         self.samples_per_plan = sum(p + self.num_keep for p in self.population)
-        self._elites: Optional[torch.Tensor] = None  # (E, num_keep, H - 1, A): last step's elites, shifted
-        self._has_elites: Optional[torch.Tensor] = None  # (E,) bool
+        self._elites: torch.Tensor | None = None  # (E, num_keep, H - 1, A): last step's elites, shifted
+        self._has_elites: torch.Tensor | None = None  # (E,) bool
         self._spectrum = self._noise_spectrum()
 
-    def _noise_spectrum(self) -> Optional[torch.Tensor]:
+    def _noise_spectrum(self) -> torch.Tensor | None:
         """Amplitude per rfft frequency for unit-variance ``1/f^beta`` noise (None: white).
 
         Timmer & Koenig, "On generating power law noise", A&A 1995, as in the
@@ -110,7 +98,7 @@ class ICEM(CEM):
         out.copy_(noise.transpose(-1, -2))
         return out
 
-    def reset(self, env_mask: Optional[torch.Tensor] = None) -> None:
+    def reset(self, env_mask: torch.Tensor | None = None) -> None:
         """Restart the mean and drop the carried elites of the masked environments (all if None)."""
         super().reset(env_mask)
         if self._has_elites is not None:
@@ -122,7 +110,7 @@ class ICEM(CEM):
         predict: PredictFn,
         reward_fn: RewardFn,
         obs: torch.Tensor,
-        termination_fn: Optional[TerminationFn] = None,
+        termination_fn: TerminationFn | None = None,
     ) -> torch.Tensor:
         """See :meth:`Planner.plan`; returns the first action of the best sequence evaluated."""
         with torch.no_grad():

@@ -7,13 +7,14 @@ for learning dexterous manipulation" (PDDM), CoRL 2019.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import torch
 
-from learn2adapt.planning.base import WarmStartPlanner
-from learn2adapt.types import PredictFn, RewardFn, TerminationFn
 from learn2adapt.errors import ConfigError
+from learn2adapt.planning.base import WarmStartPlanner
+from learn2adapt.planning.config import MPPIOptions
+from learn2adapt.types import PredictFn, RewardFn, TerminationFn
 
 
 class MPPI(WarmStartPlanner):
@@ -21,30 +22,23 @@ class MPPI(WarmStartPlanner):
     ``exp(return / temperature)`` within each environment.
 
     Args:
-        iterations: weighted-average updates per step, ``num_candidates`` samples each.
-        temperature: lambda; smaller concentrates the weights on the best candidates.
-        noise_std: perturbation standard deviation, fraction of the half action range.
-        smoothing: filter coefficient beta in [0, 1): ``n_t = (1 - beta) u_t + beta n_{t-1}``
-            on the white noise ``u`` (temporally correlated perturbations; 0: white).
+        options: :class:`~learn2adapt.planning.config.MPPIOptions`: weighted-average
+            updates per step (``num_candidates`` samples each); temperature lambda
+            (smaller concentrates the weights on the best candidates); perturbation std
+            as a fraction of the half action range; smoothing beta in [0, 1),
+            ``n_t = (1 - beta) u_t + beta n_{t-1}`` on the white noise ``u`` (0: white).
         **kwargs: see :class:`~learn2adapt.planning.base.Planner`.
     """
 
-    def __init__(
-        self,
-        *args: Any,
-        iterations: int = 1,
-        temperature: float = 1.0,
-        noise_std: float = 0.5,
-        smoothing: float = 0.0,
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, *args: Any, options: MPPIOptions | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        if iterations < 1 or temperature <= 0.0 or noise_std <= 0.0 or not 0.0 <= smoothing < 1.0:
+        o = options or MPPIOptions()
+        if o.iterations < 1 or o.temperature <= 0.0 or o.noise_std <= 0.0 or not 0.0 <= o.smoothing < 1.0:
             raise ConfigError("MPPI needs iterations >= 1, temperature > 0, noise_std > 0 and 0 <= smoothing < 1")
-        self.iterations = int(iterations)
-        self.temperature = float(temperature)
-        self.noise_std = float(noise_std)
-        self.smoothing = float(smoothing)
+        self.iterations = int(o.iterations)
+        self.temperature = float(o.temperature)
+        self.noise_std = float(o.noise_std)
+        self.smoothing = float(o.smoothing)
         #: Candidate sequences evaluated per environment per call.
         self.samples_per_plan = self.iterations * self.num_candidates
 
@@ -65,7 +59,7 @@ class MPPI(WarmStartPlanner):
         predict: PredictFn,
         reward_fn: RewardFn,
         obs: torch.Tensor,
-        termination_fn: Optional[TerminationFn] = None,
+        termination_fn: TerminationFn | None = None,
     ) -> torch.Tensor:
         """See :meth:`Planner.plan`; returns the first action of the weighted mean."""
         with torch.no_grad():
@@ -80,7 +74,9 @@ class MPPI(WarmStartPlanner):
                 best = returns.max(dim=1, keepdim=True).values
                 ok = torch.isfinite(best.squeeze(1))
                 # Shift by the per-env best for stability; -inf returns get weight 0.
-                weight = torch.softmax((returns - torch.where(torch.isfinite(best), best, 0.0)) / self.temperature, dim=1)
+                weight = torch.softmax(
+                    (returns - torch.where(torch.isfinite(best), best, 0.0)) / self.temperature, dim=1
+                )
                 new_mean = torch.einsum("en,enha->eha", weight, actions)
                 mean = torch.where(ok[:, None, None], new_mean, mean)
                 any_ok |= ok

@@ -6,8 +6,6 @@ Fine-Tuning", ICRA 2018; Nagabandi, Clavera et al., ICLR 2019 (GrBAL/ReBAL, N=50
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 
 from learn2adapt.planning.base import Planner
@@ -39,7 +37,7 @@ class RandomShooting(Planner):
         predict: PredictFn,
         reward_fn: RewardFn,
         obs: torch.Tensor,
-        termination_fn: Optional[TerminationFn] = None,
+        termination_fn: TerminationFn | None = None,
     ) -> torch.Tensor:
         """See :meth:`Planner.plan`."""
         with torch.no_grad():

@@ -8,7 +8,7 @@ first action of the best sequence under the adapted model (Nagabandi et al.,
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -36,7 +36,7 @@ class MPCAgent:
         planner: Planner,
         reward_fn: RewardFn,
         num_envs: int,
-        termination_fn: Optional[TerminationFn] = None,
+        termination_fn: TerminationFn | None = None,
     ) -> None:
         self.rule, self.planner = rule, planner
         self.reward_fn, self.termination_fn = reward_fn, termination_fn
@@ -60,5 +60,7 @@ class MPCAgent:
 
     def observe(self, obs: np.ndarray, act: np.ndarray, next_obs: np.ndarray) -> None:
         if self.rule.history_length > 0:
-            t: Callable[[np.ndarray], torch.Tensor] = lambda x: torch.as_tensor(x, dtype=torch.float32, device=self.device)  # noqa: E731
+            t: Callable[[np.ndarray], torch.Tensor] = lambda x: torch.as_tensor(
+                x, dtype=torch.float32, device=self.device
+            )  # noqa: E731
             self.history.push(t(obs), t(act), t(next_obs))

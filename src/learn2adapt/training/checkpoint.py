@@ -53,7 +53,9 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     """
     path = Path(path)
     if not path.exists():
-        raise CheckpointError(f"no checkpoint at {path}: the run never finished an iteration; start it again without --resume")
+        raise CheckpointError(
+            f"no checkpoint at {path}: the run never finished an iteration; start it again without --resume"
+        )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises several types for truncated/corrupt files

@@ -33,16 +33,18 @@ import difflib
 import json
 import sys
 import typing
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
+from learn2adapt.adaptation import ALGORITHMS, check_algo
 from learn2adapt.adaptation.config import AdaptationConfig
 from learn2adapt.data.segment_sampler import SEGMENT_EPOCHS
 from learn2adapt.errors import ConfigError, UnknownName
@@ -69,20 +71,14 @@ def check_device(device: str) -> None:
         raise ConfigError(f"device {device!r} is not a torch device; use cpu, cuda or cuda:N") from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise ConfigError(f"device {device!r}: this torch build has no usable CUDA device "
-                              "(torch.cuda.is_available() is False); install a CUDA build of torch or use device=cpu")
+            raise ConfigError(
+                f"device {device!r}: this torch build has no usable CUDA device "
+                "(torch.cuda.is_available() is False); install a CUDA build of torch or use device=cpu"
+            )
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise ConfigError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) here")
     elif dev.type != "cpu":
         raise ConfigError(f"device {device!r} is not supported; use cpu, cuda or cuda:N")
-
-
-def check_algo(algo: str) -> None:
-    """Raise :class:`UnknownName` listing the algorithms if ``algo`` is not one."""
-    from learn2adapt.adaptation import ALGORITHMS  # noqa: PLC0415
-
-    if algo not in ALGORITHMS:
-        raise UnknownName(f"unknown algorithm {algo!r}; available: {', '.join(ALGORITHMS)}")
 
 
 @dataclass
@@ -91,29 +87,45 @@ class EvalConfig:
 
     episodes_per_task: int = field(default=5, metadata={"help": "episodes per held-out test task"})
     episode_length: int = field(default=0, metadata={"help": "steps per evaluation episode (0: as in training)"})
-    schedule: str = field(default="fixed", metadata={"help": "task schedule during evaluation episodes, e.g. fixed | switch:t=100 (see `learn2adapt envs`)"})
+    schedule: str = field(
+        default="fixed",
+        metadata={
+            "help": "task schedule during evaluation episodes, e.g. fixed | switch:t=100 (see `learn2adapt envs`)"
+        },
+    )
 
 
 @dataclass
 class RunConfig:
     """Everything that defines a training run (Nagabandi et al., 2019, Alg. 1-2)."""
 
-    env: str = field(default="learn2adapt/PendulumVaried-v0", metadata={"help": "environment id (see `learn2adapt envs`)"})
-    algo: str = field(default="mb", metadata={"help": "mb | mbde | grbal | rebal"})
+    env: str = field(
+        default="learn2adapt/PendulumVaried-v0", metadata={"help": "environment id (see `learn2adapt envs`)"}
+    )
+    algo: str = field(default="mb", metadata={"help": " | ".join(ALGORITHMS)})
     seed: int = field(default=0, metadata={"help": "seed of every random number generator of the run"})
     device: str = field(default="cpu", metadata={"help": "torch device: cpu | cuda | cuda:N"})
-    iterations: int = field(default=5, metadata={"help": "MPC collection iterations after the random-action iteration 0"})
+    iterations: int = field(
+        default=5, metadata={"help": "MPC collection iterations after the random-action iteration 0"}
+    )
     random_episodes: int = field(default=10, metadata={"help": "episodes of random actions in iteration 0"})
-    episodes_per_iteration: int = field(default=5, metadata={"help": "episodes collected with MPC per iteration (n_S = this x episode_length steps between model updates)"})
+    episodes_per_iteration: int = field(
+        default=5,
+        metadata={
+            "help": "episodes collected with MPC per iteration (n_S = this x episode_length steps between model updates)"
+        },
+    )
     episode_length: int = field(default=200, metadata={"help": "maximum steps per training episode"})
-    num_envs: int = field(default=5, metadata={"help": "environments stepped (and planned for) at once while collecting"})
+    num_envs: int = field(
+        default=5, metadata={"help": "environments stepped (and planned for) at once while collecting"}
+    )
     model: ModelConfig = field(default_factory=ModelConfig)
     fit: FitConfig = field(default_factory=FitConfig)
     adaptation: AdaptationConfig = field(default_factory=AdaptationConfig)
     planner: PlannerConfig = field(default_factory=PlannerConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
-    def validate(self) -> "RunConfig":
+    def validate(self) -> RunConfig:
         """Reject unknown names and impossible settings with a message that says what to change."""
         check_env(self.env)
         check_algo(self.algo)
@@ -124,13 +136,20 @@ class RunConfig:
             (self.episodes_per_iteration >= 1, "episodes_per_iteration must be >= 1"),
             (self.episode_length >= 1, "episode_length must be >= 1"),
             (self.num_envs >= 1, "num_envs must be >= 1"),
-            (self.adaptation.past >= 1 and self.adaptation.future >= 1, "adaptation.past and adaptation.future must be >= 1"),
-            (self.adaptation.past + self.adaptation.future <= self.episode_length,
-             f"adaptation.past + adaptation.future ({self.adaptation.past + self.adaptation.future}) "
-             f"exceeds episode_length ({self.episode_length}): no segment fits in an episode"),
+            (
+                self.adaptation.past >= 1 and self.adaptation.future >= 1,
+                "adaptation.past and adaptation.future must be >= 1",
+            ),
+            (
+                self.adaptation.past + self.adaptation.future <= self.episode_length,
+                f"adaptation.past + adaptation.future ({self.adaptation.past + self.adaptation.future}) "
+                f"exceeds episode_length ({self.episode_length}): no segment fits in an episode",
+            ),
             (0.0 <= self.fit.val_fraction < 1.0, "fit.val_fraction must be in [0, 1)"),
-            (self.fit.segment_epoch in SEGMENT_EPOCHS,
-             f"fit.segment_epoch must be one of {', '.join(SEGMENT_EPOCHS)} (got {self.fit.segment_epoch!r})"),
+            (
+                self.fit.segment_epoch in SEGMENT_EPOCHS,
+                f"fit.segment_epoch must be one of {', '.join(SEGMENT_EPOCHS)} (got {self.fit.segment_epoch!r})",
+            ),
             (all(h >= 1 for h in self.model.hidden), "model.hidden widths must be >= 1"),
         ]
         for ok, message in checks:
@@ -246,8 +265,22 @@ def apply_overrides(cfg: RunConfig, overrides: Iterable[str]) -> RunConfig:
     return cfg
 
 
+#: Planner options that were flat keys before the per-planner sections (``planner.cem_iterations``).
+_FLAT_PLANNER_PREFIXES = ("cem_", "mppi_", "icem_")
+
+
+def _migrate(values: dict[str, Any]) -> dict[str, Any]:
+    """A saved config in today's layout: ``planner.cem_x`` (runs written before 0.2) -> ``planner.cem.x``."""
+    planner = values.get("planner")
+    if isinstance(planner, dict):
+        for key in [k for k in planner if k.startswith(_FLAT_PLANNER_PREFIXES)]:
+            section, option = key.split("_", 1)
+            planner.setdefault(section, {})[option] = planner.pop(key)
+    return values
+
+
 def from_dict(values: dict[str, Any]) -> RunConfig:
-    return update(RunConfig(), values)
+    return update(RunConfig(), _migrate(values))
 
 
 def save_config(cfg: RunConfig, path: Path) -> None:
@@ -262,7 +295,7 @@ def load_config(path: Path) -> RunConfig:
 #: The shared base of every family's presets (see the module docstring).
 _BASE_FILE = "_base"
 #: Preset sub-tables that apply to one algorithm only, e.g. ``[paper.mb]``.
-_ALGO_TABLES = ("mb", "mbde", "grbal", "rebal")
+_ALGO_TABLES = ALGORITHMS
 
 
 def _read_presets() -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
@@ -306,8 +339,9 @@ def _preset_names(base: dict[str, Any], data: dict[str, Any]) -> list[str]:
     return names + [k for k, v in data.items() if isinstance(v, dict) and k not in names]
 
 
-def _resolve_preset(family: str, data: dict[str, Any], base: dict[str, Any], name: str,
-                    chain: tuple[str, ...] = ()) -> dict[str, Any]:
+def _resolve_preset(
+    family: str, data: dict[str, Any], base: dict[str, Any], name: str, chain: tuple[str, ...] = ()
+) -> dict[str, Any]:
     """Steps 1-2 of the module docstring: the preset's table, per-algorithm sub-tables still inside."""
     if name in chain:
         raise ConfigError(f"presets/{family}.toml: preset {name!r} is its own base ({' -> '.join(chain + (name,))})")
@@ -316,8 +350,10 @@ def _resolve_preset(family: str, data: dict[str, Any], base: dict[str, Any], nam
     if parent is None:
         start = base.get(name, {})
     elif parent not in _preset_names(base, data):
-        raise ConfigError(f"presets/{family}.toml: [{name}] base = {parent!r} is not a preset of {family}; "
-                          f"available: {', '.join(_preset_names(base, data))}")
+        raise ConfigError(
+            f"presets/{family}.toml: [{name}] base = {parent!r} is not a preset of {family}; "
+            f"available: {', '.join(_preset_names(base, data))}"
+        )
     else:
         start = _resolve_preset(family, data, base, parent, chain + (name,))
     return _merge(start, {k: v for k, v in own.items() if k != "base"})
@@ -375,8 +411,9 @@ def preset_config(env_id: str, preset: str = "quick", algo: str | None = None) -
     data = families[family]
     names = _preset_names(base, data)
     if preset not in names:
-        raise ConfigError(f"preset {preset!r} not defined for {env_id} (family {family}); available: "
-                          + ", ".join(names))
+        raise ConfigError(
+            f"preset {preset!r} not defined for {env_id} (family {family}); available: " + ", ".join(names)
+        )
     table = _resolve_preset(family, data, base, preset)
     algo_tables = {k: table.pop(k) for k in list(table) if k in _ALGO_TABLES}
     update(cfg, table)

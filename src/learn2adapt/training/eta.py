@@ -9,10 +9,11 @@ times the data each remaining fit will see.
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 
-def remaining_seconds(rows: Sequence[dict[str, Any]], iterations: int) -> Optional[float]:
+def remaining_seconds(rows: Sequence[dict[str, Any]], iterations: int) -> float | None:
     """Projected wall time of iterations ``last + 1 .. iterations``; None before one MPC iteration.
 
     Args:

@@ -14,7 +14,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -24,10 +24,10 @@ from learn2adapt.adaptation import make_rule
 from learn2adapt.adaptation.base import AdaptationRule
 from learn2adapt.data.trajectory_buffer import TrajectoryBuffer
 from learn2adapt.envs import make_env
+from learn2adapt.errors import CheckpointError, ConfigError, NonFiniteLossError, NotEnoughSegments, TrainingDiverged
 from learn2adapt.planning import make_planner
 from learn2adapt.planning.base import Planner
 from learn2adapt.training.agent import MPCAgent
-from learn2adapt.errors import CheckpointError, ConfigError, NonFiniteLossError, NotEnoughSegments, TrainingDiverged
 from learn2adapt.training.checkpoint import (
     CHECKPOINT_NAME,
     arrays_to_tensors,
@@ -38,7 +38,7 @@ from learn2adapt.training.checkpoint import (
 from learn2adapt.training.config import RunConfig, load_config, save_config
 from learn2adapt.training.eta import format_duration, remaining_seconds
 from learn2adapt.training.metrics_log import MetricsLog
-from learn2adapt.training.rollout import RandomPolicy, run_episodes
+from learn2adapt.training.rollout import Policy, RandomPolicy, run_episodes
 
 CHECKPOINT_FORMAT = 1
 
@@ -53,7 +53,7 @@ class RunState:
     iteration: int  # last finished iteration (-1: none)
 
 
-def make_envs(cfg: RunConfig, count: int, episode_length: Optional[int] = None) -> list[gym.Env]:
+def make_envs(cfg: RunConfig, count: int, episode_length: int | None = None) -> list[gym.Env]:
     return [make_env(cfg.env, max_episode_steps=episode_length or cfg.episode_length) for _ in range(count)]
 
 
@@ -64,15 +64,17 @@ def build_rule(cfg: RunConfig, env: gym.Env) -> AdaptationRule:
 
 
 def build_planner(cfg: RunConfig, env: gym.Env, num_envs: int, seed: int) -> Planner:
-    return make_planner(cfg.planner, env.action_space.low, env.action_space.high, num_envs=num_envs,
-                        device=cfg.device, seed=seed)
+    return make_planner(
+        cfg.planner, env.action_space.low, env.action_space.high, num_envs=num_envs, device=cfg.device, seed=seed
+    )
 
 
 def mpc_agent(cfg: RunConfig, rule: AdaptationRule, env: gym.Env, num_envs: int, seed: int) -> MPCAgent:
     """The controller used to collect and to evaluate: ``rule`` + the configured planner."""
     base = env.unwrapped
-    return MPCAgent(rule, build_planner(cfg, env, num_envs, seed), base.reward_fn, num_envs,
-                    getattr(base, "termination_fn", None))
+    return MPCAgent(
+        rule, build_planner(cfg, env, num_envs, seed), base.reward_fn, num_envs, getattr(base, "termination_fn", None)
+    )
 
 
 def _seed_for(seed: int, *parts: int) -> int:
@@ -100,26 +102,32 @@ def _load_run_and_checkpoint(run_dir: Path) -> tuple[RunState, dict[str, Any]]:
     try:
         rule.load_state_dict(state["rule"])
         buffer = TrajectoryBuffer.from_state_dict(
-            {"arrays": tensors_to_arrays(state["buffer"]), "tasks_json": state["tasks_json"]})
+            {"arrays": tensors_to_arrays(state["buffer"]), "tasks_json": state["tasks_json"]}
+        )
     except (KeyError, RuntimeError, ValueError) as e:
-        raise CheckpointError(f"checkpoint in {run_dir} does not match its config.json ({str(e).splitlines()[0]}); "
-                              "was the config edited? Restore it or start a new run") from None
+        raise CheckpointError(
+            f"checkpoint in {run_dir} does not match its config.json ({str(e).splitlines()[0]}); "
+            "was the config edited? Restore it or start a new run"
+        ) from None
     return RunState(cfg, rule, buffer, int(state["iteration"])), state
 
 
 def _checkpoint(run_dir: Path, st: RunState, rng: np.random.Generator, env_steps: int, wall: float) -> None:
     bufstate = st.buffer.state_dict()
-    save_checkpoint(run_dir / CHECKPOINT_NAME, {
-        "format": CHECKPOINT_FORMAT,
-        "iteration": st.iteration,
-        "rule": st.rule.state_dict(),
-        "buffer": arrays_to_tensors(bufstate["arrays"]),
-        "tasks_json": bufstate["tasks_json"],
-        "numpy_rng": json.dumps(rng.bit_generator.state),
-        "torch_rng": torch.get_rng_state(),
-        "env_steps": env_steps,
-        "wall_time": wall,
-    })
+    save_checkpoint(
+        run_dir / CHECKPOINT_NAME,
+        {
+            "format": CHECKPOINT_FORMAT,
+            "iteration": st.iteration,
+            "rule": st.rule.state_dict(),
+            "buffer": arrays_to_tensors(bufstate["arrays"]),
+            "tasks_json": bufstate["tasks_json"],
+            "numpy_rng": json.dumps(rng.bit_generator.state),
+            "torch_rng": torch.get_rng_state(),
+            "env_steps": env_steps,
+            "wall_time": wall,
+        },
+    )
 
 
 def _what_is_kept(iteration: int, run_dir: Path) -> str:
@@ -128,7 +136,7 @@ def _what_is_kept(iteration: int, run_dir: Path) -> str:
     return f"the last good checkpoint (iteration {iteration}) is kept in {run_dir}"
 
 
-def train(cfg: RunConfig, run_dir: Path, resume: bool = False, progress: bool = True) -> RunState:
+def train(cfg: RunConfig | None, run_dir: Path, resume: bool = False, progress: bool = True) -> RunState:
     """Run (or resume) the outer loop; returns the final state.
 
     Args:
@@ -149,6 +157,8 @@ def train(cfg: RunConfig, run_dir: Path, resume: bool = False, progress: bool = 
         torch.set_rng_state(ckpt["torch_rng"])
         env_steps, wall_before = int(ckpt["env_steps"]), float(ckpt["wall_time"])
     else:
+        if cfg is None:
+            raise ValueError("train needs a config unless resume=True")
         cfg.validate()
         torch.manual_seed(cfg.seed)
         rng = np.random.default_rng(cfg.seed)
@@ -169,8 +179,11 @@ def train(cfg: RunConfig, run_dir: Path, resume: bool = False, progress: bool = 
     try:
         for it in range(st.iteration + 1, cfg.iterations + 1):
             t_iter = time.time()
+            policy: Policy
             if it == 0:
-                policy = RandomPolicy(envs[0].action_space, cfg.num_envs, rng)
+                space = envs[0].action_space
+                assert isinstance(space, gym.spaces.Box)
+                policy = RandomPolicy(space, cfg.num_envs, rng)
                 n_episodes = cfg.random_episodes
             else:
                 policy = mpc_agent(cfg, st.rule, envs[0], cfg.num_envs, _seed_for(cfg.seed, it))
@@ -179,8 +192,15 @@ def train(cfg: RunConfig, run_dir: Path, resume: bool = False, progress: bool = 
             episode_seeds = rng.integers(0, 2**31 - 1, size=n_episodes)
             tasks = [base.sample_task("train", rng) for _ in range(n_episodes)]
             clock: dict[str, float] = {}
-            episodes = run_episodes(envs, policy, n_episodes, lambda k: (tasks[k], int(episode_seeds[k])),
-                                    desc=f"iter {it} collect", progress=progress, timing=clock)
+            episodes = run_episodes(
+                envs,
+                policy,
+                n_episodes,
+                lambda k, tasks=tasks, seeds=episode_seeds: (tasks[k], int(seeds[k])),
+                desc=f"iter {it} collect",
+                progress=progress,
+                timing=clock,
+            )
             for ep in episodes:
                 st.buffer.add_episode(ep)
             steps = sum(len(ep) for ep in episodes)
@@ -189,8 +209,10 @@ def train(cfg: RunConfig, run_dir: Path, resume: bool = False, progress: bool = 
             try:
                 fit_metrics = st.rule.fit(st.buffer, rng, progress=progress)
             except NonFiniteLossError as e:
-                raise TrainingDiverged(f"iteration {it}: {e}; {_what_is_kept(st.iteration, run_dir)}; "
-                                       "start again with a lower fit.lr or fit.grad_clip") from None
+                raise TrainingDiverged(
+                    f"iteration {it}: {e}; {_what_is_kept(st.iteration, run_dir)}; "
+                    "start again with a lower fit.lr or fit.grad_clip"
+                ) from None
             except NotEnoughSegments as e:
                 raise ConfigError(f"iteration {it}: {e}; {_what_is_kept(st.iteration, run_dir)}") from None
             st.iteration = it
@@ -206,17 +228,23 @@ def train(cfg: RunConfig, run_dir: Path, resume: bool = False, progress: bool = 
                 "collect_env_seconds": round(clock["env_seconds"], 3),
                 "fit_seconds": round(time.time() - t_iter - t_collect, 3),
                 "wall_seconds": round(time.time() - t_start, 3),
-                **{k: (float(v) if isinstance(v, (int, float)) and math.isfinite(v) else v) for k, v in fit_metrics.items()},
+                **{
+                    k: (float(v) if isinstance(v, (int, float)) and math.isfinite(v) else v)
+                    for k, v in fit_metrics.items()
+                },
             }
             log.log(row, env_steps)
             _checkpoint(run_dir, st, rng, env_steps, time.time() - t_start)
             if progress:
                 eta = remaining_seconds(log.rows, cfg.iterations)
-                print(f"[{cfg.algo}] iter {it}/{cfg.iterations}  steps {env_steps}  return {row['return_mean']:.1f}  "
-                      f"val loss {fit_metrics.get('fit/val_loss', float('nan')):.4g}  "
-                      f"({row['collect_seconds']:.0f}s collect, {row['fit_seconds']:.0f}s fit, "
-                      f"{fit_metrics.get('fit/epochs', 0):.0f} epochs)  elapsed {format_duration(row['wall_seconds'])}"
-                      + ("" if eta is None else f", ETA {format_duration(eta)}"), flush=True)
+                print(
+                    f"[{cfg.algo}] iter {it}/{cfg.iterations}  steps {env_steps}  return {row['return_mean']:.1f}  "
+                    f"val loss {fit_metrics.get('fit/val_loss', float('nan')):.4g}  "
+                    f"({row['collect_seconds']:.0f}s collect, {row['fit_seconds']:.0f}s fit, "
+                    f"{fit_metrics.get('fit/epochs', 0):.0f} epochs)  elapsed {format_duration(row['wall_seconds'])}"
+                    + ("" if eta is None else f", ETA {format_duration(eta)}"),
+                    flush=True,
+                )
         (run_dir / "DONE").write_text(json.dumps({"iteration": st.iteration, "env_steps": env_steps}) + "\n")
     finally:
         log.close()

@@ -7,7 +7,8 @@ in one batched call; each keeps its own episode, task and history.
 from __future__ import annotations
 
 import time
-from typing import Callable, Optional, Protocol, Sequence
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import gymnasium as gym
 import numpy as np
@@ -48,7 +49,12 @@ class RandomPolicy:
 
 class _EpisodeRecorder:
     def __init__(self) -> None:
-        self.obs, self.act, self.next_obs, self.reward, self.terminated, self.tasks = [], [], [], [], [], []
+        self.obs: list[np.ndarray] = []
+        self.act: list[np.ndarray] = []
+        self.next_obs: list[np.ndarray] = []
+        self.reward: list[float] = []
+        self.terminated: list[bool] = []
+        self.tasks: list[Task] = []
 
     def add(self, o, a, n, r, term, task) -> None:
         self.obs.append(o)
@@ -60,9 +66,12 @@ class _EpisodeRecorder:
 
     def finish(self) -> Episode:
         return Episode(
-            np.asarray(self.obs, np.float32), np.asarray(self.act, np.float32),
-            np.asarray(self.next_obs, np.float32), np.asarray(self.reward, np.float32),
-            np.asarray(self.terminated, bool), list(self.tasks),
+            np.asarray(self.obs, np.float32),
+            np.asarray(self.act, np.float32),
+            np.asarray(self.next_obs, np.float32),
+            np.asarray(self.reward, np.float32),
+            np.asarray(self.terminated, bool),
+            list(self.tasks),
         )
 
 
@@ -70,11 +79,11 @@ def run_episodes(
     envs: Sequence[gym.Env],
     policy: Policy,
     num_episodes: int,
-    start_episode: Callable[[int], tuple[Optional[Task], int]],
+    start_episode: Callable[[int], tuple[Task | None, int]],
     desc: str = "collect",
     progress: bool = True,
-    on_step: Optional[Callable[[int, int, float, dict], None]] = None,
-    timing: Optional[dict[str, float]] = None,
+    on_step: Callable[[int, int, float, dict], None] | None = None,
+    timing: dict[str, float] | None = None,
 ) -> list[Episode]:
     """Run ``num_episodes`` episodes over ``len(envs)`` environments in lockstep.
 

@@ -19,8 +19,8 @@ from learn2adapt.envs.schedules import (
     schedules_for,
     wrap_schedule,
 )
+from tests.conftest import PENDULUM
 
-PENDULUM = "learn2adapt/PendulumVaried-v0"
 ACTION = np.array([0.3], dtype=np.float32)
 
 
@@ -46,13 +46,16 @@ def test_parse_every_kind_and_preset() -> None:
     assert "paper-ant-crippled" not in schedules_for(PENDULUM)
 
 
-@pytest.mark.parametrize("spec, match", [
-    ("teleport:t=3", "unknown schedule 'teleport'; available: fixed, switch"),
-    ("switch:t", "must be key=value"),
-    ("switch:when=3", "bad options"),
-    ("random:rate=2", "rate=2.0 must be in"),
-    ("switch:t=3,pool=valid", "pool='valid'"),
-])
+@pytest.mark.parametrize(
+    "spec, match",
+    [
+        ("teleport:t=3", "unknown schedule 'teleport'; available: fixed, switch"),
+        ("switch:t", "must be key=value"),
+        ("switch:when=3", "bad options"),
+        ("random:rate=2", "rate=2.0 must be in"),
+        ("switch:t=3,pool=valid", "pool='valid'"),
+    ],
+)
 def test_bad_specs_are_clear(spec: str, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         parse_schedule(spec)

@@ -36,8 +36,9 @@ def _iterations(run_dir):
 def _kill_mid_iteration(run_dir, after_iteration):
     """Start training in a subprocess and SIGKILL it once ``after_iteration`` is checkpointed."""
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    proc = subprocess.Popen([sys.executable, "-c", TRAIN, str(run_dir)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", TRAIN, str(run_dir)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     deadline = time.time() + 60
     try:
         while after_iteration not in _iterations(run_dir):
@@ -75,29 +76,22 @@ def test_sigkill_mid_iteration_then_resume_keeps_every_transition(tmp_path, caps
     assert len(after.buffer) == (2 + 6 * 2) * 100
 
 
-def _assert_one_line_error(code, err, *needles):
-    assert code == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("learn2adapt: error:")
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-
-
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     from learn2adapt.training.config import RunConfig, apply_overrides
     from learn2adapt.training.loop import train
 
     run_dir = tmp_path_factory.mktemp("ckpt") / "run"
-    cfg = apply_overrides(RunConfig(env="learn2adapt/PendulumVaried-v0", algo="mb", seed=1), [
-        "iterations=0", "random_episodes=2", "episode_length=40", "num_envs=1", "model.hidden=16", "fit.max_epochs=1"])
+    cfg = apply_overrides(
+        RunConfig(env="learn2adapt/PendulumVaried-v0", algo="mb", seed=1),
+        ["iterations=0", "random_episodes=2", "episode_length=40", "num_envs=1", "model.hidden=16", "fit.max_epochs=1"],
+    )
     train(cfg, run_dir, progress=False)
     return run_dir
 
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage"])
-def test_damaged_checkpoint_is_refused_in_one_line(finished_run, tmp_path, capsys, damage):
+def test_damaged_checkpoint_is_refused_in_one_line(one_line_error, finished_run, tmp_path, capsys, damage):
     import shutil
 
     run_dir = tmp_path / "run"
@@ -110,22 +104,24 @@ def test_damaged_checkpoint_is_refused_in_one_line(finished_run, tmp_path, capsy
     else:
         ckpt.write_bytes(b"\x00garbage" * 64 + data[512:])
     code = main(["train", "--resume", str(run_dir), "--quiet"])
-    _assert_one_line_error(code, capsys.readouterr().err, "truncated or corrupt", "checkpoint.pt")
+    one_line_error(code, capsys.readouterr().err, "truncated or corrupt", "checkpoint.pt")
     code = main(["eval", str(run_dir), "--quiet"])
-    _assert_one_line_error(code, capsys.readouterr().err, "truncated or corrupt")
+    one_line_error(code, capsys.readouterr().err, "truncated or corrupt")
 
 
-def test_resume_without_checkpoint_says_start_again(finished_run, tmp_path, capsys):
+def test_resume_without_checkpoint_says_start_again(one_line_error, finished_run, tmp_path, capsys):
     import shutil
 
     run_dir = tmp_path / "run"
     shutil.copytree(finished_run, run_dir)
     (run_dir / "checkpoint.pt").unlink()
     code = main(["train", "--resume", str(run_dir), "--quiet"])
-    _assert_one_line_error(code, capsys.readouterr().err, "no checkpoint")
+    one_line_error(code, capsys.readouterr().err, "no checkpoint")
 
 
-def test_nan_in_a_fit_stops_naming_the_iteration_and_keeps_the_last_good_checkpoint(tmp_path, capsys, monkeypatch):
+def test_nan_in_a_fit_stops_naming_the_iteration_and_keeps_the_last_good_checkpoint(
+    one_line_error, tmp_path, capsys, monkeypatch
+):
     import torch
 
     from learn2adapt.adaptation.rebal import ReBAL
@@ -141,11 +137,37 @@ def test_nan_in_a_fit_stops_naming_the_iteration_and_keeps_the_last_good_checkpo
 
     monkeypatch.setattr(ReBAL, "fit", fit_with_nan_weights_from_iteration_1)
     run_dir = tmp_path / "run"
-    code = main(["train", "--algo", "rebal", "--env", "learn2adapt/PendulumVaried-v0", "--run-dir", str(run_dir),
-                 "--quiet", "--set", "iterations=3", "--set", "random_episodes=2", "--set", "episodes_per_iteration=1",
-                 "--set", "episode_length=40", "--set", "num_envs=1", "--set", "model.hidden=16",
-                 "--set", "adaptation.rnn_hidden=8", "--set", "fit.max_epochs=1", "--set", "planner.num_candidates=20"])
-    _assert_one_line_error(code, capsys.readouterr().err, "iteration 1", "iteration 0")
+    code = main(
+        [
+            "train",
+            "--algo",
+            "rebal",
+            "--env",
+            "learn2adapt/PendulumVaried-v0",
+            "--run-dir",
+            str(run_dir),
+            "--quiet",
+            "--set",
+            "iterations=3",
+            "--set",
+            "random_episodes=2",
+            "--set",
+            "episodes_per_iteration=1",
+            "--set",
+            "episode_length=40",
+            "--set",
+            "num_envs=1",
+            "--set",
+            "model.hidden=16",
+            "--set",
+            "adaptation.rnn_hidden=8",
+            "--set",
+            "fit.max_epochs=1",
+            "--set",
+            "planner.num_candidates=20",
+        ]
+    )
+    one_line_error(code, capsys.readouterr().err, "iteration 1", "iteration 0")
     assert len(calls) == 2 and not (run_dir / "DONE").exists()
     kept = load_run(run_dir)  # the checkpoint of iteration 0: finite weights, its data
     assert kept.iteration == 0 and len(kept.buffer) == calls[0] == 2 * 40

@@ -9,6 +9,7 @@ import torch
 
 from learn2adapt.planning import PlannerConfig, make_planner
 from learn2adapt.planning.base import Planner
+from learn2adapt.planning.config import CEMOptions
 
 PLANNERS = ["rs", "cem", "mppi", "icem"]
 OPTIMISERS = ["cem", "mppi", "icem"]
@@ -114,7 +115,9 @@ def test_nan_candidates_never_win(name: str) -> None:
     def predict(s, a):
         n = s + a
         bad = a[..., :1] > 0.5
-        return torch.where(bad, torch.full_like(n, float("nan")), n).where(a[..., :1] < 0.9, torch.full_like(n, float("inf")))
+        return torch.where(bad, torch.full_like(n, float("nan")), n).where(
+            a[..., :1] < 0.9, torch.full_like(n, float("inf"))
+        )
 
     def reward(s, a, n):
         return n.sum(-1)
@@ -129,7 +132,9 @@ def test_nan_candidates_never_win(name: str) -> None:
 
 @pytest.mark.parametrize("name", PLANNERS)
 def test_all_nan_falls_back_to_midpoint(name: str) -> None:
-    planner = make_planner(name, torch.tensor([0.0, -2.0]), torch.tensor([1.0, 1.0]), horizon=3, num_candidates=50, seed=0)
+    planner = make_planner(
+        name, torch.tensor([0.0, -2.0]), torch.tensor([1.0, 1.0]), horizon=3, num_candidates=50, seed=0
+    )
     action = planner.plan(lambda s, a: s * float("nan"), lambda s, a, n: n.sum(-1), torch.zeros(3, 2))
     assert torch.equal(action, torch.tensor([[0.5, -0.5]] * 3))
     assert planner.num_fallbacks == 3
@@ -203,8 +208,13 @@ def test_rewards_after_termination_count_zero() -> None:
         return torch.where(s >= 3, torch.full_like(s, float("nan")), s + 1)
 
     actions = planner.sample(2)
-    returns = planner.evaluate(predict, lambda s, a, n: torch.ones(n.shape[:-1]), torch.zeros(2, 1), actions,
-                               termination_fn=lambda s, a, n: n[..., 0] >= 3)
+    returns = planner.evaluate(
+        predict,
+        lambda s, a, n: torch.ones(n.shape[:-1]),
+        torch.zeros(2, 1),
+        actions,
+        termination_fn=lambda s, a, n: n[..., 0] >= 3,
+    )
     assert torch.equal(returns, torch.full((2, 5), 3.0))  # steps reaching 1, 2, 3 count, the rest are 0
 
 
@@ -238,7 +248,7 @@ def test_warm_start_reset_per_env_and_buffers_reused() -> None:
 
 
 def test_factory_config_and_errors() -> None:
-    cfg = PlannerConfig(name="cem", horizon=7, num_candidates=33, cem_iterations=2, cem_elites=5)
+    cfg = PlannerConfig(name="cem", horizon=7, num_candidates=33, cem=CEMOptions(iterations=2, elites=5))
     planner = make_planner(cfg, [-1.0], [1.0], num_envs=3, seed=1)
     assert (planner.horizon, planner.num_candidates, planner.iterations, planner.elites) == (7, 33, 2, 5)
     assert len(planner.generators) == 3

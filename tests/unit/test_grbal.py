@@ -13,13 +13,13 @@ from learn2adapt.adaptation import ALGORITHMS, make_rule
 from learn2adapt.adaptation.config import AdaptationConfig
 from learn2adapt.adaptation.dynamic_eval import DynamicEvaluation
 from learn2adapt.adaptation.grbal import GrBAL
-from learn2adapt.adaptation.inner_update import StepSize, adapted_forward, normalised
+from learn2adapt.adaptation.inner_update import adapted_forward, normalised
 from learn2adapt.adaptation.mb import ModelBased
 from learn2adapt.data.recent_history import RecentHistory
-from learn2adapt.types import Window
 from learn2adapt.models.config import FitConfig, ModelConfig
 from learn2adapt.planning.random_shooting import RandomShooting
-from synthetic_tasks import LinearTaskFamily
+from learn2adapt.types import Window
+from tests.synthetic_tasks import LinearTaskFamily
 
 OBS, ACT, M, K = 3, 2, 5, 4
 
@@ -42,15 +42,23 @@ def tiny_rule(dtype=torch.float64, seed: int = 0, activation: str = "tanh", **ad
     rule.module.to(dtype)
     with torch.no_grad():
         n = rule.normalizer
-        n.obs_mean.normal_(); n.act_mean.normal_(); n.delta_mean.normal_()  # noqa: E702
-        n.obs_std.uniform_(0.5, 2.0); n.act_std.uniform_(0.5, 2.0); n.delta_std.uniform_(0.5, 2.0)  # noqa: E702
+        n.obs_mean.normal_()
+        n.act_mean.normal_()
+        n.delta_mean.normal_()  # noqa: E702
+        n.obs_std.uniform_(0.5, 2.0)
+        n.act_std.uniform_(0.5, 2.0)
+        n.delta_std.uniform_(0.5, 2.0)  # noqa: E702
     return rule
 
 
 def segments(B: int, L: int, dtype=torch.float64, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
     obs = torch.randn(B, L, OBS, generator=g, dtype=dtype)
-    return obs, torch.rand(B, L, ACT, generator=g, dtype=dtype) * 2 - 1, obs + torch.randn(B, L, OBS, generator=g, dtype=dtype)
+    return (
+        obs,
+        torch.rand(B, L, ACT, generator=g, dtype=dtype) * 2 - 1,
+        obs + torch.randn(B, L, OBS, generator=g, dtype=dtype),
+    )
 
 
 def learned(rule: GrBAL) -> list[torch.Tensor]:
@@ -160,7 +168,13 @@ def test_learned_step_size_changes_during_meta_training_and_is_checkpointed(step
     buf = fam.make_buffer(40, 40, np.random.default_rng(0))
     torch.manual_seed(0)
     fit = FitConfig(max_epochs=3, max_steps_per_epoch=30, patience=5)
-    rule = GrBAL(OBS, ACT, ModelConfig(hidden=[16, 16]), fit, AdaptationConfig(past=M, future=K, inner_lr=0.05, step_size=step_size))
+    rule = GrBAL(
+        OBS,
+        ACT,
+        ModelConfig(hidden=[16, 16]),
+        fit,
+        AdaptationConfig(past=M, future=K, inner_lr=0.05, step_size=step_size),
+    )
     before = copy.deepcopy(rule.module.state_dict())
     metrics = rule.fit(buf, np.random.default_rng(0), progress=False)
     after = rule.module.state_dict()
@@ -174,7 +188,13 @@ def test_learned_step_size_changes_during_meta_training_and_is_checkpointed(step
         assert metrics["fit/alpha/mean"] != pytest.approx(0.05, rel=1e-4)
         assert metrics["fit/alpha/min"] > 0  # log-parameterised: stays positive
     # A fresh rule restores weights and step sizes from the checkpoint.
-    other = GrBAL(OBS, ACT, ModelConfig(hidden=[16, 16]), fit, AdaptationConfig(past=M, future=K, inner_lr=0.05, step_size=step_size))
+    other = GrBAL(
+        OBS,
+        ACT,
+        ModelConfig(hidden=[16, 16]),
+        fit,
+        AdaptationConfig(past=M, future=K, inner_lr=0.05, step_size=step_size),
+    )
     other.load_state_dict(rule.state_dict())
     assert other.step_size.stats() == rule.step_size.stats()
     assert metrics["fit/val_loss_after_adapt"] == pytest.approx(metrics["fit/val_loss"])
@@ -225,8 +245,9 @@ def test_per_env_adaptation_at_once_equals_each_alone(online_rule):
     together = online_rule.predictor(recent)(s, a)
     for e in range(E):
         alone = Window(obs[e : e + 1], act[e : e + 1], nxt[e : e + 1], counts[e : e + 1])
-        torch.testing.assert_close(together[e : e + 1], online_rule.predictor(alone)(s[e : e + 1], a[e : e + 1]),
-                                   rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(
+            together[e : e + 1], online_rule.predictor(alone)(s[e : e + 1], a[e : e + 1]), rtol=1e-5, atol=1e-6
+        )
 
 
 def test_fewer_than_m_transitions_adapt_on_the_valid_ones_with_a_step_scaled_by_count(online_rule):
@@ -239,9 +260,9 @@ def test_fewer_than_m_transitions_adapt_on_the_valid_ones_with_a_step_scaled_by_
     short = Window(obs[:, -c:], act[:, -c:], nxt[:, -c:], torch.tensor([c]))
     scaled = copy.deepcopy(online_rule)
     with torch.no_grad():
-        for name, t in scaled.step_size.named_parameters():
+        for t in scaled.step_size.parameters():
             t.add_(np.log(c / M))  # log-parameterised learned step sizes
-        for name, t in scaled.step_size.named_buffers():
+        for t in scaled.step_size.buffers():
             t.mul_(c / M)  # fixed step size
     s, a = candidates(1)
     got = online_rule.predictor(padded)(s, a)
@@ -258,8 +279,9 @@ def test_online_adaptation_is_the_meta_training_inner_update():
     recent = Window(obs, act, nxt, torch.full((3,), M))
     online = rule.predictor(recent)(s, a)
     x, y = normalised(rule.model, obs, act, nxt)
-    pred = adapted_forward(rule.model.net, rule.model.params(), x, y, None, rule.model.inputs(s, a),
-                           rule.step_size, 2, impl="loop")
+    pred = adapted_forward(
+        rule.model.net, rule.model.params(), x, y, None, rule.model.inputs(s, a), rule.step_size, 2, impl="loop"
+    )
     torch.testing.assert_close(online, s + rule.normalizer.denorm_delta(pred.detach()), rtol=1e-10, atol=1e-12)
 
 
@@ -368,11 +390,22 @@ def test_short_past_training_masks_are_right_aligned_episode_starts():
 def test_adaptation_benchmark_smoke():
     from learn2adapt.benchmarks import adaptation
 
-    out = adaptation.run(num_candidates=8, horizon=2, hidden=(16, 16), past=4, future=4, meta_batch=2,
-                         rounds=1, repeats=1, threads=None)
-    for key in ("matmul_gflops", "plan_ms", "adapt_plan_ms", "adapt_plan_over_plan", "meta_step_ratio",
-                "meta_step_lowrank_ratio", "meta_step_batched_ratio", "meta_step_vmap_ratio", "meta_step_loop_ratio",
-                "meta_step_first_order_ratio", "meta_step_per_parameter_ratio"):
+    out = adaptation.run(
+        num_candidates=8, horizon=2, hidden=(16, 16), past=4, future=4, meta_batch=2, rounds=1, repeats=1, threads=None
+    )
+    for key in (
+        "matmul_gflops",
+        "plan_ms",
+        "adapt_plan_ms",
+        "adapt_plan_over_plan",
+        "meta_step_ratio",
+        "meta_step_lowrank_ratio",
+        "meta_step_batched_ratio",
+        "meta_step_vmap_ratio",
+        "meta_step_loop_ratio",
+        "meta_step_first_order_ratio",
+        "meta_step_per_parameter_ratio",
+    ):
         assert np.isfinite(out[key]) and out[key] > 0, key
 
 
@@ -392,8 +425,11 @@ def test_meta_steps_per_epoch_follow_the_documented_epoch(mode):
     if mode == "transitions":
         per_epoch = int(train_mask.sum()) // (4 * length)
     else:
-        starts = [s for s in range(len(buf) - length + 1)
-                  if buf.episode_id[s] == buf.episode_id[s + length - 1] and train_mask[s]]
+        starts = [
+            s
+            for s in range(len(buf) - length + 1)
+            if buf.episode_id[s] == buf.episode_id[s + length - 1] and train_mask[s]
+        ]
         per_epoch = -(-len(starts) // 4)
     assert metrics["fit/epochs"] == 2
     assert metrics["fit/steps"] == 2 * per_epoch

@@ -19,8 +19,7 @@ def make_buffer(lengths, obs_dim=3, act_dim=2, seed=0):
         obs[:, 0] = 1000 * e + np.arange(t)
         act = rng.uniform(-1, 1, (t, act_dim)).astype(np.float32)
         tasks = [{"mass": float(e), "switch": int(s >= t // 2)} for s in range(t)]
-        buf.add_episode(Episode(obs, act, obs + 1, rng.normal(size=t).astype(np.float32),
-                                np.arange(t) == t - 1, tasks))
+        buf.add_episode(Episode(obs, act, obs + 1, rng.normal(size=t).astype(np.float32), np.arange(t) == t - 1, tasks))
     return buf
 
 
@@ -43,7 +42,9 @@ def test_storage_keeps_episode_boundaries_and_tasks(tmp_path):
     assert again.num_episodes == 4 and again.tasks == buf.tasks
     np.testing.assert_array_equal(again.obs, buf.obs)
     np.testing.assert_array_equal(again.episode_id, buf.episode_id)
-    again.add_episode(Episode(*(x[:3] for x in (buf.obs, buf.act, buf.next_obs, buf.reward, buf.terminated)), [{"mass": 9.0}] * 3))
+    again.add_episode(
+        Episode(*(x[:3] for x in (buf.obs, buf.act, buf.next_obs, buf.reward, buf.terminated)), [{"mass": 9.0}] * 3)
+    )
     assert again.num_episodes == 5 and again.task_at(len(again) - 1) == {"mass": 9.0}
 
 

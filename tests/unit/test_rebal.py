@@ -10,13 +10,13 @@ from learn2adapt.adaptation.config import AdaptationConfig
 from learn2adapt.adaptation.mb import ModelBased
 from learn2adapt.adaptation.rebal import ReBAL
 from learn2adapt.data.recent_history import RecentHistory
-from learn2adapt.types import Window
 from learn2adapt.data.trajectory_buffer import Episode, TrajectoryBuffer
-from learn2adapt.models.config import FitConfig, ModelConfig
 from learn2adapt.errors import NonFiniteLossError
+from learn2adapt.models.config import FitConfig, ModelConfig
 from learn2adapt.planning.random_shooting import RandomShooting
 from learn2adapt.training.agent import MPCAgent
-from synthetic_tasks import make_test_tasks, make_train_buffer
+from learn2adapt.types import Window
+from tests.synthetic_tasks import make_test_tasks, make_train_buffer
 
 OBS, ACT, M = 4, 2, 6
 
@@ -33,16 +33,25 @@ def one_thread():
 
 def make_rule(cell: str = "gru", seed: int = 0, **adapt) -> ReBAL:
     torch.manual_seed(seed)
-    rule = ReBAL(OBS, ACT, ModelConfig(hidden=[32, 32]), FitConfig(),
-                 AdaptationConfig(past=M, future=4, rnn=cell, rnn_hidden=16, **adapt))
+    rule = ReBAL(
+        OBS,
+        ACT,
+        ModelConfig(hidden=[32, 32]),
+        FitConfig(),
+        AdaptationConfig(past=M, future=4, rnn=cell, rnn_hidden=16, **{"short_past": 0.25, **adapt}),
+    )
     # Random, non-trivial weights everywhere (the initialisation zeroes biases and shrinks
     # the head output, which would let some equivalences hold vacuously).
     with torch.no_grad():
         for p in rule.module.parameters():
             p.add_(0.3 * torch.randn_like(p))
         n = rule.normalizer
-        n.obs_mean.normal_(); n.act_mean.normal_(); n.delta_mean.normal_()
-        n.obs_std.uniform_(0.5, 2.0); n.act_std.uniform_(0.5, 2.0); n.delta_std.uniform_(0.5, 2.0)
+        n.obs_mean.normal_()
+        n.act_mean.normal_()
+        n.delta_mean.normal_()
+        n.obs_std.uniform_(0.5, 2.0)
+        n.act_std.uniform_(0.5, 2.0)
+        n.delta_std.uniform_(0.5, 2.0)
     return rule
 
 
@@ -58,8 +67,11 @@ def random_buffer(episodes: int = 6, length: int = 40, seed: int = 0) -> Traject
     for _ in range(episodes):
         obs = rng.normal(size=(length + 1, OBS)).astype(np.float32).cumsum(0) * 0.1
         act = rng.uniform(-1, 1, (length, ACT)).astype(np.float32)
-        buf.add_episode(Episode(obs[:-1], act, obs[1:], np.zeros(length, np.float32),
-                                np.zeros(length, bool), [{"task": 0}] * length))
+        buf.add_episode(
+            Episode(
+                obs[:-1], act, obs[1:], np.zeros(length, np.float32), np.zeros(length, bool), [{"task": 0}] * length
+            )
+        )
     return buf
 
 
@@ -103,9 +115,9 @@ def test_masked_window_equals_reading_only_the_valid_transitions(cell):
     assert torch.isfinite(pred).all()
     with torch.no_grad():
         for e, c in enumerate(counts.tolist()):
-            alone = model.hidden(model.read(obs[e:e + 1, M - c:], act[e:e + 1, M - c:], nxt[e:e + 1, M - c:]))
-            torch.testing.assert_close(h[e:e + 1], alone, rtol=1e-5, atol=1e-6)
-            expected = s[e] + model.normalizer.denorm_delta(model(s[e:e + 1], a[e:e + 1], alone))[0]
+            alone = model.hidden(model.read(obs[e : e + 1, M - c :], act[e : e + 1, M - c :], nxt[e : e + 1, M - c :]))
+            torch.testing.assert_close(h[e : e + 1], alone, rtol=1e-5, atol=1e-6)
+            expected = s[e] + model.normalizer.denorm_delta(model(s[e : e + 1], a[e : e + 1], alone))[0]
             torch.testing.assert_close(pred[e], expected, rtol=1e-5, atol=1e-5)
     # count 0 is the initial state, i.e. the unadapted prior (the same as no history at all)
     torch.testing.assert_close(h[0], model.hidden(model.initial_state(1))[0])
@@ -122,8 +134,10 @@ def test_predictor_for_several_environments_equals_each_alone():
     together = rule.predictor(recent)(s, a)
     assert together.shape == (E, N, OBS)
     for e in range(E):
-        one = Window(obs[e:e + 1], act[e:e + 1], nxt[e:e + 1], counts[e:e + 1])
-        torch.testing.assert_close(together[e:e + 1], rule.predictor(one)(s[e:e + 1], a[e:e + 1]), rtol=1e-5, atol=1e-6)
+        one = Window(obs[e : e + 1], act[e : e + 1], nxt[e : e + 1], counts[e : e + 1])
+        torch.testing.assert_close(
+            together[e : e + 1], rule.predictor(one)(s[e : e + 1], a[e : e + 1]), rtol=1e-5, atol=1e-6
+        )
 
 
 def test_split_first_layer_equals_the_plain_head_on_concatenated_inputs():
@@ -149,8 +163,9 @@ def test_recent_history_window_and_planner_integration():
     reward = lambda s, a, s2: s2[..., 0] - 0.1 * a.square().sum(-1)  # noqa: E731
     obs = torch.randn(2, OBS, generator=g)
     for precision in ("fp32", "bf16"):
-        planner = RandomShooting(-torch.ones(ACT), torch.ones(ACT), horizon=5, num_candidates=64, seed=0,
-                                 num_envs=2, precision=precision)
+        planner = RandomShooting(
+            -torch.ones(ACT), torch.ones(ACT), horizon=5, num_candidates=64, seed=0, num_envs=2, precision=precision
+        )
         action = planner.plan(rule.predictor(hist.data), reward, obs)
         assert action.shape == (2, ACT) and torch.isfinite(action).all() and planner.num_fallbacks == 0
 
@@ -166,8 +181,13 @@ def test_invalid_options_are_rejected():
 @pytest.mark.parametrize("mode", ["segments", "tbptt"])
 def test_nan_during_training_raises_naming_the_epoch(mode):
     torch.manual_seed(0)
-    rule = ReBAL(OBS, ACT, ModelConfig(hidden=[16]), FitConfig(lr=float("inf"), max_epochs=3),
-                 AdaptationConfig(past=M, future=4, rnn_hidden=8, rnn_training=mode, tbptt_length=10))
+    rule = ReBAL(
+        OBS,
+        ACT,
+        ModelConfig(hidden=[16]),
+        FitConfig(lr=float("inf"), max_epochs=3),
+        AdaptationConfig(past=M, future=4, rnn_hidden=8, rnn_training=mode, tbptt_length=10, short_past=0.25),
+    )
     with pytest.raises(NonFiniteLossError, match="epoch 0"):
         rule.fit(random_buffer(), np.random.default_rng(0), progress=False)
 
@@ -180,8 +200,15 @@ SYN_M = SYN_K = 8
 
 def synthetic_rule(cls, cell="gru", mode="segments", lr=3e-3, max_epochs=30, seed=0):
     torch.manual_seed(seed)
-    return cls(4, 2, ModelConfig(hidden=[64, 64]), FitConfig(lr=lr, max_epochs=max_epochs, patience=5, max_steps_per_epoch=50),
-               AdaptationConfig(past=SYN_M, future=SYN_K, rnn=cell, rnn_hidden=32, rnn_training=mode, tbptt_length=25))
+    return cls(
+        4,
+        2,
+        ModelConfig(hidden=[64, 64]),
+        FitConfig(lr=lr, max_epochs=max_epochs, patience=5, max_steps_per_epoch=50),
+        AdaptationConfig(
+            past=SYN_M, future=SYN_K, rnn=cell, rnn_hidden=32, rnn_training=mode, tbptt_length=25, short_past=0.25
+        ),
+    )
 
 
 def record_gradients(rule) -> list[bool]:
@@ -232,7 +259,7 @@ def test_rebal_adapts_to_unseen_tasks_far_better_than_mb(synthetic, mb_errors, c
     assert err_out["after"] < 0.5 * mb_out, (err_out, mb_out)
     # Adaptation, not a better prior, makes the difference: reading M transitions cuts the error.
     assert err["after"] < 0.25 * err["before"], err
-    # count < M (an episode start) is covered by training on shortened pasts (rnn_short_past).
+    # count < M (an episode start) is covered by training on shortened pasts (short_past).
     obs, act, nxt = (torch.as_tensor(x) for x in (unseen.obs, unseen.act, unseen.next_obs))
     recent = Window(obs[:, :SYN_M], act[:, :SYN_M], nxt[:, :SYN_M], torch.full((obs.shape[0],), SYN_M // 2))
     with torch.no_grad():
@@ -268,8 +295,9 @@ def test_refit_warm_starts_and_checkpoint_round_trips(synthetic):
 def test_benchmark_runs_and_reports_both_plans():
     from learn2adapt.benchmarks import rebal as bench
 
-    out = bench.run(num_candidates=16, horizon=2, obs_dim=5, act_dim=2, hidden=(16,), rnn_hidden=8, past=4,
-                    rounds=1, repeats=1)
+    out = bench.run(
+        num_candidates=16, horizon=2, obs_dim=5, act_dim=2, hidden=(16,), rnn_hidden=8, past=4, rounds=1, repeats=1
+    )
     assert set(out) == {"rebal_plan_ms", "plan_ms", "rebal_over_mb", "rebal_predictor_ms"}
     assert all(v > 0 for v in out.values())
 

@@ -15,7 +15,7 @@ import torch
 from gymnasium.utils.env_checker import check_env
 
 import learn2adapt  # noqa: F401  (registers the ids)
-from learn2adapt.envs import SPLITS, Task, TaskEnv, make_env, registered_ids
+from learn2adapt.envs import SPLITS, TaskEnv, make_env, registered_ids
 
 IDS = registered_ids()
 

@@ -8,16 +8,29 @@ import pytest
 
 from learn2adapt.cli import main
 from learn2adapt.data.trajectory_buffer import Episode
-from learn2adapt.experiments.evaluation import diff_ci95, mean_ci95, recovery_curve, switch_steps
-from learn2adapt.experiments.report import PLOTS, relative_change
+from learn2adapt.experiments.evaluation import recovery_curve, switch_steps
+from learn2adapt.experiments.plots import PLOTS
 from learn2adapt.experiments.runner import LocalRunner
+from learn2adapt.experiments.statistics import diff_ci95, mean_ci95, relative_change
+from tests.conftest import PENDULUM
 
-PENDULUM = "learn2adapt/PendulumVaried-v0"
 ALGOS = ("grbal", "rebal", "mb", "mbde")
-TINY = ["iterations=1", "random_episodes=2", "episodes_per_iteration=1", "episode_length=40", "num_envs=1",
-        "model.hidden=32", "fit.max_epochs=2", "planner.horizon=4", "planner.num_candidates=32",
-        "adaptation.past=6", "adaptation.future=6", "adaptation.rnn_hidden=16", "eval.episodes_per_task=1",
-        "eval.episode_length=30"]
+TINY = [
+    "iterations=1",
+    "random_episodes=2",
+    "episodes_per_iteration=1",
+    "episode_length=40",
+    "num_envs=1",
+    "model.hidden=32",
+    "fit.max_epochs=2",
+    "planner.horizon=4",
+    "planner.num_candidates=32",
+    "adaptation.past=6",
+    "adaptation.future=6",
+    "adaptation.rnn_hidden=16",
+    "eval.episodes_per_task=1",
+    "eval.episode_length=30",
+]
 
 
 def _episode(rewards, tasks):
@@ -35,13 +48,13 @@ def test_confidence_intervals():
     assert math.isnan(diff_ci95([1.0], [2.0, 3.0])[1])
 
 
-
 def test_relative_change_is_omitted_against_a_baseline_near_zero():
     assert relative_change(425.3, -905.0) == "+47%"  # the sign follows the difference, not the baseline
     assert relative_change(-10.0, 40.0) == "-25%"
     assert relative_change(77.5, 0.6) == "baseline near 0, no percentage"
     assert relative_change(1.0, 0.0) == relative_change(0.0, 0.0) == "baseline near 0, no percentage"
     assert relative_change(float("nan"), 1.0) == "n/a"
+
 
 def test_recovery_curve_aligns_rewards_on_switches():
     a, b = {"m": 1}, {"m": 2}
@@ -64,8 +77,24 @@ def test_runners_return_results_in_order():
 @pytest.fixture(scope="module")
 def tiny_compare(tmp_path_factory):
     out = tmp_path_factory.mktemp("cmp") / "out"
-    argv = ["compare", "--env", PENDULUM, "--algos", ",".join(ALGOS), "--seeds", "2", "--out", str(out), "--quiet",
-            "--schedule", "fixed", "--schedule", "switch:t=15", "--workers", "2"]
+    argv = [
+        "compare",
+        "--env",
+        PENDULUM,
+        "--algos",
+        ",".join(ALGOS),
+        "--seeds",
+        "2",
+        "--out",
+        str(out),
+        "--quiet",
+        "--schedule",
+        "fixed",
+        "--schedule",
+        "switch:t=15",
+        "--workers",
+        "2",
+    ]
     for item in TINY:
         argv += ["--set", item]
     assert main(argv) == 0
@@ -110,8 +139,22 @@ def test_compare_refuses_a_changed_config_in_the_same_directory(tiny_compare, ca
 def test_video_of_a_numpy_env_is_drawn(tiny_compare, tmp_path, capsys):
     out, _ = tiny_compare
     gif = tmp_path / "ep.gif"
-    assert main(["video", str(out / "runs" / "grbal-s0"), "--out", str(gif), "--steps", "12", "--quiet",
-                 "--schedule", "switch:t=6"]) == 0
+    assert (
+        main(
+            [
+                "video",
+                str(out / "runs" / "grbal-s0"),
+                "--out",
+                str(gif),
+                "--steps",
+                "12",
+                "--quiet",
+                "--schedule",
+                "switch:t=6",
+            ]
+        )
+        == 0
+    )
     import imageio.v2 as imageio
 
     frames = imageio.mimread(gif)

@@ -51,7 +51,7 @@ def test_unknown_preset_names_the_available_ones():
 
 
 # --- the preset files resolve to the recorded experiments -------------------------------------
-SNAPSHOT_DIR = Path(__file__).with_name("data")
+SNAPSHOT_DIR = Path(__file__).parents[1] / "data"
 SNAPSHOT = runpy.run_path(str(SNAPSHOT_DIR / "make_resolved_presets.py"))  # resolved_presets(), dumps()
 
 
@@ -67,8 +67,10 @@ def resolved():
 
 def test_snapshot_covers_every_family_preset_and_algorithm(snapshot, resolved):
     names = lambda tree: {(f, p, a) for f in tree for p in tree[f] for a in tree[f][p]}  # noqa: E731
-    assert names(resolved) == names(snapshot), ("presets added or removed: if intended, regenerate "
-                                                "tests/data/resolved_presets.json (tests/data/make_resolved_presets.py)")
+    assert names(resolved) == names(snapshot), (
+        "presets added or removed: if intended, regenerate "
+        "tests/data/resolved_presets.json (tests/data/make_resolved_presets.py)"
+    )
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -81,10 +83,15 @@ def test_every_resolved_preset_equals_the_snapshot(family, snapshot, resolved):
     for preset, algos in resolved.get(family, {}).items():
         for algo, cfg in algos.items():
             before = dict(_leaves(snapshot.get(family, {}).get(preset, {}).get(algo, {})))
-            changed += [f"{preset}/{algo}: {'.'.join(path)}: {before.get(path)!r} -> {value!r}"
-                        for path, value in _leaves(cfg) if dumps(before.get(path)) != dumps(value)]
-    pytest.fail(f"{family}: resolved presets differ from tests/data/resolved_presets.json (regenerate it only "
-                "when the change is intended):\n  " + "\n  ".join(changed or ["(presets added or removed)"]))
+            changed += [
+                f"{preset}/{algo}: {'.'.join(path)}: {before.get(path)!r} -> {value!r}"
+                for path, value in _leaves(cfg)
+                if dumps(before.get(path)) != dumps(value)
+            ]
+    pytest.fail(
+        f"{family}: resolved presets differ from tests/data/resolved_presets.json (regenerate it only "
+        "when the change is intended):\n  " + "\n  ".join(changed or ["(presets added or removed)"])
+    )
 
 
 def _leaves(table, prefix=()):
@@ -112,23 +119,31 @@ def test_family_files_hold_only_their_differences(family):
         own = {k: v for k, v in data.get(name, {}).items() if k != "base"}
         parent = data.get(name, {}).get("base")
         start = base.get(name, {}) if parent is None else config._resolve_preset(family, data, base, parent)
-        repeated += [f"[{name}] {'.'.join(path)} = {value!r}" for path, value in _leaves(own)
-                     if _lookup(start, path) == value]
+        repeated += [
+            f"[{name}] {'.'.join(path)} = {value!r}" for path, value in _leaves(own) if _lookup(start, path) == value
+        ]
     assert not repeated, f"{family}.toml repeats what its base already gives: {'; '.join(repeated)}"
 
 
 def test_presets_resolve_by_deep_merge_onto_their_base(monkeypatch):
     env_id = "learn2adapt/PendulumVaried-v0"
-    base = {"quick": {"iterations": 4, "fit": {"max_epochs": 20, "patience": 4}, "mb": {"fit": {"batch_size": 64}}},
-            "paper": {"iterations": 50}}
-    family = {"env": env_id,
-              "quick": {"fit": {"max_epochs": 40}, "mb": {"num_envs": 2}},
-              "extra": {"base": "quick", "iterations": 7}}
+    base = {
+        "quick": {"iterations": 4, "fit": {"max_epochs": 20, "patience": 4}, "mb": {"fit": {"batch_size": 64}}},
+        "paper": {"iterations": 50},
+    }
+    family = {
+        "env": env_id,
+        "quick": {"fit": {"max_epochs": 40}, "mb": {"num_envs": 2}},
+        "extra": {"base": "quick", "iterations": 7},
+    }
     monkeypatch.setattr(config, "_read_presets", lambda: (base, {"fake": family}))
     presets = list_presets()["fake"]
     assert list(presets) == ["env", "quick", "paper", "extra"]
-    assert presets["extra"] == {"iterations": 7, "fit": {"max_epochs": 40, "patience": 4},
-                                "mb": {"fit": {"batch_size": 64}, "num_envs": 2}}
+    assert presets["extra"] == {
+        "iterations": 7,
+        "fit": {"max_epochs": 40, "patience": 4},
+        "mb": {"fit": {"batch_size": 64}, "num_envs": 2},
+    }
     assert base["quick"]["fit"] == {"max_epochs": 20, "patience": 4}, "resolution must not modify the files' tables"
     mb, grbal = (preset_config(env_id, "extra", algo) for algo in ("mb", "grbal"))
     assert (mb.iterations, mb.fit.max_epochs, mb.fit.patience, mb.fit.batch_size, mb.num_envs) == (7, 40, 4, 64, 2)
@@ -140,3 +155,10 @@ def test_presets_resolve_by_deep_merge_onto_their_base(monkeypatch):
     family["extra"]["base"] = "nosuch"
     with pytest.raises(ConfigError, match="not a preset of fake"):
         preset_config(env_id, "extra")
+
+
+def test_configs_saved_with_flat_planner_keys_still_load():
+    from learn2adapt.training.config import from_dict
+
+    cfg = from_dict({"planner": {"name": "cem", "cem_iterations": 3, "mppi_temperature": 0.5}})
+    assert cfg.planner.cem.iterations == 3 and cfg.planner.mppi.temperature == 0.5

@@ -26,8 +26,11 @@ STRICT = torch.device("meta")
 def _cpu_batch(env, shape=(2, 3), seed=0):
     g = torch.Generator().manual_seed(seed)
     obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
-    return (torch.randn(*shape, obs_dim, generator=g), torch.rand(*shape, act_dim, generator=g) * 2 - 1,
-            torch.randn(*shape, obs_dim, generator=g))
+    return (
+        torch.randn(*shape, obs_dim, generator=g),
+        torch.rand(*shape, act_dim, generator=g) * 2 - 1,
+        torch.randn(*shape, obs_dim, generator=g),
+    )
 
 
 @pytest.mark.parametrize("env_id", registered_ids())
@@ -55,8 +58,17 @@ def test_planners_create_nothing_off_their_device(name, precision):
     base = env.unwrapped
     obs = torch.randn(3, env.observation_space.shape[0])
     with STRICT:
-        planner = make_planner(name, env.action_space.low, env.action_space.high, num_envs=3, device="cpu", seed=0,
-                               horizon=4, num_candidates=40, precision=precision)
+        planner = make_planner(
+            name,
+            env.action_space.low,
+            env.action_space.high,
+            num_envs=3,
+            device="cpu",
+            seed=0,
+            horizon=4,
+            num_candidates=40,
+            precision=precision,
+        )
         for _ in range(2):  # the second call uses the warm-start state
             action = planner.plan(_toy_predict, base.reward_fn, obs, base.termination_fn)
         planner.reset(torch.tensor([True, False, False], device="cpu"))
@@ -71,8 +83,9 @@ def _buffer(env, episodes=3, length=40, seed=0):
     for _ in range(episodes):
         obs = rng.normal(size=(length, obs_dim)).astype(np.float32)
         act = rng.uniform(-1, 1, (length, act_dim)).astype(np.float32)
-        buf.add_episode(Episode(obs, act, obs + 0.1, np.zeros(length, np.float32), np.zeros(length, bool),
-                                [{}] * length))
+        buf.add_episode(
+            Episode(obs, act, obs + 0.1, np.zeros(length, np.float32), np.zeros(length, bool), [{}] * length)
+        )
     return buf
 
 
@@ -81,11 +94,20 @@ def test_rules_fit_adapt_and_predict_on_their_device(algo):
     env = make_env("learn2adapt/HalfCheetahDisabledJoint-v0")
     obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
     adapt = AdaptationConfig(past=4, future=4, meta_batch=4, rnn_hidden=8)
-    rule = make_rule(algo, obs_dim, act_dim, ModelConfig(hidden=[8]), FitConfig(max_epochs=1, batch_size=16), adapt,
-                     "cpu")
+    rule = make_rule(
+        algo, obs_dim, act_dim, ModelConfig(hidden=[8]), FitConfig(max_epochs=1, batch_size=16), adapt, "cpu"
+    )
     buf = _buffer(env)
-    planner = make_planner("rs", env.action_space.low, env.action_space.high, num_envs=2, device="cpu", seed=0,
-                           horizon=3, num_candidates=20)
+    planner = make_planner(
+        "rs",
+        env.action_space.low,
+        env.action_space.high,
+        num_envs=2,
+        device="cpu",
+        seed=0,
+        horizon=3,
+        num_candidates=20,
+    )
     agent = MPCAgent(rule, planner, env.unwrapped.reward_fn, 2, env.unwrapped.termination_fn)
     obs = np.zeros((2, obs_dim), np.float32)
     act = np.zeros((2, act_dim), np.float32)

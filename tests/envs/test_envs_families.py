@@ -30,11 +30,14 @@ def _start(env_id: str, task: dict, seed: int = 0):
     return env, state
 
 
-@pytest.mark.parametrize("env_id, task, dead", [
-    ("learn2adapt/HalfCheetahDisabledJoint-v0", {"disabled": [0]}, [0]),
-    ("learn2adapt/HalfCheetahDisabledJoint-v0", {"disabled": [3]}, [3]),
-    ("learn2adapt/CrippledHalfCheetah-v0", {"disabled": [4, 5]}, [4, 5]),
-])
+@pytest.mark.parametrize(
+    "env_id, task, dead",
+    [
+        ("learn2adapt/HalfCheetahDisabledJoint-v0", {"disabled": [0]}, [0]),
+        ("learn2adapt/HalfCheetahDisabledJoint-v0", {"disabled": [3]}, [3]),
+        ("learn2adapt/CrippledHalfCheetah-v0", {"disabled": [4, 5]}, [4, 5]),
+    ],
+)
 def test_disabled_joint_action_has_no_effect(env_id: str, task: dict, dead: list[int]) -> None:
     env, state = _start(env_id, task)
     rng = np.random.default_rng(0)
@@ -80,12 +83,15 @@ def test_ant_observation_has_what_the_reward_needs() -> None:
     assert info["reward_forward"] == pytest.approx(env.data.qvel[0])
 
 
-@pytest.mark.parametrize("env_id, task, damping", [
-    ("learn2adapt/HalfCheetahMassDamping-v0", {"mass": 1.7, "damping": 0.3}, True),
-    ("learn2adapt/AntMass-v0", {"mass": 0.3}, False),
-    ("learn2adapt/HopperMass-v0", {"mass": 1.8}, False),
-    ("learn2adapt/SlimHumanoidMassDamping-v0", {"mass": 0.45, "damping": 1.55}, True),
-])
+@pytest.mark.parametrize(
+    "env_id, task, damping",
+    [
+        ("learn2adapt/HalfCheetahMassDamping-v0", {"mass": 1.7, "damping": 0.3}, True),
+        ("learn2adapt/AntMass-v0", {"mass": 0.3}, False),
+        ("learn2adapt/HopperMass-v0", {"mass": 1.8}, False),
+        ("learn2adapt/SlimHumanoidMassDamping-v0", {"mass": 0.45, "damping": 1.55}, True),
+    ],
+)
 def test_scale_families_scale_exactly(env_id: str, task: dict, damping: bool) -> None:
     env = make_env(env_id).unwrapped
     env.set_task(task)
@@ -127,7 +133,7 @@ def test_slopes_profiles() -> None:
     assert not np.allclose(env.terrain_height(xs), r7)
     # The simulator's height field holds the profile (data 0.25 is z = 0, see the XML).
     adr = env.model.hfield_adr[env._hfield]
-    row = env.model.hfield_data[adr:adr + env.model.hfield_ncol[env._hfield]]
+    row = env.model.hfield_data[adr : adr + env.model.hfield_ncol[env._hfield]]
     np.testing.assert_allclose(-5 + 20 * row, env._heights, atol=1e-5)
 
 
@@ -172,5 +178,8 @@ def test_describe_all() -> None:
     assert (cheetah["obs_dim"], cheetah["act_dim"]) == (17, 6)
     assert cheetah["test"] == [{"disabled": [0]}] and len(cheetah["train"]) == 5
     assert "paper-cheetah-switch" in cheetah["schedules"]
-    assert (by_id["learn2adapt/AntCrippledLeg-v0"]["obs_dim"], by_id["learn2adapt/AntCrippledLeg-v0"]["act_dim"]) == (27, 8)
+    assert (by_id["learn2adapt/AntCrippledLeg-v0"]["obs_dim"], by_id["learn2adapt/AntCrippledLeg-v0"]["act_dim"]) == (
+        27,
+        8,
+    )
     assert all(r["train"] and r["test"] and r["schedules"] for r in rows)

@@ -18,7 +18,6 @@ import pytest
 import learn2adapt  # noqa: F401
 from learn2adapt.envs import make_env
 
-
 RENDERING = os.environ.get("MUJOCO_GL") in ("egl", "osmesa", "glfw")
 pytestmark_gl = pytest.mark.skipif(not RENDERING, reason="needs MUJOCO_GL; run by test_render_in_subprocess")
 
@@ -26,8 +25,13 @@ pytestmark_gl = pytest.mark.skipif(not RENDERING, reason="needs MUJOCO_GL; run b
 def test_render_in_subprocess() -> None:
     if RENDERING:
         pytest.skip("this process renders: the tests below run here")
-    done = subprocess.run([sys.executable, "-m", "pytest", "-o", "addopts=", "-q", "-p", "no:cacheprovider", __file__],
-                          env={**os.environ, "MUJOCO_GL": "egl"}, capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-o", "addopts=", "-q", "-p", "no:cacheprovider", __file__],
+        env={**os.environ, "MUJOCO_GL": "egl"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert "5 passed, 1 skipped" in done.stdout, done.stdout[-1000:]  # all rendering checks ran
 
@@ -58,10 +62,13 @@ def _red(img: np.ndarray) -> int:
 
 
 @pytestmark_gl
-@pytest.mark.parametrize("env_id, nominal, damaged", [
-    ("learn2adapt/HalfCheetahDisabledJoint-v0", {"disabled": []}, {"disabled": [0]}),
-    ("learn2adapt/AntCrippledLeg-v0", {"leg": None}, {"leg": 3}),
-])
+@pytest.mark.parametrize(
+    "env_id, nominal, damaged",
+    [
+        ("learn2adapt/HalfCheetahDisabledJoint-v0", {"disabled": []}, {"disabled": [0]}),
+        ("learn2adapt/AntCrippledLeg-v0", {"leg": None}, {"leg": 3}),
+    ],
+)
 def test_damage_is_drawn_red(env_id: str, nominal: dict, damaged: dict) -> None:
     size = {"width": 320, "height": 240}
     assert _red(_frame(env_id, nominal, **size)) == 0

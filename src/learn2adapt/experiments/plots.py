@@ -1,0 +1,178 @@
+"""The plots of a comparison report (matplotlib, Agg backend, imported on first use).
+
+Each function draws from the run records or the per-schedule summaries of
+:mod:`learn2adapt.experiments.report` and writes one PNG; :func:`write_plots`
+writes all of :data:`PLOTS`. Algorithms are named and coloured as the algorithm
+registry (:mod:`learn2adapt.adaptation`) says.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from learn2adapt.adaptation import color
+from learn2adapt.adaptation import label as display
+from learn2adapt.experiments.statistics import Stat
+
+if TYPE_CHECKING:
+    from learn2adapt.experiments.report import AlgoSummary, RunRecord
+
+#: Plot files every report contains.
+PLOTS = ("learning_curves.png", "heldout_returns.png", "prediction_error.png", "recovery.png")
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_learning_curves(records: Sequence[RunRecord], algos: Sequence[str], path: Path) -> None:
+    """Training-episode return against environment steps (mean over seeds, min-max band)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    for algo in algos:
+        runs = [r for r in records if r.algo == algo and r.metrics]
+        if not runs:
+            continue
+        n = min(len(r.metrics) for r in runs)
+        steps = np.mean([[float(row["env_steps"]) for row in r.metrics[:n]] for r in runs], axis=0)
+        rets = np.asarray([[float(row["return_mean"]) for row in r.metrics[:n]] for r in runs])
+        c = color(algo)
+        ax.plot(steps, rets.mean(0), marker="o", ms=3, color=c, label=f"{display(algo)} ({len(runs)} seeds)")
+        if len(runs) > 1:
+            ax.fill_between(steps, rets.min(0), rets.max(0), color=c, alpha=0.2, lw=0)
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("return of training episodes")
+    ax.set_title("Learning curves (iteration 0: random actions; band: min-max over seeds)", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _grouped_bars(ax, groups: list[str], series: list[tuple[str, list[Stat], str | None]], log: bool = False) -> None:
+    width = 0.8 / max(1, len(series))
+    x = np.arange(len(groups))
+    for j, (name, stats, c) in enumerate(series):
+        means = [s.mean for s in stats]
+        errs = np.asarray([s.ci95 if math.isfinite(s.ci95) else 0.0 for s in stats])
+        # On a log axis a bar cannot reach 0: the lower whisker stops just above it.
+        lower = np.minimum(errs, 0.95 * np.abs(np.asarray(means))) if log else errs
+        ax.bar(
+            x + (j - (len(series) - 1) / 2) * width,
+            means,
+            width,
+            yerr=np.vstack([lower, errs]),
+            capsize=3,
+            label=name,
+            color=c,
+            alpha=0.85,
+            log=log,
+        )
+    ax.set_xticks(x)
+    ax.set_xticklabels(groups, fontsize=7, rotation=20, ha="right")
+    ax.grid(axis="y", alpha=0.3)
+
+
+def plot_heldout_returns(by_schedule: dict[str, list[AlgoSummary]], path: Path) -> None:
+    """Per-task and overall held-out returns with 95% CI bars, one panel per schedule."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(by_schedule), figsize=(6.4 * len(by_schedule), 4.2), squeeze=False)
+    for ax, (schedule, sums) in zip(axes[0], by_schedule.items()):
+        if not sums:
+            continue
+        groups = [label for label, _ in sums[0].per_task] + ["all test tasks"]
+        series = [(display(s.algo), [st for _, st in s.per_task] + [s.return_stat], color(s.algo)) for s in sums]
+        _grouped_bars(ax, groups, series)
+        ax.set_ylabel("return (mean ± 95% CI)")
+        ax.set_title(f"Held-out test tasks, schedule {schedule}", fontsize=9)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_prediction_error(by_schedule: dict[str, list[AlgoSummary]], path: Path) -> None:
+    """K-step prediction error before vs after adaptation, per algorithm and schedule."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(by_schedule), figsize=(5.0 * len(by_schedule), 4.0), squeeze=False)
+    for ax, (schedule, sums) in zip(axes[0], by_schedule.items()):
+        if not sums:
+            continue
+        groups = [display(s.algo) for s in sums]
+        _grouped_bars(
+            ax,
+            groups,
+            [
+                ("before adaptation", [s.pred_before for s in sums], "0.6"),
+                ("after adaptation", [s.pred_after for s in sums], "tab:blue"),
+            ],
+            log=True,
+        )
+        ax.set_ylabel("MSE of normalised state change (K future steps, log)")
+        ax.set_title(f"Prediction error, held-out tasks, {schedule}", fontsize=8)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _smooth(y: np.ndarray, width: int) -> np.ndarray:
+    if width <= 1 or y.size < width:
+        return y
+    kernel = np.ones(width) / width
+    # Average over the available neighbours only, so the ends are not pulled towards 0.
+    return np.convolve(y, kernel, mode="same") / np.convolve(np.ones_like(y), kernel, mode="same")
+
+
+def plot_recovery(by_schedule: dict[str, list[AlgoSummary]], path: Path) -> None:
+    """Reward per step against steps since the dynamics switched (switching schedules only)."""
+    plt = _plt()
+    switching = {k: v for k, v in by_schedule.items() if any(s.recovery_curve is not None for s in v)}
+    fig, axes = plt.subplots(1, max(1, len(switching)), figsize=(6.4 * max(1, len(switching)), 4.0), squeeze=False)
+    if not switching:
+        axes[0][0].text(
+            0.5, 0.5, "no evaluated schedule switched the dynamics mid-episode", ha="center", va="center", fontsize=10
+        )
+        axes[0][0].set_axis_off()
+    for ax, (schedule, sums) in zip(axes[0], switching.items()):
+        for s in sums:
+            if s.recovery_curve is None:
+                continue
+            c = color(s.algo)
+            y = _smooth(s.recovery_curve, 5)
+            ax.plot(np.arange(y.size), y, color=c, label=f"{display(s.algo)}")
+            if math.isfinite(s.pre_switch.mean):
+                ax.axhline(s.pre_switch.mean, color=c, ls="--", lw=0.8, alpha=0.7)
+        ax.axvline(0, color="k", lw=0.8)
+        ax.set_xlabel("steps since the dynamics switched")
+        ax.set_ylabel("reward per step (5-step moving average)")
+        ax.set_title(f"Recovery, schedule {schedule} (dashed: level before the switch)", fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_plots(
+    records: Sequence[RunRecord], algos: Sequence[str], by_schedule: dict[str, list[AlgoSummary]], out_dir: Path
+) -> list[Path]:
+    """Write every file of :data:`PLOTS` to ``out_dir``; returns their paths."""
+    out_dir = Path(out_dir)
+    learning, heldout, pred, recovery = (out_dir / name for name in PLOTS)
+    plot_learning_curves(records, algos, learning)
+    plot_heldout_returns(by_schedule, heldout)
+    plot_prediction_error(by_schedule, pred)
+    plot_recovery(by_schedule, recovery)
+    return [learning, heldout, pred, recovery]

@@ -1,0 +1,39 @@
+"""Fixtures shared by every test tier (``tests/unit``, ``tests/envs``, ``tests/e2e``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from learn2adapt.cli import main
+
+#: The cheapest environment family: what the tests train on.
+PENDULUM = "learn2adapt/PendulumVaried-v0"
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str, str]]:
+    """Run ``learn2adapt ARGS...`` in this process; returns ``(exit code, stdout, stderr)``."""
+
+    def run(*argv: object) -> tuple[int, str, str]:
+        code = main([str(a) for a in argv])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+@pytest.fixture
+def one_line_error() -> Callable[..., None]:
+    """Assert a user error: exit code 2 and one ``learn2adapt: error:`` line containing each needle."""
+
+    def check(code: int, err: str, *needles: str) -> None:
+        assert code == 2, err
+        lines = err.strip().splitlines()
+        assert len(lines) == 1, err
+        assert lines[0].startswith("learn2adapt: error:"), err
+        for needle in needles:
+            assert needle in lines[0], (needle, lines[0])
+
+    return check
