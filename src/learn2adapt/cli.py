@@ -266,9 +266,9 @@ def cmd_video(args: argparse.Namespace) -> int:
         try:
             task = json.loads(args.task)
         except json.JSONDecodeError as e:
-            raise ConfigError(f"--task is not valid JSON ({e.msg}); e.g. --task '{{\"joint\": 0}}'") from None
+            raise ConfigError(f"--task is not valid JSON ({e.msg}); e.g. --task '{{\"disabled\": [0]}}'") from None
         if not isinstance(task, dict):
-            raise ConfigError("--task must be a JSON object, e.g. --task '{\"joint\": 0}'")
+            raise ConfigError("--task must be a JSON object, e.g. --task '{\"disabled\": [0]}'")
     out = render_episode(
         Path(args.run_dir),
         Path(args.out) if args.out else None,

@@ -43,15 +43,12 @@ class MPPIOptions:
 
 
 @dataclass
-class ICEMOptions:
-    """Improved CEM of Pinneri et al., 2020 (``planner.name=icem``)."""
+class ICEMOptions(CEMOptions):
+    """Improved CEM of Pinneri et al., 2020 (``planner.name=icem``): CEM's options (other defaults) and its own."""
 
     iterations: int = field(default=3, metadata={"help": "refinement iterations per step"})
     elites: int = field(default=10, metadata={"help": "elites per environment"})
     alpha: float = field(default=0.1, metadata={"help": "momentum of mean and std updates"})
-    init_std: float = field(
-        default=0.5, metadata={"help": "initial standard deviation as a fraction of the half action range"}
-    )
     noise_beta: float = field(
         default=2.0, metadata={"help": "coloured-noise exponent beta, power spectrum ~ 1/f^beta (0: white)"}
     )

@@ -15,7 +15,7 @@ import torch
 
 from learn2adapt.errors import ConfigError
 from learn2adapt.planning.cem import CEM
-from learn2adapt.planning.config import CEMOptions, ICEMOptions
+from learn2adapt.planning.config import ICEMOptions
 from learn2adapt.types import PredictFn, RewardFn, TerminationFn
 
 
@@ -38,7 +38,7 @@ class ICEM(CEM):
 
     def __init__(self, *args: Any, options: ICEMOptions | None = None, **kwargs: Any) -> None:
         o = options or ICEMOptions()
-        super().__init__(*args, options=CEMOptions(o.iterations, o.elites, o.alpha, o.init_std), **kwargs)
+        super().__init__(*args, options=o, **kwargs)  # an ICEMOptions is a CEMOptions
         if o.noise_beta < 0.0 or not 0.0 <= o.keep_elites <= 1.0 or o.population_decay < 1.0:
             raise ConfigError("iCEM needs noise_beta >= 0, 0 <= keep_elites <= 1 and population_decay >= 1")
         self.noise_beta = float(o.noise_beta)
