@@ -14,16 +14,20 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from learn2adapt.errors import UserError
+from learn2adapt.errors import ConfigError, UserError
 
 # MUJOCO_GL=egl (headless rendering) is set by `learn2adapt video` only: with EGL loaded,
 # MPC collection on MuJoCo envs grows RSS by several MB/s (measured; see docs/experiments.md).
 
 
+#: ``--env`` and ``--preset`` when not given.
+DEFAULT_ENV, DEFAULT_PRESET = "learn2adapt/PendulumVaried-v0", "quick"
+
+
 def _resolve_config(args: argparse.Namespace):
     from learn2adapt.training.config import apply_overrides, preset_config
 
-    cfg = preset_config(args.env, args.preset, args.algo)
+    cfg = preset_config(args.env or DEFAULT_ENV, args.preset or DEFAULT_PRESET, args.algo)
     apply_overrides(cfg, args.set or [])
     if args.seed is not None:
         cfg.seed = args.seed
@@ -42,14 +46,19 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     if args.resume:
         run_dir = Path(args.resume)
-        if not (run_dir / "config.json").exists():
-            raise FileNotFoundError(f"cannot resume: {run_dir} is not a run directory (no config.json)")
-        st = train(None, run_dir, resume=True, progress=not args.quiet)
+        given = [
+            f"--{name}" for name in ("env", "algo", "preset", "seed", "run_dir") if getattr(args, name) is not None
+        ]
+        if given:
+            raise ConfigError(
+                f"{given[0].replace('_', '-')} cannot be combined with --resume: a run keeps its configuration "
+                "(only --set iterations=N may change, to extend it)"
+            )
+        changes = dict(item.split("=", 1) if "=" in item else (item, "") for item in args.set or [])
+        st = train(None, run_dir, resume=True, progress=not args.quiet, changes=changes)
     else:
         cfg = _resolve_config(args)
         run_dir = Path(args.run_dir) if args.run_dir else _default_run_dir(cfg)
-        if (run_dir / "config.json").exists():
-            raise FileExistsError(f"{run_dir} already holds a run: use --resume {run_dir} or another --run-dir")
         st = train(cfg, run_dir, progress=not args.quiet)
     print(f"run finished: {run_dir} (iteration {st.iteration}, {len(st.buffer)} transitions)")
     return 0
@@ -57,13 +66,20 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from learn2adapt.experiments.evaluation import evaluate, save_eval
+    from learn2adapt.training.config import check_schedule
     from learn2adapt.training.loop import load_run
+    from learn2adapt.training.run_dir import check_writable
 
+    if args.episodes is not None and args.episodes < 1:
+        raise ConfigError("--episodes must be >= 1")
+    if args.schedule:
+        check_schedule(args.schedule)
+    out = Path(args.output) if args.output else Path(args.run_dir) / "eval.json"
     st = load_run(Path(args.run_dir))
+    check_writable(out.parent)  # before the evaluation, not after it
     if args.schedule:
         st.cfg.eval.schedule = args.schedule
     result = evaluate(st, episodes_per_task=args.episodes, seed=args.seed, progress=not args.quiet)
-    out = Path(args.output) if args.output else Path(args.run_dir) / "eval.json"
     save_eval(result, out)
     print(
         f"{st.cfg.algo} on {st.cfg.env}, held-out test tasks ({args.episodes or st.cfg.eval.episodes_per_task} episodes each):"
@@ -95,7 +111,9 @@ def cmd_options(args: argparse.Namespace) -> int:
 
     cfg = _resolve_config(args)
     width = max(len(k) for k, _, _ in describe_options(cfg))
-    print(f"options for --env {cfg.env} --preset {args.preset} --algo {cfg.algo} (override with --set key=value):")
+    print(
+        f"options for --env {cfg.env} --preset {args.preset or DEFAULT_PRESET} --algo {cfg.algo} (override with --set key=value):"
+    )
     for key, value, help_text in describe_options(cfg):
         print(f"  {key:{width}s}  {value:>18s}  {help_text}")
     return 0
@@ -287,9 +305,11 @@ def _config_args(p: argparse.ArgumentParser) -> None:
     from learn2adapt.adaptation import ALGORITHMS
     from learn2adapt.training.config import describe_presets  # the names in learn2adapt/presets/
 
-    p.add_argument("--env", default="learn2adapt/PendulumVaried-v0", help="environment id (see `learn2adapt envs`)")
+    p.add_argument("--env", default=None, help=f"environment id (see `learn2adapt envs`; default {DEFAULT_ENV})")
     p.add_argument("--algo", default=None, help=f"{' | '.join(ALGORITHMS)} (default: the preset's, else mb)")
-    p.add_argument("--preset", default="quick", help=f"preset of the environment family: {describe_presets()}")
+    p.add_argument(
+        "--preset", default=None, help=f"preset of the environment family: {describe_presets()} (default quick)"
+    )
     p.add_argument("--seed", type=int, default=None, help="run seed (overrides the preset)")
     p.add_argument(
         "--set",

@@ -28,8 +28,16 @@ class CheckpointError(UserError, RuntimeError):
     """A checkpoint is missing, truncated, corrupt, or does not match its run's config."""
 
 
+class RunDirBusy(UserError):
+    """Another live process writes to the same run (or comparison) directory."""
+
+
 class TrainingDiverged(UserError, RuntimeError):
     """Training produced NaN/inf; the run directory keeps its last good checkpoint."""
+
+
+class NonFiniteData(UserError, RuntimeError):
+    """The environment returned NaN or infinity (an observation or a reward)."""
 
 
 class NonFiniteLossError(RuntimeError):

@@ -109,16 +109,6 @@ def test_damaged_checkpoint_is_refused_in_one_line(one_line_error, finished_run,
     one_line_error(code, capsys.readouterr().err, "truncated or corrupt")
 
 
-def test_resume_without_checkpoint_says_start_again(one_line_error, finished_run, tmp_path, capsys):
-    import shutil
-
-    run_dir = tmp_path / "run"
-    shutil.copytree(finished_run, run_dir)
-    (run_dir / "checkpoint.pt").unlink()
-    code = main(["train", "--resume", str(run_dir), "--quiet"])
-    one_line_error(code, capsys.readouterr().err, "no checkpoint")
-
-
 def test_nan_in_a_fit_stops_naming_the_iteration_and_keeps_the_last_good_checkpoint(
     one_line_error, tmp_path, capsys, monkeypatch
 ):

@@ -52,7 +52,7 @@ def test_parse_every_kind_and_preset() -> None:
         ("teleport:t=3", "unknown schedule 'teleport'; available: fixed, switch"),
         ("switch:t", "must be key=value"),
         ("switch:when=3", "bad options"),
-        ("random:rate=2", "rate=2.0 must be in"),
+        ("random:rate=2", "rate=2.0 must be a number in"),
         ("switch:t=3,pool=valid", "pool='valid'"),
     ],
 )

@@ -144,7 +144,27 @@ class TrajectoryBuffer:
         buf._num_episodes = int(arrays["episode_id"].max()) + 1 if n else 0
         buf.tasks = json.loads(state["tasks_json"])
         buf._task_index = {json.dumps(t, sort_keys=True): i for i, t in enumerate(buf.tasks)}
+        buf.check()
         return buf
+
+    def check(self) -> None:
+        """Raise ``ValueError`` unless the stored arrays are consistent (loaded data are not trusted).
+
+        Episodes are numbered 0, 1, ... in storage order, each a run of steps 0, 1, ...;
+        every task id indexes the task table.
+        """
+        n = self._n
+        if n == 0:
+            return
+        ep, step, task = self.episode_id, self.step, self.task_id
+        starts = np.flatnonzero(np.diff(ep, prepend=-1) != 0)
+        if ep[0] != 0 or np.any(np.diff(ep) < 0) or np.any(np.diff(ep[starts]) != 1):
+            raise ValueError("episode ids are not 0, 1, 2, ... in storage order")
+        expected = np.arange(n) - np.repeat(starts, np.diff(np.append(starts, n)))
+        if not np.array_equal(step, expected):
+            raise ValueError("step counters do not restart at 0 with each episode")
+        if task.min() < 0 or task.max() >= len(self.tasks):
+            raise ValueError(f"task ids outside the task table (0..{len(self.tasks) - 1})")
 
     def save(self, path: str | Path) -> None:
         """Write to a ``.npz`` file (no pickled objects)."""

@@ -74,6 +74,17 @@ class Schedule(ABC):
         """The task for step ``t`` if it changes there, else ``None``."""
 
 
+def _positive(value: Any, name: str) -> float:
+    """``value`` as a positive number, checked when the schedule is built (before any episode runs)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value == value:
+        raise ConfigError(f"schedule option {name}={value!r} must be a number")
+    if value <= 0:
+        raise ConfigError(f"schedule option {name}={value} must be positive")
+    if value >= 1 and value != int(value):
+        raise ConfigError(f"schedule option {name}={value} must be an integer number of steps or a fraction < 1")
+    return float(value)
+
+
 def _steps(value: float, horizon: int | None, name: str) -> int:
     """A step count, or a fraction (< 1) of ``horizon``."""
     if value <= 0:
@@ -125,7 +136,7 @@ class Switch(_PoolSchedule):
 
     def __init__(self, t: float, pool: str = "all") -> None:
         super().__init__(pool)
-        self.t = t
+        self.t = _positive(t, "t")
 
     def start(self, base: Task, env: Any, rng: np.random.Generator, horizon: int | None) -> Task:
         self._begin(base, env, rng)
@@ -142,8 +153,8 @@ class RandomSwitches(_PoolSchedule):
 
     def __init__(self, rate: float, pool: str = "all") -> None:
         super().__init__(pool)
-        if not 0 < rate <= 1:
-            raise ConfigError(f"schedule option rate={rate} must be in (0, 1]")
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate <= 1:
+            raise ConfigError(f"schedule option rate={rate!r} must be a number in (0, 1]")
         self.rate = rate
 
     def start(self, base: Task, env: Any, rng: np.random.Generator, horizon: int | None) -> Task:
@@ -170,7 +181,7 @@ class Recurring(_PoolSchedule):
 
     def __init__(self, period: float, pool: str = "all") -> None:
         super().__init__(pool)
-        self.period = period
+        self.period = _positive(period, "period")
 
     def start(self, base: Task, env: Any, rng: np.random.Generator, horizon: int | None) -> Task:
         self._begin(base, env, rng)
@@ -188,7 +199,7 @@ class Onset(Schedule):
     """Nominal (unperturbed) dynamics until step ``t``, then the base task."""
 
     def __init__(self, t: float) -> None:
-        self.t = t
+        self.t = _positive(t, "t")
 
     def start(self, base: Task, env: Any, rng: np.random.Generator, horizon: int | None) -> Task:
         if not hasattr(env, "nominal_task"):

@@ -29,6 +29,7 @@ from learn2adapt.training.config import (
     preset_config,
     to_dict,
 )
+from learn2adapt.training.run_dir import atomic_write_text
 
 #: Default algorithms of ``learn2adapt compare``: every registered one.
 DEFAULT_ALGOS = ALGORITHMS
@@ -241,15 +242,42 @@ def compare(
     Returns:
         The path of ``report.md``.
     """
-    from learn2adapt.experiments.report import RunRecord, write_report
+
+    from learn2adapt.envs import short_name
+    from learn2adapt.training.config import check_schedule
+    from learn2adapt.training.run_dir import RunLock, check_writable
 
     t0 = time.time()
     configs = resolve_configs(env, preset, algos, seeds, overrides)
     schedules = list(schedules) if schedules else default_schedules(configs[0])
-    from learn2adapt.envs import short_name
+    for spec in schedules:  # before hours of training, not after them
+        check_schedule(spec)
+    out = Path(out) if out is not None else Path("runs") / f"compare-{short_name(env)}-{preset}"
+    with RunLock(out, what="comparison"):
+        check_writable(out)
+        return _compare_locked(
+            env, preset, algos, seeds, out, runner, overrides, schedules, eval_episodes, progress, title, configs, t0
+        )
 
-    short = short_name(env)
-    out = Path(out) if out is not None else Path("runs") / f"compare-{short}-{preset}"
+
+def _compare_locked(
+    env: str,
+    preset: str,
+    algos: Sequence[str],
+    seeds: Sequence[int],
+    out: Path,
+    runner: Runner | None,
+    overrides: Sequence[str],
+    schedules: list[str],
+    eval_episodes: int | None,
+    progress: bool,
+    title: str | None,
+    configs: list[RunConfig],
+    t0: float,
+) -> Path:
+    """:func:`compare` once its output directory is locked."""
+    from learn2adapt.experiments.report import RunRecord, write_report
+
     jobs = [
         Job(to_dict(cfg), str(out / "runs" / f"{cfg.algo}-s{cfg.seed}"), schedules, eval_episodes, progress)
         for cfg in configs
@@ -283,7 +311,8 @@ def compare(
     report = write_report(
         records, out / "report", title or f"{', '.join(map(label, algos))} on {env} ({preset})", algos, schedules, notes
     )
-    (out / "compare.json").write_text(
+    atomic_write_text(
+        out / "compare.json",
         json.dumps(
             {
                 "env": env,
@@ -296,7 +325,7 @@ def compare(
             },
             indent=2,
         )
-        + "\n"
+        + "\n",
     )
     if progress:
         print(f"report: {report}", flush=True)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -37,6 +36,7 @@ from learn2adapt.errors import NotEnoughSegments
 from learn2adapt.experiments.statistics import mean_ci95
 from learn2adapt.training.loop import RunState, _seed_for, make_envs, mpc_agent
 from learn2adapt.training.rollout import run_episodes
+from learn2adapt.training.run_dir import atomic_write_text
 
 #: Segments per test task on which the prediction error is measured.
 PRED_SEGMENTS = 256
@@ -270,9 +270,7 @@ def save_eval(result: EvalResult, path: Path) -> None:
 
 def _write_json(path: Path, data: Any) -> None:
     """Write atomically, so an interrupted job never leaves a half-written file behind."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, allow_nan=True) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(data, indent=2, allow_nan=True) + "\n")
 
 
 # --- the protocol: several schedules, one file --------------------------------------------

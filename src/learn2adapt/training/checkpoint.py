@@ -1,15 +1,19 @@
-"""Atomic checkpoints that load without executing code.
+"""Atomic, checksummed checkpoints that load without executing code.
 
 Everything (weights, optimiser, normaliser, collected data, RNG states) goes
 into one ``torch.save`` file of tensors and plain containers, written to a
-temporary file, fsynced, then renamed over the old one: a run killed while
-saving keeps its previous checkpoint intact. Loading uses
+uniquely named temporary file, fsynced, then renamed over the old one: a run killed
+while saving keeps its previous checkpoint intact. Loading uses
 ``torch.load(weights_only=True)``.
+
+Integrity: the checkpoint carries ``digest``, a SHA-256 of its whole content (every
+tensor's dtype, shape and bytes, every other value), verified on load, so a flipped
+byte inside a stored array is refused instead of training or evaluating on corrupt data.
 """
 
 from __future__ import annotations
 
-import os
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -29,20 +33,45 @@ def tensors_to_arrays(tensors: dict[str, torch.Tensor]) -> dict[str, np.ndarray]
     return {k: v.numpy() for k, v in tensors.items()}
 
 
+def content_digest(value: Any) -> str:
+    """SHA-256 (hex) of a nested structure of dicts, lists, tensors, arrays and scalars."""
+    h = hashlib.sha256()
+
+    def walk(v: Any) -> None:
+        if isinstance(v, dict):
+            h.update(b"{")
+            for k in sorted(v, key=str):
+                h.update(repr(k).encode())
+                walk(v[k])
+            h.update(b"}")
+        elif isinstance(v, (list, tuple)):
+            h.update(b"[")
+            for x in v:
+                walk(x)
+            h.update(b"]")
+        elif isinstance(v, torch.Tensor):
+            t = v.detach().cpu().contiguous()
+            h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        elif isinstance(v, np.ndarray):
+            walk(torch.from_numpy(np.ascontiguousarray(v)))
+        else:
+            h.update(repr(v).encode())
+
+    walk(value)
+    return h.hexdigest()
+
+
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Write ``state`` to ``path`` atomically."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    """Write ``state`` (plus its ``digest``) to ``path`` atomically.
+
+    Raises:
+        UserError: an OS error (no space, read-only...): the previous checkpoint is unchanged.
+    """
+    from learn2adapt.training.run_dir import atomic_write_bytes
+
+    full = {**state, "digest": content_digest(state)}
+    atomic_write_bytes(Path(path), writer=lambda f: torch.save(full, f))
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -54,7 +83,8 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     path = Path(path)
     if not path.exists():
         raise CheckpointError(
-            f"no checkpoint at {path}: the run never finished an iteration; start it again without --resume"
+            f"no checkpoint at {path}: the run never finished an iteration; start it again with "
+            f"`learn2adapt train --resume {path.parent}` (it restarts from its config)"
         )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -65,4 +95,10 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         ) from None
     if not isinstance(state, dict) or "format" not in state:
         raise CheckpointError(f"{path} is not a learn2adapt checkpoint")
+    digest = state.pop("digest", None)
+    if digest is not None and digest != content_digest(state):
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt (its contents do not match their checksum); restore the file or "
+            "delete the run directory and start again"
+        )
     return state

@@ -31,6 +31,7 @@ import copy
 import dataclasses
 import difflib
 import json
+import math
 import sys
 import typing
 from collections.abc import Iterable
@@ -59,6 +60,18 @@ def check_env(env_id: str) -> None:
     ids = registered_ids()
     if env_id not in ids:
         raise UnknownName(f"unknown environment {env_id!r}; run `learn2adapt envs` to list them ({', '.join(ids)})")
+
+
+def _positive(x: float) -> bool:
+    return math.isfinite(x) and x > 0
+
+
+def check_schedule(spec: str) -> None:
+    """Raise :class:`ConfigError` unless ``spec`` is a valid evaluation schedule (before any training)."""
+    from learn2adapt.envs.schedules import parse_schedule  # noqa: PLC0415
+
+    if spec and spec != "fixed":
+        parse_schedule(spec)
 
 
 def check_device(device: str) -> None:
@@ -150,11 +163,30 @@ class RunConfig:
                 self.fit.segment_epoch in SEGMENT_EPOCHS,
                 f"fit.segment_epoch must be one of {', '.join(SEGMENT_EPOCHS)} (got {self.fit.segment_epoch!r})",
             ),
+            (len(self.model.hidden) >= 1, "model.hidden needs at least one layer width, e.g. 512x512"),
             (all(h >= 1 for h in self.model.hidden), "model.hidden widths must be >= 1"),
+            (self.seed >= 0, "seed must be >= 0"),
+            (_positive(self.fit.lr), f"fit.lr must be a positive finite number (got {self.fit.lr})"),
+            (self.fit.batch_size >= 1, "fit.batch_size must be >= 1"),
+            (self.fit.max_epochs >= 1, "fit.max_epochs must be >= 1"),
+            (self.fit.patience >= 1, "fit.patience must be >= 1"),
+            (self.fit.max_steps_per_epoch >= 0, "fit.max_steps_per_epoch must be >= 0 (0: a full pass)"),
+            (math.isfinite(self.fit.grad_clip) and self.fit.grad_clip >= 0, "fit.grad_clip must be >= 0 (0: off)"),
+            (self.adaptation.meta_batch >= 1, "adaptation.meta_batch must be >= 1"),
+            (self.adaptation.inner_steps >= 1, "adaptation.inner_steps must be >= 1"),
+            (
+                math.isfinite(self.adaptation.inner_lr) and self.adaptation.inner_lr >= 0,
+                "adaptation.inner_lr must be a finite number >= 0",
+            ),
+            (math.isfinite(self.adaptation.de_lr) and self.adaptation.de_lr >= 0, "adaptation.de_lr must be >= 0"),
+            (0.0 <= self.adaptation.short_past <= 1.0, "adaptation.short_past must be in [0, 1]"),
+            (self.eval.episodes_per_task >= 1, "eval.episodes_per_task must be >= 1"),
+            (self.eval.episode_length >= 0, "eval.episode_length must be >= 0 (0: as in training)"),
         ]
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+        check_schedule(self.eval.schedule)
         return self
 
 
@@ -283,12 +315,39 @@ def from_dict(values: dict[str, Any]) -> RunConfig:
     return update(RunConfig(), _migrate(values))
 
 
+def config_text(cfg: RunConfig) -> str:
+    """The ``config.json`` text of ``cfg`` (the checkpoint stores its digest)."""
+    return json.dumps(to_dict(cfg), indent=2) + "\n"
+
+
 def save_config(cfg: RunConfig, path: Path) -> None:
-    path.write_text(json.dumps(to_dict(cfg), indent=2) + "\n")
+    from learn2adapt.training.run_dir import atomic_write_text
+
+    atomic_write_text(Path(path), config_text(cfg))
 
 
 def load_config(path: Path) -> RunConfig:
-    return from_dict(json.loads(path.read_text()))
+    """Read and validate a saved ``config.json``.
+
+    Raises:
+        ConfigError: the file is empty, not JSON, or holds an impossible configuration (one line
+            saying what to do).
+    """
+    path = Path(path)
+    try:
+        values = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        what = "empty" if path.stat().st_size == 0 else f"not valid JSON ({type(e).__name__})"
+        raise ConfigError(
+            f"{path} is {what}: the run was stopped while it was being set up; delete {path.parent} "
+            f"(or run `learn2adapt train --run-dir {path.parent}` to start it again in place)"
+        ) from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path} does not hold a configuration (a JSON object)")
+    try:
+        return from_dict(values).validate()
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
 
 
 # --- presets ------------------------------------------------------------------------------

@@ -9,8 +9,11 @@ killed run resumes from its last finished iteration with no collected data lost.
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import json
 import math
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,10 +25,18 @@ import torch
 
 from learn2adapt.adaptation import make_rule
 from learn2adapt.adaptation.base import AdaptationRule
-from learn2adapt.data.trajectory_buffer import TrajectoryBuffer
+from learn2adapt.data.trajectory_buffer import Episode, TrajectoryBuffer
 from learn2adapt.envs import make_env
-from learn2adapt.errors import CheckpointError, ConfigError, NonFiniteLossError, NotEnoughSegments, TrainingDiverged
-from learn2adapt.planning import make_planner
+from learn2adapt.errors import (
+    CheckpointError,
+    ConfigError,
+    NonFiniteData,
+    NonFiniteLossError,
+    NotEnoughSegments,
+    TrainingDiverged,
+    UserError,
+)
+from learn2adapt.planning import check_planning_memory, make_planner
 from learn2adapt.planning.base import Planner
 from learn2adapt.training.agent import MPCAgent
 from learn2adapt.training.checkpoint import (
@@ -35,10 +46,11 @@ from learn2adapt.training.checkpoint import (
     save_checkpoint,
     tensors_to_arrays,
 )
-from learn2adapt.training.config import RunConfig, load_config, save_config
+from learn2adapt.training.config import RunConfig, apply_overrides, load_config, save_config, to_dict
 from learn2adapt.training.eta import format_duration, remaining_seconds
 from learn2adapt.training.metrics_log import MetricsLog
 from learn2adapt.training.rollout import Policy, RandomPolicy, run_episodes
+from learn2adapt.training.run_dir import RunLock, atomic_write_text, check_writable
 
 CHECKPOINT_FORMAT = 1
 
@@ -87,15 +99,27 @@ def load_run(run_dir: Path) -> RunState:
     return _load_run_and_checkpoint(run_dir)[0]
 
 
-def _load_run_and_checkpoint(run_dir: Path) -> tuple[RunState, dict[str, Any]]:
+def config_digest(cfg: RunConfig) -> str:
+    """SHA-256 of the configuration, except the options a resume may change (:data:`RESUMABLE_OPTIONS`)."""
+    values = {k: v for k, v in to_dict(cfg).items() if k not in RESUMABLE_OPTIONS}
+    return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()
+
+
+def _load_run_and_checkpoint(run_dir: Path, cfg: RunConfig | None = None) -> tuple[RunState, dict[str, Any]]:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"run directory {run_dir} does not exist")
     cfg_path = run_dir / "config.json"
     if not cfg_path.exists():
         raise FileNotFoundError(f"{run_dir} is not a run directory (no config.json)")
-    cfg = load_config(cfg_path)
+    if cfg is None:
+        cfg = load_config(cfg_path)
     state = load_checkpoint(run_dir / CHECKPOINT_NAME)
+    if state.get("config_digest", config_digest(cfg)) != config_digest(cfg):
+        raise CheckpointError(
+            f"{cfg_path} was edited after the last checkpoint was written; restore it (only iterations may change, "
+            f"with `learn2adapt train --resume {run_dir} --set iterations=N`) or start a new run"
+        )
     env = make_env(cfg.env)
     rule = build_rule(cfg, env)
     env.close()
@@ -104,12 +128,19 @@ def _load_run_and_checkpoint(run_dir: Path) -> tuple[RunState, dict[str, Any]]:
         buffer = TrajectoryBuffer.from_state_dict(
             {"arrays": tensors_to_arrays(state["buffer"]), "tasks_json": state["tasks_json"]}
         )
-    except (KeyError, RuntimeError, ValueError) as e:
+    except (KeyError, RuntimeError, ValueError, TypeError) as e:
         raise CheckpointError(
-            f"checkpoint in {run_dir} does not match its config.json ({str(e).splitlines()[0]}); "
-            "was the config edited? Restore it or start a new run"
+            f"checkpoint in {run_dir} is inconsistent or does not match its config.json ({str(e).splitlines()[0]}); "
+            "restore the files or delete the run directory and start again"
         ) from None
-    return RunState(cfg, rule, buffer, int(state["iteration"])), state
+    iteration, episodes = int(state["iteration"]), buffer.num_episodes
+    expected = cfg.random_episodes + iteration * cfg.episodes_per_iteration
+    if iteration < 0 or episodes != expected:
+        raise CheckpointError(
+            f"checkpoint in {run_dir} is inconsistent: {episodes} episodes stored after iteration {iteration} "
+            f"(expected {expected}); restore the file or delete the run directory and start again"
+        )
+    return RunState(cfg, rule, buffer, iteration), state
 
 
 def _checkpoint(run_dir: Path, st: RunState, rng: np.random.Generator, env_steps: int, wall: float) -> None:
@@ -126,6 +157,7 @@ def _checkpoint(run_dir: Path, st: RunState, rng: np.random.Generator, env_steps
             "torch_rng": torch.get_rng_state(),
             "env_steps": env_steps,
             "wall_time": wall,
+            "config_digest": config_digest(st.cfg),
         },
     )
 
@@ -136,43 +168,137 @@ def _what_is_kept(iteration: int, run_dir: Path) -> str:
     return f"the last good checkpoint (iteration {iteration}) is kept in {run_dir}"
 
 
-def train(cfg: RunConfig | None, run_dir: Path, resume: bool = False, progress: bool = True) -> RunState:
+#: Options ``train --resume RUN --set KEY=VALUE`` may change mid-run (everything else is refused).
+RESUMABLE_OPTIONS = ("iterations",)
+#: Files of a run that never finished an iteration, removed when it is started again in place.
+_STALE = ("metrics.csv", "DONE", "eval.json")
+
+
+def check_config(cfg: RunConfig) -> None:
+    """Everything that can be checked before a run directory is touched (raises :class:`ConfigError`)."""
+    cfg.validate()
+    env = make_env(cfg.env)
+    try:  # the parts check their own options
+        rule = build_rule(cfg, env)
+        planner = build_planner(cfg, env, cfg.num_envs, cfg.seed)
+        check_planning_memory(planner, cfg.num_envs, rule.obs_dim, max(cfg.model.hidden))
+    finally:
+        env.close()
+
+
+def _changed(cfg: RunConfig, changes: dict[str, str]) -> RunConfig:
+    """``cfg`` with the ``--set`` changes a resume allows (:data:`RESUMABLE_OPTIONS`)."""
+    refused = sorted(set(changes) - set(RESUMABLE_OPTIONS))
+    if refused:
+        raise ConfigError(
+            f"{refused[0]} cannot change in the middle of a run; only {', '.join(RESUMABLE_OPTIONS)} can be set "
+            "with --resume (e.g. --set iterations=80 to extend it); start a new run with --run-dir for other options"
+        )
+    return apply_overrides(copy.deepcopy(cfg), [f"{k}={v}" for k, v in changes.items()]).validate()
+
+
+def train(
+    cfg: RunConfig | None,
+    run_dir: Path,
+    resume: bool = False,
+    progress: bool = True,
+    changes: dict[str, str] | None = None,
+) -> RunState:
     """Run (or resume) the outer loop; returns the final state.
+
+    One process at a time writes to a run directory (:class:`RunLock`). A directory whose run
+    never finished an iteration (no checkpoint) is no dead end: ``train`` over it starts it
+    again in place, and ``resume`` starts it again from its saved config.
 
     Args:
         cfg: the run's configuration (ignored when resuming: the saved one is used).
         run_dir: where config, metrics, TensorBoard logs and the checkpoint go.
         resume: continue the run in ``run_dir`` from its last checkpoint.
         progress: show progress bars and per-iteration summaries.
+        changes: with ``resume``, options to change (only :data:`RESUMABLE_OPTIONS`), e.g.
+            ``{"iterations": "80"}`` to extend a run.
 
     Raises:
+        ConfigError: a bad option (before anything is written).
+        RunDirBusy: another process writes to ``run_dir``.
+        CheckpointError: the checkpoint is corrupt or does not match the config.
         TrainingDiverged: a fit produced NaN/inf (the last good checkpoint is kept).
+        NonFiniteData: the environment returned NaN/inf (nothing of that iteration is stored).
+        UserError: the directory is not writable, or the disk is full (what was written is kept).
     """
     run_dir = Path(run_dir)
-    if resume:
-        st, ckpt = _load_run_and_checkpoint(run_dir)
-        cfg = st.cfg
-        rng = np.random.default_rng()
-        rng.bit_generator.state = json.loads(ckpt["numpy_rng"])
-        torch.set_rng_state(ckpt["torch_rng"])
-        env_steps, wall_before = int(ckpt["env_steps"]), float(ckpt["wall_time"])
-    else:
+    if not resume:
         if cfg is None:
             raise ValueError("train needs a config unless resume=True")
-        cfg.validate()
-        torch.manual_seed(cfg.seed)
-        rng = np.random.default_rng(cfg.seed)
-        env_steps, wall_before = 0, 0.0
-        envs = make_envs(cfg, 1)
-        try:  # the parts check their own options (ConfigError) before anything is written
-            rule = build_rule(cfg, envs[0])
-            build_planner(cfg, envs[0], cfg.num_envs, cfg.seed)
-        finally:
-            envs[0].close()
-        st = RunState(cfg, rule, TrajectoryBuffer(rule.obs_dim, rule.act_dim), -1)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, run_dir / "config.json")
+        check_config(cfg)
+    elif not (run_dir / "config.json").exists():
+        raise UserError(f"cannot resume: {run_dir} is not a run directory (no config.json)")
+    with RunLock(run_dir):
+        check_writable(run_dir)
+        if resume:
+            cfg = load_config(run_dir / "config.json")
+            if changes:
+                cfg = _changed(cfg, changes)
+            has_checkpoint = (run_dir / CHECKPOINT_NAME).exists()
+            if not has_checkpoint and progress:
+                print(f"{run_dir} holds no checkpoint (no iteration finished): starting it again from its config")
+        else:
+            assert cfg is not None
+            if (run_dir / CHECKPOINT_NAME).exists():
+                raise UserError(
+                    f"{run_dir} already holds a run: continue it with `learn2adapt train --resume {run_dir}` "
+                    "or choose another --run-dir"
+                )
+            has_checkpoint = False
+        if has_checkpoint:
+            st, ckpt = _load_run_and_checkpoint(run_dir, cfg)
+            if st.iteration > cfg.iterations:
+                raise ConfigError(f"iterations={cfg.iterations}: the run already finished iteration {st.iteration}")
+            rng = np.random.default_rng()
+            rng.bit_generator.state = json.loads(ckpt["numpy_rng"])
+            torch.set_rng_state(ckpt["torch_rng"])
+            env_steps, wall_before = int(ckpt["env_steps"]), float(ckpt["wall_time"])
+            if changes:
+                (run_dir / "DONE").unlink(missing_ok=True)
+                save_config(cfg, run_dir / "config.json")
+        else:
+            for name in _STALE:  # a run that never finished an iteration starts again in place
+                (run_dir / name).unlink(missing_ok=True)
+            shutil.rmtree(run_dir / "tb", ignore_errors=True)
+            torch.manual_seed(cfg.seed)
+            rng = np.random.default_rng(cfg.seed)
+            env_steps, wall_before = 0, 0.0
+            probe = make_env(cfg.env)
+            rule = build_rule(cfg, probe)
+            probe.close()
+            st = RunState(cfg, rule, TrajectoryBuffer(rule.obs_dim, rule.act_dim), -1)
+            save_config(cfg, run_dir / "config.json")
+        return _iterate(cfg, st, run_dir, rng, env_steps, wall_before, progress)
 
+
+def _first_non_finite(ep: Episode) -> str | None:
+    """``"<what> at step <t>"`` for the earliest NaN/inf the environment returned, else None."""
+    found = []
+    for what, values in (("observation", ep.next_obs), ("reward", ep.reward), ("initial observation", ep.obs)):
+        bad = ~np.isfinite(values.reshape(len(ep), -1)).all(axis=1)
+        if bad.any():
+            found.append((int(np.argmax(bad)), what))
+    if not found:
+        return None
+    step, what = min(found)
+    return f"{what} at step {step}"
+
+
+def _iterate(
+    cfg: RunConfig,
+    st: RunState,
+    run_dir: Path,
+    rng: np.random.Generator,
+    env_steps: int,
+    wall_before: float,
+    progress: bool,
+) -> RunState:
+    """The iterations of :func:`train` from ``st.iteration + 1`` on (the run directory is locked)."""
     envs = make_envs(cfg, cfg.num_envs)
     log = MetricsLog(run_dir)
     t_start = time.time() - wall_before
@@ -201,6 +327,14 @@ def train(cfg: RunConfig | None, run_dir: Path, resume: bool = False, progress: 
                 progress=progress,
                 timing=clock,
             )
+            for k, ep in enumerate(episodes):
+                bad = _first_non_finite(ep)
+                if bad is not None:
+                    raise NonFiniteData(
+                        f"iteration {it}: {cfg.env} returned a non-finite {bad} of episode {k} "
+                        f"(task {json.dumps(ep.tasks[0])}); nothing of this iteration was stored; "
+                        f"{_what_is_kept(st.iteration, run_dir)}"
+                    )
             for ep in episodes:
                 st.buffer.add_episode(ep)
             steps = sum(len(ep) for ep in episodes)
@@ -209,7 +343,7 @@ def train(cfg: RunConfig | None, run_dir: Path, resume: bool = False, progress: 
             try:
                 fit_metrics = st.rule.fit(st.buffer, rng, progress=progress)
             except NonFiniteLossError as e:
-                raise TrainingDiverged(
+                raise TrainingDiverged(  # the data were checked finite at collection: the optimiser diverged
                     f"iteration {it}: {e}; {_what_is_kept(st.iteration, run_dir)}; "
                     "start again with a lower fit.lr or fit.grad_clip"
                 ) from None
@@ -245,7 +379,7 @@ def train(cfg: RunConfig | None, run_dir: Path, resume: bool = False, progress: 
                     + ("" if eta is None else f", ETA {format_duration(eta)}"),
                     flush=True,
                 )
-        (run_dir / "DONE").write_text(json.dumps({"iteration": st.iteration, "env_steps": env_steps}) + "\n")
+        atomic_write_text(run_dir / "DONE", json.dumps({"iteration": st.iteration, "env_steps": env_steps}) + "\n")
     finally:
         log.close()
         for env in envs:

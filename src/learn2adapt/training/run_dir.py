@@ -1,0 +1,136 @@
+"""What guards a run directory: one writer at a time, writable before long work, atomic writes.
+
+* :class:`RunLock`: an exclusive OS file lock (``fcntl.flock`` on ``<dir>/.lock``) held for the
+  life of the process; the kernel releases it when the process dies, so a SIGKILLed run
+  never leaves a stale lock. A second writer gets a one-line :class:`RunDirBusy` naming the
+  holder's PID.
+* :func:`check_writable`: creates and removes a probe file, so a read-only or full
+  directory is refused before an iteration is collected and fitted, not after.
+* :func:`atomic_write_bytes` / :func:`atomic_write_text`: a uniquely named temporary file
+  in the same directory, fsynced, renamed over the target; on any OS error the
+  temporary file is removed and the target is left as it was.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import BinaryIO
+
+from learn2adapt.errors import RunDirBusy, UserError
+
+LOCK_NAME = ".lock"
+
+
+def os_error_message(e: OSError, what: str) -> str:
+    """One line for an OS error while doing ``what`` (no space, read-only, permission...)."""
+    reason = {
+        errno.ENOSPC: "no space left on the device",
+        errno.EDQUOT: "disk quota exceeded",
+        errno.EROFS: "the file system is read-only",
+        errno.EACCES: "permission denied",
+        errno.EPERM: "operation not permitted",
+    }.get(e.errno or 0, e.strerror or type(e).__name__)
+    return f"cannot {what}: {reason}"
+
+
+class RunLock:
+    """Exclusive lock on a directory, held until :meth:`release` or the process ends.
+
+    Args:
+        directory: the run (or comparison) directory; created if missing.
+        what: how the holder is described in the error (``run``, ``comparison``).
+
+    Raises:
+        RunDirBusy: another live process holds the lock.
+        UserError: the directory cannot be created or the lock file written.
+    """
+
+    def __init__(self, directory: Path, what: str = "run") -> None:
+        self.path = Path(directory) / LOCK_NAME
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise UserError(os_error_message(e, f"lock {self.path.parent}")) from None
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(self._fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(self._fd)
+            raise RunDirBusy(
+                f"{self.path.parent} is in use by another {what} (process {holder}); wait for it to finish, "
+                f"stop it, or use another directory"
+            ) from None
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, f"{os.getpid()}\n".encode(), 0)
+
+    def release(self) -> None:
+        if self._fd >= 0:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self) -> RunLock:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.release()
+
+
+def check_writable(directory: Path) -> None:
+    """Raise :class:`UserError` unless a file can be created in ``directory`` (created if missing)."""
+    directory = Path(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-check-", dir=directory)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise UserError(os_error_message(e, f"write to {directory}")) from None
+
+
+def atomic_write_bytes(
+    path: Path, data: bytes | None = None, writer: Callable[[BinaryIO], object] | None = None
+) -> None:
+    """Write ``data`` (or whatever ``writer(file)`` writes) to ``path`` atomically.
+
+    Raises:
+        UserError: the write failed (no space, read-only...); ``path`` is unchanged and no
+            temporary file is left behind.
+    """
+    path = Path(path)
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "wb") as f:
+            if writer is not None:
+                writer(f)
+            else:
+                f.write(data or b"")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        tmp = None
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError as e:
+        raise UserError(os_error_message(e, f"write {path}") + f"; {path.name} is unchanged") from None
+    finally:
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """:func:`atomic_write_bytes` for UTF-8 text."""
+    atomic_write_bytes(path, text.encode())

@@ -1,0 +1,288 @@
+"""Faults a user can cause: every one is a one-line error (exit 2) that changes nothing already written.
+
+Two writers on one run, resuming with options, runs stopped before their first checkpoint,
+corrupt checkpoints, read-only directories and full disks, bad option values, late checks,
+oversized plans and NaN from the environment. (Crash safety under SIGKILL: test_resume.py.)
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import PENDULUM
+
+TINY = [
+    "random_episodes=2",
+    "episodes_per_iteration=1",
+    "episode_length=40",
+    "num_envs=1",
+    "model.hidden=16",
+    "fit.max_epochs=1",
+    "planner.horizon=4",
+    "planner.num_candidates=30",
+]
+
+
+def _sets(options: list[str]) -> list[str]:
+    return [arg for o in options for arg in ("--set", o)]
+
+
+def _snapshot(directory: Path) -> dict[str, str]:
+    """Digest of every file below ``directory`` (to show that nothing changed)."""
+    return {
+        str(p.relative_to(directory)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(directory.rglob("*"))
+        if p.is_file() and p.name != ".lock"
+    }
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished run (iterations 0 and 1) to copy from."""
+    from learn2adapt.cli import main
+
+    run_dir = tmp_path_factory.mktemp("faults") / "run"
+    assert (
+        main(["train", "--env", PENDULUM, "--run-dir", str(run_dir), "--quiet", *_sets([*TINY, "iterations=1"])]) == 0
+    )
+    return run_dir
+
+
+@pytest.fixture
+def run(finished: Path, tmp_path: Path) -> Path:
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished, run_dir)
+    return run_dir
+
+
+# 1. one writer per run --------------------------------------------------------------------------
+HOLD = "import sys, time; from learn2adapt.training.run_dir import RunLock; RunLock(sys.argv[1]); print('held', flush=True); time.sleep(60)"
+
+
+def _holder(directory: Path) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(directory)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+    return proc
+
+
+def test_a_second_writer_is_refused_naming_the_holder(cli, one_line_error, run: Path) -> None:
+    before = _snapshot(run)
+    proc = _holder(run)
+    try:
+        code, _, err = cli("train", "--resume", run, "--quiet", "--set", "iterations=2")
+        one_line_error(code, err, "in use by another run", f"process {proc.pid}")
+        assert _snapshot(run) == before
+    finally:
+        proc.kill()
+        proc.wait()
+    # the kernel released the killed holder's lock: no stale lock
+    code, _, err = cli("train", "--resume", run, "--quiet", "--set", "iterations=2")
+    assert code == 0, err
+
+
+def test_a_second_comparison_on_the_same_output_is_refused(cli, one_line_error, tmp_path: Path) -> None:
+    out = tmp_path / "cmp"
+    proc = _holder(out)
+    try:
+        code, _, err = cli("compare", "--env", PENDULUM, "--seeds", "1", "--algos", "mb", "--out", out, "--quiet")
+        one_line_error(code, err, "in use by another comparison")
+        assert not (out / "runs").exists()
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+# 2. resume with options -------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--algo", "grbal"], "--algo cannot be combined with --resume"),
+        (["--seed", "7"], "--seed cannot be combined"),
+        (["--set", "planner.horizon=3"], "planner.horizon cannot change in the middle of a run"),
+    ],
+)
+def test_resume_refuses_options_that_cannot_change(cli, one_line_error, run: Path, args, needle) -> None:
+    before = _snapshot(run)
+    code, _, err = cli("train", "--resume", run, "--quiet", *args)
+    one_line_error(code, err, needle)
+    assert _snapshot(run) == before
+
+
+def test_resume_extends_a_finished_run(cli, run: Path) -> None:
+    from learn2adapt.training.loop import load_run
+
+    code, _, err = cli("train", "--resume", run, "--quiet", "--set", "iterations=2")
+    assert code == 0, err
+    st = load_run(run)
+    assert st.iteration == st.cfg.iterations == 2 and (run / "DONE").exists()
+
+
+# 3. no dead ends --------------------------------------------------------------------------------
+def test_a_run_stopped_before_its_first_checkpoint_starts_again_in_place(cli, one_line_error, run: Path) -> None:
+    (run / "checkpoint.pt").unlink()
+    (run / "DONE").unlink()
+    code, _, err = cli("eval", run, "--quiet")
+    one_line_error(code, err, "no checkpoint", "start it again")
+    code, out, err = cli("train", "--resume", run, "--quiet")
+    assert code == 0, err
+    (run / "checkpoint.pt").unlink()
+    (run / "config.json").write_text("")  # a full disk while writing it
+    code, _, err = cli("eval", run, "--quiet")
+    one_line_error(code, err, "config.json is empty", f"--run-dir {run}")
+    code, _, err = cli("train", "--env", PENDULUM, "--run-dir", run, "--quiet", *_sets([*TINY, "iterations=0"]))
+    assert code == 0, err
+    code, _, err = cli("train", "--env", PENDULUM, "--run-dir", run, "--quiet", *_sets(TINY))
+    one_line_error(code, err, "already holds a run", "--resume")
+
+
+# 4. integrity -----------------------------------------------------------------------------------
+def _rewrite_checkpoint(run: Path, change) -> None:
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    change(state)
+    torch.save(state, run / "checkpoint.pt")
+
+
+def test_flipped_bytes_in_stored_arrays_are_detected(cli, one_line_error, run: Path) -> None:
+    def flip(state):
+        state["buffer"]["obs"][3, 0] += 1.0  # the checksum is left as it was
+
+    _rewrite_checkpoint(run, flip)
+    for argv in (("eval", run, "--quiet"), ("train", "--resume", run, "--quiet")):
+        code, _, err = cli(*argv)
+        one_line_error(code, err, "corrupt", "checksum")
+
+
+@pytest.mark.parametrize("field, value", [("task_id", 99), ("episode_id", 7)])
+def test_inconsistent_arrays_are_refused_even_without_a_checksum(cli, one_line_error, run: Path, field, value) -> None:
+    def damage(state):
+        state.pop("digest")
+        state["buffer"][field][5] = value
+
+    _rewrite_checkpoint(run, damage)
+    code, _, err = cli("eval", run, "--quiet")
+    one_line_error(code, err, "inconsistent")
+
+
+def test_an_edited_config_is_refused(cli, one_line_error, run: Path) -> None:
+    path = run / "config.json"
+    path.write_text(path.read_text().replace('"horizon": 4', '"horizon": 5'))
+    code, _, err = cli("eval", run, "--quiet")
+    one_line_error(code, err, "was edited after the last checkpoint")
+
+
+# 5. operating-system errors ---------------------------------------------------------------------
+def test_a_read_only_run_directory_is_refused_before_any_work(cli, one_line_error, run: Path, monkeypatch) -> None:
+    import learn2adapt.training.run_dir as run_dir_module
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    before = _snapshot(run)
+    monkeypatch.setattr(run_dir_module.tempfile, "mkstemp", read_only)
+    monkeypatch.setattr("learn2adapt.training.loop._iterate", lambda *a, **k: pytest.fail("work started"))
+    code, _, err = cli("train", "--resume", run, "--quiet", "--set", "iterations=2")
+    one_line_error(code, err, "read-only")
+    assert _snapshot(run) == before
+
+
+def test_a_full_disk_keeps_the_last_checkpoint_and_leaves_no_temporary_file(
+    cli, one_line_error, run: Path, monkeypatch
+) -> None:
+    import learn2adapt.training.checkpoint as checkpoint
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    before = (run / "checkpoint.pt").read_bytes()
+    monkeypatch.setattr(checkpoint.torch, "save", full)
+    code, _, err = cli("train", "--resume", run, "--quiet", "--set", "iterations=2")
+    one_line_error(code, err, "no space left", "checkpoint.pt is unchanged")
+    assert (run / "checkpoint.pt").read_bytes() == before
+    assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_eval_output_in_a_missing_folder_is_created_first(cli, run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "new" / "folder" / "eval.json"
+    code, _, err = cli("eval", run, "--quiet", "--episodes", "1", "--output", out)
+    assert code == 0 and out.exists(), err
+
+
+# 6-8. bad values, late checks, oversized plans --------------------------------------------------
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["--set", "fit.lr=nan"], "fit.lr"),
+        (["--set", "adaptation.meta_batch=0", "--algo", "grbal"], "adaptation.meta_batch"),
+        (["--set", "fit.batch_size=0"], "fit.batch_size"),
+        (["--set", "fit.batch_size=-5"], "fit.batch_size"),
+        (["--set", "fit.max_epochs=-2"], "fit.max_epochs"),
+        (["--set", "fit.patience=-1"], "fit.patience"),
+        (["--set", "fit.grad_clip=-1"], "fit.grad_clip"),
+        (["--set", "model.hidden="], "model.hidden"),
+        (["--set", "eval.episodes_per_task=0"], "eval.episodes_per_task"),
+        (["--set", "eval.schedule=switch:t=abc"], "t='abc'"),
+        (["--set", "eval.schedule=switch:t=-5"], "must be positive"),
+        (["--seed", "-1"], "seed"),
+        (["--set", "device=cuda:7"], "device"),
+        (["--set", "planner.num_candidates=100000000"], "lower planner.num_candidates"),
+    ],
+)
+def test_bad_values_are_refused_before_anything_is_written(cli, one_line_error, tmp_path: Path, argv, needle) -> None:
+    code, _, err = cli("train", "--env", PENDULUM, "--run-dir", tmp_path / "r", *argv)
+    one_line_error(code, err, needle)
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--episodes", "-3"], "--episodes"),
+        (["--episodes", "0"], "--episodes"),
+        (["--schedule", "switch:t=abc"], "t='abc'"),
+        (["--schedule", "bogus"], "unknown schedule"),
+    ],
+)
+def test_bad_eval_arguments(cli, one_line_error, run: Path, args, needle) -> None:
+    code, _, err = cli("eval", run, "--quiet", *args)
+    one_line_error(code, err, needle)
+
+
+def test_a_bad_schedule_stops_a_comparison_before_training(cli, one_line_error, tmp_path: Path) -> None:
+    out = tmp_path / "cmp"
+    code, _, err = cli(
+        "compare", "--env", PENDULUM, "--seeds", "1", "--algos", "mb", "--out", out, "--schedule", "bogus"
+    )
+    one_line_error(code, err, "unknown schedule 'bogus'")
+    assert not (out / "runs").exists()
+
+
+# 9. NaN from the environment --------------------------------------------------------------------
+@pytest.mark.parametrize("what", ["observation", "reward"])
+def test_nan_from_the_environment_names_it_and_keeps_the_last_checkpoint(
+    cli, one_line_error, run: Path, monkeypatch, what
+) -> None:
+    from learn2adapt.envs.pendulum import PendulumVariedEnv
+
+    step = PendulumVariedEnv.step
+
+    def broken(self, action):
+        obs, reward, term, trunc, info = step(self, action)
+        if getattr(self, "_l2a_steps", 0) == 7:
+            obs, reward = (obs * np.nan, reward) if what == "observation" else (obs, float("nan"))
+        self._l2a_steps = getattr(self, "_l2a_steps", 0) + 1
+        return obs, reward, term, trunc, info
+
+    monkeypatch.setattr(PendulumVariedEnv, "step", broken)
+    before = (run / "checkpoint.pt").read_bytes()
+    code, _, err = cli("train", "--resume", run, "--quiet", "--set", "iterations=2")
+    one_line_error(code, err, "iteration 2", PENDULUM, "non-finite", "step 7", "iteration 1) is kept")
+    assert (run / "checkpoint.pt").read_bytes() == before
