@@ -67,7 +67,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from learn2adapt.experiments.evaluation import evaluate, save_eval
     from learn2adapt.training.config import check_schedule
-    from learn2adapt.training.loop import load_run
+    from learn2adapt.training.loop import load_run, with_online_rule
     from learn2adapt.training.run_dir import check_writable
 
     if args.episodes is not None and args.episodes < 1:
@@ -76,6 +76,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         check_schedule(args.schedule)
     out = Path(args.output) if args.output else Path(args.run_dir) / "eval.json"
     st = load_run(Path(args.run_dir))
+    if args.online:
+        st = with_online_rule(st, args.online)
     check_writable(out.parent)  # before the evaluation, not after it
     if args.schedule:
         st.cfg.eval.schedule = args.schedule
@@ -334,6 +336,12 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--schedule", default=None, help="task schedule during episodes (default: the run's eval.schedule)")
     p.add_argument("--seed", type=int, default=0, help="evaluation seed")
     p.add_argument("--output", default=None, help="results JSON (default: RUN_DIR/eval.json)")
+    p.add_argument(
+        "--online",
+        default=None,
+        metavar="ALGO",
+        help="evaluate with another online rule on the same meta-trained model, e.g. --online mole for a grbal run",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -361,13 +369,13 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
 
 
 def _compare_args(p: argparse.ArgumentParser) -> None:
-    from learn2adapt.adaptation import ALGORITHMS
+    from learn2adapt.adaptation import ALGORITHMS, PAPER_ALGORITHMS
     from learn2adapt.training.config import describe_presets  # the names in learn2adapt/presets/
 
     p.add_argument("--env", default="learn2adapt/PendulumVaried-v0", help="environment id (see `learn2adapt envs`)")
     p.add_argument("--preset", default="quick", help=f"preset of the environment family: {describe_presets()}")
     p.add_argument(
-        "--algos", default=",".join(ALGORITHMS), help=f"comma-separated algorithms ({', '.join(ALGORITHMS)})"
+        "--algos", default=",".join(PAPER_ALGORITHMS), help=f"comma-separated algorithms ({', '.join(ALGORITHMS)})"
     )
     p.add_argument("--seeds", type=int, default=3, help="training seeds per algorithm (0..N-1)")
     p.add_argument(

@@ -110,3 +110,23 @@ def test_eta_projects_constant_collection_and_fits_growing_with_the_data():
     assert remaining_seconds(rows, 3) == pytest.approx(20.0 + 7.0)
     assert remaining_seconds(rows, 1) == 0.0
     assert format_duration(45) == "45 s" and format_duration(720) == "12 min" and format_duration(3900) == "1 h 05 min"
+
+
+def test_a_grbal_run_is_evaluated_with_the_mixture(cli, one_line_error, tmp_path):
+    import json
+
+    run = tmp_path / "run"
+    sets = [
+        "iterations=1", "random_episodes=3", "episodes_per_iteration=1", "episode_length=60", "num_envs=1",
+        "model.hidden=16", "fit.max_epochs=2", "planner.horizon=4", "planner.num_candidates=30",
+        "adaptation.past=8", "adaptation.future=8",
+    ]  # fmt: skip
+    argv = ["train", "--env", PENDULUM, "--algo", "grbal", "--run-dir", run, "--quiet"]
+    code, _, err = cli(*argv, *[a for s in sets for a in ("--set", s)])
+    assert code == 0, err
+    code, out, err = cli("eval", run, "--quiet", "--episodes", "1", "--online", "mole", "--output", tmp_path / "m.json")
+    assert code == 0, err
+    result = json.loads((tmp_path / "m.json").read_text())
+    assert result["algo"] == "mole" and np.isfinite(result["mean"])
+    code, _, err = cli("eval", run, "--quiet", "--online", "rebal")
+    one_line_error(code, err, "cannot be evaluated with rebal")

@@ -30,6 +30,7 @@ class Algorithm:
     label: str  # in tables and plots
     color: str  # matplotlib colour, stable across plots
     summary: str  # one line for help texts
+    in_paper: bool = True  # one of the paper's four methods (compared by default)
 
 
 #: ``--algo`` name -> :class:`Algorithm`. Order is the order shown to users.
@@ -58,10 +59,20 @@ REGISTRY: dict[str, Algorithm] = {
         "tab:green",
         "meta-trained recurrent model that reads the last M transitions",
     ),
+    "mole": Algorithm(
+        "learn2adapt.adaptation.mole",
+        "MOLe",
+        "MOLe",
+        "tab:purple",
+        "GrBAL's meta-trained prior plus an online mixture of task models that remembers past dynamics",
+        in_paper=False,
+    ),
 }
 
 #: Names accepted by :func:`make_rule` (and ``--algo``).
 ALGORITHMS: tuple[str, ...] = tuple(REGISTRY)
+#: The paper's methods: what ``compare`` runs unless told otherwise.
+PAPER_ALGORITHMS: tuple[str, ...] = tuple(name for name, a in REGISTRY.items() if a.in_paper)
 
 
 def label(algo: str) -> str:

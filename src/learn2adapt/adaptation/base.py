@@ -84,6 +84,16 @@ class AdaptationRule(ABC):
         parameters, so no adapted state outlives the call.
         """
 
+    def online_state(self, num_envs: int) -> Any:
+        """Adaptation state that persists from step to step (None: the rule is stateless).
+
+        A stateful rule (MOLe) returns an object with ``predictor(recent) -> PredictFn`` (called
+        once per control step, after the newest transition arrived) and
+        ``reset(env_index, episode_start=True)``; :class:`~learn2adapt.training.agent.MPCAgent`
+        uses it instead of :meth:`predictor`.
+        """
+        return None
+
     # --- shared behaviour -----------------------------------------------------------------
     @property
     def history_length(self) -> int:

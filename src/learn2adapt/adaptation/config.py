@@ -1,8 +1,50 @@
-"""Options of the adaptation rules (GrBAL, ReBAL, MB+DE)."""
+"""Options of the adaptation rules (GrBAL, ReBAL, MB+DE, MOLe)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+
+@dataclass
+class MixtureConfig:
+    """MOLe's online mixture of task models (``--algo mole``; docs/algorithms/mole.md)."""
+
+    max_models: int = field(
+        default=8, metadata={"help": "task models kept per environment (1: continued adaptation of one model)"}
+    )
+    alpha: float = field(
+        default=1.0,
+        metadata={"help": "concentration of the Chinese-restaurant-process prior (> 0): weight of a new task"},
+    )
+    sticky: float = field(
+        default=0.0, metadata={"help": "pseudo-count added to the previous step's task in the prior (>= 0)"}
+    )
+    temperature: float = field(
+        default=1.0,
+        metadata={
+            "help": "multiplies the likelihood's variance (the post-adaptation validation error); > 1 flattens the posterior"
+        },
+    )
+    variance: float = field(
+        default=0.0,
+        metadata={
+            "help": "likelihood variance of a normalised state change (0: the meta-trained model's post-adaptation validation error)"
+        },
+    )
+    lr: float = field(
+        default=0.0,
+        metadata={"help": "M-step step size on the newest transitions (0: GrBAL's inner step size, learned or fixed)"},
+    )
+    recent: int = field(
+        default=0,
+        metadata={
+            "help": "size of D2, the newest transitions scored in the E step (0: M / 4); D1 = the M - D2 before it"
+        },
+    )
+    keep_across_episodes: bool = field(
+        default=False,
+        metadata={"help": "keep the task models across the episodes of one environment (recall across episodes)"},
+    )
 
 
 @dataclass
@@ -50,3 +92,4 @@ class AdaptationConfig:
         metadata={"help": "ReBAL objective: segments (M past / K future) | tbptt (whole trajectories, truncated BPTT)"},
     )
     tbptt_length: int = field(default=100, metadata={"help": "ReBAL truncated-BPTT window when rnn_training=tbptt"})
+    mixture: MixtureConfig = field(default_factory=MixtureConfig)

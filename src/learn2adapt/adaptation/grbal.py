@@ -28,6 +28,7 @@ retrain (the official code's stale adapted weights, docs/method.md Sec. 5).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -49,6 +50,16 @@ from learn2adapt.types import PredictFn, Window, right_aligned_mask
 VAL_SEGMENTS = 2048
 #: Segments per validation pass (bounds memory).
 VAL_CHUNK = 256
+
+
+class Calibration(nn.Module):
+    """Figures of the last fit that online rules need (checkpointed with the model)."""
+
+    post_adapt_mse: torch.Tensor
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("post_adapt_mse", torch.tensor(0.0))  # 0: not measured yet
 
 
 class GrBAL(AdaptationRule):
@@ -79,13 +90,23 @@ class GrBAL(AdaptationRule):
         self.model = MLPDynamics(obs_dim, act_dim, model_cfg)
         shapes = {n: p.shape for n, p in self.model.params().items()}
         self.step_size = StepSize(adapt_cfg.step_size, adapt_cfg.inner_lr, shapes)
-        self._module = nn.ModuleDict({"model": self.model, "step_size": self.step_size}).to(self.device)
+        #: The post-adaptation validation MSE of the last fit (what MOLe's likelihood takes as variance).
+        self.calibration = Calibration()
+        self._module = nn.ModuleDict(
+            {"model": self.model, "step_size": self.step_size, "calibration": self.calibration}
+        ).to(self.device)
         #: Inner-update implementation for meta-training (see inner_update); checked now.
         self.impl = resolve_impl(adapt_cfg.inner_impl, self.step_size, adapt_cfg.inner_steps)
 
     @property
     def module(self) -> nn.Module:
         return self._module
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        # Checkpoints written before the calibration buffer existed load with it unknown (0).
+        module = dict(state["module"])
+        module.setdefault("calibration.post_adapt_mse", torch.tensor(0.0))
+        super().load_state_dict({**state, "module": module})
 
     @property
     def normalizer(self) -> Normalizer:
@@ -154,6 +175,7 @@ class GrBAL(AdaptationRule):
         )
         metrics = result.metrics()
         losses = self.validation_losses(val_batches)
+        self.calibration.post_adapt_mse.fill_(losses["after"])
         metrics.update({"fit/val_loss_before_adapt": losses["before"], "fit/val_loss_after_adapt": losses["after"]})
         metrics.update({f"fit/{k}": v for k, v in self.step_size.stats().items()})
         return metrics

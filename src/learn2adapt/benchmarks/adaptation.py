@@ -24,12 +24,14 @@ Run: ``python -m learn2adapt.benchmarks.adaptation`` or ``learn2adapt bench --on
 from __future__ import annotations
 
 import argparse
+import copy
 from collections.abc import Callable, Sequence
 
 import torch
 
 from learn2adapt.adaptation.config import AdaptationConfig
 from learn2adapt.adaptation.grbal import GrBAL
+from learn2adapt.adaptation.mole import MixtureState, MOLe
 from learn2adapt.benchmarks.timing import interleaved_median_ms, matmul_gflops
 from learn2adapt.benchmarks.workload import cheetah_like_reward, random_recent
 from learn2adapt.models.config import FitConfig, ModelConfig
@@ -37,6 +39,19 @@ from learn2adapt.planning.random_shooting import RandomShooting
 
 #: Meta-step implementations compared (second order); ``auto`` picks ``lowrank`` here.
 IMPLS = ("lowrank", "batched", "vmap", "loop")
+
+
+def _mixture(rule: GrBAL, num_envs: int, models: int) -> MixtureState:
+    """MOLe's online state on ``rule``'s weights, holding ``models`` task models per environment."""
+    cfg = copy.deepcopy(rule.adapt_cfg)
+    cfg.mixture.max_models = models
+    mole = MOLe(rule.obs_dim, rule.act_dim, rule.model_cfg, rule.fit_cfg, cfg, rule.device)
+    mole.load_state_dict(rule.state_dict())
+    mole.calibration.post_adapt_mse.fill_(0.05)
+    state = mole.online_state(num_envs)
+    state.active.fill_(True)  # a full mixture: every model scored and stepped, and a candidate made
+    state.counts.fill_(10.0)
+    return state
 
 
 def _rule(
@@ -85,13 +100,15 @@ def run(
     obs = torch.randn(num_envs, obs_dim, generator=g).to(d)
     recent = random_recent(num_envs, past, obs_dim, act_dim, g, d)
     low, high = -torch.ones(act_dim, device=d), torch.ones(act_dim, device=d)
-    planners = [RandomShooting(low, high, horizon, num_candidates, d, seed=0, num_envs=num_envs) for _ in range(2)]
+    planners = [RandomShooting(low, high, horizon, num_candidates, d, seed=0, num_envs=num_envs) for _ in range(3)]
     reward = cheetah_like_reward()
-    plan, adapt_plan, adapt = interleaved_median_ms(
+    mixture = _mixture(rule, num_envs, models=5)
+    plan, adapt_plan, adapt, mole_plan = interleaved_median_ms(
         [
             lambda: planners[0].plan(rule.predictor(None), reward, obs),
             lambda: planners[1].plan(rule.predictor(recent), reward, obs),
             lambda: rule.predictor(recent),
+            lambda: planners[2].plan(mixture.predictor(recent), reward, obs),
         ],
         rounds,
         repeats,
@@ -102,6 +119,8 @@ def run(
             "adapt_plan_ms": round(adapt_plan, 2),
             "adapt_ms": round(adapt, 3),
             "adapt_plan_over_plan": round(adapt_plan / plan, 3),
+            "mole_plan_ms": round(mole_plan, 2),
+            "mole_plan_over_adapt_plan": round(mole_plan / adapt_plan, 3),
         }
     )
 

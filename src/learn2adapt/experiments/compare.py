@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from learn2adapt.adaptation import ALGORITHMS, label
+from learn2adapt.adaptation import PAPER_ALGORITHMS, label
 from learn2adapt.experiments.runner import Runner, make_runner
 from learn2adapt.training.config import (
     ConfigError,
@@ -31,8 +31,8 @@ from learn2adapt.training.config import (
 )
 from learn2adapt.training.run_dir import atomic_write_text
 
-#: Default algorithms of ``learn2adapt compare``: every registered one.
-DEFAULT_ALGOS = ALGORITHMS
+#: Default algorithms of ``learn2adapt compare``: the paper's four.
+DEFAULT_ALGOS = PAPER_ALGORITHMS
 
 
 @dataclass

@@ -43,9 +43,13 @@ class MPCAgent:
         self.device = rule.device
         self.history = RecentHistory(num_envs, rule.history_length, rule.obs_dim, rule.act_dim, device=self.device)
         self.num_envs = num_envs
+        #: Adaptation state kept from step to step (MOLe's task models); None for stateless rules.
+        self.online = rule.online_state(num_envs)
 
     def reset(self, env_index: int) -> None:
         self.history.reset(env_index)
+        if self.online is not None:
+            self.online.reset(env_index, episode_start=True)
         mask = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
         mask[env_index] = True
         self.planner.reset(mask)
@@ -53,7 +57,7 @@ class MPCAgent:
     def act(self, obs: np.ndarray) -> np.ndarray:
         obs_t = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
         recent = self.history.data if self.rule.history_length > 0 else None
-        predict = self.rule.predictor(recent)
+        predict = self.rule.predictor(recent) if self.online is None else self.online.predictor(recent)
         with torch.no_grad():
             actions = self.planner.plan(predict, self.reward_fn, obs_t, self.termination_fn)
         return actions.cpu().numpy()

@@ -99,6 +99,28 @@ def load_run(run_dir: Path) -> RunState:
     return _load_run_and_checkpoint(run_dir)[0]
 
 
+#: Online rules that can replace each other on one meta-trained model (same parameters).
+_SHARED_PRIOR = ("grbal", "mole")
+
+
+def with_online_rule(st: RunState, algo: str) -> RunState:
+    """``st`` with its meta-trained model driven by the online rule ``algo`` (e.g. a GrBAL run with MOLe)."""
+    if algo == st.cfg.algo:
+        return st
+    if algo not in _SHARED_PRIOR or st.cfg.algo not in _SHARED_PRIOR:
+        raise ConfigError(
+            f"--online {algo}: a {st.cfg.algo} run cannot be evaluated with {algo}; "
+            f"the rules that share a meta-trained model are {', '.join(_SHARED_PRIOR)}"
+        )
+    cfg = copy.deepcopy(st.cfg)
+    cfg.algo = algo
+    env = make_env(cfg.env)
+    rule = build_rule(cfg, env)
+    env.close()
+    rule.load_state_dict(st.rule.state_dict())
+    return RunState(cfg, rule, st.buffer, st.iteration)
+
+
 def config_digest(cfg: RunConfig) -> str:
     """SHA-256 of the configuration, except the options a resume may change (:data:`RESUMABLE_OPTIONS`)."""
     values = {k: v for k, v in to_dict(cfg).items() if k not in RESUMABLE_OPTIONS}
