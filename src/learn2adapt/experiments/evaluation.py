@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,7 +34,7 @@ import numpy as np
 from learn2adapt.data.segment_sampler import SegmentSampler
 from learn2adapt.data.trajectory_buffer import Episode, TrajectoryBuffer
 from learn2adapt.errors import NotEnoughSegments
-from learn2adapt.experiments.statistics import mean_ci95
+from learn2adapt.experiments.statistics import adjusted_rand_index, mean_ci95
 from learn2adapt.training.loop import RunState, _seed_for, make_envs, mpc_agent
 from learn2adapt.training.rollout import run_episodes
 from learn2adapt.training.run_dir import atomic_write_text
@@ -42,6 +43,8 @@ from learn2adapt.training.run_dir import atomic_write_text
 PRED_SEGMENTS = 256
 #: Steps before a switch averaged as the "before the switch" reward level.
 PRE_SWITCH_WINDOW = 20
+#: Steps after a switch over which first-visit and revisit rewards are averaged.
+RECALL_WINDOW = 50
 
 
 @dataclass
@@ -75,6 +78,26 @@ class Recovery:
 
 
 @dataclass
+class Recall:
+    """What happens when the dynamics return to a task seen earlier in the episode.
+
+    Rewards are per step over the :data:`RECALL_WINDOW` steps after each switch (or until the
+    next one), split by whether the new task was already in force earlier in that episode.
+    For rules that keep a mixture of task models (MOLe): the mean number of models held,
+    and the MAP model per step against the true task (cluster purity, adjusted Rand index;
+    per episode, then averaged).
+    """
+
+    first_visit_reward: float
+    revisit_reward: float
+    first_visits: int
+    revisits: int
+    mean_models: float = float("nan")
+    purity: float = float("nan")
+    ari: float = float("nan")
+
+
+@dataclass
 class EvalResult:
     """One run evaluated under one task schedule on every held-out test task."""
 
@@ -88,6 +111,7 @@ class EvalResult:
     past: int = 0
     future: int = 0
     recovery: Recovery | None = None
+    recall: Recall | None = None
     #: Environment steps the run collected in training (its sample cost).
     train_env_steps: int = 0
     eval_env_steps: int = 0
@@ -125,10 +149,13 @@ class EvalResult:
             )
             for t in data.get("tasks", [])
         ]
-        rec = data.get("recovery")
-        names = {f for f in cls.__dataclass_fields__} - {"tasks", "recovery"}
+        rec, recall = data.get("recovery"), data.get("recall")
+        names = {f for f in cls.__dataclass_fields__} - {"tasks", "recovery", "recall"}
         return cls(
-            tasks=tasks, recovery=Recovery(**rec) if rec else None, **{k: v for k, v in data.items() if k in names}
+            tasks=tasks,
+            recovery=Recovery(**rec) if rec else None,
+            recall=Recall(**recall) if recall else None,
+            **{k: v for k, v in data.items() if k in names},
         )
 
 
@@ -176,6 +203,50 @@ def recovery_curve(episodes: Sequence[Episode]) -> Recovery | None:
     return Recovery(
         [round(s / c, 6) for s, c in zip(sums, counts)], counts, float(np.mean(pre)) if pre else float("nan"), n
     )
+
+
+def recall_measures(
+    episodes: Sequence[Episode], models: Sequence[Sequence[tuple[int, int]]] | None = None
+) -> Recall | None:
+    """First-visit vs revisit reward after switches, and the mixture's task assignment (None: no switch).
+
+    Args:
+        episodes: evaluation episodes (``tasks`` holds the task in force at each step).
+        models: per episode and step, ``(MAP model, models held)`` of a mixture rule; None otherwise.
+    """
+    first: list[float] = []
+    again: list[float] = []
+    n_first = n_again = 0
+    for ep in episodes:
+        keys = [json.dumps(t, sort_keys=True) for t in ep.tasks]
+        switches = switch_steps(ep)
+        for s, end in zip(switches, [*switches[1:], len(ep)]):
+            window = ep.reward[s : min(end, s + RECALL_WINDOW)].tolist()
+            if keys[s] in keys[:s]:
+                again += window
+                n_again += 1
+            else:
+                first += window
+                n_first += 1
+    if n_first + n_again == 0:
+        return None
+    out = Recall(
+        float(np.mean(first)) if first else float("nan"),
+        float(np.mean(again)) if again else float("nan"),
+        n_first,
+        n_again,
+    )
+    if models:
+        purity, ari, held = [], [], []
+        for ep, steps in zip(episodes, models):
+            truth = [json.dumps(t, sort_keys=True) for t in ep.tasks[: len(steps)]]
+            assigned = [m for m, _ in steps]
+            held += [h for _, h in steps]
+            ari.append(adjusted_rand_index(truth, assigned))
+            majority = sum(max(Counter(t for t, a in zip(truth, assigned) if a == c).values()) for c in set(assigned))
+            purity.append(majority / len(steps))
+        out.mean_models, out.purity, out.ari = float(np.mean(held)), float(np.mean(purity)), float(np.nanmean(ari))
+    return out
 
 
 def prediction_errors(
@@ -237,10 +308,18 @@ def evaluate(
         train_env_steps=len(st.buffer),
     )
     all_episodes: list[Episode] = []
+    all_models: list[list[tuple[int, int]]] = []
     rng = np.random.default_rng(_seed_for(seed, 20_000))
     try:
         for i, task in enumerate(test_tasks):
             agent = mpc_agent(cfg, st.rule, envs[0], len(envs), _seed_for(seed, 10_000 + i))
+            models: dict[int, list[tuple[int, int]]] = {}
+
+            def record(k: int, t: int, reward: float, info: dict, slot: int, agent=agent, models=models) -> None:
+                if agent.online is not None:  # the mixture's MAP model and size when this step was planned
+                    state = agent.online
+                    models.setdefault(k, []).append((int(state.assignment[slot]), int(state.num_models[slot])))
+
             episodes = run_episodes(
                 envs,
                 agent,
@@ -248,7 +327,9 @@ def evaluate(
                 lambda k, task=task, i=i: (task, _seed_for(seed, i, k) % (2**31)),
                 desc=f"eval {spec} task {i + 1}/{len(test_tasks)}",
                 progress=progress,
+                on_step=record,
             )
+            all_models += [models[k] for k in range(len(episodes))] if models else []
             tr = TaskResult(task, [ep.total_reward for ep in episodes])
             if measure_model:
                 tr.pred_error_before, tr.pred_error_after = prediction_errors(st, episodes, rng)
@@ -258,6 +339,7 @@ def evaluate(
         for env in envs:
             env.close()
     result.recovery = recovery_curve(all_episodes)
+    result.recall = recall_measures(all_episodes, all_models or None)
     result.eval_env_steps = sum(len(ep) for ep in all_episodes)
     result.eval_wall_seconds = round(time.time() - t0, 3)
     return result

@@ -107,6 +107,13 @@ class AlgoSummary:
     early_recovery: Stat
     pre_switch: Stat
     recovery_curve: np.ndarray | None
+    #: Reward per step after switches to a task first seen vs seen before in the episode, per seed.
+    first_visit: Stat
+    revisit: Stat
+    #: Mixture rules (MOLe): models held, and the MAP model against the true task, per seed.
+    mean_models: Stat
+    purity: Stat
+    ari: Stat
     env_steps: Stat
     train_wall: Stat
     eval_wall: Stat
@@ -114,6 +121,12 @@ class AlgoSummary:
     @property
     def return_stat(self) -> Stat:
         return self.ret
+
+
+def _recall_stat(evals: Sequence[EvalResult], name: str) -> Stat:
+    """One recall figure over seeds (finite values only)."""
+    values = [getattr(e.recall, name) for e in evals if e.recall is not None]
+    return Stat.of([v for v in values if math.isfinite(v)])
 
 
 def summarize(algo: str, records: Sequence[RunRecord], schedule: str) -> AlgoSummary | None:
@@ -153,6 +166,11 @@ def summarize(algo: str, records: Sequence[RunRecord], schedule: str) -> AlgoSum
         early_recovery=Stat.of(early),
         pre_switch=Stat.of(pre),
         recovery_curve=mean_curve,
+        first_visit=_recall_stat(evals, "first_visit_reward"),
+        revisit=_recall_stat(evals, "revisit_reward"),
+        mean_models=_recall_stat(evals, "mean_models"),
+        purity=_recall_stat(evals, "purity"),
+        ari=_recall_stat(evals, "ari"),
         env_steps=Stat.of([r.env_steps for r in runs]),
         train_wall=Stat.of([r.train_wall_seconds for r in runs]),
         eval_wall=Stat.of([e.eval_wall_seconds for e in evals]),
@@ -306,6 +324,22 @@ def write_report(
                 f"{s.train_wall.mean:.0f} | {s.eval_wall.mean:.0f} |"
             )
         lines.append("")
+        recall = [s for s in sums if s.first_visit.samples or s.revisit.samples]
+        if recall and any(s.revisit.samples for s in recall):
+            lines += [
+                "Recall: reward per step in the first steps after a switch to a task first seen in the episode vs "
+                "seen before; for mixture rules, the models held and the MAP model against the true task.",
+                "",
+                "| algorithm | first visit | revisit | models held | assignment purity | adjusted Rand index |",
+                "|---|---|---|---|---|---|",
+            ]
+            for s in recall:
+                lines.append(
+                    f"| {display(s.algo)} | {s.first_visit.fmt(-3)} | {s.revisit.fmt(-3)} | "
+                    f"{s.mean_models.fmt(-2) if s.mean_models.samples else '-'} | "
+                    f"{s.purity.fmt(-2) if s.purity.samples else '-'} | {s.ari.fmt(-2) if s.ari.samples else '-'} |"
+                )
+            lines.append("")
 
     learning, heldout, pred, recovery = PLOTS
     lines += [
@@ -352,6 +386,11 @@ def write_report(
                 "pred_error_after": s.pred_after.to_json(),
                 "early_recovery": s.early_recovery.to_json(),
                 "pre_switch": s.pre_switch.to_json(),
+                "first_visit_reward": s.first_visit.to_json(),
+                "revisit_reward": s.revisit.to_json(),
+                "mixture_models": s.mean_models.to_json(),
+                "assignment_purity": s.purity.to_json(),
+                "assignment_ari": s.ari.to_json(),
                 "env_steps": s.env_steps.mean,
                 "train_wall_seconds": s.train_wall.mean,
                 "eval_wall_seconds": s.eval_wall.mean,

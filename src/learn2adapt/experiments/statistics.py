@@ -161,3 +161,25 @@ class Stat:
 
     def to_json(self) -> dict[str, Any]:
         return {"mean": self.mean, "ci95": self.ci95, "n": len(self.samples)}
+
+
+def adjusted_rand_index(labels_a: Sequence[Any], labels_b: Sequence[Any]) -> float:
+    """Adjusted Rand index of two labelings of the same items (Hubert and Arabie, 1985).
+
+    1: the same partition; about 0: no better than chance. NaN with fewer than two items.
+    """
+    n = len(labels_a)
+    if n < 2 or n != len(labels_b):
+        return float("nan")
+    _, a = np.unique(np.asarray([str(x) for x in labels_a]), return_inverse=True)
+    _, b = np.unique(np.asarray([str(x) for x in labels_b]), return_inverse=True)
+    table = np.zeros((a.max() + 1, b.max() + 1))
+    np.add.at(table, (a, b), 1)
+
+    def pairs(x: np.ndarray) -> float:
+        return float((x * (x - 1) / 2).sum())
+
+    index, rows, cols, total = pairs(table), pairs(table.sum(1)), pairs(table.sum(0)), n * (n - 1) / 2
+    expected = rows * cols / total
+    best = (rows + cols) / 2
+    return 1.0 if best == expected else (index - expected) / (best - expected)

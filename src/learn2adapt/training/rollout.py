@@ -82,7 +82,7 @@ def run_episodes(
     start_episode: Callable[[int], tuple[Task | None, int]],
     desc: str = "collect",
     progress: bool = True,
-    on_step: Callable[[int, int, float, dict], None] | None = None,
+    on_step: Callable[[int, int, float, dict, int], None] | None = None,
     timing: dict[str, float] | None = None,
 ) -> list[Episode]:
     """Run ``num_episodes`` episodes over ``len(envs)`` environments in lockstep.
@@ -95,7 +95,7 @@ def run_episodes(
             a task is set on ``env.unwrapped`` before the reset.
         desc: progress-bar label.
         progress: show a progress bar (steps, with ETA).
-        on_step: optional ``(episode k, step t, reward, info)`` callback.
+        on_step: optional ``(episode k, step t, reward, info, environment slot)`` callback.
         timing: if given, ``policy_seconds`` (time in ``act`` + ``observe``: planning and
             adaptation) and ``env_seconds`` (time in ``env.step`` / ``reset``) are added to it.
 
@@ -146,7 +146,7 @@ def run_episodes(
             next_obs[slot] = o2
             recorders[k].add(obs[slot].copy(), actions[slot], o2, float(r), bool(term), info.get("task", {}))
             if on_step is not None:
-                on_step(k, int(steps[slot]), float(r), info)
+                on_step(k, int(steps[slot]), float(r), info, slot)
             steps[slot] += 1
             bar.update(1)
             if term or trunc:
