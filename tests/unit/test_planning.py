@@ -288,3 +288,8 @@ def test_benchmark_runs_on_a_tiny_model() -> None:
     assert {r["planner"] for r in result["rows"]} == {"rs", "icem"}
     assert all(r["plan_ms"] > 0 and r["plan_efficiency"] > 0 for r in result["rows"])
     assert len(result["bf16_agreement_random_mlp"]["spearman"]) == 4
+
+
+def test_auto_precision_is_bf16_on_a_cpu() -> None:
+    assert make_planner("rs", [-1.0], [1.0], precision="auto").precision == "bf16"
+    assert make_planner("rs", [-1.0], [1.0], precision="fp32").precision == "fp32"

@@ -83,7 +83,7 @@ def run(epochs_per_fit: float = EPOCHS_PER_FIT, rounds: int = 5, device: str = "
     val_ms = median_ms(lambda: rule.validation_losses(val_batches), repeats=3, warmup=1) * VAL_SEGMENTS / VAL_CHUNK
     env.close()
 
-    precision = torch.bfloat16 if cfg.planner.precision == "bf16" else torch.float32
+    precision = torch.bfloat16 if planner.precision == "bf16" else torch.float32
     rate = matmul_gflops(dtype=precision, device=device)
     random_steps = cfg.random_episodes * cfg.episode_length
     per_iteration = cfg.episodes_per_iteration * cfg.episode_length
@@ -102,7 +102,7 @@ def run(epochs_per_fit: float = EPOCHS_PER_FIT, rounds: int = 5, device: str = "
         "paper_meta_step_ms": round(meta_ms, 2),
         "paper_val_ms": round(val_ms, 1),
         "paper_matmul_gflops": round(rate, 1),
-        "paper_planner_precision": cfg.planner.precision,
+        "paper_planner_precision": planner.precision,
         "paper_epochs_per_fit": epochs_per_fit,
         "paper_run_collect_min": round(collect_s / 60, 1),
         "paper_run_fit_min": round(fit_s / 60, 1),

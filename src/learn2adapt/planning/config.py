@@ -77,7 +77,10 @@ class PlannerConfig:
         metadata={"help": "candidate action sequences N per environment and per iteration (GrBAL code: 500)"},
     )
     precision: str = field(
-        default="fp32", metadata={"help": "model rollout precision: fp32 | bf16 (autocast; returns summed in fp32)"}
+        default="fp32",
+        metadata={
+            "help": "model rollout precision: fp32 | bf16 (autocast; returns summed in fp32) | auto (bf16 on a CPU, fp32 on a GPU)"
+        },
     )
     cem: CEMOptions = field(default_factory=CEMOptions)
     mppi: MPPIOptions = field(default_factory=MPPIOptions)

@@ -120,7 +120,9 @@ class ICEM(CEM):
             std = (self.init_std * self.action_half_range).expand_as(mean).clone()
             if self._has_elites is None or self._has_elites.shape[0] != num_envs:
                 self._has_elites = torch.zeros(num_envs, dtype=torch.bool, device=self.device)
-            carried = self._elites if self.num_keep > 0 and bool(self._has_elites.any()) else None
+            # Environments without elites (episode starts) are masked out below: no host sync here.
+            fits = self._elites is not None and self._elites.shape[0] == num_envs
+            carried = self._elites if self.num_keep > 0 and fits else None
             has_carried = self._has_elites.clone()
             best_ret = torch.full((num_envs,), -torch.inf, device=self.device)
             best_first = self.action_mid.expand(num_envs, self.act_dim).clone()
