@@ -162,3 +162,6 @@ def test_configs_saved_with_flat_planner_keys_still_load():
 
     cfg = from_dict({"planner": {"name": "cem", "cem_iterations": 3, "mppi_temperature": 0.5}})
     assert cfg.planner.cem.iterations == 3 and cfg.planner.mppi.temperature == 0.5
+    old = {"adaptation": {"rnn_short_past": 0.3, "short_past": 0.0}}
+    assert from_dict({"algo": "rebal", **old}).adaptation.short_past == 0.3
+    assert from_dict({"algo": "grbal", "adaptation": {"rnn_short_past": 0.3}}).adaptation.short_past == 0.0

@@ -302,7 +302,13 @@ _FLAT_PLANNER_PREFIXES = ("cem_", "mppi_", "icem_")
 
 
 def _migrate(values: dict[str, Any]) -> dict[str, Any]:
-    """A saved config in today's layout: ``planner.cem_x`` (runs written before 0.2) -> ``planner.cem.x``."""
+    """A saved config in today's layout (runs written before 0.2): ``planner.cem_x`` -> ``planner.cem.x``,
+    ReBAL's ``adaptation.rnn_short_past`` -> ``adaptation.short_past``."""
+    adaptation = values.get("adaptation")
+    if isinstance(adaptation, dict) and "rnn_short_past" in adaptation:  # ReBAL's own option before 0.2
+        value = adaptation.pop("rnn_short_past")
+        if values.get("algo") == "rebal":
+            adaptation["short_past"] = value
     planner = values.get("planner")
     if isinstance(planner, dict):
         for key in [k for k in planner if k.startswith(_FLAT_PLANNER_PREFIXES)]:
