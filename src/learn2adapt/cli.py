@@ -220,13 +220,19 @@ def _seeds(n: int) -> list[int]:
     return list(range(n))
 
 
+def _runner(args: argparse.Namespace):
+    """The runner the ``--runner`` options ask for (compare, sweep)."""
+    from learn2adapt.experiments.runner import make_runner
+
+    return make_runner(_workers(args.workers), args.runner, args.ray_address, args.cpus_per_job, args.max_retries)
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from learn2adapt.experiments.compare import compare
-    from learn2adapt.experiments.runner import make_runner
 
     algos = _algos(args.algos)
     seeds = _seeds(args.seeds)
-    with make_runner(_workers(args.workers)) as runner:
+    with _runner(args) as runner:
         report = compare(
             args.env,
             args.preset,
@@ -238,8 +244,39 @@ def cmd_compare(args: argparse.Namespace) -> int:
             schedules=args.schedule,
             eval_episodes=args.episodes,
             progress=not args.quiet,
+            storage=args.storage,
+            keep_checkpoints=not args.no_checkpoints,
         )
     _print_verdict(report)
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from learn2adapt.envs import short_name
+    from learn2adapt.experiments.sweep import parse_grid, sweep
+
+    grid = parse_grid(args.grid or [])
+    out = Path(args.out) if args.out else Path("runs") / f"sweep-{short_name(args.env)}-{args.algo}"
+    with _runner(args) as runner:
+        report = sweep(
+            args.env,
+            args.preset,
+            args.algo,
+            grid,
+            _seeds(args.seeds),
+            out,
+            runner,
+            overrides=args.set or [],
+            samples=args.samples,
+            schedule=args.schedule,
+            eval_episodes=args.episodes,
+            progress=not args.quiet,
+            storage=args.storage,
+        )
+    summary = json.loads((report.parent / "sweep.json").read_text())
+    best = summary["best"]
+    print(f"best point: {best['options']} return {best['return']['mean']:.1f} ± {best['return']['ci95']:.1f}")
+    print(f"report: {report}")
     return 0
 
 
@@ -383,7 +420,6 @@ def _compare_args(p: argparse.ArgumentParser) -> None:
         default=None,
         help="output directory (default: runs/compare-<env>-<preset>); runs already complete there are reused",
     )
-    p.add_argument("--workers", type=int, default=1, help="runs in parallel (processes); 1: sequential")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override an option of every run (repeatable)")
     p.add_argument(
         "--schedule",
@@ -393,6 +429,56 @@ def _compare_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--episodes", type=int, default=None, help="evaluation episodes per test task and seed")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    _runner_args(p)
+
+
+def _runner_args(p: argparse.ArgumentParser) -> None:
+    from learn2adapt.experiments.compare import STORAGES
+    from learn2adapt.experiments.runner import RUNNERS
+
+    p.add_argument("--workers", type=int, default=1, help="local/process runners: runs in parallel; 1: sequential")
+    p.add_argument(
+        "--runner", default=None, choices=RUNNERS, help="where jobs run (default: local for 1 worker, else process)"
+    )
+    p.add_argument(
+        "--ray-address", default=None, help="--runner ray: a cluster's address, or auto (default: a local instance)"
+    )
+    p.add_argument("--cpus-per-job", type=int, default=1, help="--runner ray: CPUs (and torch threads) of each job")
+    p.add_argument("--max-retries", type=int, default=1, help="--runner ray: retries of a job that fails or dies")
+    p.add_argument(
+        "--storage",
+        default="shared",
+        choices=STORAGES,
+        help="shared: jobs write under --out (every worker must see it); copy: each job writes locally and its run "
+        "directory is copied back when it finishes",
+    )
+    p.add_argument(
+        "--no-checkpoints", action="store_true", help="--storage copy: do not copy checkpoints (the replay data) back"
+    )
+
+
+def _sweep_args(p: argparse.ArgumentParser) -> None:
+    from learn2adapt.training.config import describe_presets
+
+    p.add_argument("--env", default="learn2adapt/PendulumVaried-v0", help="environment id (see `learn2adapt envs`)")
+    p.add_argument("--preset", default="quick", help=f"preset of the environment family: {describe_presets()}")
+    p.add_argument("--algo", default="grbal", help="the algorithm swept")
+    p.add_argument(
+        "--grid",
+        action="append",
+        metavar="KEY=V1,V2",
+        help="an option and its values (repeatable: the grid is their product), e.g. --grid adaptation.inner_lr=0.001,0.01",
+    )
+    p.add_argument("--samples", type=int, default=None, help="random search: this many points of the grid")
+    p.add_argument("--seeds", type=int, default=3, help="training seeds per point (0..N-1)")
+    p.add_argument(
+        "--out", default=None, help="output directory (default: runs/sweep-<env>-<algo>); reused on a re-run"
+    )
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override an option of every run (repeatable)")
+    p.add_argument("--schedule", default="fixed", help="evaluation schedule")
+    p.add_argument("--episodes", type=int, default=None, help="evaluation episodes per test task and seed")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    _runner_args(p)
 
 
 def _video_args(p: argparse.ArgumentParser) -> None:
@@ -422,6 +508,11 @@ SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Han
     "eval": ("evaluate a run on the environment's held-out test tasks", _eval_args, cmd_eval),
     "compare": ("train and evaluate several algorithms x seeds, write a report", _compare_args, cmd_compare),
     "demo": ("train GrBAL and MB on a small problem, evaluate on held-out tasks, report", _demo_args, cmd_demo),
+    "sweep": (
+        "grid or random search over options: every point x seed trained and evaluated, a report",
+        _sweep_args,
+        cmd_sweep,
+    ),
     "video": ("render an evaluation episode of a run to MP4 or GIF", _video_args, cmd_video),
     "envs": ("list environment families, their train/test tasks and schedules", _no_args, cmd_envs),
     "options": ("list every configuration option with its help and resolved value", _config_args, cmd_options),

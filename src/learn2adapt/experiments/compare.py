@@ -10,7 +10,10 @@ resumed, so a killed comparison is continued by running the same command again.
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
+import tarfile
+import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -19,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from learn2adapt.adaptation import PAPER_ALGORITHMS, label
+from learn2adapt.errors import UnknownName
 from learn2adapt.experiments.runner import Runner, make_runner
 from learn2adapt.training.config import (
     ConfigError,
@@ -44,6 +48,8 @@ class Job:
     schedules: list[str]
     eval_episodes: int | None = None
     progress: bool = True
+    #: With ``--storage copy``: copy the checkpoint (with the replay data) back too.
+    keep_checkpoint: bool = True
 
 
 @dataclass
@@ -210,6 +216,56 @@ def resolve_configs(
     return configs
 
 
+#: ``--storage`` choices: jobs write under the output path (a file system every worker
+#: shares), or in a local temporary directory copied back to it when the job ends.
+STORAGES = ("shared", "copy")
+
+
+def _run_job_copied(job: Job) -> tuple[JobResult, bytes]:
+    """:func:`run_job` in a local temporary directory; returns the run directory as a tar.gz.
+
+    The checkpoint (with the replay data) is copied only with ``job.keep_checkpoint``: a
+    reused run needs only ``DONE`` and ``eval.json``, but without it a run cannot be resumed.
+    """
+    keep = job.keep_checkpoint
+    with tempfile.TemporaryDirectory(prefix="l2a-job-") as tmp:
+        local = Path(tmp) / "run"
+        result = _run_job_quiet(dataclasses.replace(job, run_dir=str(local)))
+
+        def keep_file(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
+            name = Path(info.name).name
+            return None if name == ".lock" or (name == "checkpoint.pt" and not keep) else info
+
+        data = io.BytesIO()
+        with tarfile.open(fileobj=data, mode="w:gz") as tar:
+            tar.add(local, arcname=".", filter=keep_file)
+    return dataclasses.replace(result, run_dir=job.run_dir), data.getvalue()
+
+
+def run_jobs(jobs: list[Job], runner: Runner, progress: bool, storage: str = "shared") -> list[JobResult]:
+    """Run the jobs that are not complete yet on ``runner``; results in job order (reused ones included)."""
+    if storage not in STORAGES:
+        raise UnknownName(f"unknown storage {storage!r}; available: {', '.join(STORAGES)}")
+    for job in jobs:  # fail fast, before any worker starts
+        check_run_dir(job)
+    todo = [job for job in jobs if not is_complete(job)]
+    if storage == "copy":
+        copied = runner.map(_run_job_copied, todo, desc="runs", progress=progress) if todo else []
+        finished = []
+        for result, archive in copied:
+            Path(result.run_dir).mkdir(parents=True, exist_ok=True)
+            with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
+                tar.extractall(result.run_dir, filter="data")
+            finished.append(result)
+    else:
+        fn = run_job if runner.workers <= 1 else _run_job_quiet
+        finished = runner.map(fn, todo, desc="runs", progress=progress) if todo else []
+    done = dict(zip([j.run_dir for j in todo], finished))
+    return [
+        done.get(j.run_dir) or JobResult(j.config["algo"], j.config["seed"], j.run_dir, False, False, 0.0) for j in jobs
+    ]
+
+
 def compare(
     env: str,
     preset: str = "quick",
@@ -222,6 +278,8 @@ def compare(
     eval_episodes: int | None = None,
     progress: bool = True,
     title: str | None = None,
+    storage: str = "shared",
+    keep_checkpoints: bool = True,
 ) -> Path:
     """Train and evaluate every (algorithm, seed), then write the report.
 
@@ -238,6 +296,9 @@ def compare(
         eval_episodes: episodes per test task (default: the config's).
         progress: progress bars (in this process) / per-iteration lines.
         title: report title.
+        storage: ``shared`` (jobs write under ``out``) or ``copy`` (each job writes locally
+            on its worker and its run directory is copied back; see :data:`STORAGES`).
+        keep_checkpoints: with ``copy``, copy the checkpoints (with the replay data) back too.
 
     Returns:
         The path of ``report.md``.
@@ -256,7 +317,21 @@ def compare(
     with RunLock(out, what="comparison"):
         check_writable(out)
         return _compare_locked(
-            env, preset, algos, seeds, out, runner, overrides, schedules, eval_episodes, progress, title, configs, t0
+            env,
+            preset,
+            algos,
+            seeds,
+            out,
+            runner,
+            overrides,
+            schedules,
+            eval_episodes,
+            progress,
+            title,
+            configs,
+            t0,
+            storage,
+            keep_checkpoints,
         )
 
 
@@ -274,12 +349,14 @@ def _compare_locked(
     title: str | None,
     configs: list[RunConfig],
     t0: float,
+    storage: str,
+    keep: bool,
 ) -> Path:
     """:func:`compare` once its output directory is locked."""
     from learn2adapt.experiments.report import RunRecord, write_report
 
     jobs = [
-        Job(to_dict(cfg), str(out / "runs" / f"{cfg.algo}-s{cfg.seed}"), schedules, eval_episodes, progress)
+        Job(to_dict(cfg), str(out / "runs" / f"{cfg.algo}-s{cfg.seed}"), schedules, eval_episodes, progress, keep)
         for cfg in configs
     ]
     runner = runner or make_runner(1)
@@ -289,14 +366,7 @@ def _compare_locked(
             f"{runner.workers} worker(s); output in {out}",
             flush=True,
         )
-    for job in jobs:  # fail fast, before any worker starts
-        check_run_dir(job)
-    todo = [job for job in jobs if not is_complete(job)]
-    fn = run_job if runner.workers <= 1 else _run_job_quiet
-    done = dict(zip([j.run_dir for j in todo], runner.map(fn, todo, desc="runs", progress=progress) if todo else []))
-    results = [
-        done.get(j.run_dir) or JobResult(j.config["algo"], j.config["seed"], j.run_dir, False, False, 0.0) for j in jobs
-    ]
+    results = run_jobs(jobs, runner, progress, storage)
     records = [RunRecord.load(Path(r.run_dir)) for r in results]
     cfg0 = configs[0]
     notes = [

@@ -18,6 +18,8 @@ from typing import Any, TypeVar
 
 from tqdm.auto import tqdm
 
+from learn2adapt.errors import ConfigError, UnknownName, UserError
+
 T = TypeVar("T")
 
 
@@ -131,6 +133,95 @@ class ProcessPoolRunner(Runner):
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-def make_runner(workers: int) -> Runner:
-    """:class:`LocalRunner` for one worker, else a :class:`ProcessPoolRunner`."""
-    return LocalRunner() if workers <= 1 else ProcessPoolRunner(workers)
+#: How the ``ray`` optional dependency is installed (named in the error when it is missing).
+RAY_INSTALL = 'pip install "learn2adapt[cluster]"  (or: pip install "ray[default]")'
+
+
+def _ray_job(threads: int, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """A job inside a Ray worker: its share of threads, then ``fn``."""
+    _init_worker(threads)
+    return fn(*args, **kwargs)
+
+
+class JobsFailed(UserError):
+    """Some jobs of a Ray run failed after their retries (the others finished)."""
+
+
+class RayRunner(Runner):
+    """Runs each job as a Ray task, on a local Ray instance or an existing cluster.
+
+    Args:
+        address: a running cluster's address (``ray start --head`` prints it; ``auto`` joins
+            the one on this machine); None starts a local instance sized to this machine.
+        cpus_per_job: the task's ``num_cpus``, and the job's torch threads.
+        max_retries: attempts after the first when a job raises or its worker dies.
+
+    Unlike the process pool, a failed job does not stop the others: :meth:`map` runs them
+    all, then raises :class:`JobsFailed` naming each failure.
+    """
+
+    def __init__(self, address: str | None = None, cpus_per_job: int = 1, max_retries: int = 1) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise UserError(f"--runner ray needs Ray, which is not installed: {RAY_INSTALL}") from None
+        if cpus_per_job < 1 or max_retries < 0:
+            raise ConfigError("--cpus-per-job must be >= 1 and --max-retries >= 0")
+        self._ray = ray
+        self._started = not ray.is_initialized()
+        if self._started:
+            if address is None:
+                ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, log_to_driver=False)
+            else:
+                ray.init(address=address, log_to_driver=False)
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        self.workers = max(1, cpus // cpus_per_job)
+        self.threads = cpus_per_job
+        self._remote = ray.remote(num_cpus=cpus_per_job, max_retries=max_retries, retry_exceptions=True)(_ray_job)
+
+    def submit(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Future[T]:
+        return self._remote.remote(self.threads, fn, *args, **kwargs).future()
+
+    def map(self, fn: Callable[..., T], items: Iterable[Any], desc: str = "jobs", progress: bool = True) -> list[T]:
+        futures = [self.submit(fn, item) for item in items]
+        index = {id(f): i for i, f in enumerate(futures)}
+        results: list[Any] = [None] * len(futures)
+        failures: list[str] = []
+        with tqdm(total=len(futures), desc=desc, unit="job", disable=not progress, leave=True) as bar:
+            for f in as_completed(futures):
+                try:
+                    results[index[id(f)]] = f.result()
+                except Exception as e:  # noqa: BLE001 - every failure is reported, the others go on
+                    last = (str(e).strip().splitlines() or [type(e).__name__])[-1]
+                    failures.append(f"job {index[id(f)]}: {last}")
+                bar.update(1)
+        if failures:
+            raise JobsFailed(
+                f"{len(failures)} of {len(futures)} jobs failed after their retries ({'; '.join(failures)})"
+            )
+        return results
+
+    def close(self) -> None:
+        if self._started:
+            self._ray.shutdown()
+
+
+#: ``--runner`` choices.
+RUNNERS = ("local", "process", "ray")
+
+
+def make_runner(
+    workers: int, kind: str | None = None, address: str | None = None, cpus_per_job: int = 1, max_retries: int = 1
+) -> Runner:
+    """A runner: ``local`` (in this process), ``process`` (a pool of ``workers``) or ``ray``.
+
+    Without ``kind``: :class:`LocalRunner` for one worker, else a :class:`ProcessPoolRunner`.
+    """
+    kind = kind or ("local" if workers <= 1 else "process")
+    if kind == "local":
+        return LocalRunner()
+    if kind == "process":
+        return ProcessPoolRunner(workers)
+    if kind == "ray":
+        return RayRunner(address, cpus_per_job, max_retries)
+    raise UnknownName(f"unknown runner {kind!r}; available: {', '.join(RUNNERS)}")
