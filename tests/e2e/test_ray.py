@@ -125,3 +125,10 @@ def test_jobs_are_placed_on_every_node_of_a_cluster() -> None:
     finally:
         ray.shutdown()
         cluster.shutdown()
+
+
+def test_without_ray_the_error_names_the_install_command(cli, one_line_error, monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
+    code, _, err = cli("compare", "--env", PENDULUM, "--algos", "mb", "--seeds", "1", "--runner", "ray",
+                       "--out", tmp_path / "x", "--quiet", *SETS)  # fmt: skip
+    one_line_error(code, err, "--runner ray needs Ray", "pip install")
