@@ -523,8 +523,7 @@ SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Han
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="learn2adapt",
-        description=__doc__.splitlines()[0]
-        + " Model-based RL that adapts online to changing dynamics (GrBAL, ReBAL, MB, MB+DE).",
+        description="learn2adapt: model-based RL that adapts online to changing dynamics (GrBAL, ReBAL, MB, MB+DE, MOLe).",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
