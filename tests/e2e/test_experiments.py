@@ -43,6 +43,7 @@ def test_confidence_intervals():
     m, h = mean_ci95([1.0, 2.0, 3.0])
     assert m == 2.0 and h == pytest.approx(4.303 * 1.0 / math.sqrt(3), rel=1e-3)
     assert mean_ci95([5.0]) == (5.0, 0.0)
+    assert mean_ci95(list(range(41)))[1] == pytest.approx(2.021 * np.std(range(41), ddof=1) / math.sqrt(41), rel=1e-3)
     d, h = diff_ci95([10.0, 11.0, 12.0], [1.0, 2.0, 3.0])
     assert d == pytest.approx(9.0) and 0 < h < 9.0
     assert math.isnan(diff_ci95([1.0], [2.0, 3.0])[1])

@@ -12,54 +12,22 @@ degrees of freedom rounded down (a slightly wider, conservative interval).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-
-#: Two-sided 95% Student-t quantiles for 1..30 degrees of freedom (normal beyond).
-_T975 = [
-    12.706,
-    4.303,
-    3.182,
-    2.776,
-    2.571,
-    2.447,
-    2.365,
-    2.306,
-    2.262,
-    2.228,
-    2.201,
-    2.179,
-    2.160,
-    2.145,
-    2.131,
-    2.120,
-    2.110,
-    2.101,
-    2.093,
-    2.086,
-    2.080,
-    2.074,
-    2.069,
-    2.064,
-    2.060,
-    2.056,
-    2.052,
-    2.048,
-    2.045,
-    2.042,
-]
+import scipy.stats
 
 
+@functools.lru_cache(maxsize=1024)
 def t975(df: float) -> float:
-    """Two-sided 95% Student-t quantile (``df`` rounded down: conservative; NaN below 1)."""
+    """Two-sided 95% Student-t quantile for ``df`` degrees of freedom (fractional ones too: Welch); NaN below 1."""
     if not df >= 1:
         return float("nan")
-    d = int(math.floor(df))
-    return _T975[d - 1] if d <= len(_T975) else 1.960
+    return float(scipy.stats.t.ppf(0.975, df))
 
 
 def mean_ci95(values: Sequence[float]) -> tuple[float, float]:
