@@ -130,3 +130,25 @@ def test_a_grbal_run_is_evaluated_with_the_mixture(cli, one_line_error, tmp_path
     assert result["algo"] == "mole" and np.isfinite(result["mean"])
     code, _, err = cli("eval", run, "--quiet", "--online", "rebal")
     one_line_error(code, err, "cannot be evaluated with rebal")
+
+
+def test_a_recurring_schedule_reports_recall_and_the_mixture_assignment(cli, tmp_path):
+    import json
+
+    sets = [
+        "iterations=1", "random_episodes=3", "episodes_per_iteration=1", "episode_length=80", "num_envs=1",
+        "model.hidden=16", "fit.max_epochs=2", "planner.horizon=4", "planner.num_candidates=30",
+        "adaptation.past=8", "adaptation.future=8", "eval.episodes_per_task=1",
+    ]  # fmt: skip
+    out = tmp_path / "cmp"
+    code, _, err = cli(
+        "compare", "--env", PENDULUM, "--algos", "grbal,mole", "--seeds", "1", "--schedule", "recurring:period=20",
+        "--out", out, "--quiet", *[a for s in sets for a in ("--set", s)],
+    )  # fmt: skip
+    assert code == 0, err
+    summary = json.loads((out / "report" / "summary.json").read_text())["recurring:period=20"]
+    assert summary["grbal"]["revisit_reward"]["n"] == 1 and summary["grbal"]["assignment_ari"]["n"] == 0
+    mole = summary["mole"]
+    assert mole["mixture_models"]["n"] == 1 and mole["mixture_models"]["mean"] >= 1
+    assert 0 < mole["assignment_purity"]["mean"] <= 1
+    assert "Recall" in (out / "report" / "report.md").read_text()
