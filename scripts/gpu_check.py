@@ -23,7 +23,7 @@ import time
 import traceback
 from pathlib import Path
 
-from learn2adapt.adaptation import ALGORITHMS
+from learn2adapt.adaptation import ALGORITHMS, MODEL_FREE
 from learn2adapt.cli import main as cli
 
 FAMILIES = ("learn2adapt/HalfCheetahDisabledJoint-v0", "learn2adapt/PendulumVaried-v0")
@@ -43,7 +43,9 @@ TINY = [
     "eval.episodes_per_task=1",
     "eval.episode_length=60",
 ]
-VARIANTS = [(algo, []) for algo in ALGORITHMS] + [("grbal", ["planner.name=cem", "planner.precision=bf16"])]
+VARIANTS = [(algo, []) for algo in ALGORITHMS if algo not in MODEL_FREE] + [
+    ("grbal", ["planner.name=cem", "planner.precision=bf16"])
+]
 
 
 def _quiet(argv: list[str]) -> tuple[int, str]:

@@ -42,7 +42,7 @@ def _default_run_dir(cfg) -> Path:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from learn2adapt.training.loop import train
+    from learn2adapt.experiments.runs import train_any as train
 
     if args.resume:
         run_dir = Path(args.resume)
@@ -60,14 +60,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg = _resolve_config(args)
         run_dir = Path(args.run_dir) if args.run_dir else _default_run_dir(cfg)
         st = train(cfg, run_dir, progress=not args.quiet)
-    print(f"run finished: {run_dir} (iteration {st.iteration}, {len(st.buffer)} transitions)")
+    print(f"run finished: {run_dir} (iteration {st.iteration}, {st.train_env_steps} environment steps)")
     return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from learn2adapt.experiments.evaluation import evaluate, save_eval
+    from learn2adapt.experiments.runs import load_any as load_run
     from learn2adapt.training.config import check_schedule
-    from learn2adapt.training.loop import load_run, with_online_rule
+    from learn2adapt.training.loop import RunState, with_online_rule
     from learn2adapt.training.run_dir import check_writable
 
     if args.episodes is not None and args.episodes < 1:
@@ -77,6 +78,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     out = Path(args.output) if args.output else Path(args.run_dir) / "eval.json"
     st = load_run(Path(args.run_dir))
     if args.online:
+        if not isinstance(st, RunState):
+            raise ConfigError(f"--online: a {st.cfg.algo} run has no model to adapt online")
         st = with_online_rule(st, args.online)
     check_writable(out.parent)  # before the evaluation, not after it
     if args.schedule:

@@ -15,8 +15,8 @@ def test_unknown_env(cli, one_line_error, tmp_path):
 
 
 def test_unknown_algorithm(cli, one_line_error, tmp_path):
-    code, _, err = cli("train", "--algo", "ppo", "--env", PENDULUM, "--run-dir", str(tmp_path / "r"))
-    one_line_error(code, err, "unknown algorithm", "ppo", "grbal")
+    code, _, err = cli("train", "--algo", "trpo", "--env", PENDULUM, "--run-dir", str(tmp_path / "r"))
+    one_line_error(code, err, "unknown algorithm", "trpo", "grbal")
 
 
 def test_unknown_config_key_suggests_the_close_one(cli, one_line_error, tmp_path):
@@ -53,7 +53,7 @@ def test_missing_run_directory(cli, one_line_error, tmp_path):
     code, _, err = cli("eval", str(tmp_path / "nope"))
     one_line_error(code, err, "does not exist")
     code, _, err = cli("train", "--resume", str(tmp_path / "nope"))
-    one_line_error(code, err, "not a run directory")
+    one_line_error(code, err, "does not exist")
 
 
 def test_options_lists_every_field_with_help(cli, one_line_error):

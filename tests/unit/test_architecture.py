@@ -19,6 +19,7 @@ LAYERS = {
     "planning": 2,
     "adaptation": 3,
     "training": 4,
+    "baselines": 4.5,  # model-free training beside the model-based loop
     "experiments": 5,
     "benchmarks": 5,
     "cli": 6,

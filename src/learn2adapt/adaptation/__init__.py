@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from learn2adapt.errors import UnknownName
+from learn2adapt.errors import ConfigError, UnknownName
 
 if TYPE_CHECKING:  # pragma: no cover
     from learn2adapt.adaptation.base import AdaptationRule
@@ -31,6 +31,7 @@ class Algorithm:
     color: str  # matplotlib colour, stable across plots
     summary: str  # one line for help texts
     in_paper: bool = True  # one of the paper's four methods (compared by default)
+    model_free: bool = False  # a policy trained by stable-baselines3, not a dynamics model + MPC
 
 
 #: ``--algo`` name -> :class:`Algorithm`. Order is the order shown to users.
@@ -67,10 +68,30 @@ REGISTRY: dict[str, Algorithm] = {
         "GrBAL's meta-trained prior plus an online mixture of task models that remembers past dynamics",
         in_paper=False,
     ),
+    "ppo": Algorithm(
+        "stable_baselines3",
+        "PPO",
+        "PPO",
+        "tab:gray",
+        "model-free baseline: proximal policy optimisation (stable-baselines3) on the training tasks",
+        in_paper=False,
+        model_free=True,
+    ),
+    "sac": Algorithm(
+        "stable_baselines3",
+        "SAC",
+        "SAC",
+        "tab:brown",
+        "model-free baseline: soft actor-critic (stable-baselines3) on the training tasks",
+        in_paper=False,
+        model_free=True,
+    ),
 }
 
 #: Names accepted by :func:`make_rule` (and ``--algo``).
 ALGORITHMS: tuple[str, ...] = tuple(REGISTRY)
+#: Model-free baselines (trained by :mod:`learn2adapt.baselines`).
+MODEL_FREE: tuple[str, ...] = tuple(name for name, a in REGISTRY.items() if a.model_free)
 #: The paper's methods: what ``compare`` runs unless told otherwise.
 PAPER_ALGORITHMS: tuple[str, ...] = tuple(name for name, a in REGISTRY.items() if a.in_paper)
 
@@ -99,6 +120,8 @@ def rule_class(algo: str) -> type[AdaptationRule]:
     """
     check_algo(algo)
     entry = REGISTRY[algo]
+    if entry.model_free:
+        raise ConfigError(f"{algo} is a model-free baseline, not an adaptation rule (learn2adapt.baselines trains it)")
     return getattr(importlib.import_module(entry.module), entry.cls)
 
 

@@ -113,8 +113,9 @@ def run_job(job: Job) -> JobResult:
         ConfigError: the run directory holds a run with a different configuration.
     """
     from learn2adapt.experiments.evaluation import evaluate, save_protocol
+    from learn2adapt.experiments.runs import load_any as load_run
+    from learn2adapt.experiments.runs import train_any as train
     from learn2adapt.training.checkpoint import CHECKPOINT_NAME
-    from learn2adapt.training.loop import load_run, train
 
     t0 = time.time()
     cfg = from_dict(job.config)

@@ -26,7 +26,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
@@ -35,9 +35,12 @@ from learn2adapt.data.segment_sampler import SegmentSampler
 from learn2adapt.data.trajectory_buffer import Episode, TrajectoryBuffer
 from learn2adapt.errors import NotEnoughSegments
 from learn2adapt.experiments.statistics import adjusted_rand_index, mean_ci95
-from learn2adapt.training.loop import RunState, _seed_for, make_envs, mpc_agent
+from learn2adapt.training.loop import RunState, _seed_for, make_envs
 from learn2adapt.training.rollout import run_episodes
 from learn2adapt.training.run_dir import atomic_write_text
+
+if TYPE_CHECKING:
+    from learn2adapt.experiments.runs import AnyRun
 
 #: Segments per test task on which the prediction error is measured.
 PRED_SEGMENTS = 256
@@ -270,7 +273,7 @@ def prediction_errors(
 
 
 def evaluate(
-    st: RunState,
+    st: AnyRun,
     episodes_per_task: int | None = None,
     tasks: list[dict[str, Any]] | None = None,
     seed: int = 0,
@@ -278,10 +281,11 @@ def evaluate(
     schedule: str | None = None,
     measure_model: bool = True,
 ) -> EvalResult:
-    """Evaluate the fitted rule of ``st`` on held-out test tasks under one schedule.
+    """Evaluate the controller of ``st`` on held-out test tasks under one schedule.
 
     Args:
-        st: a loaded run (config + fitted rule).
+        st: a loaded run: model-based (config + fitted rule, planned with MPC) or model-free
+            (config + policy; no prediction error to measure).
         episodes_per_task: defaults to ``cfg.eval.episodes_per_task``.
         tasks: defaults to the environment's ``list_tasks("test")``.
         seed: evaluation seed (episode reset seeds and planner noise); the same
@@ -305,14 +309,14 @@ def evaluate(
         run_seed=cfg.seed,
         past=cfg.adaptation.past,
         future=cfg.adaptation.future,
-        train_env_steps=len(st.buffer),
+        train_env_steps=st.train_env_steps,
     )
     all_episodes: list[Episode] = []
     all_models: list[list[tuple[int, int]]] = []
     rng = np.random.default_rng(_seed_for(seed, 20_000))
     try:
         for i, task in enumerate(test_tasks):
-            agent = mpc_agent(cfg, st.rule, envs[0], len(envs), _seed_for(seed, 10_000 + i))
+            agent = st.controller(envs[0], len(envs), _seed_for(seed, 10_000 + i))
             models: dict[int, list[tuple[int, int]]] = {}
 
             def record(k: int, t: int, reward: float, info: dict, slot: int, agent=agent, models=models) -> None:
@@ -331,7 +335,7 @@ def evaluate(
             )
             all_models += [models[k] for k in range(len(episodes))] if models else []
             tr = TaskResult(task, [ep.total_reward for ep in episodes])
-            if measure_model:
+            if measure_model and isinstance(st, RunState):
                 tr.pred_error_before, tr.pred_error_after = prediction_errors(st, episodes, rng)
             result.tasks.append(tr)
             all_episodes += episodes

@@ -198,7 +198,7 @@ def render_episode(
     import imageio.v2 as imageio
 
     from learn2adapt.experiments.evaluation import _schedule_envs
-    from learn2adapt.training.loop import load_run, mpc_agent
+    from learn2adapt.experiments.runs import load_any as load_run
     from learn2adapt.training.rollout import run_episodes
 
     run_dir = Path(run_dir)
@@ -214,7 +214,7 @@ def render_episode(
         task = env.unwrapped.list_tasks("test")[0]
     (env,) = _schedule_envs([env], schedule if schedule is not None else cfg.eval.schedule)
     recorder = _FrameRecorder(env, native, sketch)
-    agent = mpc_agent(cfg, st.rule, recorder, 1, seed)
+    agent = st.controller(recorder, 1, seed)
     try:
         try:
             (episode,) = run_episodes([recorder], agent, 1, lambda k: (task, seed), desc="render", progress=progress)

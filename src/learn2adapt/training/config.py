@@ -95,6 +95,20 @@ def check_device(device: str) -> None:
 
 
 @dataclass
+class BaselineConfig:
+    """Model-free baselines (``--algo ppo | sac``, stable-baselines3; docs/algorithms/baselines.md)."""
+
+    steps: int = field(default=100_000, metadata={"help": "environment-step budget of a ppo / sac run (>= 1)"})
+    checkpoint_every: int = field(
+        default=10_000, metadata={"help": "environment steps between checkpoints (and metrics rows)"}
+    )
+    learning_rate: float = field(default=3e-4, metadata={"help": "Adam learning rate (SB3's default for PPO and SAC)"})
+    rollout: int = field(default=2048, metadata={"help": "PPO: environment steps per update (n_steps)"})
+    batch_size: int = field(default=64, metadata={"help": "PPO minibatch / SAC batch size"})
+    learning_starts: int = field(default=1000, metadata={"help": "SAC: random-action steps before learning starts"})
+
+
+@dataclass
 class EvalConfig:
     """Held-out evaluation."""
 
@@ -137,6 +151,7 @@ class RunConfig:
     adaptation: AdaptationConfig = field(default_factory=AdaptationConfig)
     planner: PlannerConfig = field(default_factory=PlannerConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    baseline: BaselineConfig = field(default_factory=BaselineConfig)
 
     def validate(self) -> RunConfig:
         """Reject unknown names and impossible settings with a message that says what to change."""
@@ -182,6 +197,16 @@ class RunConfig:
             (0.0 <= self.adaptation.short_past <= 1.0, "adaptation.short_past must be in [0, 1]"),
             (self.eval.episodes_per_task >= 1, "eval.episodes_per_task must be >= 1"),
             (self.eval.episode_length >= 0, "eval.episode_length must be >= 0 (0: as in training)"),
+            (
+                self.baseline.steps >= 1 and self.baseline.checkpoint_every >= 1,
+                "baseline.steps and baseline.checkpoint_every must be >= 1",
+            ),
+            (_positive(self.baseline.learning_rate), "baseline.learning_rate must be a positive finite number"),
+            (
+                self.baseline.rollout >= 2 and self.baseline.batch_size >= 1,
+                "baseline.rollout must be >= 2 and baseline.batch_size >= 1",
+            ),
+            (self.baseline.learning_starts >= 0, "baseline.learning_starts must be >= 0"),
         ]
         for ok, message in checks:
             if not ok:

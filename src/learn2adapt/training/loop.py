@@ -64,6 +64,15 @@ class RunState:
     buffer: TrajectoryBuffer
     iteration: int  # last finished iteration (-1: none)
 
+    @property
+    def train_env_steps(self) -> int:
+        """Environment steps the run collected in training (its sample cost)."""
+        return len(self.buffer)
+
+    def controller(self, env: gym.Env, num_envs: int, seed: int) -> MPCAgent:
+        """The controller evaluation runs: the rule's adapted model + the configured planner."""
+        return mpc_agent(self.cfg, self.rule, env, num_envs, seed)
+
 
 def make_envs(cfg: RunConfig, count: int, episode_length: int | None = None) -> list[gym.Env]:
     return [make_env(cfg.env, max_episode_steps=episode_length or cfg.episode_length) for _ in range(count)]
@@ -123,7 +132,13 @@ def with_online_rule(st: RunState, algo: str) -> RunState:
 
 def config_digest(cfg: RunConfig) -> str:
     """SHA-256 of the configuration, except the options a resume may change (:data:`RESUMABLE_OPTIONS`)."""
-    values = {k: v for k, v in to_dict(cfg).items() if k not in RESUMABLE_OPTIONS}
+    values = to_dict(cfg)
+    for key in RESUMABLE_OPTIONS:
+        *path, last = key.split(".")
+        node = values
+        for part in path:
+            node = node[part]
+        node.pop(last, None)
     return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()
 
 
@@ -191,7 +206,7 @@ def _what_is_kept(iteration: int, run_dir: Path) -> str:
 
 
 #: Options ``train --resume RUN --set KEY=VALUE`` may change mid-run (everything else is refused).
-RESUMABLE_OPTIONS = ("iterations",)
+RESUMABLE_OPTIONS = ("iterations", "baseline.steps")
 #: Files of a run that never finished an iteration, removed when it is started again in place.
 _STALE = ("metrics.csv", "DONE", "eval.json")
 
@@ -208,7 +223,7 @@ def check_config(cfg: RunConfig) -> None:
         env.close()
 
 
-def _changed(cfg: RunConfig, changes: dict[str, str]) -> RunConfig:
+def changed_config(cfg: RunConfig, changes: dict[str, str]) -> RunConfig:
     """``cfg`` with the ``--set`` changes a resume allows (:data:`RESUMABLE_OPTIONS`)."""
     refused = sorted(set(changes) - set(RESUMABLE_OPTIONS))
     if refused:
@@ -260,7 +275,7 @@ def train(
         if resume:
             cfg = load_config(run_dir / "config.json")
             if changes:
-                cfg = _changed(cfg, changes)
+                cfg = changed_config(cfg, changes)
             has_checkpoint = (run_dir / CHECKPOINT_NAME).exists()
             if not has_checkpoint and progress:
                 print(f"{run_dir} holds no checkpoint (no iteration finished): starting it again from its config")

@@ -1,0 +1,46 @@
+"""Any run, model-based (learn2adapt.training) or model-free (learn2adapt.baselines): one entry to train and load."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from learn2adapt.adaptation import REGISTRY
+from learn2adapt.baselines import BaselineState, load_baseline, train_baseline
+from learn2adapt.errors import UserError
+from learn2adapt.training.config import RunConfig, load_config
+from learn2adapt.training.loop import RunState, load_run, train
+
+#: What :func:`load_any` returns: both have ``cfg``, ``iteration``, ``train_env_steps`` and ``controller()``.
+AnyRun = RunState | BaselineState
+
+
+def is_model_free(algo: str) -> bool:
+    return algo in REGISTRY and REGISTRY[algo].model_free
+
+
+def train_any(
+    cfg: RunConfig | None,
+    run_dir: Path,
+    resume: bool = False,
+    progress: bool = True,
+    changes: dict[str, str] | None = None,
+) -> AnyRun:
+    """:func:`~learn2adapt.training.loop.train` or :func:`~learn2adapt.baselines.train_baseline`, by algorithm."""
+    algo = cfg.algo if cfg is not None else _saved_algo(Path(run_dir))
+    if is_model_free(algo):
+        return train_baseline(cfg, run_dir, resume, progress, changes)
+    return train(cfg, run_dir, resume, progress, changes)
+
+
+def load_any(run_dir: Path) -> AnyRun:
+    """A trained run of any kind, for evaluation."""
+    return load_baseline(run_dir) if is_model_free(_saved_algo(Path(run_dir))) else load_run(run_dir)
+
+
+def _saved_algo(run_dir: Path) -> str:
+    if not run_dir.is_dir():
+        raise UserError(f"run directory {run_dir} does not exist")
+    path = run_dir / "config.json"
+    if not path.exists():
+        raise UserError(f"{run_dir} is not a run directory (no config.json)")
+    return load_config(path).algo

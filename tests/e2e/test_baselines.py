@@ -1,0 +1,66 @@
+"""Model-free baselines (stable-baselines3): train, evaluate and resume through the CLI, checkpoints by our rules."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import PENDULUM
+
+pytest.importorskip("stable_baselines3")
+
+TINY = ["episode_length=50", "baseline.checkpoint_every=100", "baseline.rollout=64", "baseline.batch_size=32",
+        "baseline.learning_starts=50", "eval.episodes_per_task=1"]  # fmt: skip
+
+
+def _sets(options: list[str]) -> list[str]:
+    return [a for o in options for a in ("--set", o)]
+
+
+@pytest.mark.parametrize("algo", ["ppo", "sac"])
+def test_train_evaluate_and_resume(cli, one_line_error, tmp_path: Path, algo: str) -> None:
+    run = tmp_path / algo
+    code, _, err = cli("train", "--env", PENDULUM, "--algo", algo, "--run-dir", run, "--quiet",
+                       *_sets([*TINY, "baseline.steps=200"]))  # fmt: skip
+    assert code == 0, err
+    rows = [r.split(",") for r in (run / "metrics.csv").read_text().splitlines()[1:]]
+    steps = [int(r[1]) for r in rows]
+    # A row per checkpoint, at the first rollout end after every 100 steps (PPO: 64-step rollouts).
+    assert steps == ([128, 256] if algo == "ppo" else [100, 200])
+    # The checkpoint holds tensors and plain containers only (no pickled SB3 objects).
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert state["env_steps"] == steps[-1] and state["algo"] == algo and "digest" in state
+    if algo == "sac":
+        assert state["replay"]["observations"].shape[0] == 200
+    code, _, err = cli("eval", run, "--quiet", "--episodes", "1")
+    assert code == 0, err
+    result = json.loads((run / "eval.json").read_text())
+    assert result["algo"] == algo and result["train_env_steps"] == steps[-1] and result["mean"] == result["mean"]
+    # Resume extends the budget and continues from the checkpoint's step count.
+    code, _, err = cli("train", "--resume", run, "--quiet", "--set", "baseline.steps=300")
+    assert code == 0, err
+    assert torch.load(run / "checkpoint.pt", weights_only=True)["env_steps"] >= 300
+    code, _, err = cli("train", "--resume", run, "--quiet", "--set", "baseline.learning_rate=0.1")
+    one_line_error(code, err, "baseline.learning_rate cannot change")
+
+
+def test_a_comparison_mixes_baselines_and_model_based_methods(cli, tmp_path: Path) -> None:
+    out = tmp_path / "cmp"
+    code, _, err = cli(
+        "compare", "--env", PENDULUM, "--algos", "mb,ppo", "--seeds", "1", "--out", out, "--quiet",
+        *_sets([*TINY, "baseline.steps=100", "iterations=1", "random_episodes=2", "episodes_per_iteration=1",
+                "num_envs=1", "model.hidden=16", "fit.max_epochs=1", "planner.horizon=4", "planner.num_candidates=30"]),
+    )  # fmt: skip
+    assert code == 0, err
+    assert "| PPO |" in (out / "report" / "report.md").read_text()
+
+
+def test_without_stable_baselines3_the_error_names_the_install_command(cli, one_line_error, monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "stable_baselines3", None)
+    code, _, err = cli("train", "--env", PENDULUM, "--algo", "ppo", "--run-dir", tmp_path / "r", *_sets(TINY))
+    one_line_error(code, err, "needs stable-baselines3", "pip install")
+    assert not (tmp_path / "r").exists()
