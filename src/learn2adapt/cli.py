@@ -249,6 +249,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             progress=not args.quiet,
             storage=args.storage,
             keep_checkpoints=not args.no_checkpoints,
+            sample_efficiency=args.sample_efficiency,
         )
     _print_verdict(report)
     return 0
@@ -432,6 +433,12 @@ def _compare_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--episodes", type=int, default=None, help="evaluation episodes per test task and seed")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument(
+        "--sample-efficiency",
+        action="store_true",
+        help="also evaluate every run on the held-out tasks after each iteration / checkpoint: held-out return "
+        "against environment steps, and the steps each method needs to reach the best model-based return",
+    )
     _runner_args(p)
 
 

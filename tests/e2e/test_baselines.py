@@ -51,12 +51,39 @@ def test_train_evaluate_and_resume(cli, one_line_error, tmp_path: Path, algo: st
 def test_a_comparison_mixes_baselines_and_model_based_methods(cli, tmp_path: Path) -> None:
     out = tmp_path / "cmp"
     code, _, err = cli(
-        "compare", "--env", PENDULUM, "--algos", "mb,ppo", "--seeds", "1", "--out", out, "--quiet",
+        "compare", "--env", PENDULUM, "--algos", "mb,ppo", "--seeds", "1", "--out", out, "--quiet", "--sample-efficiency",
         *_sets([*TINY, "baseline.steps=100", "iterations=1", "random_episodes=2", "episodes_per_iteration=1",
                 "num_envs=1", "model.hidden=16", "fit.max_epochs=1", "planner.horizon=4", "planner.num_candidates=30"]),
     )  # fmt: skip
     assert code == 0, err
-    assert "| PPO |" in (out / "report" / "report.md").read_text()
+    report = (out / "report" / "report.md").read_text()
+    assert (
+        "| PPO |" in report and "## Sample efficiency" in report and (out / "report" / "sample_efficiency.png").exists()
+    )
+    for run in ("mb-s0", "ppo-s0"):  # the held-out return after every iteration / checkpoint
+        header = (out / "runs" / run / "metrics.csv").read_text().splitlines()[0]
+        assert "heldout_return" in header, (run, header)
+
+
+def test_steps_to_reach_the_best_model_based_return() -> None:
+    import numpy as np
+
+    from learn2adapt.experiments.report import steps_to_reach
+
+    curves = {
+        "grbal": (np.array([1e3, 2e3]), np.array([-50.0, 10.0])),
+        "mb": (np.array([1e3, 2e3]), np.array([-80.0, -20.0])),
+        "ppo": (np.array([1e4, 1e5, 1e6]), np.array([-90.0, 5.0, 12.0])),
+        "sac": (np.array([1e4, 1e5]), np.array([-90.0, -60.0])),
+    }
+    target, table = steps_to_reach(curves, ["ppo", "sac"])
+    assert target == 10.0
+    assert table == {
+        "grbal": "2000",
+        "mb": "not reached within 2000",
+        "ppo": "1000000",
+        "sac": "not reached within 100000",
+    }
 
 
 def test_without_stable_baselines3_the_error_names_the_install_command(cli, one_line_error, monkeypatch, tmp_path):

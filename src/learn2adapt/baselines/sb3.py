@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -177,8 +178,13 @@ def train_baseline(
     resume: bool = False,
     progress: bool = True,
     changes: dict[str, str] | None = None,
+    on_checkpoint: Callable[[BaselineState], dict[str, float]] | None = None,
 ) -> BaselineState:
-    """Train (or resume) a PPO / SAC run for ``baseline.steps`` environment steps; see the module docstring."""
+    """Train (or resume) a PPO / SAC run for ``baseline.steps`` environment steps; see the module docstring.
+
+    ``on_checkpoint``: its figures join each checkpoint's ``metrics.csv`` row (as
+    ``train``'s ``on_iteration``; the torch random stream is restored after it).
+    """
     run_dir = Path(run_dir)
     if not resume:
         assert cfg is not None
@@ -208,7 +214,7 @@ def train_baseline(
             raise UserError(f"{run_dir} already holds a run: continue it with `learn2adapt train --resume {run_dir}`")
         save_config(cfg, run_dir / "config.json")
         log = MetricsLog(run_dir)
-        checkpointer = _Checkpointer(cfg, run_dir, log, iteration, time.time() - wall_before, progress)
+        checkpointer = _Checkpointer(cfg, run_dir, log, iteration, time.time() - wall_before, progress, on_checkpoint)
         try:
             remaining = cfg.baseline.steps - int(model.num_timesteps)
             if remaining > 0:
@@ -227,15 +233,18 @@ def train_baseline(
 class _Checkpointer:
     """Writes a checkpoint and a metrics row every ``baseline.checkpoint_every`` steps."""
 
-    def __init__(self, cfg: RunConfig, run_dir: Path, log: MetricsLog, iteration: int, t0: float, progress: bool):
-        self.cfg, self.run_dir, self.log, self.iteration, self.t0, self.progress = (
-            cfg,
-            run_dir,
-            log,
-            iteration,
-            t0,
-            progress,
-        )
+    def __init__(
+        self,
+        cfg: RunConfig,
+        run_dir: Path,
+        log: MetricsLog,
+        iteration: int,
+        t0: float,
+        progress: bool,
+        on_checkpoint: Callable[[BaselineState], dict[str, float]] | None = None,
+    ) -> None:
+        self.cfg, self.run_dir, self.log, self.iteration, self.t0 = cfg, run_dir, log, iteration, t0
+        self.progress, self.on_checkpoint = progress, on_checkpoint
         self.returns: list[float] = []
         self.episodes = 0
         self.last_steps = -1
@@ -278,6 +287,14 @@ class _Checkpointer:
             "fit_seconds": 0.0,
             "wall_seconds": round(now - self.t0, 3),
         }
+        if self.on_checkpoint is not None:
+            torch_state = torch.get_rng_state()
+            row.update(self.on_checkpoint(BaselineState(self.cfg, model, steps, self.iteration)))
+            torch.set_rng_state(torch_state)
+        if self.on_checkpoint is not None:
+            torch_state = torch.get_rng_state()
+            row.update(self.on_checkpoint(BaselineState(self.cfg, model, steps, self.iteration)))
+            torch.set_rng_state(torch_state)
         self.log.log(row, steps)
         save_checkpoint(self.run_dir / CHECKPOINT_NAME, _state(model, self.cfg, self.iteration, now - self.t0))
         if self.progress:

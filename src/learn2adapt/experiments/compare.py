@@ -50,6 +50,8 @@ class Job:
     progress: bool = True
     #: With ``--storage copy``: copy the checkpoint (with the replay data) back too.
     keep_checkpoint: bool = True
+    #: Measure the held-out return after every iteration / checkpoint (sample-efficiency curves).
+    sample_efficiency: bool = False
 
 
 @dataclass
@@ -113,6 +115,7 @@ def run_job(job: Job) -> JobResult:
         ConfigError: the run directory holds a run with a different configuration.
     """
     from learn2adapt.experiments.evaluation import evaluate, save_protocol
+    from learn2adapt.experiments.runs import heldout_probe
     from learn2adapt.experiments.runs import load_any as load_run
     from learn2adapt.experiments.runs import train_any as train
     from learn2adapt.training.checkpoint import CHECKPOINT_NAME
@@ -126,7 +129,8 @@ def run_job(job: Job) -> JobResult:
     if not (run_dir / "DONE").exists():
         resume = (run_dir / CHECKPOINT_NAME).exists()
         print(f"{tag} {'resuming' if resume else 'training'} in {run_dir}", flush=True)
-        train(cfg, run_dir, resume=resume, progress=job.progress)
+        probe = heldout_probe(seed=cfg.seed) if job.sample_efficiency else None
+        train(cfg, run_dir, resume=resume, progress=job.progress, probe=probe)
         trained = True
     evaluated = False
     if not _evaluated(run_dir, job.schedules):
@@ -281,6 +285,7 @@ def compare(
     title: str | None = None,
     storage: str = "shared",
     keep_checkpoints: bool = True,
+    sample_efficiency: bool = False,
 ) -> Path:
     """Train and evaluate every (algorithm, seed), then write the report.
 
@@ -300,6 +305,8 @@ def compare(
         storage: ``shared`` (jobs write under ``out``) or ``copy`` (each job writes locally
             on its worker and its run directory is copied back; see :data:`STORAGES`).
         keep_checkpoints: with ``copy``, copy the checkpoints (with the replay data) back too.
+        sample_efficiency: evaluate every run on the held-out tasks (``fixed``, one episode per
+            task) after each iteration or checkpoint, for the report's sample-efficiency figure.
 
     Returns:
         The path of ``report.md``.
@@ -333,6 +340,7 @@ def compare(
             t0,
             storage,
             keep_checkpoints,
+            sample_efficiency,
         )
 
 
@@ -352,12 +360,21 @@ def _compare_locked(
     t0: float,
     storage: str,
     keep: bool,
+    sample_efficiency: bool = False,
 ) -> Path:
     """:func:`compare` once its output directory is locked."""
     from learn2adapt.experiments.report import RunRecord, write_report
 
     jobs = [
-        Job(to_dict(cfg), str(out / "runs" / f"{cfg.algo}-s{cfg.seed}"), schedules, eval_episodes, progress, keep)
+        Job(
+            to_dict(cfg),
+            str(out / "runs" / f"{cfg.algo}-s{cfg.seed}"),
+            schedules,
+            eval_episodes,
+            progress,
+            keep,
+            sample_efficiency,
+        )
         for cfg in configs
     ]
     runner = runner or make_runner(1)

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from learn2adapt.experiments.report import AlgoSummary, RunRecord
 
 #: Plot files every report contains.
+#: Written only when runs measured their held-out return during training.
+SAMPLE_EFFICIENCY_PLOT = "sample_efficiency.png"
 PLOTS = ("learning_curves.png", "heldout_returns.png", "prediction_error.png", "recovery.png")
 
 
@@ -160,6 +162,23 @@ def plot_recovery(by_schedule: dict[str, list[AlgoSummary]], path: Path) -> None
         ax.set_title(f"Recovery, schedule {schedule} (dashed: level before the switch)", fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_sample_efficiency(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path) -> None:
+    """Held-out return against environment steps (log axis), one line per algorithm."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    for algo, (steps, values) in curves.items():
+        ax.plot(steps, values, marker="o", ms=3, color=color(algo), label=display(algo))
+    ax.set_xscale("log")
+    ax.set_xlabel("environment steps (log)")
+    ax.set_ylabel("held-out return (fixed, mean over seeds)")
+    ax.set_title("Sample efficiency", fontsize=9)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

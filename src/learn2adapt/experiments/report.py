@@ -30,9 +30,10 @@ from typing import Any
 
 import numpy as np
 
+from learn2adapt.adaptation import MODEL_FREE
 from learn2adapt.adaptation import label as display
 from learn2adapt.experiments.evaluation import EvalResult, load_protocol
-from learn2adapt.experiments.plots import PLOTS, write_plots
+from learn2adapt.experiments.plots import PLOTS, SAMPLE_EFFICIENCY_PLOT, plot_sample_efficiency, write_plots
 from learn2adapt.experiments.statistics import Stat, diff_ci95, paired_diff_ci95, relative_change
 from learn2adapt.training.metrics_log import MetricsLog
 
@@ -121,6 +122,41 @@ class AlgoSummary:
     @property
     def return_stat(self) -> Stat:
         return self.ret
+
+
+def heldout_curves(records: Sequence[RunRecord], algos: Sequence[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per algorithm: environment steps and the held-out return there (mean over seeds), from the
+    ``heldout_return`` of ``metrics.csv`` (``compare --sample-efficiency``); steps every seed reached."""
+    out = {}
+    for algo in algos:
+        runs = [[r for r in rec.metrics if isinstance(r.get("heldout_return"), (int, float))]
+                for rec in records if rec.algo == algo]  # fmt: skip
+        runs = [r for r in runs if r]
+        if not runs:
+            continue
+        by_step: dict[float, list[float]] = {}
+        for rows in runs:
+            for row in rows:
+                by_step.setdefault(float(row["env_steps"]), []).append(float(row["heldout_return"]))
+        steps = sorted(s for s, v in by_step.items() if len(v) == len(runs))
+        out[algo] = (np.asarray(steps), np.asarray([np.mean(by_step[s]) for s in steps]))
+    return out
+
+
+def steps_to_reach(
+    curves: dict[str, tuple[np.ndarray, np.ndarray]], model_free: Sequence[str]
+) -> tuple[float, dict[str, str]]:
+    """The target X (the best model-based method's final held-out return) and, per algorithm, the
+    first environment-step count where its mean held-out return reaches X ("not reached within N")."""
+    based = {a: c for a, c in curves.items() if a not in model_free and len(c[1])}
+    if not based:
+        return math.nan, {}
+    target = max(float(c[1][-1]) for c in based.values())
+    table = {}
+    for algo, (steps, values) in curves.items():
+        hit = np.nonzero(values >= target)[0]
+        table[algo] = f"{steps[hit[0]]:.0f}" if hit.size else f"not reached within {steps[-1]:.0f}"
+    return target, table
 
 
 def _recall_stat(evals: Sequence[EvalResult], name: str) -> Stat:
@@ -363,6 +399,25 @@ def write_report(
         f"![]({recovery})",
         "",
     ]
+    curves = heldout_curves(records, algos)
+    if curves:
+        target, reach = steps_to_reach(curves, MODEL_FREE)
+        plot_sample_efficiency(curves, out_dir / SAMPLE_EFFICIENCY_PLOT)
+        lines += [
+            "## Sample efficiency",
+            "",
+            "Held-out return (`fixed`, one episode per test task and seed, mean over seeds) measured during "
+            "training, against environment steps (log axis):",
+            "",
+            f"![]({SAMPLE_EFFICIENCY_PLOT})",
+            "",
+            f"Environment steps to reach {target:.1f}, the best model-based method's final held-out return:",
+            "",
+            "| algorithm | steps to reach it |",
+            "|---|---|",
+            *[f"| {display(a)} | {reach[a]} |" for a in algos if a in reach],
+            "",
+        ]
     lines += (
         ["## Protocol", ""]
         + [f"- {n}" for n in notes]

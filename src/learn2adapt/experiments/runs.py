@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from learn2adapt.adaptation import REGISTRY
 from learn2adapt.baselines import BaselineState, load_baseline, train_baseline
@@ -24,12 +26,29 @@ def train_any(
     resume: bool = False,
     progress: bool = True,
     changes: dict[str, str] | None = None,
+    probe: Callable[[Any], dict[str, float]] | None = None,
 ) -> AnyRun:
-    """:func:`~learn2adapt.training.loop.train` or :func:`~learn2adapt.baselines.train_baseline`, by algorithm."""
+    """:func:`~learn2adapt.training.loop.train` or :func:`~learn2adapt.baselines.train_baseline`, by algorithm.
+
+    ``probe``: called with the run after every iteration (model-based) or checkpoint
+    (model-free); its figures join the ``metrics.csv`` row (see :func:`heldout_probe`).
+    """
     algo = cfg.algo if cfg is not None else _saved_algo(Path(run_dir))
     if is_model_free(algo):
-        return train_baseline(cfg, run_dir, resume, progress, changes)
-    return train(cfg, run_dir, resume, progress, changes)
+        return train_baseline(cfg, run_dir, resume, progress, changes, probe)
+    return train(cfg, run_dir, resume, progress, changes, probe)
+
+
+def heldout_probe(episodes: int = 1, schedule: str = "fixed", seed: int = 0) -> Callable[[Any], dict[str, float]]:
+    """A probe measuring the held-out return during training (the sample-efficiency curve)."""
+
+    def probe(run: Any) -> dict[str, float]:
+        from learn2adapt.experiments.evaluation import evaluate
+
+        result = evaluate(run, episodes, seed=seed, progress=False, schedule=schedule, measure_model=False)
+        return {"heldout_return": round(result.mean, 4)}
+
+    return probe
 
 
 def load_any(run_dir: Path) -> AnyRun:

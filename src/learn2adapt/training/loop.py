@@ -15,6 +15,7 @@ import json
 import math
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -240,6 +241,7 @@ def train(
     resume: bool = False,
     progress: bool = True,
     changes: dict[str, str] | None = None,
+    on_iteration: Callable[[RunState], dict[str, float]] | None = None,
 ) -> RunState:
     """Run (or resume) the outer loop; returns the final state.
 
@@ -254,6 +256,9 @@ def train(
         progress: show progress bars and per-iteration summaries.
         changes: with ``resume``, options to change (only :data:`RESUMABLE_OPTIONS`), e.g.
             ``{"iterations": "80"}`` to extend a run.
+        on_iteration: called after each iteration's fit; the figures it returns (e.g. a held-out
+            return, for sample-efficiency curves) join that iteration's ``metrics.csv`` row. The
+            training's random streams are restored after it, so it changes no training number.
 
     Raises:
         ConfigError: a bad option (before anything is written).
@@ -310,7 +315,7 @@ def train(
             probe.close()
             st = RunState(cfg, rule, TrajectoryBuffer(rule.obs_dim, rule.act_dim), -1)
             save_config(cfg, run_dir / "config.json")
-        return _iterate(cfg, st, run_dir, rng, env_steps, wall_before, progress)
+        return _iterate(cfg, st, run_dir, rng, env_steps, wall_before, progress, on_iteration)
 
 
 def _first_non_finite(ep: Episode) -> str | None:
@@ -334,6 +339,7 @@ def _iterate(
     env_steps: int,
     wall_before: float,
     progress: bool,
+    on_iteration: Callable[[RunState], dict[str, float]] | None = None,
 ) -> RunState:
     """The iterations of :func:`train` from ``st.iteration + 1`` on (the run directory is locked)."""
     envs = make_envs(cfg, cfg.num_envs)
@@ -404,6 +410,10 @@ def _iterate(
                     for k, v in fit_metrics.items()
                 },
             }
+            if on_iteration is not None:
+                torch_state = torch.get_rng_state()
+                row.update(on_iteration(st))
+                torch.set_rng_state(torch_state)
             log.log(row, env_steps)
             _checkpoint(run_dir, st, rng, env_steps, time.time() - t_start)
             if progress:
