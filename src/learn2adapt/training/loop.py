@@ -310,9 +310,9 @@ def train(
             torch.manual_seed(cfg.seed)
             rng = np.random.default_rng(cfg.seed)
             env_steps, wall_before = 0, 0.0
-            probe = make_env(cfg.env)
-            rule = build_rule(cfg, probe)
-            probe.close()
+            sizes_env = make_env(cfg.env)
+            rule = build_rule(cfg, sizes_env)
+            sizes_env.close()
             st = RunState(cfg, rule, TrajectoryBuffer(rule.obs_dim, rule.act_dim), -1)
             save_config(cfg, run_dir / "config.json")
         return _iterate(cfg, st, run_dir, rng, env_steps, wall_before, progress, on_iteration)
