@@ -10,6 +10,22 @@ from learn2adapt.cli import main
 
 #: The cheapest environment family: what the tests train on.
 PENDULUM = "learn2adapt/PendulumVaried-v0"
+#: A training run of a second or two on PENDULUM (tests add ``iterations`` and what they vary).
+TINY_RUN = [
+    "random_episodes=2",
+    "episodes_per_iteration=1",
+    "episode_length=40",
+    "num_envs=1",
+    "model.hidden=16",
+    "fit.max_epochs=1",
+    "planner.horizon=4",
+    "planner.num_candidates=30",
+]
+
+
+def as_sets(options: list[str]) -> list[str]:
+    """``["k=v", ...]`` as CLI arguments ``--set k=v ...``."""
+    return [arg for o in options for arg in ("--set", o)]
 
 
 @pytest.fixture

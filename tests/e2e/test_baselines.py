@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import PENDULUM
+from tests.conftest import PENDULUM, as_sets
 
 pytest.importorskip("stable_baselines3")
 
@@ -17,15 +17,11 @@ TINY = ["episode_length=50", "baseline.checkpoint_every=100", "baseline.rollout=
         "baseline.learning_starts=50", "eval.episodes_per_task=1"]  # fmt: skip
 
 
-def _sets(options: list[str]) -> list[str]:
-    return [a for o in options for a in ("--set", o)]
-
-
 @pytest.mark.parametrize("algo", ["ppo", "sac"])
 def test_train_evaluate_and_resume(cli, one_line_error, tmp_path: Path, algo: str) -> None:
     run = tmp_path / algo
     code, _, err = cli("train", "--env", PENDULUM, "--algo", algo, "--run-dir", run, "--quiet",
-                       *_sets([*TINY, "baseline.steps=200"]))  # fmt: skip
+                       *as_sets([*TINY, "baseline.steps=200"]))  # fmt: skip
     assert code == 0, err
     rows = [r.split(",") for r in (run / "metrics.csv").read_text().splitlines()[1:]]
     steps = [int(r[1]) for r in rows]
@@ -52,7 +48,7 @@ def test_a_comparison_mixes_baselines_and_model_based_methods(cli, tmp_path: Pat
     out = tmp_path / "cmp"
     code, _, err = cli(
         "compare", "--env", PENDULUM, "--algos", "mb,ppo", "--seeds", "1", "--out", out, "--quiet", "--sample-efficiency",
-        *_sets([*TINY, "baseline.steps=100", "iterations=1", "random_episodes=2", "episodes_per_iteration=1",
+        *as_sets([*TINY, "baseline.steps=100", "iterations=1", "random_episodes=2", "episodes_per_iteration=1",
                 "num_envs=1", "model.hidden=16", "fit.max_epochs=1", "planner.horizon=4", "planner.num_candidates=30"]),
     )  # fmt: skip
     assert code == 0, err
@@ -88,6 +84,6 @@ def test_steps_to_reach_the_best_model_based_return() -> None:
 
 def test_without_stable_baselines3_the_error_names_the_install_command(cli, one_line_error, monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "stable_baselines3", None)
-    code, _, err = cli("train", "--env", PENDULUM, "--algo", "ppo", "--run-dir", tmp_path / "r", *_sets(TINY))
+    code, _, err = cli("train", "--env", PENDULUM, "--algo", "ppo", "--run-dir", tmp_path / "r", *as_sets(TINY))
     one_line_error(code, err, "needs stable-baselines3", "pip install")
     assert not (tmp_path / "r").exists()

@@ -18,22 +18,9 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import PENDULUM
+from tests.conftest import PENDULUM, TINY_RUN, as_sets
 
-TINY = [
-    "random_episodes=2",
-    "episodes_per_iteration=1",
-    "episode_length=40",
-    "num_envs=1",
-    "model.hidden=16",
-    "fit.max_epochs=1",
-    "planner.horizon=4",
-    "planner.num_candidates=30",
-]
-
-
-def _sets(options: list[str]) -> list[str]:
-    return [arg for o in options for arg in ("--set", o)]
+TINY = TINY_RUN
 
 
 def _snapshot(directory: Path) -> dict[str, str]:
@@ -52,7 +39,7 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     run_dir = tmp_path_factory.mktemp("faults") / "run"
     assert (
-        main(["train", "--env", PENDULUM, "--run-dir", str(run_dir), "--quiet", *_sets([*TINY, "iterations=1"])]) == 0
+        main(["train", "--env", PENDULUM, "--run-dir", str(run_dir), "--quiet", *as_sets([*TINY, "iterations=1"])]) == 0
     )
     return run_dir
 
@@ -138,9 +125,9 @@ def test_a_run_stopped_before_its_first_checkpoint_starts_again_in_place(cli, on
     (run / "config.json").write_text("")  # a full disk while writing it
     code, _, err = cli("eval", run, "--quiet")
     one_line_error(code, err, "config.json is empty", f"--run-dir {run}")
-    code, _, err = cli("train", "--env", PENDULUM, "--run-dir", run, "--quiet", *_sets([*TINY, "iterations=0"]))
+    code, _, err = cli("train", "--env", PENDULUM, "--run-dir", run, "--quiet", *as_sets([*TINY, "iterations=0"]))
     assert code == 0, err
-    code, _, err = cli("train", "--env", PENDULUM, "--run-dir", run, "--quiet", *_sets(TINY))
+    code, _, err = cli("train", "--env", PENDULUM, "--run-dir", run, "--quiet", *as_sets(TINY))
     one_line_error(code, err, "already holds a run", "--resume")
 
 

@@ -10,23 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PENDULUM
+from tests.conftest import PENDULUM, TINY_RUN, as_sets
 
 ray = pytest.importorskip("ray")
 
-TINY = [
-    "iterations=1",
-    "random_episodes=2",
-    "episodes_per_iteration=1",
-    "episode_length=40",
-    "num_envs=1",
-    "model.hidden=16",
-    "fit.max_epochs=1",
-    "planner.horizon=4",
-    "planner.num_candidates=30",
-    "eval.episodes_per_task=1",
-]
-SETS = [a for o in TINY for a in ("--set", o)]
+SETS = as_sets([*TINY_RUN, "iterations=1", "eval.episodes_per_task=1"])
 
 
 @pytest.fixture(scope="module")
