@@ -411,10 +411,8 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
 
 def _compare_args(p: argparse.ArgumentParser) -> None:
     from learn2adapt.adaptation import ALGORITHMS, PAPER_ALGORITHMS
-    from learn2adapt.training.config import describe_presets  # the names in learn2adapt/presets/
 
-    p.add_argument("--env", default="learn2adapt/PendulumVaried-v0", help="environment id (see `learn2adapt envs`)")
-    p.add_argument("--preset", default="quick", help=f"preset of the environment family: {describe_presets()}")
+    _job_args(p)
     p.add_argument(
         "--algos", default=",".join(PAPER_ALGORITHMS), help=f"comma-separated algorithms ({', '.join(ALGORITHMS)})"
     )
@@ -424,27 +422,31 @@ def _compare_args(p: argparse.ArgumentParser) -> None:
         default=None,
         help="output directory (default: runs/compare-<env>-<preset>); runs already complete there are reused",
     )
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override an option of every run (repeatable)")
     p.add_argument(
         "--schedule",
         action="append",
         metavar="SPEC",
         help="evaluation schedule (repeatable; default: fixed plus the preset's eval.schedule)",
     )
-    p.add_argument("--episodes", type=int, default=None, help="evaluation episodes per test task and seed")
-    p.add_argument("--quiet", action="store_true", help="no progress output")
     p.add_argument(
         "--sample-efficiency",
         action="store_true",
         help="also evaluate every run on the held-out tasks after each iteration / checkpoint: held-out return "
         "against environment steps, and the steps each method needs to reach the best model-based return",
     )
-    _runner_args(p)
 
 
-def _runner_args(p: argparse.ArgumentParser) -> None:
+def _job_args(p: argparse.ArgumentParser) -> None:
+    """The options of every command that trains and evaluates many runs (compare, sweep)."""
     from learn2adapt.experiments.compare import STORAGES
     from learn2adapt.experiments.runner import RUNNERS
+    from learn2adapt.training.config import describe_presets  # the names in learn2adapt/presets/
+
+    p.add_argument("--env", default="learn2adapt/PendulumVaried-v0", help="environment id (see `learn2adapt envs`)")
+    p.add_argument("--preset", default="quick", help=f"preset of the environment family: {describe_presets()}")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override an option of every run (repeatable)")
+    p.add_argument("--episodes", type=int, default=None, help="evaluation episodes per test task and seed")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
 
     p.add_argument("--workers", type=int, default=1, help="local/process runners: runs in parallel; 1: sequential")
     p.add_argument(
@@ -468,10 +470,7 @@ def _runner_args(p: argparse.ArgumentParser) -> None:
 
 
 def _sweep_args(p: argparse.ArgumentParser) -> None:
-    from learn2adapt.training.config import describe_presets
-
-    p.add_argument("--env", default="learn2adapt/PendulumVaried-v0", help="environment id (see `learn2adapt envs`)")
-    p.add_argument("--preset", default="quick", help=f"preset of the environment family: {describe_presets()}")
+    _job_args(p)
     p.add_argument("--algo", default="grbal", help="the algorithm swept")
     p.add_argument(
         "--grid",
@@ -484,11 +483,7 @@ def _sweep_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--out", default=None, help="output directory (default: runs/sweep-<env>-<algo>); reused on a re-run"
     )
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override an option of every run (repeatable)")
     p.add_argument("--schedule", default="fixed", help="evaluation schedule")
-    p.add_argument("--episodes", type=int, default=None, help="evaluation episodes per test task and seed")
-    p.add_argument("--quiet", action="store_true", help="no progress output")
-    _runner_args(p)
 
 
 def _video_args(p: argparse.ArgumentParser) -> None:

@@ -155,19 +155,24 @@ def _restore(model: Any, state: dict[str, Any]) -> None:
         replay.pos, replay.full = int(state["replay_pos"]), bool(state["replay_full"])
 
 
-def load_baseline(run_dir: Path) -> BaselineState:
-    """Config and trained policy of a model-free run directory (for eval and resume)."""
-    run_dir = Path(run_dir)
-    cfg = load_config(run_dir / "config.json")
+def _restore_checkpoint(model: Any, cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
+    """Load ``run_dir``'s checkpoint into ``model`` after checking it belongs to ``cfg``; returns it."""
     state = load_checkpoint(run_dir / CHECKPOINT_NAME)
     if state.get("config_digest") != config_digest(cfg):
         raise CheckpointError(f"{run_dir / 'config.json'} was edited after the last checkpoint was written; restore it")
-    env = make_env(cfg.env, max_episode_steps=cfg.episode_length)
-    model = _model(cfg, env)
     try:
         _restore(model, state)
     except (KeyError, RuntimeError, ValueError) as e:
         raise CheckpointError(f"checkpoint in {run_dir} does not match its config ({str(e).splitlines()[0]})") from None
+    return state
+
+
+def load_baseline(run_dir: Path) -> BaselineState:
+    """Config and trained policy of a model-free run directory (for eval and resume)."""
+    run_dir = Path(run_dir)
+    cfg = load_config(run_dir / "config.json")
+    model = _model(cfg, make_env(cfg.env, max_episode_steps=cfg.episode_length))
+    state = _restore_checkpoint(model, cfg, run_dir)
     return BaselineState(cfg, model, int(state["env_steps"]), int(state["iteration"]))
 
 
@@ -204,10 +209,7 @@ def train_baseline(
         model = _model(cfg, env)
         iteration, wall_before = 0, 0.0
         if resume and (run_dir / CHECKPOINT_NAME).exists():
-            state = load_checkpoint(run_dir / CHECKPOINT_NAME)
-            if state.get("config_digest") != config_digest(cfg):
-                raise CheckpointError(f"{run_dir / 'config.json'} was edited after the last checkpoint was written")
-            _restore(model, state)
+            state = _restore_checkpoint(model, cfg, run_dir)
             iteration, wall_before = int(state["iteration"]), float(state["wall_time"])
             (run_dir / "DONE").unlink(missing_ok=True)
         elif (run_dir / CHECKPOINT_NAME).exists():
