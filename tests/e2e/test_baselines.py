@@ -44,6 +44,17 @@ def test_train_evaluate_and_resume(cli, one_line_error, tmp_path: Path, algo: st
     one_line_error(code, err, "baseline.learning_rate cannot change")
 
 
+def test_the_checkpoint_hook_runs_once_per_checkpoint(tmp_path: Path) -> None:
+    from learn2adapt.baselines.sb3 import train_baseline
+    from learn2adapt.training.config import apply_overrides, preset_config
+
+    cfg = apply_overrides(preset_config(PENDULUM, "quick", "ppo"), [*TINY, "baseline.steps=200"])
+    calls: list[int] = []
+    train_baseline(cfg, tmp_path / "run", progress=False, on_checkpoint=lambda st: calls.append(st.env_steps) or {})
+    # One held-out probe per metrics row (each probe costs evaluation episodes).
+    assert calls == [128, 256]
+
+
 def test_a_comparison_mixes_baselines_and_model_based_methods(cli, tmp_path: Path) -> None:
     out = tmp_path / "cmp"
     code, _, err = cli(

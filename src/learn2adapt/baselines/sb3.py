@@ -293,10 +293,6 @@ class _Checkpointer:
             torch_state = torch.get_rng_state()
             row.update(self.on_checkpoint(BaselineState(self.cfg, model, steps, self.iteration)))
             torch.set_rng_state(torch_state)
-        if self.on_checkpoint is not None:
-            torch_state = torch.get_rng_state()
-            row.update(self.on_checkpoint(BaselineState(self.cfg, model, steps, self.iteration)))
-            torch.set_rng_state(torch_state)
         self.log.log(row, steps)
         save_checkpoint(self.run_dir / CHECKPOINT_NAME, _state(model, self.cfg, self.iteration, now - self.t0))
         if self.progress:
