@@ -67,13 +67,13 @@ B = {"drift": -0.5, "gain": [-1.0, 1.0]}
 
 def test_two_alternating_tasks_are_recalled_on_revisits(trained) -> None:
     fam, grbal = trained
-    mole = _mole(grbal, recent=4, alpha=0.01)
+    mole = _mole(grbal)  # the default mixture options
     steps = 8 * BLOCK
     slots, models, errors, _ = _run(fam, mole, [A, B], steps)
     _, _, grbal_errors, _ = _run(fam, grbal, [A, B], steps)
-    # Models for the tasks, not one per switch (measured: 3 over 7 switches, one of them made
-    # from a window that straddles the first switch; see docs/algorithms/mole.md).
-    assert models[-1] <= 3 and models[2 * BLOCK :].max() == models[-1], models[::BLOCK]
+    # One model per task, not one per switch: a model made from a window straddling a switch
+    # is provisional and dropped within a few steps.
+    assert models[-1] == 2 and (models[2 * BLOCK :] == 2).mean() >= 0.95, models[::5]
     # After the first visit of each task, >= 90% of steps go to that task's model.
     truth = (np.arange(steps) // BLOCK) % 2
     after = np.arange(steps) >= 2 * BLOCK

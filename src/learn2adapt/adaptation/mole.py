@@ -14,6 +14,10 @@ soft count, and at every step (docs/method.md Sec. 4):
   candidate, theta* adapted on D1 with GrBAL's step, competes with prior alpha / (n + alpha);
 * if the candidate is the MAP task it becomes a model (at the cap, it replaces the
   model with the smallest count);
+* a model younger than M steps is provisional: while it is the MAP model, a winning
+  candidate replaces it rather than taking another slot, and once an older model is the
+  MAP again it is dropped. A model made from a window that straddles a switch (D2 holding
+  both tasks, which no model fits) is thus not kept as a task of its own;
 * M step: every model takes a gradient step on D2 weighted by its posterior;
 * the planner predicts with the MAP model (the posterior's argmax, prior included).
 
@@ -65,7 +69,8 @@ class MixtureState:
     """The task models of ``num_envs`` environments, updated once per control step.
 
     ``params[name]`` is ``(E, n, *shape)``; ``counts`` ``(E, n)`` soft counts; ``active``
-    ``(E, n)`` which slots hold a model; ``current`` ``(E,)`` the MAP model of the last step.
+    ``(E, n)`` which slots hold a model; ``age`` ``(E, n)`` control steps since each model was
+made; ``current`` ``(E,)`` the MAP model of the last step.
     :attr:`assignment` and :attr:`num_models` are read by the evaluation's recall measures.
     """
 
@@ -79,6 +84,7 @@ class MixtureState:
         self.params: Params = {}
         self.counts = torch.zeros(num_envs, self.n, device=device)
         self.active = torch.zeros(num_envs, self.n, dtype=torch.bool, device=device)
+        self.age = torch.zeros(num_envs, self.n, device=device)
         self.current = torch.zeros(num_envs, dtype=torch.long, device=device)
         self.reset()
 
@@ -101,6 +107,7 @@ class MixtureState:
         self.active[sel] = False
         self.counts[sel, 0] = 1.0  # theta*, with a pseudo-count (module docstring)
         self.active[sel, 0] = True
+        self.age[sel] = float(self.rule.adapt_cfg.past)  # theta* is no straddling model to supersede
         self.current[sel] = 0
 
     @property
@@ -188,22 +195,39 @@ class MixtureState:
         post = torch.softmax(logits, 1)  # (E, n [+1])
         if allow_new:
             wins = ok & (post.argmax(1) == n)
+            young = self.age[torch.arange(E, device=self.current.device), self.current] < rule.adapt_cfg.past
             slot = torch.where(
-                self.active.all(1),
-                torch.where(self.active, self.counts, torch.inf).argmin(1),
-                (~self.active).to(torch.int8).argmax(1),
+                young,
+                self.current,
+                torch.where(
+                    self.active.all(1),
+                    torch.where(self.active, self.counts, torch.inf).argmin(1),
+                    (~self.active).to(torch.int8).argmax(1),
+                ),
             )
             take = torch.nn.functional.one_hot(slot, n).bool() & wins[:, None]  # (E, n)
             for k, v in self.params.items():
                 shape = (E, n) + (1,) * (v.dim() - 2)
                 v.copy_(torch.where(take.view(shape), cand_params[k].detach().unsqueeze(1), v))
             self.active |= take
-            self.counts = torch.where(take, 0.0, self.counts)
+            # A superseded young model's evidence was the new task's: its count stays.
+            self.counts = torch.where(take & ~young[:, None], 0.0, self.counts)
+            self.age = torch.where(take, 0.0, self.age)
             post = torch.where(take, post[:, n : n + 1], post[:, :n])  # the winner's mass moves to its slot
             post = post * self.active
             post = post / post.sum(1, keepdim=True).clamp(min=1e-12)
+        # Provisional models (younger than M steps) that lost the MAP to another model are dropped.
+        envs = torch.arange(E, device=self.current.device)
+        was = self.current
+        drop = ok & (post.argmax(1) != was) & (self.age[envs, was] < rule.adapt_cfg.past)
+        gone = torch.nn.functional.one_hot(was, n).bool() & drop[:, None]
+        self.active &= ~gone
+        self.counts = torch.where(gone, 0.0, self.counts)
+        post = post * ~gone
+        post = post / post.sum(1, keepdim=True).clamp(min=1e-12)
         post = torch.where(ok[:, None], post, 0.0)
         self.counts = self.counts + post
+        self.age = self.age + ok[:, None].to(self.age.dtype)
         self.current = torch.where(ok, post.argmax(1), self.current)
         self._m_step(x, y, in_d2, post)
 
