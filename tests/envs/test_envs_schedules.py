@@ -109,6 +109,30 @@ def test_recurring_alternates() -> None:
     assert during == [a] * 3 + [b] * 3 + [a] * 3 + [b] * 3
 
 
+def test_recurring_over_three_tasks_returns_after_the_others() -> None:
+    env = make_env(PENDULUM, schedule="recurring:period=2,tasks=3")
+    a = env.unwrapped.list_tasks("test")[0]
+    env.unwrapped.set_task(a)
+    _, tasks = _run(env, 12)
+    during = tasks[1:]
+    b, c = during[2], during[4]
+    assert len({json.dumps(t, sort_keys=True) for t in (a, b, c)}) == 3
+    assert during == [a, a, b, b, c, c] * 2
+
+
+@pytest.mark.parametrize("spec", ["recurring:period=2,tasks=1", "recurring:period=2,tasks=2.5"])
+def test_recurring_needs_an_integer_number_of_tasks_of_two_or_more(spec: str) -> None:
+    with pytest.raises(ValueError, match="tasks="):
+        parse_schedule(spec)
+
+
+def test_recurring_with_more_tasks_than_the_pool_holds_is_a_clear_error() -> None:
+    env = make_env(PENDULUM, schedule="recurring:period=2,tasks=5,pool=test")  # 4 test tasks
+    env.unwrapped.set_task(env.unwrapped.list_tasks("test")[0])
+    with pytest.raises(ValueError, match="needs 4 tasks besides .* which has 3"):
+        env.reset(seed=0)
+
+
 def test_onset_starts_nominal_and_fraction_of_time_limit() -> None:
     env = make_env(PENDULUM, schedule="onset:t=0.25", max_episode_steps=20)  # t = 5 steps
     target = env.unwrapped.list_tasks("test")[0]

@@ -11,6 +11,7 @@ spec                             meaning
 ``switch:t=500``                 ``A`` for steps ``0..t-1``, then another task ``B``
 ``random:rate=0.01``             at every step, with probability ``rate``, a new task
 ``recurring:period=200``         ``A`` for ``period`` steps, ``B`` for ``period``, ``A``...
+``recurring:period=200,tasks=3`` ``A``, ``B``, ``C``, ``A``, ...: a return after several others
 ``onset:t=500``                  the nominal (unperturbed) dynamics, then ``A`` from ``t``
 ===============================  ==========================================================
 
@@ -177,22 +178,34 @@ class RandomSwitches(_PoolSchedule):
 
 
 class Recurring(_PoolSchedule):
-    """``A`` for ``period`` steps, then ``B`` (drawn per episode), then ``A`` again, ..."""
+    """``A`` for ``period`` steps, then ``B``, ... (``tasks`` distinct tasks drawn per episode), then ``A`` again."""
 
-    def __init__(self, period: float, pool: str = "all") -> None:
+    def __init__(self, period: float, pool: str = "all", tasks: float = 2) -> None:
         super().__init__(pool)
         self.period = _positive(period, "period")
+        if tasks != int(tasks) or tasks < 2:
+            raise ConfigError(f"schedule option tasks={tasks} must be an integer >= 2")
+        self.tasks = int(tasks)
 
     def start(self, base: Task, env: Any, rng: np.random.Generator, horizon: int | None) -> Task:
         self._begin(base, env, rng)
+        if len(self._others) < self.tasks - 1:
+            raise ConfigError(
+                f"recurring:tasks={self.tasks} needs {self.tasks - 1} tasks besides {base} in pool {self.pool!r}, "
+                f"which has {len(self._others)}"
+            )
         self._every = _steps(self.period, horizon, "period")
-        self._pair = (base, self._draw(base))
+        cycle = [base, self._draw(base)]
+        while len(cycle) < self.tasks:  # the others drawn without replacement
+            rest = [t for t in self._others if t not in cycle]
+            cycle.append(rest[int(self._rng.integers(len(rest)))])
+        self._cycle = tuple(cycle)
         return base
 
     def task_at(self, t: int) -> Task | None:
         if t == 0 or t % self._every:
             return None
-        return self._pair[(t // self._every) % 2]
+        return self._cycle[(t // self._every) % self.tasks]
 
 
 class Onset(Schedule):
@@ -230,7 +243,12 @@ KINDS: dict[str, ScheduleKind] = {
         ScheduleKind(
             "random", RandomSwitches, "random:rate=0.01", "switch to a random task with probability rate per step"
         ),
-        ScheduleKind("recurring", Recurring, "recurring:period=200", "A -> B -> A ... every period steps"),
+        ScheduleKind(
+            "recurring",
+            Recurring,
+            "recurring:period=200",
+            "A -> B -> A ... every period steps (tasks=3: A -> B -> C -> A ...)",
+        ),
         ScheduleKind("onset", Onset, "onset:t=500", "nominal dynamics, then the episode's task from step t"),
     )
 }
