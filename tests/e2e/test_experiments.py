@@ -162,3 +162,16 @@ def test_video_of_a_numpy_env_is_drawn(tiny_compare, tmp_path, capsys):
     assert len(frames) == 13  # the reset frame and one per step
     code = main(["video", str(out / "runs" / "grbal-s0"), "--out", str(tmp_path / "x.avi")])
     assert code == 2 and "format" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("algo", "expected"),
+    [("ppo", "[ppo seed 0] checkpoint 1: 2048/440000 env steps"), ("mb", "[mb seed 0] iteration 1/3: 2048 env steps")],
+)
+def test_worker_progress_lines_count_what_the_run_counts(tmp_path, capsys, algo, expected):
+    from learn2adapt.experiments.compare import _IterationPrinter
+
+    (tmp_path / "metrics.csv").write_text("iteration,env_steps,return_mean,wall_seconds\n1,2048,-5.0,3.0\n")
+    config = {"algo": algo, "iterations": 3, "baseline": {"steps": 440000}}
+    _IterationPrinter(tmp_path, f"[{algo} seed 0]", config).poll()
+    assert capsys.readouterr().out.startswith(expected + ", training return -5.0")

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from learn2adapt.adaptation import PAPER_ALGORITHMS, label
+from learn2adapt.adaptation import MODEL_FREE, PAPER_ALGORITHMS, label
 from learn2adapt.errors import UnknownName
 from learn2adapt.experiments.runner import Runner, make_runner
 from learn2adapt.training.config import (
@@ -157,9 +157,12 @@ class _IterationPrinter(threading.Thread):
     Used in worker processes, whose progress bars would interleave on one terminal.
     """
 
-    def __init__(self, run_dir: Path, tag: str, iterations: int, every: float = 2.0) -> None:
+    def __init__(self, run_dir: Path, tag: str, config: dict, every: float = 2.0) -> None:
         super().__init__(daemon=True)
-        self.path, self.tag, self.iterations, self.every = run_dir / "metrics.csv", tag, iterations, every
+        self.path, self.tag, self.every = run_dir / "metrics.csv", tag, every
+        # Model-free runs log a row per checkpoint; their budget is in environment steps.
+        self.model_free = config["algo"] in MODEL_FREE
+        self.total = config["baseline"]["steps"] if self.model_free else config["iterations"]
         self.stop = threading.Event()
         self.seen: set[int] = set()
 
@@ -174,8 +177,13 @@ class _IterationPrinter(threading.Thread):
             it = row.get("iteration")
             if isinstance(it, int) and it not in self.seen:
                 self.seen.add(it)
+                progress = (
+                    f"checkpoint {it}: {row.get('env_steps')}/{self.total} env steps"
+                    if self.model_free
+                    else f"iteration {it}/{self.total}: {row.get('env_steps')} env steps"
+                )
                 print(
-                    f"{self.tag} iteration {it}/{self.iterations}: {row.get('env_steps')} env steps, "
+                    f"{self.tag} {progress}, "
                     f"training return {float(row.get('return_mean', float('nan'))):.1f}, "
                     f"{float(row.get('wall_seconds', 0)):.0f}s",
                     flush=True,
@@ -189,7 +197,7 @@ class _IterationPrinter(threading.Thread):
 def _run_job_quiet(job: Job) -> JobResult:
     """:func:`run_job` in a worker process: a line per iteration instead of progress bars."""
     cfg = job.config
-    printer = _IterationPrinter(Path(job.run_dir), f"[{cfg['algo']} seed {cfg['seed']}]", cfg["iterations"])
+    printer = _IterationPrinter(Path(job.run_dir), f"[{cfg['algo']} seed {cfg['seed']}]", cfg)
     printer.start()
     try:
         return run_job(dataclasses.replace(job, progress=False))
