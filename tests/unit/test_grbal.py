@@ -11,7 +11,7 @@ import torch
 
 from learn2adapt.adaptation import ALGORITHMS, make_rule
 from learn2adapt.adaptation.config import AdaptationConfig
-from learn2adapt.adaptation.dynamic_eval import DynamicEvaluation
+from learn2adapt.adaptation.dynamic_eval import DE_LR_GRID, DE_STEPS_GRID, DynamicEvaluation
 from learn2adapt.adaptation.grbal import GrBAL
 from learn2adapt.adaptation.inner_update import adapted_forward, normalised
 from learn2adapt.adaptation.mb import ModelBased
@@ -326,6 +326,27 @@ def test_mbde_is_mb_plus_online_steps_with_de_lr():
     assert set(de.module.state_dict()) == set(mb.module.state_dict())  # same checkpoint as MB
     assert de.adapts_online and de.history_length == M and not mb.adapts_online
     assert float(de.step_size.scalar()) == pytest.approx(0.05)
+
+
+def test_mbde_chooses_its_step_on_held_out_training_episodes():
+    fam = LinearTaskFamily()  # every task differs in its drift: adaptation pays on validation
+    buf = fam.make_buffer(40, 60, np.random.default_rng(0))
+    torch.manual_seed(0)
+    cfgs = (ModelConfig(hidden=[32, 32]), FitConfig(max_epochs=5, patience=2))
+    de = make_rule("mbde", 4, 2, *cfgs, AdaptationConfig(past=16, future=16, de_select="validation"))
+    metrics = de.fit(buf, np.random.default_rng(0), progress=False)
+    assert metrics["fit/de_lr"] in DE_LR_GRID and metrics["fit/de_steps"] in DE_STEPS_GRID
+    assert metrics["fit/val_loss_after_adapt"] < metrics["fit/val_loss_before_adapt"]
+    # The chosen pair is the grid's lowest validation error (the same segments: the same rng).
+    before, scores = de.step_errors(de.validation_segments(buf, np.random.default_rng(1)))
+    de.select_step(buf, np.random.default_rng(1))
+    best = min(scores, key=lambda pair: scores[pair])
+    chosen = (de.de_lr, de.de_steps)
+    assert chosen == (best if scores[best] < before else (0.0, 1)) and scores[best] < before
+    # It is saved with the model and restored by a rule built with other options.
+    other = make_rule("mbde", 4, 2, *cfgs, AdaptationConfig(past=16, future=16))
+    other.load_state_dict(de.state_dict())
+    assert (other.de_lr, other.de_steps) == chosen and float(other.step_size.scalar()) == pytest.approx(chosen[0])
 
 
 def test_registry():

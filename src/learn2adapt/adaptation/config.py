@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+#: How MB+DE gets its test-time step size and number of steps (``adaptation.de_select``).
+DE_SELECT = ("fixed", "validation")
+
 
 @dataclass
 class MixtureConfig:
@@ -83,6 +86,12 @@ class AdaptationConfig:
         default=0.01,
         metadata={
             "help": "MB+DE: step size of the test-time gradient steps on the last M transitions (no meta-training, so it is larger than GrBAL's learned-for alpha); steps: inner_steps"
+        },
+    )
+    de_select: str = field(
+        default="validation",
+        metadata={
+            "help": "MB+DE: fixed (de_lr, inner_steps) | validation (after every fit, the step size and number of steps with the lowest post-adaptation K-step error on segments of held-out *training* episodes; docs/algorithms/mb_de.md)"
         },
     )
     rnn: str = field(default="gru", metadata={"help": "ReBAL recurrent cell: gru | lstm"})

@@ -35,6 +35,7 @@ class ModelBased(AdaptationRule):
         opt = self.begin_fit()
         self.fit_normalizer(buffer)
         train, val = split_episodes(buffer, self.fit_cfg.val_fraction, rng)
+        self.val_mask = val  # MB+DE chooses its test-time step on these held-out training episodes
         result = fit_transitions(self.model, opt, buffer, train, val, self.fit_cfg, rng, progress)
         return result.metrics()
 

@@ -46,7 +46,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from learn2adapt.adaptation import ALGORITHMS, check_algo
-from learn2adapt.adaptation.config import AdaptationConfig
+from learn2adapt.adaptation.config import DE_SELECT, AdaptationConfig
 from learn2adapt.data.segment_sampler import SEGMENT_EPOCHS
 from learn2adapt.errors import ConfigError, UnknownName
 from learn2adapt.models.config import FitConfig, ModelConfig
@@ -194,6 +194,7 @@ class RunConfig:
                 "adaptation.inner_lr must be a finite number >= 0",
             ),
             (math.isfinite(self.adaptation.de_lr) and self.adaptation.de_lr >= 0, "adaptation.de_lr must be >= 0"),
+            (self.adaptation.de_select in DE_SELECT, f"adaptation.de_select must be one of: {' | '.join(DE_SELECT)}"),
             (0.0 <= self.adaptation.short_past <= 1.0, "adaptation.short_past must be in [0, 1]"),
             (self.eval.episodes_per_task >= 1, "eval.episodes_per_task must be >= 1"),
             (self.eval.episode_length >= 0, "eval.episode_length must be >= 0 (0: as in training)"),
