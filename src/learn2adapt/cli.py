@@ -255,6 +255,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_aggregate(args: argparse.Namespace) -> int:
+    from learn2adapt.experiments.aggregate import aggregate
+
+    path = aggregate([Path(p) for p in args.comparisons], args.schedule, Path(args.out) if args.out else None)
+    print(f"aggregate: {path}")
+    return 0
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     from learn2adapt.envs import short_name
     from learn2adapt.experiments.sweep import parse_grid, sweep
@@ -486,6 +494,12 @@ def _sweep_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--schedule", default="fixed", help="evaluation schedule")
 
 
+def _aggregate_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("comparisons", nargs="+", help="output directories of `learn2adapt compare`, one per domain")
+    p.add_argument("--schedule", default="fixed", help="evaluation schedule to aggregate (default fixed)")
+    p.add_argument("--out", default=None, help="output directory (default: runs/aggregate)")
+
+
 def _video_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", help="a run directory written by `learn2adapt train`")
     p.add_argument("--task", default=None, help="task as JSON (default: the first held-out test task)")
@@ -512,6 +526,11 @@ SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Han
     "train": ("train a model-based agent; writes a run directory", _train_args, cmd_train),
     "eval": ("evaluate a run on the environment's held-out test tasks", _eval_args, cmd_eval),
     "compare": ("train and evaluate several algorithms x seeds, write a report", _compare_args, cmd_compare),
+    "aggregate": (
+        "IQM, median, mean with bootstrap CIs and performance profiles over several comparisons (rliable)",
+        _aggregate_args,
+        cmd_aggregate,
+    ),
     "demo": ("train GrBAL and MB on a small problem, evaluate on held-out tasks, report", _demo_args, cmd_demo),
     "sweep": (
         "grid or random search over options: every point x seed trained and evaluated, a report",

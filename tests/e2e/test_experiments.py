@@ -175,3 +175,37 @@ def test_worker_progress_lines_count_what_the_run_counts(tmp_path, capsys, algo,
     config = {"algo": algo, "iterations": 3, "baseline": {"steps": 440000}}
     _IterationPrinter(tmp_path, f"[{algo} seed 0]", config).poll()
     assert capsys.readouterr().out.startswith(expected + ", training return -5.0")
+
+
+def _fake_comparison(path, env, returns):
+    """A `compare` output as `aggregate` reads it: compare.json and report/summary.json."""
+    (path / "report").mkdir(parents=True)
+    (path / "compare.json").write_text(json.dumps({"env": env}))
+    summary = {"fixed": {algo: {"seed_means": values} for algo, values in returns.items()}}
+    (path / "report" / "summary.json").write_text(json.dumps(summary))
+    return path
+
+
+def test_aggregate_over_domains_ranks_by_normalised_iqm(cli, tmp_path):
+    pytest.importorskip("rliable")
+    a = _fake_comparison(tmp_path / "a", "A-v0", {"grbal": [50.0, 60.0, 55.0], "mb": [0.0, 10.0, 5.0], "ppo": [1.0]})
+    b = _fake_comparison(tmp_path / "b", "B-v0", {"grbal": [-100.0, -90.0, -95.0], "mb": [-400.0, -380.0, -390.0]})
+    code, out, err = cli("aggregate", a, b, "--out", tmp_path / "agg")
+    assert code == 0, err
+    result = json.loads((tmp_path / "agg" / "aggregate.json").read_text())
+    grbal, mb = result["algorithms"]["grbal"], result["algorithms"]["mb"]
+    # Per domain, the best run scores 1 and the worst 0, whatever the return scale.
+    assert result["domains"][1]["returns"]["mb"] == [-400.0, -380.0, -390.0]
+    assert 0.8 <= grbal["IQM"]["value"] <= 1.0 and 0.0 <= mb["IQM"]["value"] <= 0.2
+    for row in (grbal, mb):
+        low, high = row["IQM"]["ci95"]
+        assert low <= row["IQM"]["value"] <= high and row["runs"] == 3
+    assert result["left_out"] == ["ppo"]  # not run in every domain
+    md = (tmp_path / "agg" / "aggregate.md").read_text()
+    assert md.index("| GrBAL |") < md.index("| MB |") and "left out: PPO" in md
+    assert (tmp_path / "agg" / "performance_profile.png").stat().st_size > 1000
+
+
+def test_aggregate_of_a_directory_without_a_comparison_is_one_line(cli, one_line_error, tmp_path):
+    code, _, err = cli("aggregate", tmp_path, "--out", tmp_path / "agg")
+    one_line_error(code, err, "holds no finished comparison")
