@@ -86,14 +86,44 @@ def cmd_eval(args: argparse.Namespace) -> int:
         st.cfg.eval.schedule = args.schedule
     result = evaluate(st, episodes_per_task=args.episodes, seed=args.seed, progress=not args.quiet)
     save_eval(result, out)
-    print(
-        f"{st.cfg.algo} on {st.cfg.env}, held-out test tasks ({args.episodes or st.cfg.eval.episodes_per_task} episodes each):"
-    )
+    _print_eval(result, args.episodes or st.cfg.eval.episodes_per_task, out)
+    return 0
+
+
+def _print_eval(result, episodes: int, out: Path) -> None:
+    print(f"{result.algo} on {result.env}, held-out test tasks under {result.schedule} ({episodes} episodes each):")
     for t in result.tasks:
         print(f"  {json.dumps(t.task):50s} return {t.mean:10.2f} +- {t.ci95:.2f}")
     mean = result.to_json()
     print(f"  {'all test tasks':50s} return {mean['mean']:10.2f} +- {mean['ci95']:.2f}")
     print(f"saved {out}")
+
+
+def cmd_oracle(args: argparse.Namespace) -> int:
+    from learn2adapt.envs import short_name
+    from learn2adapt.experiments.evaluation import evaluate, save_eval
+    from learn2adapt.experiments.oracle import OracleRun
+    from learn2adapt.training.config import apply_overrides, check_schedule, preset_config
+    from learn2adapt.training.run_dir import check_writable
+
+    if args.episodes is not None and args.episodes < 1:
+        raise ConfigError("--episodes must be >= 1")
+    preset = args.preset or DEFAULT_PRESET
+    cfg = apply_overrides(preset_config(args.env or DEFAULT_ENV, preset, args.algo), args.set or [])
+    if args.schedule:
+        check_schedule(args.schedule)
+        cfg.eval.schedule = args.schedule
+    cfg.validate()
+    run = OracleRun(cfg)
+    out = Path(args.output) if args.output else Path("runs") / f"oracle-{short_name(cfg.env)}-{preset}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    check_writable(out.parent)
+    result = evaluate(
+        run, episodes_per_task=args.episodes, seed=args.seed, progress=not args.quiet, measure_model=False
+    )
+    result.algo = "oracle"
+    save_eval(result, out)
+    _print_eval(result, args.episodes or cfg.eval.episodes_per_task, out)
     return 0
 
 
@@ -500,6 +530,25 @@ def _aggregate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=None, help="output directory (default: runs/aggregate)")
 
 
+def _oracle_args(p: argparse.ArgumentParser) -> None:
+    from learn2adapt.adaptation import ALGORITHMS
+    from learn2adapt.training.config import describe_presets  # the names in learn2adapt/presets/
+
+    p.add_argument(
+        "--env", default=None, help=f"a MuJoCo environment id (see `learn2adapt envs`; default {DEFAULT_ENV})"
+    )
+    p.add_argument(
+        "--preset", default=None, help=f"whose planner and evaluation settings: {describe_presets()} (default quick)"
+    )
+    p.add_argument("--algo", default=None, help=f"the preset's settings for this algorithm ({' | '.join(ALGORITHMS)})")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override an option, e.g. planner.horizon=15")
+    p.add_argument("--schedule", default=None, help="task schedule during episodes (default: the preset's)")
+    p.add_argument("--episodes", type=int, default=None, help="episodes per test task (default: the preset's)")
+    p.add_argument("--seed", type=int, default=0, help="evaluation seed (0: the initial states `eval` uses)")
+    p.add_argument("--output", default=None, help="results JSON (default: runs/oracle-<env>-<preset>.json)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
 def _video_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", help="a run directory written by `learn2adapt train`")
     p.add_argument("--task", default=None, help="task as JSON (default: the first held-out test task)")
@@ -538,6 +587,11 @@ SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Han
         cmd_sweep,
     ),
     "video": ("render an evaluation episode of a run to MP4 or GIF", _video_args, cmd_video),
+    "oracle": (
+        "evaluate MPC with the simulator as its model on the held-out tasks (the bound of a perfect model)",
+        _oracle_args,
+        cmd_oracle,
+    ),
     "envs": ("list environment families, their train/test tasks and schedules", _no_args, cmd_envs),
     "options": ("list every configuration option with its help and resolved value", _config_args, cmd_options),
     "bench": ("measure planning, adaptation and meta-training speed on this machine", _bench_args, cmd_bench),

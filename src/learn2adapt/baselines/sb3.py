@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,7 +94,7 @@ class BaselineState:
     def train_env_steps(self) -> int:
         return self.env_steps
 
-    def controller(self, env: gym.Env, num_envs: int, seed: int) -> SB3Policy:
+    def controller(self, envs: Sequence[gym.Env], seed: int) -> SB3Policy:
         """The deterministic policy, as the evaluation's rollouts want it."""
         return SB3Policy(self.model)
 

@@ -40,6 +40,7 @@ from learn2adapt.training.rollout import run_episodes
 from learn2adapt.training.run_dir import atomic_write_text
 
 if TYPE_CHECKING:
+    from learn2adapt.experiments.oracle import OracleRun
     from learn2adapt.experiments.runs import AnyRun
 
 #: Segments per test task on which the prediction error is measured.
@@ -273,7 +274,7 @@ def prediction_errors(
 
 
 def evaluate(
-    st: AnyRun,
+    st: AnyRun | OracleRun,
     episodes_per_task: int | None = None,
     tasks: list[dict[str, Any]] | None = None,
     seed: int = 0,
@@ -285,7 +286,8 @@ def evaluate(
 
     Args:
         st: a loaded run: model-based (config + fitted rule, planned with MPC) or model-free
-            (config + policy; no prediction error to measure).
+            (config + policy; no prediction error to measure), or the oracle (MPC over the
+            simulator, :mod:`learn2adapt.experiments.oracle`).
         episodes_per_task: defaults to ``cfg.eval.episodes_per_task``.
         tasks: defaults to the environment's ``list_tasks("test")``.
         seed: evaluation seed (episode reset seeds and planner noise); the same
@@ -316,7 +318,7 @@ def evaluate(
     rng = np.random.default_rng(_seed_for(seed, 20_000))
     try:
         for i, task in enumerate(test_tasks):
-            agent = st.controller(envs[0], len(envs), _seed_for(seed, 10_000 + i))
+            agent = st.controller(envs, _seed_for(seed, 10_000 + i))
             models: dict[int, list[tuple[int, int]]] = {}
 
             def record(k: int, t: int, reward: float, info: dict, slot: int, agent=agent, models=models) -> None:

@@ -214,7 +214,7 @@ def render_episode(
         task = env.unwrapped.list_tasks("test")[0]
     (env,) = _schedule_envs([env], schedule if schedule is not None else cfg.eval.schedule)
     recorder = _FrameRecorder(env, native, sketch)
-    agent = st.controller(recorder, 1, seed)
+    agent = st.controller([recorder], seed)
     try:
         try:
             (episode,) = run_episodes([recorder], agent, 1, lambda k: (task, seed), desc="render", progress=progress)

@@ -15,7 +15,7 @@ import json
 import math
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,9 +70,9 @@ class RunState:
         """Environment steps the run collected in training (its sample cost)."""
         return len(self.buffer)
 
-    def controller(self, env: gym.Env, num_envs: int, seed: int) -> MPCAgent:
-        """The controller evaluation runs: the rule's adapted model + the configured planner."""
-        return mpc_agent(self.cfg, self.rule, env, num_envs, seed)
+    def controller(self, envs: Sequence[gym.Env], seed: int) -> MPCAgent:
+        """The controller evaluation runs for ``envs``: the rule's adapted model + the configured planner."""
+        return mpc_agent(self.cfg, self.rule, envs[0], len(envs), seed)
 
 
 def make_envs(cfg: RunConfig, count: int, episode_length: int | None = None) -> list[gym.Env]:
