@@ -280,6 +280,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             storage=args.storage,
             keep_checkpoints=not args.no_checkpoints,
             sample_efficiency=args.sample_efficiency,
+            oracle=args.oracle,
         )
     _print_verdict(report)
     return 0
@@ -471,6 +472,12 @@ def _compare_args(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also evaluate every run on the held-out tasks after each iteration / checkpoint: held-out return "
         "against environment steps, and the steps each method needs to reach the best model-based return",
+    )
+    p.add_argument(
+        "--oracle",
+        action="store_true",
+        help="also evaluate MPC with the simulator as its model (MuJoCo families; the planner of the first "
+        "model-based algorithm), reported as the bound a perfect model would reach",
     )
 
 

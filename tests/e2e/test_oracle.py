@@ -79,3 +79,32 @@ def test_oracle_mpc_beats_random_actions_and_writes_an_eval_file(cli, tmp_path: 
 def test_the_oracle_of_a_family_without_mujoco_is_one_line(cli, one_line_error, tmp_path: Path) -> None:
     code, _, err = cli("oracle", "--env", PENDULUM, "--output", tmp_path / "o.json", "--quiet")
     one_line_error(code, err, "the oracle needs a MuJoCo family")
+
+
+TINY = ["iterations=1", "random_episodes=1", "episodes_per_iteration=1", "episode_length=40", "num_envs=1",
+        "model.hidden=16", "fit.max_epochs=1", "planner.horizon=4", "planner.num_candidates=32",
+        "eval.episodes_per_task=1", "eval.episode_length=30"]  # fmt: skip
+
+
+def test_compare_reports_the_oracle_beside_the_runs(cli, tmp_path: Path) -> None:
+    out = tmp_path / "cmp"
+    argv = ["compare", "--env", CHEETAH, "--preset", "medium", "--algos", "mb", "--seeds", "1", "--out", out,
+            "--quiet", "--schedule", "fixed", "--oracle", *[a for s in TINY for a in ("--set", s)]]  # fmt: skip
+    code, _, err = cli(*argv)
+    assert code == 0, err
+    summary = json.loads((out / "report" / "summary.json").read_text())
+    bound = summary["oracle"]["fixed"]
+    assert bound["return"]["n"] == 1 and bound["gap_to_best"]["algo"] == "mb" and bound["gap_to_best"]["pairs"] == 1
+    assert "Oracle (MPC with the simulator" in (out / "report" / "report.md").read_text()
+    saved = out / "oracle" / "s0.json"
+    stamp = saved.stat().st_mtime_ns
+    code, _, err = cli(*argv)  # a second time: the runs and the oracle's evaluation are reused
+    assert code == 0, err
+    assert saved.stat().st_mtime_ns == stamp
+
+
+def test_compare_with_the_oracle_on_a_family_without_mujoco_fails_before_training(cli, one_line_error, tmp_path):
+    code, _, err = cli("compare", "--env", PENDULUM, "--algos", "mb", "--seeds", "1", "--out", tmp_path / "c",
+                       "--quiet", "--oracle")  # fmt: skip
+    one_line_error(code, err, "the oracle needs a MuJoCo family")
+    assert not (tmp_path / "c" / "runs").exists()

@@ -54,7 +54,7 @@ def load_domain(path: Path, schedule: str) -> Domain:
     summary = json.loads(summary_path.read_text())
     if schedule not in summary:
         raise UserError(
-            f"{path} was not evaluated under {schedule!r}; it has: {', '.join(k for k in summary if k != 'verdict')}"
+            f"{path} was not evaluated under {schedule!r}; it has: {', '.join(k for k in summary if k not in ('verdict', 'oracle'))}"
         )
     returns = {algo: [float(v) for v in row["seed_means"]] for algo, row in summary[schedule].items()}
     return Domain(json.loads(compare_path.read_text())["env"], path, returns)

@@ -19,7 +19,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from learn2adapt.adaptation import MODEL_FREE, PAPER_ALGORITHMS, label
 from learn2adapt.errors import UnknownName
@@ -34,6 +34,9 @@ from learn2adapt.training.config import (
     to_dict,
 )
 from learn2adapt.training.run_dir import atomic_write_text
+
+if TYPE_CHECKING:
+    from learn2adapt.experiments.evaluation import EvalResult
 
 #: Default algorithms of ``learn2adapt compare``: the paper's four.
 DEFAULT_ALGOS = PAPER_ALGORITHMS
@@ -207,6 +210,39 @@ def _run_job_quiet(job: Job) -> JobResult:
         printer.poll()
 
 
+def evaluate_oracle(
+    configs: Sequence[RunConfig],
+    seeds: Sequence[int],
+    schedules: Sequence[str],
+    episodes: int | None,
+    out: Path,
+    progress: bool,
+) -> dict[str, list[EvalResult]]:
+    """The oracle under every schedule, once per seed (its evaluation seed: as the runs'); files reused."""
+    from learn2adapt.experiments.evaluation import evaluate, load_protocol, save_protocol
+    from learn2adapt.experiments.oracle import OracleRun
+
+    planned = next((c for c in configs if c.algo not in MODEL_FREE), None)
+    assert planned is not None  # checked by compare() before any training
+    found: dict[str, list[EvalResult]] = {s: [] for s in schedules}
+    for seed in seeds:
+        path = out / f"s{seed}.json"
+        saved = load_protocol(path) if path.exists() else {}
+        for spec in schedules:
+            if spec not in saved:
+                if progress:
+                    print(f"[oracle seed {seed}] evaluating on held-out tasks, schedule {spec}", flush=True)
+                cfg = dataclasses.replace(planned, seed=seed)
+                saved[spec] = evaluate(
+                    OracleRun(cfg), episodes, seed=seed, progress=progress, schedule=spec, measure_model=False
+                )
+                saved[spec].algo = "oracle"
+                out.mkdir(parents=True, exist_ok=True)
+                save_protocol(saved, path)
+            found[spec].append(saved[spec])
+    return found
+
+
 def default_schedules(cfg: RunConfig) -> list[str]:
     """``fixed`` held-out tasks, plus the preset's mid-episode schedule if it has one."""
     out = ["fixed"]
@@ -294,6 +330,7 @@ def compare(
     storage: str = "shared",
     keep_checkpoints: bool = True,
     sample_efficiency: bool = False,
+    oracle: bool = False,
 ) -> Path:
     """Train and evaluate every (algorithm, seed), then write the report.
 
@@ -315,6 +352,8 @@ def compare(
         keep_checkpoints: with ``copy``, copy the checkpoints (with the replay data) back too.
         sample_efficiency: evaluate every run on the held-out tasks (``fixed``, one episode per
             task) after each iteration or checkpoint, for the report's sample-efficiency figure.
+        oracle: also evaluate, per seed and schedule, MPC with the simulator as its model
+            (:mod:`learn2adapt.experiments.oracle`; the planner of the first model-based algorithm).
 
     Returns:
         The path of ``report.md``.
@@ -329,6 +368,12 @@ def compare(
     schedules = list(schedules) if schedules else default_schedules(configs[0])
     for spec in schedules:  # before hours of training, not after them
         check_schedule(spec)
+    if oracle:
+        from learn2adapt.experiments.oracle import check_oracle
+
+        if all(c.algo in MODEL_FREE for c in configs):
+            raise ConfigError("--oracle uses the planner of a model-based algorithm; none is compared")
+        check_oracle(env)
     out = Path(out) if out is not None else Path("runs") / f"compare-{short_name(env)}-{preset}"
     with RunLock(out, what="comparison"):
         check_writable(out)
@@ -349,6 +394,7 @@ def compare(
             storage,
             keep_checkpoints,
             sample_efficiency,
+            oracle,
         )
 
 
@@ -369,6 +415,7 @@ def _compare_locked(
     storage: str,
     keep: bool,
     sample_efficiency: bool = False,
+    oracle: bool = False,
 ) -> Path:
     """:func:`compare` once its output directory is locked."""
     from learn2adapt.experiments.report import RunRecord, write_report
@@ -394,6 +441,9 @@ def _compare_locked(
         )
     results = run_jobs(jobs, runner, progress, storage)
     records = [RunRecord.load(Path(r.run_dir)) for r in results]
+    oracle_results = (
+        evaluate_oracle(configs, seeds, schedules, eval_episodes, out / "oracle", progress) if oracle else {}
+    )
     cfg0 = configs[0]
     notes = [
         f"Environment `{env}`, preset `{preset}`" + (f", overrides `{' '.join(overrides)}`" if overrides else "") + ".",
@@ -405,7 +455,13 @@ def _compare_locked(
         f"({sum(r.trained for r in results)} runs trained, {sum(r.evaluated for r in results)} evaluated, the rest reused).",
     ]
     report = write_report(
-        records, out / "report", title or f"{', '.join(map(label, algos))} on {env} ({preset})", algos, schedules, notes
+        records,
+        out / "report",
+        title or f"{', '.join(map(label, algos))} on {env} ({preset})",
+        algos,
+        schedules,
+        notes,
+        oracle_results,
     )
     atomic_write_text(
         out / "compare.json",

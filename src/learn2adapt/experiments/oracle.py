@@ -70,6 +70,19 @@ def observation_layout(env: Any) -> tuple[int, int, int]:
     raise ConfigError(f"{type(env).__name__}: the oracle needs observations of the form qpos[k:] ++ qvel")
 
 
+def check_oracle(env_id: str) -> None:
+    """``ConfigError`` unless the oracle can simulate ``env_id`` (before anything is trained)."""
+    from learn2adapt.envs import make_env
+
+    env = make_env(env_id)
+    try:
+        if not isinstance(env.unwrapped, MujocoTaskMixin):
+            raise ConfigError(f"the oracle needs a MuJoCo family; {type(env.unwrapped).__name__} is not one")
+        observation_layout(env.unwrapped)
+    finally:
+        env.close()
+
+
 class SimulatorModel:
     """A planner's ``predict`` that simulates: every (environment, candidate) row keeps its full state.
 

@@ -34,7 +34,7 @@ from learn2adapt.adaptation import MODEL_FREE
 from learn2adapt.adaptation import label as display
 from learn2adapt.experiments.evaluation import EvalResult, load_protocol
 from learn2adapt.experiments.plots import PLOTS, SAMPLE_EFFICIENCY_PLOT, plot_sample_efficiency, write_plots
-from learn2adapt.experiments.statistics import Stat, diff_ci95, paired_diff_ci95, relative_change
+from learn2adapt.experiments.statistics import Stat, diff_ci95, mean_ci95, paired_diff_ci95, relative_change
 from learn2adapt.training.metrics_log import MetricsLog
 
 #: Steps after a switch over which the "early recovery" reward per step is averaged.
@@ -214,6 +214,43 @@ def summarize(algo: str, records: Sequence[RunRecord], schedule: str) -> AlgoSum
 
 
 # --- computed verdicts --------------------------------------------------------------------
+def oracle_bound(results: Sequence[EvalResult], sums: Sequence[AlgoSummary]) -> dict[str, Any]:
+    """The oracle's return (mean ± 95% CI over its episodes) and the best learned method's gap to it.
+
+    Episodes are paired with the runs' by (seed, task, episode): the same initial states and schedules.
+    """
+    episodes = {
+        (r.seed, i, j): float(v) for r in results for i, t in enumerate(r.tasks) for j, v in enumerate(t.returns)
+    }
+    mean, ci = mean_ci95(list(episodes.values()))
+    out: dict[str, Any] = {
+        "return": {"mean": mean, "ci95": ci, "n": len(episodes)},
+        "seed_means": [r.mean for r in results],
+    }
+    if sums:
+        best = max(sums, key=lambda s: s.return_stat.mean)
+        d, h, n = paired_diff_ci95(episodes, best.episodes)
+        out["gap_to_best"] = {"algo": best.algo, "diff": d, "ci95": h, "pairs": n}
+    return out
+
+
+def oracle_lines(bound: dict[str, Any]) -> list[str]:
+    r = bound["return"]
+    lines = [
+        f"Oracle (MPC with the simulator as its model and the same planner, `learn2adapt oracle`): "
+        f"**{r['mean']:.1f} ± {_fmt_g(r['ci95'])}** over {r['n']} episodes (per-seed means "
+        + ", ".join(f"{m:.1f}" for m in bound["seed_means"])
+        + "): the return a perfect model would reach."
+    ]
+    gap = bound.get("gap_to_best")
+    if gap:
+        lines.append(
+            f"Return lost to model error by the best learned method, {display(gap['algo'])}: {gap['diff']:+.4g} "
+            f"(95% CI ±{_fmt_g(gap['ci95'])}, paired over {gap['pairs']} episodes)."
+        )
+    return lines
+
+
 def compare_sentence(
     best: AlgoSummary, other: AlgoSummary, what: str, a: Sequence[float] | None = None, b: Sequence[float] | None = None
 ) -> str:
@@ -306,8 +343,13 @@ def write_report(
     algos: Sequence[str],
     schedules: Sequence[str],
     notes: Sequence[str] = (),
+    oracle: dict[str, list[EvalResult]] | None = None,
 ) -> Path:
-    """Write ``report.md``, the plots and ``summary.json`` to ``out_dir``; returns report.md's path."""
+    """Write ``report.md``, the plots and ``summary.json`` to ``out_dir``; returns report.md's path.
+
+    ``oracle``: per schedule, the oracle's evaluations (one per seed), reported beside the runs.
+    """
+    oracle = oracle or {}
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     by_schedule: dict[str, list[AlgoSummary]] = {}
@@ -348,6 +390,8 @@ def write_report(
             "CI stratified by task).",
             "",
         ]
+        if oracle.get(schedule):
+            lines += oracle_lines(oracle_bound(oracle[schedule], sums)) + [""]
         lines += [
             "| algorithm | pred. error before adaptation | after | early post-switch reward/step | "
             "pre-switch reward/step | env steps (training) | training wall-clock (s) | eval wall-clock (s) |",
@@ -455,5 +499,7 @@ def write_report(
         for schedule, sums in by_schedule.items()
     }
     summary["verdict"] = [v for schedule, sums in by_schedule.items() for v in verdicts(sums, schedule)]
+    if oracle:
+        summary["oracle"] = {s: oracle_bound(oracle[s], by_schedule[s]) for s in oracle if oracle[s]}
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return report
