@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import json
 import shutil
 import subprocess
 import sys
@@ -164,6 +165,27 @@ def test_an_edited_config_is_refused(cli, one_line_error, run: Path) -> None:
     path.write_text(path.read_text().replace('"horizon": 4', '"horizon": 5'))
     code, _, err = cli("eval", run, "--quiet")
     one_line_error(code, err, "was edited after the last checkpoint")
+
+
+def test_a_run_written_before_an_option_existed_still_loads_and_resumes(cli, run: Path) -> None:
+    # As if adaptation.de_select had been added to learn2adapt after this run was written: the
+    # saved config lacks it (loaded with its default), which is no edit of the run.
+    from learn2adapt.training.checkpoint import load_checkpoint, save_checkpoint
+    from learn2adapt.training.loop import config_digest
+
+    path = run / "config.json"
+    saved = json.loads(path.read_text())
+    saved["adaptation"].pop("de_select")
+    path.write_text(json.dumps(saved, indent=2))
+
+    state = load_checkpoint(run / "checkpoint.pt")
+    state.pop("digest", None)
+    state["config_digest"] = config_digest(saved)  # what that version computed: over the config it knew
+    save_checkpoint(run / "checkpoint.pt", state)
+    code, _, err = cli("eval", run, "--quiet")
+    assert code == 0, err
+    code, _, err = cli("train", "--resume", run, "--quiet", "--set", "iterations=2")
+    assert code == 0, err
 
 
 # 5. operating-system errors ---------------------------------------------------------------------

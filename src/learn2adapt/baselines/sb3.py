@@ -33,7 +33,7 @@ from learn2adapt.envs import make_env
 from learn2adapt.errors import CheckpointError, ConfigError, UserError
 from learn2adapt.training.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from learn2adapt.training.config import RunConfig, load_config, save_config
-from learn2adapt.training.loop import changed_config, config_digest
+from learn2adapt.training.loop import changed_config, check_config_digest, config_digest
 from learn2adapt.training.metrics_log import MetricsLog
 from learn2adapt.training.run_dir import RunLock, atomic_write_text, check_writable
 
@@ -158,7 +158,7 @@ def _restore(model: Any, state: dict[str, Any]) -> None:
 def _restore_checkpoint(model: Any, cfg: RunConfig, run_dir: Path) -> dict[str, Any]:
     """Load ``run_dir``'s checkpoint into ``model`` after checking it belongs to ``cfg``; returns it."""
     state = load_checkpoint(run_dir / CHECKPOINT_NAME)
-    if state.get("config_digest") != config_digest(cfg):
+    if "config_digest" not in state or not check_config_digest(state, cfg, run_dir / "config.json"):
         raise CheckpointError(f"{run_dir / 'config.json'} was edited after the last checkpoint was written; restore it")
     try:
         _restore(model, state)

@@ -131,16 +131,31 @@ def with_online_rule(st: RunState, algo: str) -> RunState:
     return RunState(cfg, rule, st.buffer, st.iteration)
 
 
-def config_digest(cfg: RunConfig) -> str:
-    """SHA-256 of the configuration, except the options a resume may change (:data:`RESUMABLE_OPTIONS`)."""
-    values = to_dict(cfg)
+def config_digest(cfg: RunConfig | dict[str, Any]) -> str:
+    """SHA-256 of the configuration, except the options a resume may change (:data:`RESUMABLE_OPTIONS`).
+
+    ``cfg`` may also be a saved ``config.json`` as read (a dict).
+    """
+    values = to_dict(cfg) if isinstance(cfg, RunConfig) else copy.deepcopy(cfg)
     for key in RESUMABLE_OPTIONS:
         *path, last = key.split(".")
         node = values
         for part in path:
-            node = node[part]
+            node = node.get(part, {})
         node.pop(last, None)
     return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()
+
+
+def check_config_digest(state: dict[str, Any], cfg: RunConfig, cfg_path: Path) -> bool:
+    """Whether a checkpoint belongs to this configuration.
+
+    Compared with the saved file as written as well as with ``cfg``: an option added to
+    learn2adapt after the run was written (loaded with its default) is no edit.
+    """
+    digest = state.get("config_digest")
+    if digest is None:
+        return True
+    return digest == config_digest(cfg) or digest == config_digest(json.loads(cfg_path.read_text()))
 
 
 def _load_run_and_checkpoint(run_dir: Path, cfg: RunConfig | None = None) -> tuple[RunState, dict[str, Any]]:
@@ -153,7 +168,7 @@ def _load_run_and_checkpoint(run_dir: Path, cfg: RunConfig | None = None) -> tup
     if cfg is None:
         cfg = load_config(cfg_path)
     state = load_checkpoint(run_dir / CHECKPOINT_NAME)
-    if state.get("config_digest", config_digest(cfg)) != config_digest(cfg):
+    if not check_config_digest(state, cfg, cfg_path):
         raise CheckpointError(
             f"{cfg_path} was edited after the last checkpoint was written; restore it (only iterations may change, "
             f"with `learn2adapt train --resume {run_dir} --set iterations=N`) or start a new run"
