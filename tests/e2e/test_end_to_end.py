@@ -152,3 +152,23 @@ def test_a_recurring_schedule_reports_recall_and_the_mixture_assignment(cli, tmp
     assert mole["mixture_models"]["n"] == 1 and mole["mixture_models"]["mean"] >= 1
     assert 0 < mole["assignment_purity"]["mean"] <= 1
     assert "Recall" in (out / "report" / "report.md").read_text()
+
+
+PAPER_DOMAINS = ["learn2adapt/HalfCheetahDisabledJoint-v0", "learn2adapt/AntCrippledLeg-v0",
+                 "learn2adapt/HalfCheetahSlopes-v0", "learn2adapt/HalfCheetahPier-v0"]  # fmt: skip
+
+
+@pytest.mark.parametrize("env_id", PAPER_DOMAINS)
+def test_each_paper_domain_trains_one_medium_iteration_with_every_paper_algorithm(cli, tmp_path, env_id):
+    from learn2adapt.adaptation import PAPER_ALGORITHMS
+
+    tiny = ["iterations=1", "random_episodes=1", "episodes_per_iteration=1", "episode_length=24", "num_envs=1",
+            "model.hidden=16", "fit.max_epochs=1", "planner.horizon=3", "planner.num_candidates=16",
+            "adaptation.past=4", "adaptation.future=4", "adaptation.rnn_hidden=8"]  # fmt: skip
+    for algo in PAPER_ALGORITHMS:
+        run = tmp_path / algo
+        code, _, err = cli("train", "--env", env_id, "--preset", "medium", "--algo", algo, "--run-dir", run, "--quiet",
+                           *[a for s in tiny for a in ("--set", s)])  # fmt: skip
+        assert code == 0, (algo, err)
+        rows = (run / "metrics.csv").read_text().splitlines()
+        assert len(rows) == 3 and "nan" not in rows[-1].split(",")[3], (algo, rows)  # iterations 0 and 1, finite return

@@ -12,10 +12,11 @@ A family's presets are the base protocols plus any other table it defines. A
 preset resolves by deep merge (a value of a later layer replaces the earlier one,
 tables merge key by key):
 
-1. the base table of the same name from ``_base.toml`` (none for a name it lacks),
-   or, if the family's table has a key ``base = "<preset>"``, that preset of the
-   same family, itself resolved (e.g. ``[medium]`` with ``base = "quick"`` is the
-   family's resolved ``quick`` plus ``medium``'s values);
+1. the base table of the same name from ``_base.toml`` (none for a name it lacks;
+   if it has a key ``base = "<table>"``, merged onto that base table, e.g. ``[medium]``
+   is ``[quick]`` plus ``medium``'s values), or, if the family's table has a key
+   ``base = "<preset>"``, that preset of the same family, itself resolved (e.g.
+   PendulumVaried's ``[demo]`` is its resolved ``quick`` plus ``demo``'s values);
 2. the family's table;
 3. for the chosen algorithm, the sub-table of that name of the merged result
    (``[paper.mb]``, ``[paper.rebal]``, ...), applied over the rest.
@@ -439,7 +440,7 @@ def _resolve_preset(
     own = data.get(name, {})
     parent = own.get("base")
     if parent is None:
-        start = base.get(name, {})
+        start = _base_table(base, name)
     elif parent not in _preset_names(base, data):
         raise ConfigError(
             f"presets/{family}.toml: [{name}] base = {parent!r} is not a preset of {family}; "
@@ -448,6 +449,17 @@ def _resolve_preset(
     else:
         start = _resolve_preset(family, data, base, parent, chain + (name,))
     return _merge(start, {k: v for k, v in own.items() if k != "base"})
+
+
+def _base_table(base: dict[str, Any], name: str, chain: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A table of ``_base.toml``, merged onto the base table its own ``base`` key names (if any)."""
+    own = base.get(name, {})
+    parent = own.get("base")
+    if parent is None:
+        return own
+    if parent in chain + (name,) or parent not in base:
+        raise ConfigError(f"presets/_base.toml: [{name}] base = {parent!r} is not another table of _base.toml")
+    return _merge(_base_table(base, parent, chain + (name,)), {k: v for k, v in own.items() if k != "base"})
 
 
 def list_presets() -> dict[str, dict[str, Any]]:
