@@ -68,10 +68,10 @@ class MOLe(GrBAL):
 class MixtureState:
     """The task models of ``num_envs`` environments, updated once per control step.
 
-        ``params[name]`` is ``(E, n, *shape)``; ``counts`` ``(E, n)`` soft counts; ``active``
-        ``(E, n)`` which slots hold a model; ``age`` ``(E, n)`` control steps since each model was
-    made; ``current`` ``(E,)`` the MAP model of the last step.
-        :attr:`assignment` and :attr:`num_models` are read by the evaluation's recall measures.
+    ``params[name]`` is ``(E, n, *shape)``; ``counts`` ``(E, n)`` soft counts; ``active``
+    ``(E, n)`` which slots hold a model; ``age`` ``(E, n)`` control steps since each model was
+    made; ``current`` ``(E,)`` the MAP model of the last step. :attr:`assignment` and
+    :attr:`num_models` are read by the evaluation's recall measures.
     """
 
     def __init__(self, rule: MOLe, num_envs: int) -> None:

@@ -215,7 +215,7 @@ def summarize(algo: str, records: Sequence[RunRecord], schedule: str) -> AlgoSum
 
 # --- computed verdicts --------------------------------------------------------------------
 def oracle_bound(results: Sequence[EvalResult], sums: Sequence[AlgoSummary]) -> dict[str, Any]:
-    """The oracle's return (mean ± 95% CI over its episodes) and the best learned method's gap to it.
+    """The oracle's return (mean ± 95% CI over its episodes) and the best learned model's gap to it.
 
     Episodes are paired with the runs' by (seed, task, episode): the same initial states and schedules.
     """
@@ -227,8 +227,9 @@ def oracle_bound(results: Sequence[EvalResult], sums: Sequence[AlgoSummary]) -> 
         "return": {"mean": mean, "ci95": ci, "n": len(episodes)},
         "seed_means": [r.mean for r in results],
     }
-    if sums:
-        best = max(sums, key=lambda s: s.return_stat.mean)
+    learned = [s for s in sums if s.algo not in MODEL_FREE]  # model-free policies have no model to be wrong
+    if learned:
+        best = max(learned, key=lambda s: s.return_stat.mean)
         d, h, n = paired_diff_ci95(episodes, best.episodes)
         out["gap_to_best"] = {"algo": best.algo, "diff": d, "ci95": h, "pairs": n}
     return out
@@ -245,7 +246,7 @@ def oracle_lines(bound: dict[str, Any]) -> list[str]:
     gap = bound.get("gap_to_best")
     if gap:
         lines.append(
-            f"Return lost to model error by the best learned method, {display(gap['algo'])}: {gap['diff']:+.4g} "
+            f"Return lost to model error by the best learned model, {display(gap['algo'])}: {gap['diff']:+.4g} "
             f"(95% CI ±{_fmt_g(gap['ci95'])}, paired over {gap['pairs']} episodes)."
         )
     return lines
