@@ -1,5 +1,7 @@
 """End to end: MB with MPC on the cheap Pendulum family beats random actions."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -8,7 +10,7 @@ from learn2adapt.experiments.evaluation import evaluate
 from learn2adapt.training.config import RunConfig, apply_overrides
 from learn2adapt.training.loop import load_run, train
 from learn2adapt.training.rollout import RandomPolicy, run_episodes
-from tests.conftest import PENDULUM
+from tests.conftest import PENDULUM, as_sets
 
 SMALL = [
     "iterations=1",
@@ -172,3 +174,19 @@ def test_each_paper_domain_trains_one_medium_iteration_with_every_paper_algorith
         assert code == 0, (algo, err)
         rows = (run / "metrics.csv").read_text().splitlines()
         assert len(rows) == 3 and "nan" not in rows[-1].split(",")[3], (algo, rows)  # iterations 0 and 1, finite return
+
+
+def test_pe_ts_trains_evaluates_and_reloads_through_the_cli(cli, one_line_error, tmp_path):
+    run = tmp_path / "pets"
+    tiny = ["iterations=1", "random_episodes=3", "episodes_per_iteration=1", "episode_length=40", "num_envs=1",
+            "model.hidden=16x16", "model.ensemble=3", "fit.max_epochs=2", "planner.horizon=4",
+            "planner.num_candidates=16", "planner.particles=6", "eval.episodes_per_task=1"]  # fmt: skip
+    code, _, err = cli("train", "--env", PENDULUM, "--algo", "mb", "--run-dir", run, "--quiet", *as_sets(tiny))
+    assert code == 0, err
+    code, _, err = cli("eval", run, "--quiet")
+    assert code == 0, err
+    result = json.loads((run / "eval.json").read_text())
+    assert np.isfinite(result["mean"]) and np.isfinite(result["pred_error_after"])
+    code, _, err = cli("train", "--env", PENDULUM, "--algo", "grbal", "--run-dir", tmp_path / "g", "--quiet",
+                       "--set", "model.ensemble=3")  # fmt: skip
+    one_line_error(code, err, "model.ensemble > 1", "--algo mb")

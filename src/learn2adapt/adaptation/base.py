@@ -100,6 +100,10 @@ class AdaptationRule(ABC):
         """M: how many recent transitions :meth:`predictor` wants (0: none)."""
         return self.adapt_cfg.past if self.adapts_online else 0
 
+    def mean_predictor(self, recent: Window | None) -> PredictFn:
+        """The expected next state (prediction-error measurements): :meth:`predictor`, unless that samples."""
+        return self.predictor(recent)
+
     def fit_normalizer(self, buffer: TrajectoryBuffer) -> None:
         """Statistics over the whole aggregated dataset (docs/method.md Sec. 2)."""
         self.normalizer.fit(buffer.obs, buffer.act, buffer.next_obs)
@@ -121,7 +125,7 @@ class AdaptationRule(ABC):
                 nxt[:, :past],
                 torch.full((b,), count, dtype=torch.long, device=self.device),
             )
-            predict = self.predictor(recent)
+            predict = self.mean_predictor(recent)
             with torch.no_grad():
                 pred = predict(obs[:, past:], act[:, past:])
                 err = ((pred - nxt[:, past:]) / self.normalizer.delta_std).pow(2).mean()

@@ -1,4 +1,9 @@
-"""MB: a single global dynamics model, no adaptation (the paper's main baseline)."""
+"""MB: a single global dynamics model, no adaptation (the paper's main baseline).
+
+With ``model.ensemble = B >= 2`` the model is a probabilistic ensemble (PETS; with
+``planner.particles`` the planner does trajectory sampling): PE-TS, the base of CaDM's and
+T-MCL's adaptive methods (:mod:`learn2adapt.models.ensemble`).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from learn2adapt.adaptation.base import AdaptationRule
 from learn2adapt.data.normalizer import Normalizer
 from learn2adapt.data.trajectory_buffer import TrajectoryBuffer, split_episodes
 from learn2adapt.models.dynamics import MLPDynamics
+from learn2adapt.models.ensemble import EnsembleDynamics, fit_ensemble
 from learn2adapt.models.supervised import fit_transitions
 from learn2adapt.types import PredictFn, Window
 
@@ -21,7 +27,11 @@ class ModelBased(AdaptationRule):
 
     def __init__(self, obs_dim, act_dim, model_cfg, fit_cfg, adapt_cfg, device="cpu") -> None:
         super().__init__(obs_dim, act_dim, model_cfg, fit_cfg, adapt_cfg, device)
-        self.model = MLPDynamics(obs_dim, act_dim, model_cfg).to(self.device)
+        self.model: MLPDynamics | EnsembleDynamics = (
+            EnsembleDynamics(obs_dim, act_dim, model_cfg)
+            if model_cfg.ensemble > 1
+            else MLPDynamics(obs_dim, act_dim, model_cfg)
+        ).to(self.device)
 
     @property
     def module(self) -> nn.Module:
@@ -36,8 +46,16 @@ class ModelBased(AdaptationRule):
         self.fit_normalizer(buffer)
         train, val = split_episodes(buffer, self.fit_cfg.val_fraction, rng)
         self.val_mask = val  # MB+DE chooses its test-time step on these held-out training episodes
-        result = fit_transitions(self.model, opt, buffer, train, val, self.fit_cfg, rng, progress)
+        if isinstance(self.model, EnsembleDynamics):
+            result = fit_ensemble(self.model, opt, buffer, train, val, self.fit_cfg, rng, progress)
+        else:
+            result = fit_transitions(self.model, opt, buffer, train, val, self.fit_cfg, rng, progress)
         return result.metrics()
 
     def predictor(self, recent: Window | None) -> PredictFn:
-        return self.model.predict
+        return self.model.predict  # an ensemble samples (trajectory sampling)
+
+    def mean_predictor(self, recent: Window | None) -> PredictFn:
+        if isinstance(self.model, EnsembleDynamics):
+            return self.model.predict_mean
+        return self.predictor(recent)

@@ -14,6 +14,12 @@ class ModelConfig:
         metadata={"help": "hidden layer widths of the MLP (GrBAL paper: 512x3)"},
     )
     activation: str = field(default="relu", metadata={"help": "activation: relu | tanh | silu | elu"})
+    ensemble: int = field(
+        default=1,
+        metadata={
+            "help": "1: one deterministic MLP; B >= 2: a probabilistic ensemble of B Gaussian MLPs trained on bootstrapped data (PETS; --algo mb so far); plan with planner.particles"
+        },
+    )
 
 
 @dataclass

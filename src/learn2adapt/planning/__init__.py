@@ -38,7 +38,7 @@ PLANNERS: dict[str, PlannerEntry] = {
 #: Other accepted spellings.
 ALIASES = {"random": "rs", "random_shooting": "rs"}
 #: Options every planner takes (``planner.*`` outside the per-planner sections).
-SHARED_OPTIONS = ("horizon", "num_candidates", "precision")
+SHARED_OPTIONS = ("horizon", "num_candidates", "precision", "particles")
 
 __all__ = [
     "PLANNERS",
@@ -124,11 +124,11 @@ def available_memory_bytes() -> int | None:
 def planning_memory_bytes(planner: Planner, num_envs: int, obs_dim: int, model_width: int) -> int:
     """Rough peak memory of one plan: the candidate actions, the states and one model layer's activations.
 
-    ``num_envs x N x (H x act_dim + 4 obs_dim + 3 width)`` float32 values, ``N`` the candidates
-    evaluated at once; the dominant terms for every planner (a lower bound, not an exact figure).
+    ``num_envs x N x P x (H x act_dim + 4 obs_dim + 3 width)`` float32 values, ``N`` the candidates
+    evaluated at once and ``P`` the particles of each; the dominant terms for every planner (a lower bound, not an exact figure).
     """
     per_candidate = planner.horizon * planner.act_dim + 4 * obs_dim + 3 * model_width
-    return 4 * num_envs * planner.num_candidates * per_candidate
+    return 4 * num_envs * planner.num_candidates * planner.particles * per_candidate
 
 
 def check_planning_memory(planner: Planner, num_envs: int, obs_dim: int, model_width: int) -> None:

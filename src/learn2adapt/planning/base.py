@@ -42,6 +42,9 @@ class Planner(ABC):
             first use, for as many slots as ``obs`` has rows).
         precision: ``"fp32"``, ``"bf16"`` (run ``predict`` under ``torch.autocast`` in
             bfloat16; rewards and returns stay fp32) or ``"auto"`` (bf16 on a CPU, fp32 on a GPU).
+        particles: trajectory-sampling particles per candidate (PETS): each candidate is rolled
+            out ``particles`` times (rows ``n * P + p``, so a stochastic ensemble model can bind
+            particle ``p`` to one member for the whole horizon) and its return is their mean.
     """
 
     def __init__(
@@ -55,9 +58,10 @@ class Planner(ABC):
         *,
         num_envs: int | None = None,
         precision: str = "fp32",
+        particles: int = 1,
     ) -> None:
-        if horizon < 1 or num_candidates < 1:
-            raise ConfigError("planner horizon and num_candidates must be >= 1")
+        if horizon < 1 or num_candidates < 1 or particles < 1:
+            raise ConfigError("planner horizon, num_candidates and particles must be >= 1")
         if precision not in PRECISIONS:
             raise UnknownName(f"unknown planner precision {precision!r}; available: {', '.join(PRECISIONS)}")
         self.device = torch.device(device)
@@ -68,6 +72,7 @@ class Planner(ABC):
         self.act_dim = int(self.action_low.shape[-1])
         self.horizon = int(horizon)
         self.num_candidates = int(num_candidates)
+        self.particles = int(particles)
         #: ``auto``: bf16 on a CPU (2-5x faster there, same ranking: ``bench --run``), fp32 on a GPU
         #: (where planning at these sizes is launch-bound and bf16 measured slower).
         self.precision = ("fp32" if self.device.type == "cuda" else "bf16") if precision == "auto" else precision
@@ -161,8 +166,27 @@ class Planner(ABC):
             termination_fn: optional; rewards after a predicted termination count 0.
 
         Returns:
-            ``(E, N)`` fp32 returns (a reused buffer: copy it to keep it past the next call).
+            ``(E, N)`` fp32 returns (a reused buffer: copy it to keep it past the next call); with
+            particles, the mean over each candidate's particles.
         """
+        P = self.particles
+        if P > 1:  # every candidate P times in a row: rows n * P + p
+            candidates = actions.shape[1]
+            mean = self._buffer(f"particle_mean{candidates}", (actions.shape[0], candidates))
+            returns = self.evaluate_rows(predict, reward_fn, obs, actions.repeat_interleave(P, dim=1), termination_fn)
+            torch.mean(returns.view(actions.shape[0], candidates, P), dim=-1, out=mean)
+            return mean
+        return self.evaluate_rows(predict, reward_fn, obs, actions, termination_fn)
+
+    def evaluate_rows(
+        self,
+        predict: PredictFn,
+        reward_fn: RewardFn,
+        obs: torch.Tensor,
+        actions: torch.Tensor,
+        termination_fn: TerminationFn | None = None,
+    ) -> torch.Tensor:
+        """:meth:`evaluate` of every row of ``actions (E, R, H, act_dim)`` once (no particles)."""
         E, N, H, _ = actions.shape
         returns = self._buffer(f"returns{N}", (E, N))
         returns.zero_()

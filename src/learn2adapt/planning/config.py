@@ -82,6 +82,12 @@ class PlannerConfig:
             "help": "model rollout precision: fp32 | bf16 (autocast; returns summed in fp32) | auto (bf16 on a CPU, fp32 on a GPU)"
         },
     )
+    particles: int = field(
+        default=1,
+        metadata={
+            "help": "trajectory-sampling particles per candidate (PETS, Chua et al. 2018): returns averaged over them; with model.ensemble = B, particle p stays on member p mod B (TS-inf); use a multiple of B"
+        },
+    )
     cem: CEMOptions = field(default_factory=CEMOptions)
     mppi: MPPIOptions = field(default_factory=MPPIOptions)
     icem: ICEMOptions = field(default_factory=ICEMOptions)

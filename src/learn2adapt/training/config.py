@@ -195,6 +195,12 @@ class RunConfig:
                 "adaptation.inner_lr must be a finite number >= 0",
             ),
             (math.isfinite(self.adaptation.de_lr) and self.adaptation.de_lr >= 0, "adaptation.de_lr must be >= 0"),
+            (self.model.ensemble >= 1, "model.ensemble must be >= 1 (1: no ensemble)"),
+            (
+                self.model.ensemble == 1 or self.algo == "mb",
+                "model.ensemble > 1 (probabilistic ensemble) is implemented for --algo mb (PE-TS) so far",
+            ),
+            (self.planner.particles >= 1, "planner.particles must be >= 1"),
             (self.adaptation.de_select in DE_SELECT, f"adaptation.de_select must be one of: {' | '.join(DE_SELECT)}"),
             (0.0 <= self.adaptation.short_past <= 1.0, "adaptation.short_past must be in [0, 1]"),
             (self.eval.episodes_per_task >= 1, "eval.episodes_per_task must be >= 1"),

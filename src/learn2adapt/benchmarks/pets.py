@@ -1,0 +1,73 @@
+"""The PETS planning workload, to compare with mbrl-lib's planners on the same machine.
+
+mbrl-lib's PETS half-cheetah defaults (Pineda et al., 2021): a probabilistic ensemble of 5
+members, MLP 4 x 200 with SiLU; trajectory sampling with 20 particles bound to members
+(TS-inf); CEM with 5 iterations of 400 candidates (40 elites), horizon 30. One plan is then
+5 x 400 x 20 x 30 = 1.2M member evaluations. ``pets_cem_plan_ms`` (fp32) and
+``pets_cem_bf16_plan_ms`` time :class:`~learn2adapt.planning.cem.CEM` planning with
+:class:`~learn2adapt.models.ensemble.EnsembleDynamics` (untrained weights: the cost does not
+depend on them) for one environment, half-cheetah sizes (obs 17, act 6).
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from learn2adapt.benchmarks.timing import interleaved_median_ms, matmul_gflops
+from learn2adapt.benchmarks.workload import cheetah_like_reward
+from learn2adapt.models.config import ModelConfig
+from learn2adapt.models.ensemble import EnsembleDynamics
+from learn2adapt.planning import make_planner
+
+MEMBERS, PARTICLES, HIDDEN = 5, 20, [200, 200, 200, 200]
+ITERATIONS, CANDIDATES, ELITES, HORIZON = 5, 400, 40, 30
+OBS, ACT = 17, 6
+
+
+def run(
+    device: str = "cpu",
+    repeats: int = 3,
+    threads: int | None = None,
+    candidates: int = CANDIDATES,
+    particles: int = PARTICLES,
+    horizon: int = HORIZON,
+    hidden: list[int] | None = None,
+) -> dict[str, object]:
+    """The module docstring's figures (smaller sizes for tests only)."""
+    torch.set_num_threads(threads or os.cpu_count() or 1)
+    torch.manual_seed(0)
+    cfg = ModelConfig(hidden=hidden or HIDDEN, activation="silu", ensemble=MEMBERS)
+    model = EnsembleDynamics(OBS, ACT, cfg).to(device)
+    reward = cheetah_like_reward()
+    obs = torch.randn(1, OBS, generator=torch.Generator().manual_seed(0)).to(device)
+    low, high = -torch.ones(ACT, device=device), torch.ones(ACT, device=device)
+    out: dict[str, object] = {
+        "pets_workload": f"{MEMBERS} members MLP {'x'.join(map(str, cfg.hidden))} SiLU, {particles} particles "
+        f"(TS-inf), CEM {ITERATIONS} x {candidates} (elites {min(ELITES, candidates)}), H = {horizon}",
+        "pets_evals_per_plan": ITERATIONS * candidates * particles * horizon,
+        "pets_matmul_gflops_fp32": round(matmul_gflops(device=device), 1),
+    }
+    for precision in ("fp32", "bf16"):
+        planner = make_planner(
+            "cem",
+            low,
+            high,
+            num_envs=1,
+            seed=0,
+            device=device,
+            horizon=horizon,
+            num_candidates=candidates,
+            particles=particles,
+            precision=precision,
+            iterations=ITERATIONS,
+            elites=min(ELITES, candidates),
+        )
+        with torch.no_grad():
+            (ms,) = interleaved_median_ms(
+                [lambda planner=planner: planner.plan(model.predict, reward, obs)], rounds=repeats, repeats=1, warmup=1
+            )
+        key = "pets_cem_plan_ms" if precision == "fp32" else "pets_cem_bf16_plan_ms"
+        out[key] = round(ms, 1)
+    return out

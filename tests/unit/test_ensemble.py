@@ -1,0 +1,148 @@
+"""Probabilistic ensembles (PETS) and trajectory sampling in the planners."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from learn2adapt.models.config import FitConfig, ModelConfig
+from learn2adapt.models.ensemble import EnsembleDynamics, bootstrap_indices, fit_ensemble
+from learn2adapt.planning import make_planner
+from tests.synthetic_tasks import LinearTaskFamily
+
+OBS, ACT, B = 3, 2, 4
+
+
+def _ensemble(hidden=(16,)) -> EnsembleDynamics:
+    torch.manual_seed(0)
+    return EnsembleDynamics(OBS, ACT, ModelConfig(hidden=list(hidden), ensemble=B))
+
+
+def test_log_variance_stays_within_its_learned_bounds() -> None:
+    model = _ensemble()
+    with torch.no_grad():
+        model.biases[-1][..., OBS:] = 1e4  # raw log-variance far above the upper bound
+        _, high = model(torch.zeros(B, 5, OBS + ACT))
+        model.biases[-1][..., OBS:] = -1e4
+        _, low = model(torch.zeros(B, 5, OBS + ACT))
+    assert torch.all(high <= model.max_logvar + 1e-4) and torch.all(high > model.max_logvar - 0.01)
+    assert torch.all(low >= model.min_logvar - 1e-4) and torch.all(low < model.min_logvar + 0.01)
+
+
+def test_nll_is_the_gaussian_negative_log_likelihood_plus_the_bound_penalty() -> None:
+    model = _ensemble()
+    obs, act, nxt = torch.randn(B, 7, OBS), torch.randn(B, 7, ACT), torch.randn(B, 7, OBS)
+    mean, logvar = model(model.inputs(obs, act))
+    target = nxt - obs  # identity normaliser
+    expected = ((mean - target) ** 2 / logvar.exp() + logvar).mean() + 0.01 * (
+        model.max_logvar.sum() - model.min_logvar.sum()
+    )
+    assert torch.allclose(model.nll(obs, act, nxt), expected)
+    # Its gradient reaches the bounds too (they are learned).
+    model.nll(obs, act, nxt).backward()
+    assert model.max_logvar.grad is not None and model.min_logvar.grad is not None
+
+
+def test_fitted_members_learn_the_noise_of_the_data() -> None:
+    """Targets with noise sd 0.1 in dimension 0 and 0.5 in the others: the learned variance follows."""
+    from learn2adapt.data.trajectory_buffer import Episode, TrajectoryBuffer
+
+    rng = np.random.default_rng(0)
+    buf = TrajectoryBuffer(OBS, ACT)
+    for _ in range(30):
+        obs = rng.normal(size=(40, OBS)).astype(np.float32)
+        act = rng.uniform(-1, 1, (40, ACT)).astype(np.float32)
+        noise = rng.normal(size=(40, OBS)) * np.array([0.1, 0.5, 0.5])
+        nxt = (obs + 0.5 * act[:, :1] + noise).astype(np.float32)
+        buf.add_episode(Episode(obs, act, nxt, np.zeros(40, np.float32), np.zeros(40, bool), [{}] * 40))
+    model = _ensemble(hidden=(32, 32))
+    model.normalizer.fit(buf.obs, buf.act, buf.next_obs)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    train = np.ones(len(buf), bool)
+    train[:200] = False
+    fit_ensemble(model, opt, buf, train, ~train, FitConfig(max_epochs=60, patience=60, batch_size=64), rng, False)
+    with torch.no_grad():
+        _, logvar = model(
+            model.inputs(torch.as_tensor(buf.obs[:200]), torch.as_tensor(buf.act[:200])).expand(B, -1, -1)
+        )
+    sd = (logvar.exp().mean((0, 1)) ** 0.5) * model.normalizer.delta_std
+    assert 0.05 < float(sd[0]) < 0.2 and all(0.3 < float(s) < 0.8 for s in sd[1:]), sd
+
+
+def test_members_see_different_bootstrap_resamples_of_the_training_set() -> None:
+    train = np.arange(10, 110)  # indices 0-9 are validation
+    boot = bootstrap_indices(train, B, np.random.default_rng(0))
+    assert boot.shape == (B, 100) and np.isin(boot, train).all()
+    assert len({tuple(np.sort(row)) for row in boot}) == B  # four different resamples
+    assert all(len(np.unique(row)) < 100 for row in boot)  # with replacement
+
+
+def _constant_members() -> EnsembleDynamics:
+    """Member b always predicts the state change b + 1 (no noise to speak of)."""
+    model = _ensemble()
+    with torch.no_grad():
+        for w in model.weights:
+            w.zero_()
+        for b in model.biases:
+            b.zero_()
+        for m in range(B):
+            model.biases[-1][m, 0, :OBS] = m + 1.0
+            model.biases[-1][m, 0, OBS:] = -1e4  # log-variance at its lower bound,
+        model.min_logvar.fill_(-40.0)  # which is made negligible
+    return model
+
+
+def test_ts_inf_keeps_each_particle_on_one_member_over_the_horizon() -> None:
+    model = _constant_members()
+    H, P = 5, 2 * B
+    planner = make_planner("rs", -np.ones(ACT), np.ones(ACT), horizon=H, num_candidates=3, particles=P, seed=0)
+    reward = lambda s, a, n: n[..., 0]  # noqa: E731  (sum of the first coordinate over the horizon)
+    actions = torch.zeros(1, 3 * P, H, ACT)
+    per_row = planner.evaluate_rows(model.predict, reward, torch.zeros(1, OBS), actions).clone()
+    member = torch.arange(3 * P) % B
+    # A particle on member b moves by b + 1 every step: sum_t (t + 1)(b + 1) = 15 (b + 1).
+    assert torch.allclose(per_row[0], 15.0 * (member + 1).float(), atol=1e-3)
+    means = planner.evaluate(model.predict, reward, torch.zeros(1, OBS), torch.zeros(1, 3, H, ACT))
+    assert torch.allclose(means, torch.full((1, 3), 15.0 * 2.5), atol=1e-3)  # members 1-4, twice each
+
+
+@pytest.mark.parametrize("name", ["rs", "cem", "mppi", "icem"])
+def test_planners_with_particles_rank_a_candidate_with_a_diverging_particle_last(name: str) -> None:
+    P = 3
+
+    def predict(obs, act):  # next = obs + act; particle 1 of candidates pushing right blows up
+        nxt = obs + torch.cat([act, torch.zeros(*act.shape[:-1], OBS - ACT)], -1)
+        rows = torch.arange(act.shape[1]) % P == 1
+        bad = rows[None, :, None] & (act[..., :1] > 0)
+        return torch.where(bad, torch.nan, nxt)
+
+    planner = make_planner(name, -np.ones(ACT), np.ones(ACT), horizon=3, num_candidates=64, particles=P, seed=1)
+    action = planner.plan(predict, lambda s, a, n: n[..., 0], torch.zeros(1, OBS))
+    # Without the NaN the best candidates push right; with it, every one that does is ranked last.
+    assert float(action[0, 0]) <= 0.0 and planner.num_fallbacks == 0
+
+
+def test_an_ensemble_predicts_the_synthetic_family_after_a_fit() -> None:
+    fam = LinearTaskFamily()
+    buf = fam.make_buffer(60, 40, np.random.default_rng(0))
+    model = EnsembleDynamics(fam.obs_dim, fam.act_dim, ModelConfig(hidden=[32, 32], ensemble=3))
+    model.normalizer.fit(buf.obs, buf.act, buf.next_obs)
+    rng = np.random.default_rng(1)
+    train = rng.random(len(buf)) > 0.2
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    data = [torch.as_tensor(x) for x in (buf.obs, buf.act, buf.next_obs)]
+    with torch.no_grad():
+        before = float(model.mean_mse(*data))
+    fit_ensemble(model, opt, buf, train, ~train, FitConfig(max_epochs=10, patience=3), rng, False)
+    with torch.no_grad():
+        after = float(model.mean_mse(*data))
+    assert after < 0.5 * before
+
+
+def test_the_pets_workload_benchmark_runs_at_tiny_sizes() -> None:
+    from learn2adapt.benchmarks import pets
+
+    out = pets.run(repeats=1, threads=1, candidates=8, particles=5, horizon=2, hidden=[8])
+    assert out["pets_evals_per_plan"] == 5 * 8 * 5 * 2 and "CEM 5 x 8" in str(out["pets_workload"])
+    assert float(out["pets_cem_plan_ms"]) > 0 and float(out["pets_cem_bf16_plan_ms"]) > 0
