@@ -108,3 +108,16 @@ def test_compare_with_the_oracle_on_a_family_without_mujoco_fails_before_trainin
                        "--quiet", "--oracle")  # fmt: skip
     one_line_error(code, err, "the oracle needs a MuJoCo family")
     assert not (tmp_path / "c" / "runs").exists()
+
+
+def test_the_report_gives_the_forward_velocity_of_locomotion_runs(tmp_path: Path, cli) -> None:
+    out = tmp_path / "cmp"
+    code, _, err = cli("compare", "--env", CHEETAH, "--preset", "medium", "--algos", "mb", "--seeds", "1", "--out", out,
+                       "--quiet", "--schedule", "fixed", *[a for s in TINY for a in ("--set", s)])  # fmt: skip
+    assert code == 0, err
+    evals = json.loads((out / "runs" / "mb-s0" / "eval.json").read_text())["schedules"]["fixed"]
+    velocities = evals["tasks"][0]["velocities"]
+    assert len(velocities) == 1 and np.isfinite(velocities[0])
+    summary = json.loads((out / "report" / "summary.json").read_text())["fixed"]["mb"]
+    assert summary["forward_velocity"]["mean"] == pytest.approx(velocities[0])
+    assert "forward velocity (m/s)" in (out / "report" / "report.md").read_text()

@@ -63,6 +63,9 @@ class TaskResult:
     pred_error_before: float = float("nan")
     #: The same, with the model adapted to the M past transitions.
     pred_error_after: float = float("nan")
+    #: Locomotion families: each episode's mean forward velocity of the root (m/s), so a return
+    #: can be placed (a cheetah that does not move vs one that runs); empty otherwise.
+    velocities: list[float] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.mean, self.ci95 = mean_ci95(self.returns)
@@ -150,6 +153,7 @@ class EvalResult:
                 t["returns"],
                 pred_error_before=t.get("pred_error_before", float("nan")),
                 pred_error_after=t.get("pred_error_after", float("nan")),
+                velocities=t.get("velocities", []),
             )
             for t in data.get("tasks", [])
         ]
@@ -316,6 +320,7 @@ def evaluate(
     all_episodes: list[Episode] = []
     all_models: list[list[tuple[int, int]]] = []
     rng = np.random.default_rng(_seed_for(seed, 20_000))
+    vel_index = getattr(getattr(envs[0].unwrapped, "reward_spec", None), "vel_index", None)
     try:
         for i, task in enumerate(test_tasks):
             agent = st.controller(envs, _seed_for(seed, 10_000 + i))
@@ -337,6 +342,8 @@ def evaluate(
             )
             all_models += [models[k] for k in range(len(episodes))] if models else []
             tr = TaskResult(task, [ep.total_reward for ep in episodes])
+            if vel_index is not None:
+                tr.velocities = [float(ep.next_obs[:, vel_index].mean()) for ep in episodes]
             if measure_model and isinstance(st, RunState):
                 tr.pred_error_before, tr.pred_error_after = prediction_errors(st, episodes, rng)
             result.tasks.append(tr)

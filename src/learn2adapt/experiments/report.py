@@ -115,6 +115,8 @@ class AlgoSummary:
     mean_models: Stat
     purity: Stat
     ari: Stat
+    #: Mean forward velocity (m/s) over every episode of every seed (locomotion families).
+    velocity: Stat
     env_steps: Stat
     train_wall: Stat
     eval_wall: Stat
@@ -207,6 +209,7 @@ def summarize(algo: str, records: Sequence[RunRecord], schedule: str) -> AlgoSum
         mean_models=_recall_stat(evals, "mean_models"),
         purity=_recall_stat(evals, "purity"),
         ari=_recall_stat(evals, "ari"),
+        velocity=Stat.of([v for e in evals for t in e.tasks for v in t.velocities]),
         env_steps=Stat.of([r.env_steps for r in runs]),
         train_wall=Stat.of([r.train_wall_seconds for r in runs]),
         eval_wall=Stat.of([e.eval_wall_seconds for e in evals]),
@@ -375,15 +378,14 @@ def write_report(
             continue
         lines += [f"## Held-out returns, schedule `{schedule}`", ""]
         task_labels = [label for label, _ in sums[0].per_task]
-        header = ["algorithm", "seeds", "return (all test tasks)", "per-seed means"] + [f"`{t}`" for t in task_labels]
+        moving = any(s.velocity.samples for s in sums)
+        header = ["algorithm", "seeds", "return (all test tasks)"] + (["forward velocity (m/s)"] if moving else [])
+        header += ["per-seed means"] + [f"`{t}`" for t in task_labels]
         lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for s in sums:
-            row = [
-                display(s.algo),
-                str(len(s.seeds)),
-                s.return_stat.fmt(),
-                ", ".join(f"{m:.1f}" for m in s.seed_means),
-            ] + [st.fmt() for _, st in s.per_task]
+            row = [display(s.algo), str(len(s.seeds)), s.return_stat.fmt()]
+            row += [s.velocity.fmt(2) if s.velocity.samples else "-"] if moving else []
+            row += [", ".join(f"{m:.1f}" for m in s.seed_means)] + [st.fmt() for _, st in s.per_task]
             lines.append("| " + " | ".join(row) + " |")
         lines += [
             "",
@@ -484,6 +486,7 @@ def write_report(
                 "per_task": {label: st.to_json() for label, st in s.per_task},
                 "pred_error_before": s.pred_before.to_json(),
                 "pred_error_after": s.pred_after.to_json(),
+                "forward_velocity": s.velocity.to_json(),
                 "early_recovery": s.early_recovery.to_json(),
                 "pre_switch": s.pre_switch.to_json(),
                 "first_visit_reward": s.first_visit.to_json(),
