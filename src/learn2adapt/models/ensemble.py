@@ -31,6 +31,7 @@ from learn2adapt.errors import ConfigError
 from learn2adapt.models.config import FitConfig, ModelConfig
 from learn2adapt.models.fitting import FitResult, fit_early_stopping
 from learn2adapt.models.mlp import ACTIVATIONS
+from learn2adapt.models.supervised import transition_tensors
 
 #: Weight of the log-variance bound penalty in the loss (PETS).
 LOGVAR_BOUND_WEIGHT = 0.01
@@ -136,10 +137,8 @@ def fit_ensemble(
 ) -> FitResult:
     """NLL minibatches ``(B, batch)``, each member on its own bootstrap resample of the training
     transitions, early-stopped on the validation MSE of the members' mean prediction."""
-    device = next(model.parameters()).device
-    t = lambda x: torch.as_tensor(x, dtype=torch.float32, device=device)  # noqa: E731
-    obs, act, nxt = t(buffer.obs), t(buffer.act), t(buffer.next_obs)
-    val_idx = torch.as_tensor(np.flatnonzero(val_mask if val_mask.any() else train_mask), device=device)
+    obs, act, nxt, val_idx = transition_tensors(model, buffer, train_mask, val_mask)
+    device = obs.device
     boot = bootstrap_indices(np.flatnonzero(train_mask), model.members, rng)
 
     def epoch_batches():

@@ -11,6 +11,17 @@ from learn2adapt.models.dynamics import MLPDynamics
 from learn2adapt.models.fitting import FitResult, fit_early_stopping
 
 
+def transition_tensors(
+    model: torch.nn.Module, buffer: TrajectoryBuffer, train_mask: np.ndarray, val_mask: np.ndarray
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The buffer's ``obs, act, next_obs`` on the model's device, and the validation indices
+    (the training ones when there is no validation episode)."""
+    device = next(model.parameters()).device
+    t = lambda x: torch.as_tensor(x, dtype=torch.float32, device=device)  # noqa: E731
+    val_idx = torch.as_tensor(np.flatnonzero(val_mask if val_mask.any() else train_mask), device=device)
+    return t(buffer.obs), t(buffer.act), t(buffer.next_obs), val_idx
+
+
 def fit_transitions(
     model: MLPDynamics,
     optimizer: torch.optim.Optimizer,
@@ -22,11 +33,9 @@ def fit_transitions(
     progress: bool = True,
 ) -> FitResult:
     """Minibatch MSE on normalised state changes, early-stopped on held-out episodes."""
-    device = next(model.parameters()).device
-    t = lambda x: torch.as_tensor(x, dtype=torch.float32, device=device)  # noqa: E731
-    obs, act, nxt = t(buffer.obs), t(buffer.act), t(buffer.next_obs)
+    obs, act, nxt, val_idx = transition_tensors(model, buffer, train_mask, val_mask)
+    device = obs.device
     train_idx = np.flatnonzero(train_mask)
-    val_idx = torch.as_tensor(np.flatnonzero(val_mask if val_mask.any() else train_mask), device=device)
 
     def epoch_batches():
         order = torch.as_tensor(rng.permutation(train_idx), device=device)
