@@ -108,7 +108,7 @@ class AdaptationRule(ABC):
         """Statistics over the whole aggregated dataset (docs/method.md Sec. 2)."""
         self.normalizer.fit(buffer.obs, buffer.act, buffer.next_obs)
 
-    def segment_errors(self, segments: Window, past: int) -> dict[str, float]:
+    def segment_errors(self, segments: Window, past: int, only: str | None = None) -> dict[str, float]:
         """Prediction error on the future part of segments, before vs after adaptation.
 
         The first ``past`` transitions of each segment are the context; the rest
@@ -119,6 +119,8 @@ class AdaptationRule(ABC):
         b = obs.shape[0]
         out = {}
         for name, count in (("before", 0), ("after", past)):
+            if only is not None and name != only:  # one of the two measures is wanted
+                continue
             recent = Window(
                 obs[:, :past],
                 act[:, :past],

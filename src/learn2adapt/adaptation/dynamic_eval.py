@@ -104,12 +104,12 @@ class DynamicEvaluation(ModelBased):
         """Unadapted error, and the post-adaptation error of every (step size, steps) of the grid."""
         m, n = self.adapt_cfg.past, max(1, sum(len(w) for w in chunks))
         in_force = (self.de_lr, self.de_steps)
-        before = sum(self.segment_errors(w, m)["before"] * len(w) for w in chunks) / n
+        before = sum(self.segment_errors(w, m, only="before")["before"] * len(w) for w in chunks) / n
         scores = {}
         for lr in DE_LR_GRID:
             for steps in DE_STEPS_GRID:
                 self._use(lr, steps)
-                scores[(lr, steps)] = sum(self.segment_errors(w, m)["after"] * len(w) for w in chunks) / n
+                scores[(lr, steps)] = sum(self.segment_errors(w, m, only="after")["after"] * len(w) for w in chunks) / n
         self._use(*in_force)
         return before, scores
 
