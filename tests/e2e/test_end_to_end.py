@@ -176,7 +176,7 @@ def test_each_paper_domain_trains_one_medium_iteration_with_every_paper_algorith
         assert len(rows) == 3 and "nan" not in rows[-1].split(",")[3], (algo, rows)  # iterations 0 and 1, finite return
 
 
-def test_pe_ts_trains_evaluates_and_reloads_through_the_cli(cli, one_line_error, tmp_path):
+def test_pe_ts_and_its_adaptive_variants_train_and_evaluate_through_the_cli(cli, one_line_error, tmp_path):
     run = tmp_path / "pets"
     tiny = ["iterations=1", "random_episodes=3", "episodes_per_iteration=1", "episode_length=40", "num_envs=1",
             "model.hidden=16x16", "model.ensemble=3", "fit.max_epochs=2", "planner.horizon=4",
@@ -187,6 +187,15 @@ def test_pe_ts_trains_evaluates_and_reloads_through_the_cli(cli, one_line_error,
     assert code == 0, err
     result = json.loads((run / "eval.json").read_text())
     assert np.isfinite(result["mean"]) and np.isfinite(result["pred_error_after"])
-    code, _, err = cli("train", "--env", PENDULUM, "--algo", "grbal", "--run-dir", tmp_path / "g", "--quiet",
+    # PE-TS + GrBAL and PE-TS + MB+DE: the same ensemble, adapted member by member.
+    for algo in ("grbal", "mbde"):
+        code, _, err = cli("train", "--env", PENDULUM, "--algo", algo, "--run-dir", tmp_path / algo, "--quiet",
+                           *as_sets([*tiny, "adaptation.past=8", "adaptation.future=8"]))  # fmt: skip
+        assert code == 0, (algo, err)
+        code, _, err = cli("eval", tmp_path / algo, "--quiet")
+        assert code == 0, (algo, err)
+        result = json.loads((tmp_path / algo / "eval.json").read_text())
+        assert np.isfinite(result["mean"]) and result["pred_error_after"] <= 1.5 * result["pred_error_before"], algo
+    code, _, err = cli("train", "--env", PENDULUM, "--algo", "rebal", "--run-dir", tmp_path / "r", "--quiet",
                        "--set", "model.ensemble=3")  # fmt: skip
-    one_line_error(code, err, "model.ensemble > 1", "--algo mb")
+    one_line_error(code, err, "model.ensemble > 1", "--algo mb, mbde, grbal")

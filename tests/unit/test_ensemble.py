@@ -22,9 +22,10 @@ def _ensemble(hidden=(16,)) -> EnsembleDynamics:
 def test_log_variance_stays_within_its_learned_bounds() -> None:
     model = _ensemble()
     with torch.no_grad():
-        model.biases[-1][..., OBS:] = 1e4  # raw log-variance far above the upper bound
+        last = model.params()["b1"]
+        last[..., OBS:] = 1e4  # raw log-variance far above the upper bound
         _, high = model(torch.zeros(B, 5, OBS + ACT))
-        model.biases[-1][..., OBS:] = -1e4
+        last[..., OBS:] = -1e4
         _, low = model(torch.zeros(B, 5, OBS + ACT))
     assert torch.all(high <= model.max_logvar + 1e-4) and torch.all(high > model.max_logvar - 0.01)
     assert torch.all(low >= model.min_logvar - 1e-4) and torch.all(low < model.min_logvar + 0.01)
@@ -82,13 +83,12 @@ def _constant_members() -> EnsembleDynamics:
     """Member b always predicts the state change b + 1 (no noise to speak of)."""
     model = _ensemble()
     with torch.no_grad():
-        for w in model.weights:
-            w.zero_()
-        for b in model.biases:
-            b.zero_()
+        for p in model.parameters():
+            p.zero_()
+        last = model.params()["b1"]
         for m in range(B):
-            model.biases[-1][m, 0, :OBS] = m + 1.0
-            model.biases[-1][m, 0, OBS:] = -1e4  # log-variance at its lower bound,
+            last[m, :OBS] = m + 1.0
+            last[m, OBS:] = -1e4  # log-variance at its lower bound,
         model.min_logvar.fill_(-40.0)  # which is made negligible
     return model
 

@@ -32,12 +32,18 @@ class Algorithm:
     summary: str  # one line for help texts
     in_paper: bool = True  # one of the paper's four methods (compared by default)
     model_free: bool = False  # a policy trained by stable-baselines3, not a dynamics model + MPC
+    ensembles: bool = False  # runs on a probabilistic ensemble too (model.ensemble > 1: PE-TS + this rule)
 
 
 #: ``--algo`` name -> :class:`Algorithm`. Order is the order shown to users.
 REGISTRY: dict[str, Algorithm] = {
     "mb": Algorithm(
-        "learn2adapt.adaptation.mb", "ModelBased", "MB", "tab:red", "one global dynamics model, no adaptation"
+        "learn2adapt.adaptation.mb",
+        "ModelBased",
+        "MB",
+        "tab:red",
+        "one global dynamics model, no adaptation",
+        ensembles=True,
     ),
     "mbde": Algorithm(
         "learn2adapt.adaptation.dynamic_eval",
@@ -45,6 +51,7 @@ REGISTRY: dict[str, Algorithm] = {
         "MB+DE",
         "tab:orange",
         "MB plus gradient steps on the recent past at test time (dynamic evaluation)",
+        ensembles=True,
     ),
     "grbal": Algorithm(
         "learn2adapt.adaptation.grbal",
@@ -52,6 +59,7 @@ REGISTRY: dict[str, Algorithm] = {
         "GrBAL",
         "tab:blue",
         "meta-trained for a gradient step on the last M transitions (MAML)",
+        ensembles=True,
     ),
     "rebal": Algorithm(
         "learn2adapt.adaptation.rebal",
@@ -92,6 +100,8 @@ REGISTRY: dict[str, Algorithm] = {
 ALGORITHMS: tuple[str, ...] = tuple(REGISTRY)
 #: Model-free baselines (trained by :mod:`learn2adapt.baselines`).
 MODEL_FREE: tuple[str, ...] = tuple(name for name, a in REGISTRY.items() if a.model_free)
+#: Rules that also run on a probabilistic ensemble (``model.ensemble > 1``).
+ENSEMBLE_ALGORITHMS: tuple[str, ...] = tuple(name for name, a in REGISTRY.items() if a.ensembles)
 #: The paper's methods: what ``compare`` runs unless told otherwise.
 PAPER_ALGORITHMS: tuple[str, ...] = tuple(name for name, a in REGISTRY.items() if a.in_paper)
 
@@ -142,4 +152,14 @@ def make_rule(
     return rule_class(algo)(obs_dim, act_dim, model_cfg, fit_cfg, adapt_cfg, device)
 
 
-__all__ = ["ALGORITHMS", "REGISTRY", "Algorithm", "check_algo", "color", "label", "make_rule", "rule_class"]
+__all__ = [
+    "ALGORITHMS",
+    "ENSEMBLE_ALGORITHMS",
+    "REGISTRY",
+    "Algorithm",
+    "check_algo",
+    "color",
+    "label",
+    "make_rule",
+    "rule_class",
+]

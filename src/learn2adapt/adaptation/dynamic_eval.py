@@ -21,6 +21,9 @@ with the lowest post-adaptation error on the K transitions that follow M adapted
 over segments of the held-out *training* episodes (MB's validation split; test tasks are
 never seen). If no pair beats the unadapted model there, the step size is 0 (MB+DE is MB).
 The chosen pair is saved with the checkpoint and logged (``fit/de_lr``, ``fit/de_steps``).
+
+PE-TS + MB+DE (``model.ensemble = B``): MB's ensemble, every member taking the steps on the
+same window (squared error of its mean); the step is chosen on the members' mean prediction.
 """
 
 from __future__ import annotations
@@ -35,9 +38,7 @@ from learn2adapt.adaptation.inner_update import StepSize, adapted_predictor
 from learn2adapt.adaptation.mb import ModelBased
 from learn2adapt.data.segment_sampler import SegmentSampler, split_segment_starts
 from learn2adapt.data.trajectory_buffer import TrajectoryBuffer
-from learn2adapt.errors import ConfigError
 from learn2adapt.models.config import FitConfig, ModelConfig
-from learn2adapt.models.dynamics import MLPDynamics
 from learn2adapt.types import PredictFn, Window
 
 #: Step sizes and numbers of steps tried by ``adaptation.de_select = "validation"``.
@@ -62,11 +63,7 @@ class DynamicEvaluation(ModelBased):
         adapt_cfg: AdaptationConfig,
         device: str | torch.device = "cpu",
     ) -> None:
-        if model_cfg.ensemble > 1:
-            raise ConfigError("MB+DE on a probabilistic ensemble is not implemented (model.ensemble must be 1)")
         super().__init__(obs_dim, act_dim, model_cfg, fit_cfg, adapt_cfg, device)
-        assert isinstance(self.model, MLPDynamics)
-        self.mlp: MLPDynamics = self.model  # MB's model, typed for the online update
         # Not learned and not in ``module`` (its tensors stay those of MB); the pair in force
         # is saved beside the module in :meth:`state_dict`.
         self.step_size = StepSize("fixed", adapt_cfg.de_lr, {}).to(self.device)
@@ -97,7 +94,7 @@ class DynamicEvaluation(ModelBased):
         train = ~val if val.any() else np.ones_like(val)  # no validation episodes: score on all
         _, starts = split_segment_starts(buffer, m + k, train, val, rng, DE_VAL_SEGMENTS)
         # Per-segment adapted weights are (B, in, out): bound a chunk to ~64 MB a layer.
-        largest = max(p.numel() for p in self.mlp.params().values())
+        largest = max(p.numel() for p in self.model.params().values())
         return SegmentSampler(buffer, m + k, self.device).chunks(starts, max(1, min(256, (1 << 24) // largest)))
 
     def step_errors(self, chunks: list[Window]) -> tuple[float, dict[tuple[float, int], float]]:
@@ -123,4 +120,7 @@ class DynamicEvaluation(ModelBased):
             self._use(chosen["lr"], chosen["steps"])
 
     def predictor(self, recent: Window | None) -> PredictFn:
-        return adapted_predictor(self.mlp, recent, self.step_size, self.de_steps)
+        return adapted_predictor(self.model, recent, self.step_size, self.de_steps)
+
+    def mean_predictor(self, recent: Window | None) -> PredictFn:
+        return adapted_predictor(self.model, recent, self.step_size, self.de_steps, mean=True)

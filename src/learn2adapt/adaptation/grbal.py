@@ -23,6 +23,11 @@ inner_update; ``adaptation.short_past`` also meta-trains on such windows), and w
 none it predicts with theta* unchanged. Nothing
 adapted is kept between calls, so nothing survives an episode end, a task reset or a
 retrain (the official code's stale adapted weights, docs/method.md Sec. 5).
+
+PE-TS + GrBAL (``model.ensemble = B``): a probabilistic ensemble (PETS) meta-trained the same
+way, each member on its own bootstrap resample of the segments, adapting with its own inner
+step (squared error of its mean) and scored on the future by the Gaussian NLL; online every
+member adapts on the same window and the planner samples trajectories from them (TS-inf).
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from learn2adapt.data.trajectory_buffer import TrajectoryBuffer, split_episodes
 from learn2adapt.errors import ConfigError
 from learn2adapt.models.config import FitConfig, ModelConfig
 from learn2adapt.models.dynamics import MLPDynamics
+from learn2adapt.models.ensemble import EnsembleDynamics, bootstrap_indices
 from learn2adapt.models.fitting import fit_early_stopping
 from learn2adapt.types import PredictFn, Window, right_aligned_mask
 
@@ -87,7 +93,11 @@ class GrBAL(AdaptationRule):
             raise ConfigError("GrBAL needs past (M) >= 1 and future (K) >= 1")
         if adapt_cfg.inner_steps < 1:
             raise ConfigError("GrBAL needs inner_steps >= 1")
-        self.model = MLPDynamics(obs_dim, act_dim, model_cfg)
+        self.model: MLPDynamics | EnsembleDynamics = (
+            EnsembleDynamics(obs_dim, act_dim, model_cfg)
+            if model_cfg.ensemble > 1
+            else MLPDynamics(obs_dim, act_dim, model_cfg)
+        )
         shapes = {n: p.shape for n, p in self.model.params().items()}
         self.step_size = StepSize(adapt_cfg.step_size, adapt_cfg.inner_lr, shapes)
         #: The post-adaptation validation MSE of the last fit (what MOLe's likelihood takes as variance).
@@ -97,6 +107,13 @@ class GrBAL(AdaptationRule):
         ).to(self.device)
         #: Inner-update implementation for meta-training (see inner_update); checked now.
         self.impl = resolve_impl(adapt_cfg.inner_impl, self.step_size, adapt_cfg.inner_steps)
+        if self.members and self.impl not in ("lowrank", "batched"):
+            raise ConfigError("GrBAL on an ensemble uses adaptation.inner_impl = lowrank or batched (or auto)")
+
+    @property
+    def members(self) -> int:
+        """Ensemble members (0: one deterministic model)."""
+        return self.model.net.members
 
     @property
     def module(self) -> nn.Module:
@@ -122,26 +139,60 @@ class GrBAL(AdaptationRule):
         impl: str | None = None,
         past_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Mean post-adaptation MSE on the K future transitions of segments ``(B, M+K, ...)``.
+        """The meta-training loss on segments ``(B, M+K, ...)``: post-adaptation MSE on the K future
+        transitions, or for an ensemble their Gaussian NLL (PE-TS's loss, after the inner step).
 
+        An ensemble takes ``B = members x S`` segments, member-major: member ``b`` adapts on and is
+        scored on rows ``b S .. (b + 1) S - 1`` (its own resample, :meth:`SegmentSampler.member_epoch`).
         ``past_mask (B, M)`` marks the past transitions adapted on (None: all).
         """
+        if self.members:
+            obs, act, next_obs = (t.view(self.members, -1, *t.shape[1:]) for t in (obs, act, next_obs))
+            past_mask = None if past_mask is None else past_mask.view(self.members, -1, past_mask.shape[-1])
+        out, target = self._adapted_outputs(obs, act, next_obs, past_mask, first_order, impl)
+        if isinstance(self.model, EnsembleDynamics):
+            return self.model.gaussian_nll(out, target)
+        return (out - target).pow(2).mean()
+
+    def _adapted_outputs(
+        self,
+        obs: torch.Tensor,
+        act: torch.Tensor,
+        next_obs: torch.Tensor,
+        past_mask: torch.Tensor | None,
+        first_order: bool | None = None,
+        impl: str | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The network's outputs on the K future transitions after adapting on the M past ones, and
+        their normalised targets (inputs ``(..., M+K, dim)``; an ensemble's ``(members, S, M+K, dim)``)."""
         cfg = self.adapt_cfg
         m = cfg.past
         x, y = normalised(self.model, obs, act, next_obs)
-        pred = adapted_forward(
+        out = adapted_forward(
             self.model.net,
             self.model.params(),
-            x[:, :m],
-            y[:, :m],
+            x[..., :m, :],
+            y[..., :m, :],
             past_mask,
-            x[:, m:],
+            x[..., m:, :],
             self.step_size,
             cfg.inner_steps,
             cfg.first_order if first_order is None else first_order,
             impl or self.impl,
         )
-        return (pred - y[:, m:]).pow(2).mean()
+        return out, y[..., m:, :]
+
+    def post_adapt_error(self, obs: torch.Tensor, act: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
+        """MSE of the adapted prediction on the K future transitions of segments ``(S, M+K, ...)``
+        (an ensemble: of its members' mean, every member adapted on the same past): the validation measure."""
+        if self.members:
+            obs, act, next_obs = (t.expand(self.members, *t.shape) for t in (obs, act, next_obs))
+        # First order: same forward value as second order, without building its graph.
+        out, target = self._adapted_outputs(obs, act, next_obs, None, first_order=True)
+        pred = out[..., : self.obs_dim]
+        if self.members:
+            pred, target = pred.mean(0), target[0]
+        return (pred - target).pow(2).mean()
 
     def fit(self, buffer: TrajectoryBuffer, rng: np.random.Generator, progress: bool = True) -> dict[str, float]:
         opt = self.begin_fit()
@@ -153,13 +204,18 @@ class GrBAL(AdaptationRule):
         sampler = SegmentSampler(buffer, length, self.device)
         num_train = int(train_mask.sum())
 
+        # An ensemble: every member meta-trains on its own bootstrap resample of the segments (PETS).
+        boot = bootstrap_indices(train_starts, self.members, rng) if self.members else None
+
         def epoch_batches() -> Iterator[Window]:
+            if boot is not None:
+                return sampler.member_epoch(boot, cfg.meta_batch, rng, num_train, self.fit_cfg.segment_epoch)
             return sampler.epoch(train_starts, cfg.meta_batch, rng, num_train, self.fit_cfg.segment_epoch)
 
-        chunk = VAL_CHUNK
+        chunk = VAL_CHUNK // max(1, self.members)  # an ensemble scores every segment with every member
         if self.impl != "lowrank":  # per-segment weights (B, in, out): bound them to ~64 MB a layer
             largest = max(p.numel() for p in self.model.params().values())
-            chunk = max(1, min(VAL_CHUNK, (1 << 24) // largest))
+            chunk = max(1, min(chunk, (1 << 24) // largest))
         val_batches = sampler.chunks(val_starts, chunk)
 
         def val_loss() -> float:
@@ -193,9 +249,8 @@ class GrBAL(AdaptationRule):
         n = 0
         for w in batches:
             obs, act, nxt = w.obs, w.act, w.next_obs
-            # First order: same forward value as second order, without building its graph.
             with torch.enable_grad():
-                after = self.meta_loss(obs, act, nxt, first_order=True).detach()
+                after = self.post_adapt_error(obs, act, nxt).detach()
             with torch.no_grad():
                 before = self.model.loss(obs[:, m:], act[:, m:], nxt[:, m:])
             b = obs.shape[0]
@@ -207,3 +262,6 @@ class GrBAL(AdaptationRule):
     # --- online adaptation --------------------------------------------------------------------
     def predictor(self, recent: Window | None) -> PredictFn:
         return adapted_predictor(self.model, recent, self.step_size, self.adapt_cfg.inner_steps)
+
+    def mean_predictor(self, recent: Window | None) -> PredictFn:
+        return adapted_predictor(self.model, recent, self.step_size, self.adapt_cfg.inner_steps, mean=True)

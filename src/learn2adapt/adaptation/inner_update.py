@@ -42,6 +42,11 @@ Implementations (``impl``), all exact and equal up to float rounding:
   ``torch.autograd.grad(create_graph=True)``; used by the tests.
 ``learn2adapt.benchmarks.adaptation`` times them against each other.
 
+Ensembles (PE-TS + GrBAL, PE-TS + MB+DE): every tensor gains a leading members axis
+(``x (members, B, M, in)``, shared ``W (members, in, out)``, adapted ``(members, B, in, out)``)
+and each member takes its own inner step: the same code, one ``bmm`` per layer over
+members x segments (``linear`` and ``matmul`` broadcast over the extra axis).
+
 Masks (episode starts): a window with ``count < M`` valid transitions adapts on those
 only, with their squared errors *summed and divided by M* (padding rows count zero):
 the full-window gradient with the missing transitions contributing nothing, so the
@@ -63,10 +68,13 @@ from torch import nn
 
 from learn2adapt.errors import ConfigError, UnknownName
 from learn2adapt.models.dynamics import MLPDynamics
+from learn2adapt.models.ensemble import EnsembleDynamics
 from learn2adapt.models.mlp import MLP, linear
 from learn2adapt.types import PredictFn, Window
 
 Params = dict[str, torch.Tensor]
+#: The models GrBAL's inner step adapts: one MLP, or an ensemble adapted member by member.
+Dynamics = MLPDynamics | EnsembleDynamics
 
 #: Accepted values of ``adaptation.step_size``.
 STEP_SIZES = ("fixed", "scalar", "per_parameter")
@@ -138,20 +146,22 @@ class StepSize(nn.Module):
 
 # --- the pieces ---------------------------------------------------------------------------
 def normalised(
-    model: MLPDynamics, obs: torch.Tensor, act: torch.Tensor, next_obs: torch.Tensor
+    model: Dynamics, obs: torch.Tensor, act: torch.Tensor, next_obs: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Network inputs and regression targets (normalised state change), as in ``model.loss``."""
     return model.inputs(obs, act), model.normalizer.norm_delta(next_obs - obs)
 
 
 def segment_losses(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Per-segment inner loss ``(B,)``: squared errors of the valid rows summed, over M.
+    """Per-segment inner loss ``(..., B)``: squared errors of the valid rows summed, over M.
 
     ``mask (B, M)`` marks valid transitions (None: all valid, the plain mean). Padding
     rows contribute exactly zero (``where``, so even non-finite padding is ignored);
-    dividing by M rather than by the valid count is deliberate (module docstring).
+    dividing by M rather than by the valid count is deliberate (module docstring). Only
+    the first ``target.shape[-1]`` outputs are scored: an ensemble member's output also
+    holds log-variances, and the inner loss is GrBAL's squared error on the mean.
     """
-    err = (pred - target).pow(2).mean(-1)
+    err = (pred[..., : target.shape[-1]] - target).pow(2).mean(-1)
     if mask is not None:
         err = torch.where(mask, err, 0.0)
     return err.mean(-1)
@@ -204,18 +214,31 @@ def adapt_batched(
     steps: int = 1,
     first_order: bool = False,
 ) -> Params:
-    """Adapted parameters with a leading batch dim (``W (B, in, out)``, ``b (B, out)``)."""
+    """Adapted parameters with a leading batch dim (``W (B, in, out)``, ``b (B, out)``).
+
+    An ensemble (``net.members``) takes ``x (members, B, M, in)`` and returns
+    ``W (members, B, in, out)``: each member adapted by its own inner step.
+    """
     p: Params = dict(params)
     for _ in range(steps):
         hs, gs = _layer_grads(net, p, x, y, mask, first_order)
         new: Params = {}
         for i, (h, g) in enumerate(zip(hs, gs)):
             w, b = f"w{i}", f"b{i}"
+            dw, db = torch.matmul(h.transpose(-1, -2), g), g.sum(-2)
             # addcmul: one pass over the (B, in, out) tensors instead of a product then a difference
-            new[w] = torch.addcmul(p[w], step.for_param(w), torch.bmm(h.transpose(1, 2), g), value=-1.0)
-            new[b] = torch.addcmul(p[b], step.for_param(b), g.sum(1), value=-1.0)
+            new[w] = torch.addcmul(_per_batch(p[w], dw, -3), _per_batch(step.for_param(w), dw, -3), dw, value=-1.0)
+            new[b] = torch.addcmul(_per_batch(p[b], db, -2), _per_batch(step.for_param(b), db, -2), db, value=-1.0)
         p = new
     return p
+
+
+def _per_batch(t: torch.Tensor, like: torch.Tensor, axis: int) -> torch.Tensor:
+    """``t`` (a weight or its step size, shared by the batch) given ``like``'s batch axis to broadcast on.
+
+    Needed for an ensemble, whose shared ``(members, in, out)`` must meet ``(members, B, in, out)``.
+    """
+    return t.unsqueeze(axis) if 0 < t.dim() < like.dim() else t
 
 
 def _trace_lowrank(
@@ -241,7 +264,7 @@ def _trace_lowrank(
         if pair is not None:
             # h W' + b' = h W + b - alpha (h X^T + 1) G: shared GEMM + (rows, sM) x (sM, out) per segment.
             X, G = pair
-            z = z - alpha * torch.bmm(torch.bmm(h, X.transpose(1, 2)) + 1.0, G)
+            z = z - alpha * torch.matmul(torch.matmul(h, X.transpose(-1, -2)) + 1.0, G)
         zs.append(z)
         h = net.activation(z) if i < last else z
     return hs, zs
@@ -273,7 +296,7 @@ def forward_lowrank(
             if first_order:  # FOMAML: the inner gradient is a constant of the outer problem
                 h = h.detach()
             pair = corr[i]
-            corr[i] = (h, g) if pair is None else (torch.cat([pair[0], h], 1), torch.cat([pair[1], g], 1))
+            corr[i] = (h, g) if pair is None else (torch.cat([pair[0], h], -2), torch.cat([pair[1], g], -2))
     return _trace_lowrank(net, params, x_future, corr, alpha)[1][-1]
 
 
@@ -377,8 +400,10 @@ def adapted_forward(
 
 
 # --- online adaptation ----------------------------------------------------------------------
-def online_params(model: MLPDynamics, recent: Window, step: StepSize, steps: int = 1) -> Params | None:
+def online_params(model: Dynamics, recent: Window, step: StepSize, steps: int = 1) -> Params | None:
     """Per-environment adapted parameters ``(E, ...)`` from theta* and the recent windows.
+
+    An ensemble's are ``(members, E, ...)``: every member takes its own step on the same window.
 
     Starts from the fitted parameters at every call (nothing is carried between calls);
     environments with ``count == 0`` keep theta* exactly, those with ``count < M`` adapt
@@ -396,17 +421,24 @@ def online_params(model: MLPDynamics, recent: Window, step: StepSize, steps: int
     obs, act, nxt = (torch.where(mask[..., None], t, 0.0) for t in (recent.obs, recent.act, recent.next_obs))
     with torch.inference_mode(False), torch.enable_grad():
         x, y = normalised(model, obs, act, nxt)
+        if model.net.members:
+            x, y = (t.expand(model.net.members, *t.shape) for t in (x, y))
         adapted = adapt_batched(model.net, theta, x, y, mask, step, steps, first_order=True)
     return {n: v.detach() for n, v in adapted.items()}
 
 
-def adapted_predictor(model: MLPDynamics, recent: Window | None, step: StepSize, steps: int = 1) -> PredictFn:
-    """A planner's ``predict`` using per-environment adapted parameters (see :func:`online_params`)."""
+def adapted_predictor(
+    model: Dynamics, recent: Window | None, step: StepSize, steps: int = 1, mean: bool = False
+) -> PredictFn:
+    """A planner's ``predict`` using per-environment adapted parameters (see :func:`online_params`).
+
+    An ensemble's predictor samples (trajectory sampling); ``mean=True`` gives its members'
+    mean prediction instead (prediction-error measurements).
+    """
     params = None if recent is None else online_params(model, recent, step, steps)
-    if params is None:
-        return model.predict
+    forward = model.predict_mean if mean and isinstance(model, EnsembleDynamics) else model.predict
 
     def predict(obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
-        return model.predict(obs, act, params)
+        return forward(obs, act, params=params)
 
     return predict

@@ -53,6 +53,8 @@ class MOLe(GrBAL):
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        if self.members:
+            raise ConfigError("MOLe on a probabilistic ensemble is not implemented (model.ensemble must be 1)")
         m = self.adapt_cfg.mixture
         if m.max_models < 1 or not m.alpha > 0 or m.sticky < 0 or not m.temperature > 0 or m.variance < 0 or m.lr < 0:
             raise ConfigError(
@@ -252,7 +254,7 @@ class MixtureState:
         chosen = {k: v[envs, self.current] for k, v in self.params.items()}  # (E, *shape)
 
         def predict(obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
-            return model.predict(obs, act, chosen)
+            return model.predict(obs, act, params=chosen)
 
         return predict
 

@@ -129,6 +129,21 @@ class SegmentSampler:
         for i in range(0, order.size, batch_size):
             yield self.gather(order[i : i + batch_size])
 
+    def member_epoch(
+        self,
+        starts: np.ndarray,
+        batch_size: int,
+        rng: np.random.Generator,
+        num_transitions: int = 0,
+        mode: str = "starts",
+    ) -> Iterator[Window]:
+        """One epoch of an ensemble: ``starts (members, n)`` holds each member's own segment starts
+        (its bootstrap resample); every batch has ``batch_size`` windows per member, member-major
+        (``members * batch_size`` windows, member ``b``'s at rows ``b * batch_size ...``)."""
+        orders = np.stack([epoch_starts(row, num_transitions, self.length, batch_size, mode, rng) for row in starts])
+        for i in range(0, orders.shape[1], batch_size):
+            yield self.gather(orders[:, i : i + batch_size].reshape(-1))
+
     def chunks(self, starts: np.ndarray, size: int) -> list[Window]:
         """``starts`` as a list of windows of at most ``size`` (fixed validation batches)."""
         return [self.gather(starts[i : i + size]) for i in range(0, starts.size, size)]

@@ -6,8 +6,7 @@
 - :class:`Stat`: a mean with its interval and samples, plain or stratified over fixed groups;
 - :func:`relative_change`: a difference as a percentage of a baseline, where meaningful.
 
-The Student-t quantile comes from a table (``scipy`` is not a dependency), with the
-degrees of freedom rounded down (a slightly wider, conservative interval).
+The Student-t quantile is scipy's (fractional degrees of freedom too, for Welch).
 """
 
 from __future__ import annotations

@@ -3,8 +3,9 @@
 ``B`` members, each a Gaussian over the normalised state change,
 ``N(mu_b(s~, a~), diag(exp(logvar_b(s~, a~))))``, trained with the Gaussian negative
 log-likelihood on its own bootstrap resample of the training transitions. Members are a
-leading batch dimension of every weight (``W (B, in, out)``): one batched matmul per
-layer, no Python loop over members.
+leading batch dimension of every weight (``W (B, in, out)``, an
+:class:`~learn2adapt.models.mlp.MLP` with ``members = B``): one batched matmul per layer, no
+Python loop over members.
 
 The log-variance is bounded softly between learned ``min_logvar`` and ``max_logvar``
 (PETS Appendix A.1): ``max - softplus(max - raw)`` then ``min + softplus(. - min)``, with a
@@ -19,7 +20,7 @@ member's Gaussian.
 
 from __future__ import annotations
 
-import math
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,7 +31,7 @@ from learn2adapt.data.trajectory_buffer import TrajectoryBuffer
 from learn2adapt.errors import ConfigError
 from learn2adapt.models.config import FitConfig, ModelConfig
 from learn2adapt.models.fitting import FitResult, fit_early_stopping
-from learn2adapt.models.mlp import ACTIVATIONS
+from learn2adapt.models.mlp import ACTIVATIONS, MLP, Params
 from learn2adapt.models.supervised import transition_tensors
 
 #: Weight of the log-variance bound penalty in the loss (PETS).
@@ -38,7 +39,12 @@ LOGVAR_BOUND_WEIGHT = 0.01
 
 
 class EnsembleDynamics(nn.Module):
-    """``B`` Gaussian MLPs ``[norm(obs), norm(act)] -> (mean, logvar)`` of ``norm(delta)``, batched over members."""
+    """``B`` Gaussian MLPs ``[norm(obs), norm(act)] -> (mean, logvar)`` of ``norm(delta)``, batched over members.
+
+    Like :class:`~learn2adapt.models.dynamics.MLPDynamics`, the prediction methods accept
+    adapted weights (``params``: ``W (B, E, in, out)``, one set per member and environment,
+    from GrBAL's or MB+DE's inner step); environment ``e`` then predicts its own rows.
+    """
 
     def __init__(self, obs_dim: int, act_dim: int, cfg: ModelConfig) -> None:
         super().__init__()
@@ -48,76 +54,99 @@ class EnsembleDynamics(nn.Module):
             raise ConfigError(f"unknown activation {cfg.activation!r}: use one of {sorted(ACTIVATIONS)}")
         self.obs_dim, self.act_dim, self.members = obs_dim, act_dim, int(cfg.ensemble)
         self.normalizer = Normalizer(obs_dim, act_dim)
-        self.activation = ACTIVATIONS[cfg.activation]
-        sizes = [obs_dim + act_dim, *cfg.hidden, 2 * obs_dim]
-        self.weights = nn.ParameterList()
-        self.biases = nn.ParameterList()
-        for a, b in zip(sizes[:-1], sizes[1:]):
-            bound = 1.0 / math.sqrt(a)  # as nn.Linear, per member
-            self.weights.append(nn.Parameter(torch.empty(self.members, a, b).uniform_(-bound, bound)))
-            self.biases.append(nn.Parameter(torch.empty(self.members, 1, b).uniform_(-bound, bound)))
+        self.net = MLP(obs_dim + act_dim, 2 * obs_dim, cfg.hidden, cfg.activation, members=self.members)
         self.max_logvar = nn.Parameter(torch.full((obs_dim,), 0.5))
         self.min_logvar = nn.Parameter(torch.full((obs_dim,), -10.0))
+        self._register_load_state_dict_pre_hook(_rename_pre_mlp_keys)
+
+    def params(self) -> dict[str, torch.Tensor]:
+        """The members' weights by name (``w0 (B, in, out)``, ``b0 (B, out)``, ...)."""
+        return dict(self.net.named_parameters())
 
     def inputs(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
         n = self.normalizer
         return torch.cat([n.norm_obs(obs), n.norm_act(act)], dim=-1)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Member outputs for ``x (B, M, in)``: mean and bounded log-variance, each ``(B, M, obs_dim)``."""
-        last = len(self.weights) - 1
-        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
-            x = torch.baddbmm(b, x, w)
-            if i < last:
-                x = self.activation(x)
-        mean, raw = x.split(self.obs_dim, dim=-1)
+    def gaussian(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and bounded log-variance from the network's raw output ``(..., 2 obs_dim)``."""
+        mean, raw = out.split(self.obs_dim, dim=-1)
         logvar = self.max_logvar - nn.functional.softplus(self.max_logvar - raw)
         logvar = self.min_logvar + nn.functional.softplus(logvar - self.min_logvar)
         return mean, logvar
 
-    def nll(self, obs: torch.Tensor, act: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
-        """Gaussian NLL (constants dropped, mean over members, transitions and dimensions) + bound penalty.
+    def forward(self, x: torch.Tensor, params: Params | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Member outputs for ``x (B, ..., in)``: mean and bounded log-variance, each ``(B, ..., obs_dim)``."""
+        return self.gaussian(self.net(x, params))
 
-        Inputs are ``(B, M, ...)``: member ``b`` is scored on its own rows (its bootstrap batch).
-        """
-        mean, logvar = self(self.inputs(obs, act))
-        target = self.normalizer.norm_delta(next_obs - obs)
+    def gaussian_nll(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Gaussian NLL of normalised targets under raw outputs ``out`` (constants dropped, mean over
+        every axis) plus the bound penalty: the training loss, also GrBAL's outer loss on ensembles."""
+        mean, logvar = self.gaussian(out)
         nll = ((mean - target).pow(2) * torch.exp(-logvar) + logvar).mean()
         return nll + LOGVAR_BOUND_WEIGHT * (self.max_logvar.sum() - self.min_logvar.sum())
 
+    def nll(self, obs: torch.Tensor, act: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
+        """:meth:`gaussian_nll` on transitions ``(B, M, ...)``: member ``b`` is scored on its own
+        rows (its bootstrap batch)."""
+        return self.gaussian_nll(self.net(self.inputs(obs, act)), self.normalizer.norm_delta(next_obs - obs))
+
     def mean_mse(self, obs: torch.Tensor, act: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
         """MSE of the members' mean prediction on ``(M, ...)`` transitions (the validation measure)."""
-        x = self.inputs(obs, act).expand(self.members, *obs.shape[:-1], -1)
+        x = self.inputs(obs, act).reshape(1, -1, self.obs_dim + self.act_dim).expand(self.members, -1, -1)
         mean, _ = self(x)
-        target = self.normalizer.norm_delta(next_obs - obs)
+        target = self.normalizer.norm_delta(next_obs - obs).reshape(-1, self.obs_dim)
         return (mean.mean(0) - target).pow(2).mean()
 
-    def predict(self, obs: torch.Tensor, act: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Sampled next observations; row ``r`` of the flattened leading dimensions uses member ``r mod B``."""
-        lead = obs.shape[:-1]
-        rows = int(np.prod(lead)) if lead else 1
-        x = self.inputs(obs, act).reshape(rows, -1)
-        pad = (-rows) % self.members
-        if pad:
-            x = torch.cat([x, x[:pad]])
-        # Row r = q * B + b: member b gets rows b, b + B, b + 2B, ...
-        xb = x.view(-1, self.members, x.shape[-1]).transpose(0, 1)
-        mean, logvar = self(xb)
-        noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
-        delta = (mean + torch.exp(0.5 * logvar) * noise).transpose(0, 1).reshape(-1, self.obs_dim)[:rows]
-        return obs + self.normalizer.denorm_delta(delta.view(*lead, self.obs_dim))
-
-    def predict_mean(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
-        """The next observation the members expect on average (no sampling)."""
+    def _grouped(self, obs: torch.Tensor, act: torch.Tensor, params: Params | None) -> tuple[torch.Tensor, int]:
+        """Inputs as ``(G, R, in)``: one group per environment with adapted ``params`` (``obs (E, ...)``),
+        else a single group of every row."""
         x = self.inputs(obs, act)
-        flat = x.reshape(1, -1, x.shape[-1]).expand(self.members, -1, -1)
-        mean, _ = self(flat)
-        delta = mean.mean(0).view(*obs.shape[:-1], self.obs_dim)
-        return obs + self.normalizer.denorm_delta(delta)
+        groups = obs.shape[0] if params is not None else 1
+        return x.reshape(groups, -1, x.shape[-1]), groups
+
+    def predict(
+        self,
+        obs: torch.Tensor,
+        act: torch.Tensor,
+        generator: torch.Generator | None = None,
+        params: Params | None = None,
+    ) -> torch.Tensor:
+        """Sampled next observations; row ``r`` of each group (see :meth:`_grouped`) uses member ``r mod B``."""
+        x, groups = self._grouped(obs, act, params)
+        rows, b = x.shape[1], self.members
+        pad = (-rows) % b
+        if pad:
+            x = torch.cat([x, x[:, :pad]], dim=1)
+        # Row r = q * B + m of a group: member m gets rows m, m + B, m + 2B, ...: (B, G, R / B, in).
+        xb = x.view(groups, -1, b, x.shape[-1]).permute(2, 0, 1, 3)
+        if params is None:
+            xb = xb.reshape(b, -1, x.shape[-1])
+        mean, logvar = self(xb, params)
+        noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        delta = (mean + torch.exp(0.5 * logvar) * noise).view(b, groups, -1, self.obs_dim)
+        delta = delta.permute(1, 2, 0, 3).reshape(groups, -1, self.obs_dim)[:, :rows]
+        return obs + self.normalizer.denorm_delta(delta.reshape(obs.shape))
+
+    def predict_mean(self, obs: torch.Tensor, act: torch.Tensor, params: Params | None = None) -> torch.Tensor:
+        """The next observation the members expect on average (no sampling)."""
+        x, groups = self._grouped(obs, act, params)
+        xb = x.unsqueeze(0).expand(self.members, *x.shape)
+        if params is None:
+            xb = xb.reshape(self.members, -1, x.shape[-1])
+        mean, _ = self(xb, params)
+        return obs + self.normalizer.denorm_delta(mean.mean(0).reshape(obs.shape))
 
     def loss(self, obs: torch.Tensor, act: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
         """The validation measure, as ``MLPDynamics.loss`` (prediction-error reports)."""
         return self.mean_mse(obs, act, next_obs)
+
+
+def _rename_pre_mlp_keys(state: dict[str, Any], prefix: str, *_: Any) -> None:
+    """Checkpoints of learn2adapt 0.x stored members as ``weights.i`` / ``biases.i (B, 1, out)``."""
+    for key in [k for k in state if k.startswith(prefix + "weights.") or k.startswith(prefix + "biases.")]:
+        kind, index = key[len(prefix) :].split(".")
+        value = state.pop(key)
+        state[f"{prefix}net.{kind[0]}{index}"] = value if kind == "weights" else value.squeeze(1)
 
 
 def bootstrap_indices(train_idx: np.ndarray, members: int, rng: np.random.Generator) -> np.ndarray:

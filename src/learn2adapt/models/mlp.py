@@ -1,9 +1,10 @@
-"""A functional MLP whose weights may carry a leading batch dimension.
+"""A functional MLP whose weights may carry leading batch dimensions.
 
 Weights are stored as ``(in, out)`` so that ``x @ W`` needs no transpose, and
 ``forward`` accepts an explicit parameter dict: GrBAL passes adapted weights,
 one set per environment (``W`` of shape ``(E, in, out)``), and the same code
-evaluates all environments' candidates in one batched matmul.
+evaluates all environments' candidates in one batched matmul. An ensemble's MLP
+(``members = B``) stores ``W (B, in, out)``; adapted, ``(B, E, in, out)``.
 """
 
 from __future__ import annotations
@@ -22,17 +23,23 @@ ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh, "silu": nn.functional.sil
 
 
 def linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``x @ w + b`` with fused kernels for shared or per-batch weights.
+    """``x @ w + b`` with fused kernels for shared or batched weights.
 
-    Shapes: ``x (..., in)`` with ``w (in, out)``, or ``x (E, n, in)`` with
-    ``w (E, in, out)`` and ``b (E, out)``.
+    Shapes: ``x (..., in)`` with a shared ``w (in, out)``; or batched weights
+    ``w (*batch, in, out)``, ``b (*batch, out)`` with ``x (*batch, ..., in)``, every
+    dimension of ``x`` after the weights' batch dimensions taken as rows (one ``bmm``).
     """
     if w.dim() == 2:
         if x.dim() == 2:
             return torch.addmm(b, x, w)
         lead = x.shape[:-1]
         return torch.addmm(b, x.reshape(-1, x.shape[-1]), w).view(*lead, w.shape[1])
-    return torch.baddbmm(b.unsqueeze(1), x, w)
+    if x.dim() == 3 and w.dim() == 3:
+        return torch.baddbmm(b.unsqueeze(1), x, w)
+    groups = math.prod(w.shape[:-2])
+    rows = x.reshape(groups, -1, x.shape[-1])
+    z = torch.baddbmm(b.reshape(groups, 1, -1), rows, w.reshape(groups, *w.shape[-2:]))
+    return z.view(*x.shape[:-1], w.shape[-1])
 
 
 class MLP(nn.Module):
@@ -43,20 +50,27 @@ class MLP(nn.Module):
         out_dim: output size.
         hidden: hidden layer widths.
         activation: one of :data:`ACTIVATIONS`.
+        members: 0 for one network; ``B >= 1`` for ``B`` independent networks (an ensemble)
+            stored as a leading dimension of every weight, evaluated in one ``bmm`` a layer
+            on inputs ``(B, ..., in)``.
     """
 
-    def __init__(self, in_dim: int, out_dim: int, hidden: Sequence[int], activation: str = "relu") -> None:
+    def __init__(
+        self, in_dim: int, out_dim: int, hidden: Sequence[int], activation: str = "relu", members: int = 0
+    ) -> None:
         super().__init__()
         if activation not in ACTIVATIONS:
             raise UnknownName(f"unknown activation {activation!r}: use one of {sorted(ACTIVATIONS)}")
         self.activation = ACTIVATIONS[activation]
         sizes = [in_dim, *hidden, out_dim]
         self.num_layers = len(sizes) - 1
+        self.members = int(members)
+        lead = (self.members,) if self.members else ()
         for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-            # PyTorch's default Linear initialisation (Kaiming-uniform with a=sqrt(5)).
+            # PyTorch's default Linear initialisation (Kaiming-uniform with a=sqrt(5)), per member.
             bound = 1.0 / math.sqrt(a)
-            self.register_parameter(f"w{i}", nn.Parameter(torch.empty(a, b).uniform_(-bound, bound)))
-            self.register_parameter(f"b{i}", nn.Parameter(torch.empty(b).uniform_(-bound, bound)))
+            self.register_parameter(f"w{i}", nn.Parameter(torch.empty(*lead, a, b).uniform_(-bound, bound)))
+            self.register_parameter(f"b{i}", nn.Parameter(torch.empty(*lead, b).uniform_(-bound, bound)))
 
     def forward(self, x: torch.Tensor, params: Params | None = None) -> torch.Tensor:
         p = dict(self.named_parameters()) if params is None else params
