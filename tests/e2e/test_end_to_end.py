@@ -199,3 +199,21 @@ def test_pe_ts_and_its_adaptive_variants_train_and_evaluate_through_the_cli(cli,
     code, _, err = cli("train", "--env", PENDULUM, "--algo", "rebal", "--run-dir", tmp_path / "r", "--quiet",
                        "--set", "model.ensemble=3")  # fmt: skip
     one_line_error(code, err, "model.ensemble > 1", "--algo mb, mbde, grbal")
+
+
+def test_nominal_runs_train_and_evaluate_on_the_unmodified_system(cli, one_line_error, tmp_path):
+    run = tmp_path / "nominal"
+    tiny = ["iterations=1", "random_episodes=2", "episodes_per_iteration=1", "episode_length=30", "num_envs=1",
+            "model.hidden=16", "fit.max_epochs=1", "planner.horizon=3", "planner.num_candidates=16",
+            "eval.episodes_per_task=1", "nominal=true", "eval.schedule=fixed", "adaptation.past=8",
+            "adaptation.future=8"]  # fmt: skip
+    code, _, err = cli("train", "--env", PENDULUM, "--algo", "mb", "--run-dir", run, "--quiet", *as_sets(tiny))
+    assert code == 0, err
+    code, _, err = cli("eval", run, "--quiet")
+    assert code == 0, err
+    result = json.loads((run / "eval.json").read_text())
+    assert [t["task"] for t in result["tasks"]] == [{"mass": 1.0, "length": 1.0}]
+    code, _, err = cli("train", "--env", PENDULUM, "--run-dir", tmp_path / "x", "--quiet",
+                       *as_sets(["nominal=true", "eval.schedule=switch:t=100"]))  # fmt: skip
+    one_line_error(code, err, "nominal=true", "eval.schedule=fixed")
+    assert not (tmp_path / "x").exists()  # refused before anything is written

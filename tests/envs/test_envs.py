@@ -134,6 +134,19 @@ def test_set_task_mid_episode_takes_effect_next_step(env: gym.Env) -> None:
     assert switched_info[k - 1] == first and switched_info[k] == second and base.task == second
 
 
+def test_nominal_option_trains_and_tests_on_the_unmodified_system(env: gym.Env) -> None:
+    base = env.unwrapped
+    nominal = base.nominal_task()
+    rng = np.random.default_rng(0)
+    assert all(base.training_task(rng, nominal=True) == nominal for _ in range(5))
+    assert base.test_tasks(nominal=True) == [nominal]
+    keys = lambda ts: {json.dumps(t, sort_keys=True) for t in ts}  # noqa: E731
+    assert keys(base.test_tasks()) == keys(base.list_tasks("test"))
+    # Without the option: the train split, draw for draw.
+    a, b = np.random.default_rng(1), np.random.default_rng(1)
+    assert [base.training_task(a) for _ in range(5)] == [base.sample_task("train", b) for _ in range(5)]
+
+
 def test_splits_disjoint_and_serialisable(env: gym.Env) -> None:
     base = env.unwrapped
     train, test = base.list_tasks("train"), base.list_tasks("test")

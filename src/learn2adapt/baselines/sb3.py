@@ -52,15 +52,16 @@ def _sb3(algo: str) -> Any:
 
 
 class TrainingTasks(gym.Wrapper):
-    """Each episode under a training task drawn afresh from the environment's training split."""
+    """Each episode under a training task drawn afresh from the environment's training split
+    (or the nominal task, with ``nominal``)."""
 
-    def __init__(self, env: gym.Env, rng: np.random.Generator) -> None:
+    def __init__(self, env: gym.Env, rng: np.random.Generator, nominal: bool = False) -> None:
         super().__init__(env)
-        self.rng = rng
+        self.rng, self.nominal = rng, nominal
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
         base = self.env.unwrapped
-        base.set_task(base.sample_task("train", self.rng))  # type: ignore[attr-defined]
+        base.set_task(base.training_task(self.rng, self.nominal))  # type: ignore[attr-defined]
         return self.env.reset(seed=seed, options=options)
 
 
@@ -204,7 +205,8 @@ def train_baseline(
             if changes:
                 cfg = changed_config(cfg, changes)
         assert cfg is not None
-        env = TrainingTasks(make_env(cfg.env, max_episode_steps=cfg.episode_length), np.random.default_rng(cfg.seed))
+        env = make_env(cfg.env, max_episode_steps=cfg.episode_length)
+        env = TrainingTasks(env, np.random.default_rng(cfg.seed), cfg.nominal)
         env = _sb3(cfg.algo).common.monitor.Monitor(env)
         model = _model(cfg, env)
         iteration, wall_before = 0, 0.0

@@ -6,6 +6,7 @@ can record exactly what they saw. Environments expose, on ``env.unwrapped``:
 
 - ``sample_task(split, rng)``: a task from the "train" or "test" split;
 - ``list_tasks(split)``: an enumerable, representative list of that split;
+- ``nominal_task()``: the unmodified robot (a controller check without any change of dynamics);
 - ``set_task(task)``: takes effect from the next ``step``, mid-episode included;
 - ``task``: the task in force, also reported as ``info["task"]`` every step;
 - ``reward_fn(obs, act, next_obs)``: batched torch reward equal to ``step``'s;
@@ -48,6 +49,10 @@ class TaskEnv(ABC):
         """A representative, finite list of the tasks of ``split``."""
 
     @abstractmethod
+    def nominal_task(self) -> Task:
+        """The task of the unmodified system."""
+
+    @abstractmethod
     def set_task(self, task: Task) -> None:
         """Switch the dynamics to ``task``; effective from the next step."""
 
@@ -58,6 +63,14 @@ class TaskEnv(ABC):
     def termination_fn(self, obs: torch.Tensor, act: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
         """Batched termination flags; by default never terminates."""
         return torch.zeros(next_obs.shape[:-1], dtype=torch.bool, device=next_obs.device)
+
+    def training_task(self, rng: np.random.Generator, nominal: bool = False) -> Task:
+        """The task of a training episode: drawn from the train split, or the nominal one (``nominal``)."""
+        return self.nominal_task() if nominal else self.sample_task("train", rng)
+
+    def test_tasks(self, nominal: bool = False) -> list[Task]:
+        """The tasks an evaluation runs: the test split, or the nominal task alone (``nominal``)."""
+        return [self.nominal_task()] if nominal else self.list_tasks("test")
 
     def describe_task_space(self) -> dict[str, Any]:
         """Human-readable summary of the splits (for ``learn2adapt envs``)."""

@@ -293,7 +293,7 @@ def evaluate(
             (config + policy; no prediction error to measure), or the oracle (MPC over the
             simulator, :mod:`learn2adapt.experiments.oracle`).
         episodes_per_task: defaults to ``cfg.eval.episodes_per_task``.
-        tasks: defaults to the environment's ``list_tasks("test")``.
+        tasks: defaults to the environment's test split (its nominal task with ``cfg.nominal``).
         seed: evaluation seed (episode reset seeds and planner noise); the same
             seed gives every algorithm the same initial states.
         progress: show progress bars.
@@ -306,7 +306,7 @@ def evaluate(
     spec = schedule if schedule is not None else cfg.eval.schedule
     length = cfg.eval.episode_length or cfg.episode_length
     envs = _schedule_envs(make_envs(cfg, min(cfg.num_envs, n), episode_length=length), spec)
-    test_tasks = tasks if tasks is not None else envs[0].unwrapped.list_tasks("test")
+    test_tasks = tasks if tasks is not None else envs[0].unwrapped.test_tasks(cfg.nominal)
     result = EvalResult(
         cfg.env,
         cfg.algo,

@@ -147,6 +147,12 @@ class RunConfig:
     num_envs: int = field(
         default=5, metadata={"help": "environments stepped (and planned for) at once while collecting"}
     )
+    nominal: bool = field(
+        default=False,
+        metadata={
+            "help": "train and evaluate on the unmodified robot only (the family's nominal task, no change of dynamics): what the controller reaches at this budget; needs eval.schedule=fixed"
+        },
+    )
     model: ModelConfig = field(default_factory=ModelConfig)
     fit: FitConfig = field(default_factory=FitConfig)
     adaptation: AdaptationConfig = field(default_factory=AdaptationConfig)
@@ -165,6 +171,10 @@ class RunConfig:
             (self.episodes_per_iteration >= 1, "episodes_per_iteration must be >= 1"),
             (self.episode_length >= 1, "episode_length must be >= 1"),
             (self.num_envs >= 1, "num_envs must be >= 1"),
+            (
+                not self.nominal or self.eval.schedule == "fixed",
+                "nominal=true evaluates on the nominal task alone: set eval.schedule=fixed",
+            ),
             (
                 self.adaptation.past >= 1 and self.adaptation.future >= 1,
                 "adaptation.past and adaptation.future must be >= 1",

@@ -374,7 +374,7 @@ def _iterate(
                 n_episodes = cfg.episodes_per_iteration
             base = envs[0].unwrapped
             episode_seeds = rng.integers(0, 2**31 - 1, size=n_episodes)
-            tasks = [base.sample_task("train", rng) for _ in range(n_episodes)]
+            tasks = [base.training_task(rng, cfg.nominal) for _ in range(n_episodes)]
             clock: dict[str, float] = {}
             episodes = run_episodes(
                 envs,
