@@ -286,6 +286,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_claims(args: argparse.Namespace) -> int:
+    from learn2adapt.experiments.claims import write_claims
+
+    path = write_claims([Path(p) for p in args.comparisons], Path(args.out))
+    print(f"claims: {path}")
+    return 0
+
+
 def cmd_aggregate(args: argparse.Namespace) -> int:
     from learn2adapt.experiments.aggregate import aggregate
 
@@ -537,6 +545,13 @@ def _aggregate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=None, help="output directory (default: runs/aggregate)")
 
 
+def _claims_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "comparisons", nargs="+", help="`learn2adapt compare` output directories or report directories, one per domain"
+    )
+    p.add_argument("--out", default="runs/claims", help="output directory of claims.md / claims.json")
+
+
 def _oracle_args(p: argparse.ArgumentParser) -> None:
     from learn2adapt.adaptation import ALGORITHMS
     from learn2adapt.training.config import describe_presets  # the names in learn2adapt/presets/
@@ -586,6 +601,11 @@ SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Han
         "IQM, median, mean with bootstrap CIs and performance profiles over several comparisons (rliable)",
         _aggregate_args,
         cmd_aggregate,
+    ),
+    "claims": (
+        "check the paper's claims (GrBAL/ReBAL beat MB and MB+DE, adaptation cuts the error...) per domain",
+        _claims_args,
+        cmd_claims,
     ),
     "demo": ("train GrBAL and MB on a small problem, evaluate on held-out tasks, report", _demo_args, cmd_demo),
     "sweep": (

@@ -209,3 +209,21 @@ def test_aggregate_over_domains_ranks_by_normalised_iqm(cli, tmp_path):
 def test_aggregate_of_a_directory_without_a_comparison_is_one_line(cli, one_line_error, tmp_path):
     code, _, err = cli("aggregate", tmp_path, "--out", tmp_path / "agg")
     one_line_error(code, err, "holds no finished comparison")
+
+
+def test_claims_of_a_comparison_pair_returns_by_episode_and_errors_by_seed(tiny_compare, cli, tmp_path):
+    out, _ = tiny_compare
+    summary = json.loads((out / "report" / "summary.json").read_text())
+    grbal = summary["switch:t=15"]["grbal"]
+    assert len(grbal["episodes"]) == grbal["return"]["n"] and len(grbal["per_seed"]["early_recovery"]) == 2
+    code, _, err = cli("claims", out, "--out", tmp_path / "claims")
+    assert code == 0, err
+    checks = json.loads((tmp_path / "claims" / "claims.json").read_text())
+    measured = {(c["claim"], c["schedule"], c["comparison"].split(":")[0]): c for c in checks}
+    for claim, schedule, comparison in [(1, "fixed", "GrBAL - MB"), (2, "switch:t=15", "ReBAL - MB+DE"),
+                                        (3, "fixed", "ReBAL"), (4, "switch:t=15", "GrBAL - MB")]:  # fmt: skip
+        c = measured[(claim, schedule, comparison)]
+        assert c["pairs"] == (grbal["return"]["n"] if claim < 3 else 2), c
+        assert c["verdict"] in ("supports", "contradicts", "within noise"), c
+    assert not any(c["claim"] == 4 and c["schedule"] == "fixed" for c in checks)  # no switch there
+    assert "## 4. adaptation helps most" in (tmp_path / "claims" / "claims.md").read_text()

@@ -29,6 +29,7 @@ import numpy as np
 
 from learn2adapt.adaptation import label
 from learn2adapt.errors import UserError
+from learn2adapt.experiments.report import load_summary, schedules_of
 
 #: Bootstrap replications (rliable's default is 50,000; 2,000 keeps a report within seconds).
 REPS = 2000
@@ -47,17 +48,12 @@ class Domain:
 
 
 def load_domain(path: Path, schedule: str) -> Domain:
-    """The seed means of every algorithm of ``path`` (a ``compare`` output) under ``schedule``."""
-    summary_path, compare_path = path / "report" / "summary.json", path / "compare.json"
-    if not summary_path.exists() or not compare_path.exists():
-        raise UserError(f"{path} holds no finished comparison (report/summary.json): run `learn2adapt compare` first")
-    summary = json.loads(summary_path.read_text())
-    if schedule not in summary:
-        raise UserError(
-            f"{path} was not evaluated under {schedule!r}; it has: {', '.join(k for k in summary if k not in ('verdict', 'oracle'))}"
-        )
+    """The seed means of every algorithm of ``path`` (see :func:`load_summary`) under ``schedule``."""
+    env, summary = load_summary(path)
+    if schedule not in schedules_of(summary):
+        raise UserError(f"{path} was not evaluated under {schedule!r}; it has: {', '.join(schedules_of(summary))}")
     returns = {algo: [float(v) for v in row["seed_means"]] for algo, row in summary[schedule].items()}
-    return Domain(json.loads(compare_path.read_text())["env"], path, returns)
+    return Domain(env, path, returns)
 
 
 def normalised_scores(domains: Sequence[Domain]) -> tuple[dict[str, np.ndarray], list[str]]:

@@ -24,7 +24,7 @@ import json
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ import numpy as np
 
 from learn2adapt.adaptation import MODEL_FREE
 from learn2adapt.adaptation import label as display
+from learn2adapt.errors import UserError
 from learn2adapt.experiments.evaluation import EvalResult, load_protocol
 from learn2adapt.experiments.plots import PLOTS, SAMPLE_EFFICIENCY_PLOT, plot_sample_efficiency, write_plots
 from learn2adapt.experiments.statistics import Stat, diff_ci95, mean_ci95, paired_diff_ci95, relative_change
@@ -120,6 +121,8 @@ class AlgoSummary:
     env_steps: Stat
     train_wall: Stat
     eval_wall: Stat
+    #: Per seed (in :attr:`seeds` order, NaN where not measured): the figures a claim pairs by seed.
+    per_seed: dict[str, list[float]] = field(default_factory=dict)
 
     @property
     def return_stat(self) -> Stat:
@@ -183,6 +186,9 @@ def summarize(algo: str, records: Sequence[RunRecord], schedule: str) -> AlgoSum
             curves.append(curve)
             early.append(float(curve[:RECOVERY_WINDOW].mean()))
             pre.append(e.recovery.pre_switch_reward)
+        else:
+            early.append(math.nan)
+            pre.append(math.nan)
     mean_curve: np.ndarray | None = None
     if curves:
         n = min(len(c) for c in curves)
@@ -213,7 +219,41 @@ def summarize(algo: str, records: Sequence[RunRecord], schedule: str) -> AlgoSum
         env_steps=Stat.of([r.env_steps for r in runs]),
         train_wall=Stat.of([r.train_wall_seconds for r in runs]),
         eval_wall=Stat.of([e.eval_wall_seconds for e in evals]),
+        per_seed={
+            "pred_error_before": [e.pred_error[0] for e in evals],
+            "pred_error_after": [e.pred_error[1] for e in evals],
+            "early_recovery": early,
+            "pre_switch": pre,
+        },
     )
+
+
+# --- reading a written summary ---------------------------------------------------------------
+#: Keys of ``summary.json`` that are not evaluation schedules.
+NOT_SCHEDULES = ("verdict", "oracle", "meta")
+
+
+def load_summary(path: Path) -> tuple[str, dict[str, Any]]:
+    """The environment and ``summary.json`` of a comparison: ``path`` is a ``compare`` output
+    directory (``report/summary.json``) or a directory holding ``summary.json`` (a committed report).
+
+    Raises:
+        UserError: no summary there.
+    """
+    path = Path(path)
+    found = next((p for p in (path / "report" / "summary.json", path / "summary.json") if p.exists()), None)
+    if found is None:
+        raise UserError(f"{path} holds no finished comparison (report/summary.json): run `learn2adapt compare` first")
+    summary = json.loads(found.read_text())
+    env = summary.get("meta", {}).get("env", "")
+    if not env and (path / "compare.json").exists():  # summaries written before "meta" existed
+        env = json.loads((path / "compare.json").read_text())["env"]
+    return env or path.name, summary
+
+
+def schedules_of(summary: dict[str, Any]) -> list[str]:
+    """The evaluation schedules a ``summary.json`` holds."""
+    return [k for k in summary if k not in NOT_SCHEDULES]
 
 
 # --- computed verdicts --------------------------------------------------------------------
@@ -497,12 +537,15 @@ def write_report(
                 "env_steps": s.env_steps.mean,
                 "train_wall_seconds": s.train_wall.mean,
                 "eval_wall_seconds": s.eval_wall.mean,
+                "per_seed": s.per_seed,
+                "episodes": [[*key, value] for key, value in sorted(s.episodes.items())],
             }
             for s in sums
         }
         for schedule, sums in by_schedule.items()
     }
     summary["verdict"] = [v for schedule, sums in by_schedule.items() for v in verdicts(sums, schedule)]
+    summary["meta"] = {"env": next((e.env for r in records for e in r.evals.values()), "")}
     if oracle:
         summary["oracle"] = {s: oracle_bound(oracle[s], by_schedule[s]) for s in oracle if oracle[s]}
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
