@@ -187,8 +187,8 @@ def test_pe_ts_and_its_adaptive_variants_train_and_evaluate_through_the_cli(cli,
     assert code == 0, err
     result = json.loads((run / "eval.json").read_text())
     assert np.isfinite(result["mean"]) and np.isfinite(result["pred_error_after"])
-    # PE-TS + GrBAL and PE-TS + MB+DE: the same ensemble, adapted member by member.
-    for algo in ("grbal", "mbde"):
+    # PE-TS + GrBAL / MB+DE (members adapted one by one) and PE-TS + ReBAL (one state, every member).
+    for algo in ("grbal", "mbde", "rebal"):
         code, _, err = cli("train", "--env", PENDULUM, "--algo", algo, "--run-dir", tmp_path / algo, "--quiet",
                            *as_sets([*tiny, "adaptation.past=8", "adaptation.future=8"]))  # fmt: skip
         assert code == 0, (algo, err)
@@ -196,9 +196,9 @@ def test_pe_ts_and_its_adaptive_variants_train_and_evaluate_through_the_cli(cli,
         assert code == 0, (algo, err)
         result = json.loads((tmp_path / algo / "eval.json").read_text())
         assert np.isfinite(result["mean"]) and result["pred_error_after"] <= 1.5 * result["pred_error_before"], algo
-    code, _, err = cli("train", "--env", PENDULUM, "--algo", "rebal", "--run-dir", tmp_path / "r", "--quiet",
+    code, _, err = cli("train", "--env", PENDULUM, "--algo", "mole", "--run-dir", tmp_path / "r", "--quiet",
                        "--set", "model.ensemble=3")  # fmt: skip
-    one_line_error(code, err, "model.ensemble > 1", "--algo mb, mbde, grbal")
+    one_line_error(code, err, "model.ensemble > 1", "--algo mb, mbde, grbal, rebal")
 
 
 def test_nominal_runs_train_and_evaluate_on_the_unmodified_system(cli, one_line_error, tmp_path):

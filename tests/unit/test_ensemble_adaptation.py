@@ -225,3 +225,92 @@ def test_ensemble_checkpoints_of_the_first_layout_still_load():
     fresh.load_state_dict(old)
     for k, v in model.state_dict().items():
         assert torch.equal(fresh.state_dict()[k], v), k
+
+
+# --- PE-TS + ReBAL ------------------------------------------------------------------------------------
+def ensemble_rebal(dtype=torch.float64):
+    torch.manual_seed(0)
+    cfg = AdaptationConfig(past=M, future=K, rnn_hidden=6)
+    rule = make_rule("rebal", OBS, ACT, ModelConfig(hidden=[8, 8], ensemble=MEMBERS), FitConfig(), cfg)
+    rule.module.to(dtype)
+    with torch.no_grad():  # a head with non-trivial outputs (its last layer starts near zero)
+        for p in rule.model.head_net.parameters():
+            p.normal_(0.0, 0.5)
+    return rule
+
+
+def member_head(model, b: int, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """Reference: member b's head alone on inputs ``x (..., in)`` with states ``h (..., H)``."""
+    net, n_in = model.head_net, OBS + ACT
+    z = x @ net.w0[b, :n_in] + (h @ net.w0[b, n_in:] + net.b0[b]).unsqueeze(-2)
+    for i in range(1, net.num_layers):
+        z = net.activation(z) @ getattr(net, f"w{i}")[b] + getattr(net, f"b{i}")[b]
+    return z
+
+
+def test_ensemble_rebal_loss_equals_a_per_member_reference():
+    rule = ensemble_rebal()
+    model = rule.model
+    S = 2
+    obs, act, nxt = segments(MEMBERS * S, M + K)
+    params = [p for p in model.parameters() if p.requires_grad]
+    loss = model.segment_loss(obs, act, nxt, M)
+    h = model.hidden(model.read(obs[:, :M], act[:, :M], nxt[:, :M])).view(MEMBERS, S, -1)
+    x = model.inputs(obs[:, M:], act[:, M:]).view(MEMBERS, S, K, -1)
+    out = torch.stack([member_head(model, b, x[b], h[b]) for b in range(MEMBERS)])
+    mean, logvar = model.gaussian(out)
+    target = model.target(obs[:, M:], nxt[:, M:]).view(MEMBERS, S, K, -1)
+    reference = ((mean - target).pow(2) * torch.exp(-logvar) + logvar).mean()
+    reference = reference + LOGVAR_BOUND_WEIGHT * (model.max_logvar.sum() - model.min_logvar.sum())
+    torch.testing.assert_close(loss, reference, rtol=1e-10, atol=1e-12)
+    for g, r in zip(torch.autograd.grad(loss, params), torch.autograd.grad(reference, params)):
+        torch.testing.assert_close(g, r, rtol=1e-9, atol=1e-12)
+
+
+def test_ensemble_rebal_samples_each_row_from_its_member_reading_the_same_state():
+    rule = ensemble_rebal(torch.float32)
+    model = rule.model
+    with torch.no_grad():
+        model.min_logvar.fill_(-40.0)
+        model.max_logvar.fill_(-39.0)
+    E, R = 2, 7
+    obs, act, nxt = segments(E, M, torch.float32, seed=1)
+    recent = Window(obs, act, nxt, torch.tensor([M, 2]))
+    s, a = torch.randn(E, R, OBS), torch.rand(E, R, ACT) * 2 - 1
+    with torch.no_grad():
+        sampled = rule.predictor(recent)(s, a)
+        mean = rule.mean_predictor(recent)(s, a)
+        h = rule.adapted_hidden(recent)
+        x = model.inputs(s, a)
+        members = torch.stack([member_head(model, b, x, h)[..., :OBS] for b in range(MEMBERS)])  # (B, E, R, d)
+    denorm = model.normalizer.denorm_delta
+    for e in range(E):
+        for r in range(R):
+            torch.testing.assert_close(
+                sampled[e, r], s[e, r] + denorm(members[r % MEMBERS, e, r]), rtol=1e-4, atol=1e-4
+            )
+    torch.testing.assert_close(mean, s + denorm(members.mean(0)), rtol=1e-4, atol=1e-4)
+
+
+def test_pe_ts_rebal_adapts_to_unseen_tasks_far_better_than_pe_ts():
+    fam = LinearTaskFamily()
+    buf = fam.make_buffer(60, 50, np.random.default_rng(0))
+    seg = fam.make_segments(fam.make_test_tasks(8), 16, 16, np.random.default_rng(1))
+    model_cfg = ModelConfig(hidden=[64, 64], ensemble=3)
+    fit_cfg = FitConfig(lr=3e-3, max_epochs=30, patience=5, max_steps_per_epoch=50)
+    adapt_cfg = AdaptationConfig(past=8, future=8, rnn_hidden=32, short_past=0.25)
+    torch.manual_seed(0)
+    pets = make_rule("mb", 4, 2, model_cfg, fit_cfg, adapt_cfg)
+    pets.fit(buf, np.random.default_rng(0), progress=False)
+    pets_err = pets.segment_errors(seg, 8)["after"]
+    torch.manual_seed(0)
+    rebal = make_rule("rebal", 4, 2, model_cfg, fit_cfg, adapt_cfg)
+    metrics = rebal.fit(buf, np.random.default_rng(0), progress=False)
+    err = rebal.segment_errors(seg, 8)
+    print(f"PE-TS {pets_err:.3f}  PE-TS + ReBAL before {err['before']:.3f} after {err['after']:.3f}  {metrics}")
+    assert err["after"] < 0.4 * pets_err and err["after"] < 0.4 * err["before"]
+
+
+def test_ensemble_rebal_refuses_whole_trajectory_training():
+    with pytest.raises(ValueError, match="rnn_training=segments"):
+        make_rule("rebal", OBS, ACT, ModelConfig(ensemble=3), FitConfig(), AdaptationConfig(rnn_training="tbptt"))

@@ -67,6 +67,7 @@ REGISTRY: dict[str, Algorithm] = {
         "ReBAL",
         "tab:green",
         "meta-trained recurrent model that reads the last M transitions",
+        ensembles=True,
     ),
     "mole": Algorithm(
         "learn2adapt.adaptation.mole",

@@ -26,11 +26,16 @@ Training (``adaptation.rnn_training``):
 Both are early-stopped on the same validation score: the post-adaptation K-step loss
 on held-out episodes' segments (M past read from the initial state), which is exactly
 how the model is used online.
+
+PE-TS + ReBAL (``model.ensemble = B``, ``segments`` training only): the recurrent state feeds
+every member of an ensemble of Gaussian heads; each member is trained, by the Gaussian NLL, on
+its own bootstrap resample of the segments (the RNN on all of them), and the planner samples
+trajectories from the members (TS-inf), all reading the same state.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -43,6 +48,7 @@ from learn2adapt.data.segment_sampler import SegmentSampler, short_past_counts, 
 from learn2adapt.data.trajectory_buffer import TrajectoryBuffer, split_episodes
 from learn2adapt.errors import ConfigError, UnknownName
 from learn2adapt.models.config import FitConfig, ModelConfig
+from learn2adapt.models.ensemble import bootstrap_indices
 from learn2adapt.models.fitting import fit_early_stopping
 from learn2adapt.models.recurrent import CELLS, RecurrentDynamics
 from learn2adapt.types import PredictFn, Window
@@ -103,6 +109,8 @@ class ReBAL(AdaptationRule):
             raise ConfigError("adaptation.meta_batch and adaptation.tbptt_length must be >= 1")
         if not 0.0 <= adapt_cfg.short_past <= 1.0:
             raise ConfigError("adaptation.short_past must be in [0, 1]")
+        if model_cfg.ensemble > 1 and adapt_cfg.rnn_training != "segments":
+            raise ConfigError("ReBAL on an ensemble trains on segments: set adaptation.rnn_training=segments")
         self.model = RecurrentDynamics(obs_dim, act_dim, model_cfg, adapt_cfg.rnn, adapt_cfg.rnn_hidden).to(self.device)
 
     @property
@@ -128,7 +136,7 @@ class ReBAL(AdaptationRule):
         length = cfg.past + cfg.future
         train_starts, val_starts = split_segment_starts(buffer, length, train_mask, val_mask, rng, VAL_SEGMENTS)
         sampler = SegmentSampler(buffer, length, self.device)
-        val_loss = self._val_loss_fn(sampler.chunks(val_starts, VAL_CHUNK))
+        val_loss = self._val_loss_fn(sampler.chunks(val_starts, VAL_CHUNK // max(1, self.model.members)))
 
         if cfg.rnn_training == "segments":
             epoch_batches, batch_loss = self._segment_objective(sampler, train_starts, int(train_mask.sum()), rng)
@@ -149,7 +157,7 @@ class ReBAL(AdaptationRule):
             total = 0.0
             with torch.no_grad():
                 for w in batches:
-                    total += len(w) * float(self.model.segment_loss(w.obs, w.act, w.next_obs, past))
+                    total += len(w) * float(self.model.segment_error(w.obs, w.act, w.next_obs, past))
             return total / total_segments
 
         return val_loss
@@ -161,8 +169,13 @@ class ReBAL(AdaptationRule):
         """
         cfg = self.adapt_cfg
         M = cfg.past
+        # An ensemble: every member's head on its own bootstrap resample of the segments (PETS).
+        members = self.model.members
+        boot = bootstrap_indices(starts, members, rng) if members else None
 
         def epoch_batches() -> Iterator[Window]:
+            if boot is not None:
+                return sampler.member_epoch(boot, cfg.meta_batch, rng, num_train, self.fit_cfg.segment_epoch)
             return sampler.epoch(starts, cfg.meta_batch, rng, num_train, self.fit_cfg.segment_epoch)
 
         def batch_loss(seg: Window) -> torch.Tensor:
@@ -240,11 +253,32 @@ class ReBAL(AdaptationRule):
     def predictor(self, recent: Window | None) -> PredictFn:
         """One-step model adapted to ``recent`` (see the class docstring for the design)."""
         model = self.model
+        if model.members:
+            return self._ensemble_predictor(recent, model.sample_rows)
         with torch.no_grad():
             ctx = model.context(self.adapted_hidden(recent)).unsqueeze(1)  # (E, 1, H1): once per plan
         denorm = model.normalizer.denorm_delta
 
         def predict(obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
             return obs + denorm(model.head(obs, act, ctx))
+
+        return predict
+
+    def mean_predictor(self, recent: Window | None) -> PredictFn:
+        if self.model.members:
+            return self._ensemble_predictor(recent, self.model.mean_rows)
+        return self.predictor(recent)
+
+    def _ensemble_predictor(self, recent: Window | None, rows: Callable[..., torch.Tensor]) -> PredictFn:
+        """Sampled (``sample_rows``) or mean (``mean_rows``) prediction of every member from the state."""
+        model = self.model
+        with torch.no_grad():
+            ctx = model.member_context(self.adapted_hidden(recent))  # (B, E | 1, 1, H1): once per plan
+        denorm = model.normalizer.denorm_delta
+
+        def predict(obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+            grouped = obs.reshape(obs.shape[0] if ctx.shape[1] > 1 else 1, -1, obs.shape[-1])
+            delta = rows(grouped, act.reshape(*grouped.shape[:2], -1), ctx)
+            return obs + denorm(delta.reshape(obs.shape))
 
         return predict

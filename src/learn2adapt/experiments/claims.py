@@ -150,8 +150,11 @@ def write_claims(paths: Sequence[Path], out: Path) -> Path:
         tally = {v: sum(c.verdict == v for c in measured) for v in ("supports", "contradicts", "within noise")}
         lines += [f"## {number}. {text}", ""]
         if not rows:
-            lines += ["Not measured: no comparison has what this claim needs (for claim 4, MB and a schedule "
-                      "that switches the dynamics mid-episode).", ""]
+            lines += [
+                "Not measured: no comparison has what this claim needs (for claim 4, MB and a schedule "
+                "that switches the dynamics mid-episode).",
+                "",
+            ]
             continue
         lines += [
             f"{len(measured)} measured: supports {tally['supports']}, contradicts {tally['contradicts']}, "

@@ -17,7 +17,7 @@ class ModelConfig:
     ensemble: int = field(
         default=1,
         metadata={
-            "help": "1: one deterministic MLP; B >= 2: a probabilistic ensemble of B Gaussian MLPs trained on bootstrapped data (PETS; --algo mb, mbde or grbal); plan with planner.particles"
+            "help": "1: one deterministic MLP; B >= 2: a probabilistic ensemble of B Gaussian MLPs trained on bootstrapped data (PETS; --algo mb, mbde, grbal or rebal); plan with planner.particles"
         },
     )
 

@@ -38,7 +38,58 @@ from learn2adapt.models.supervised import transition_tensors
 LOGVAR_BOUND_WEIGHT = 0.01
 
 
-class EnsembleDynamics(nn.Module):
+class GaussianOutput:
+    """A Gaussian over the normalised state change from a network's raw output ``(..., 2 d)``: mean and
+    soft-bounded log-variance (PETS, Appendix A.1). Shared by every ensemble model (MLP and recurrent);
+    a subclass calls :meth:`init_logvar_bounds` after ``nn.Module.__init__``."""
+
+    obs_dim: int
+    max_logvar: nn.Parameter
+    min_logvar: nn.Parameter
+
+    def init_logvar_bounds(self) -> None:
+        self.max_logvar = nn.Parameter(torch.full((self.obs_dim,), 0.5))
+        self.min_logvar = nn.Parameter(torch.full((self.obs_dim,), -10.0))
+
+    def gaussian(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and bounded log-variance from the network's raw output ``(..., 2 obs_dim)``."""
+        mean, raw = out.split(self.obs_dim, dim=-1)
+        logvar = self.max_logvar - nn.functional.softplus(self.max_logvar - raw)
+        logvar = self.min_logvar + nn.functional.softplus(logvar - self.min_logvar)
+        return mean, logvar
+
+    def gaussian_nll(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Gaussian NLL of normalised targets under raw outputs ``out`` (constants dropped, mean over
+        every axis) plus the bound penalty: the training loss, also GrBAL's outer loss on ensembles."""
+        mean, logvar = self.gaussian(out)
+        nll = ((mean - target).pow(2) * torch.exp(-logvar) + logvar).mean()
+        return nll + LOGVAR_BOUND_WEIGHT * (self.max_logvar.sum() - self.min_logvar.sum())
+
+    def sample(self, out: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """A normalised state change drawn from the Gaussian of raw outputs ``out``."""
+        mean, logvar = self.gaussian(out)
+        noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        return mean + torch.exp(0.5 * logvar) * noise
+
+
+def to_member_rows(x: torch.Tensor, members: int) -> torch.Tensor:
+    """``(G, R, F)`` -> ``(B, G, ceil(R / B), F)``: row ``r`` of every group goes to member ``r mod B``
+    (trajectory sampling, TS-inf: a particle's row is the same at every step), padded with copies."""
+    rows = x.shape[1]
+    pad = (-rows) % members
+    if pad:
+        x = torch.cat([x, x[:, :pad]], dim=1)
+    # Row r = q * B + m: member m gets rows m, m + B, m + 2B, ...
+    return x.view(x.shape[0], -1, members, x.shape[-1]).permute(2, 0, 1, 3)
+
+
+def from_member_rows(y: torch.Tensor, rows: int) -> torch.Tensor:
+    """The inverse of :func:`to_member_rows`: ``(B, G, R', F)`` -> ``(G, rows, F)``."""
+    groups = y.shape[1]
+    return y.permute(1, 2, 0, 3).reshape(groups, -1, y.shape[-1])[:, :rows]
+
+
+class EnsembleDynamics(GaussianOutput, nn.Module):
     """``B`` Gaussian MLPs ``[norm(obs), norm(act)] -> (mean, logvar)`` of ``norm(delta)``, batched over members.
 
     Like :class:`~learn2adapt.models.dynamics.MLPDynamics`, the prediction methods accept
@@ -55,8 +106,7 @@ class EnsembleDynamics(nn.Module):
         self.obs_dim, self.act_dim, self.members = obs_dim, act_dim, int(cfg.ensemble)
         self.normalizer = Normalizer(obs_dim, act_dim)
         self.net = MLP(obs_dim + act_dim, 2 * obs_dim, cfg.hidden, cfg.activation, members=self.members)
-        self.max_logvar = nn.Parameter(torch.full((obs_dim,), 0.5))
-        self.min_logvar = nn.Parameter(torch.full((obs_dim,), -10.0))
+        self.init_logvar_bounds()
         self._register_load_state_dict_pre_hook(_rename_pre_mlp_keys)
 
     def params(self) -> dict[str, torch.Tensor]:
@@ -67,23 +117,9 @@ class EnsembleDynamics(nn.Module):
         n = self.normalizer
         return torch.cat([n.norm_obs(obs), n.norm_act(act)], dim=-1)
 
-    def gaussian(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean and bounded log-variance from the network's raw output ``(..., 2 obs_dim)``."""
-        mean, raw = out.split(self.obs_dim, dim=-1)
-        logvar = self.max_logvar - nn.functional.softplus(self.max_logvar - raw)
-        logvar = self.min_logvar + nn.functional.softplus(logvar - self.min_logvar)
-        return mean, logvar
-
     def forward(self, x: torch.Tensor, params: Params | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Member outputs for ``x (B, ..., in)``: mean and bounded log-variance, each ``(B, ..., obs_dim)``."""
         return self.gaussian(self.net(x, params))
-
-    def gaussian_nll(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Gaussian NLL of normalised targets under raw outputs ``out`` (constants dropped, mean over
-        every axis) plus the bound penalty: the training loss, also GrBAL's outer loss on ensembles."""
-        mean, logvar = self.gaussian(out)
-        nll = ((mean - target).pow(2) * torch.exp(-logvar) + logvar).mean()
-        return nll + LOGVAR_BOUND_WEIGHT * (self.max_logvar.sum() - self.min_logvar.sum())
 
     def nll(self, obs: torch.Tensor, act: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
         """:meth:`gaussian_nll` on transitions ``(B, M, ...)``: member ``b`` is scored on its own
@@ -112,20 +148,9 @@ class EnsembleDynamics(nn.Module):
         params: Params | None = None,
     ) -> torch.Tensor:
         """Sampled next observations; row ``r`` of each group (see :meth:`_grouped`) uses member ``r mod B``."""
-        x, groups = self._grouped(obs, act, params)
-        rows, b = x.shape[1], self.members
-        pad = (-rows) % b
-        if pad:
-            x = torch.cat([x, x[:, :pad]], dim=1)
-        # Row r = q * B + m of a group: member m gets rows m, m + B, m + 2B, ...: (B, G, R / B, in).
-        xb = x.view(groups, -1, b, x.shape[-1]).permute(2, 0, 1, 3)
-        if params is None:
-            xb = xb.reshape(b, -1, x.shape[-1])
-        mean, logvar = self(xb, params)
-        noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
-        delta = (mean + torch.exp(0.5 * logvar) * noise).view(b, groups, -1, self.obs_dim)
-        delta = delta.permute(1, 2, 0, 3).reshape(groups, -1, self.obs_dim)[:, :rows]
-        return obs + self.normalizer.denorm_delta(delta.reshape(obs.shape))
+        x, _ = self._grouped(obs, act, params)
+        delta = self.sample(self.net(to_member_rows(x, self.members), params), generator)
+        return obs + self.normalizer.denorm_delta(from_member_rows(delta, x.shape[1]).reshape(obs.shape))
 
     def predict_mean(self, obs: torch.Tensor, act: torch.Tensor, params: Params | None = None) -> torch.Tensor:
         """The next observation the members expect on average (no sampling)."""

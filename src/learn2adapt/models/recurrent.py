@@ -18,6 +18,10 @@ the plain MLP dynamics model. Training and planning share this code path.
 Hidden states are single tensors of shape ``(B, state_size)``: ``h`` for a GRU and
 ``[h, c]`` concatenated for an LSTM, so masking, expanding and indexing are the same
 for both cells; only ``h`` is fed to the head.
+
+PE-TS + ReBAL (``model.ensemble = B``): one recurrent network, its state fed to every member of
+an ensemble of Gaussian heads (``MLP(members=B)``, mean and log-variance as in
+:mod:`learn2adapt.models.ensemble`); head tensors then carry a leading members axis.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 from learn2adapt.data.normalizer import Normalizer
 from learn2adapt.errors import ConfigError, UnknownName
 from learn2adapt.models.config import ModelConfig
+from learn2adapt.models.ensemble import GaussianOutput, from_member_rows, to_member_rows
 from learn2adapt.models.mlp import MLP, linear
 
 #: Recurrent cells accepted by :class:`RecurrentDynamics`.
@@ -40,7 +45,7 @@ CELLS = ("gru", "lstm")
 HEAD_OUTPUT_SCALE = 0.01
 
 
-class RecurrentDynamics(nn.Module):
+class RecurrentDynamics(GaussianOutput, nn.Module):
     """Normaliser + one-layer GRU/LSTM over past transitions + MLP head.
 
     Args:
@@ -62,7 +67,12 @@ class RecurrentDynamics(nn.Module):
         self.normalizer = Normalizer(obs_dim, act_dim)
         rnn_cls = nn.GRU if cell == "gru" else nn.LSTM
         self.rnn = rnn_cls(2 * obs_dim + act_dim, self.hidden_size, num_layers=1, batch_first=True)
-        self.head_net = MLP(obs_dim + act_dim + self.hidden_size, obs_dim, cfg.hidden, cfg.activation)
+        #: Ensemble members of the head (0: one deterministic head).
+        self.members = int(cfg.ensemble) if cfg.ensemble > 1 else 0
+        out = 2 * obs_dim if self.members else obs_dim
+        self.head_net = MLP(obs_dim + act_dim + self.hidden_size, out, cfg.hidden, cfg.activation, self.members)
+        if self.members:
+            self.init_logvar_bounds()
         self.reset_parameters()
 
     # --- parameters ---------------------------------------------------------------------------
@@ -184,12 +194,19 @@ class RecurrentDynamics(nn.Module):
 
     # --- predicting (the head) ------------------------------------------------------------------
     def context(self, h: torch.Tensor) -> torch.Tensor:
-        """The hidden-state part of the head's first layer, ``h @ W_h + b0``: ``(..., H1)``."""
+        """The hidden-state part of the head's first layer, ``h @ W_h + b0``: ``(..., H1)``.
+
+        An ensemble takes ``h (B, G, H)``, one row of states per member, and returns ``(B, G, H1)``.
+        """
         n_in = self.obs_dim + self.act_dim
-        return linear(h, self.head_net.w0[n_in:], cast(torch.Tensor, self.head_net.b0))
+        return linear(h, self.head_net.w0[..., n_in:, :], cast(torch.Tensor, self.head_net.b0))
+
+    def inputs(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        n = self.normalizer
+        return torch.cat([n.norm_obs(obs), n.norm_act(act)], dim=-1)
 
     def head(self, obs: torch.Tensor, act: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
-        """Normalised predicted state change.
+        """Normalised predicted state change (a deterministic head).
 
         Args:
             obs: ``(B, N, d)`` states.
@@ -197,10 +214,17 @@ class RecurrentDynamics(nn.Module):
             ctx: :meth:`context` of the hidden state, ``(B, 1, H1)`` (shared across N) or
                 ``(B, N, H1)``.
         """
-        n, net = self.normalizer, self.head_net
-        x = torch.cat([n.norm_obs(obs), n.norm_act(act)], dim=-1)
-        w_sa = net.w0[: self.obs_dim + self.act_dim]
-        if x.dim() == 3 and ctx.dim() == 3:
+        return self.head_rows(self.inputs(obs, act), ctx)
+
+    def head_rows(self, x: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
+        """The head on normalised inputs ``x``; an ensemble's ``x (B, G, R, in)`` with ``ctx (B, G | 1, 1, H1)``
+        gives raw outputs ``(B, G, R, 2 d)`` (member ``b`` on its own rows)."""
+        net = self.head_net
+        w_sa = net.w0[..., : self.obs_dim + self.act_dim, :]
+        if self.members:
+            b, g, r, n_in = x.shape
+            z = torch.bmm(x.reshape(b, g * r, n_in), w_sa).view(b, g, r, -1) + ctx
+        elif x.dim() == 3 and ctx.dim() == 3:
             # One fused kernel, ctx broadcast over N (an expanded view, never copied).
             z = torch.baddbmm(ctx, x, w_sa.expand(x.shape[0], -1, -1))
         else:
@@ -208,6 +232,22 @@ class RecurrentDynamics(nn.Module):
         for i in range(1, net.num_layers):
             z = linear(net.activation(z), getattr(net, f"w{i}"), getattr(net, f"b{i}"))
         return z
+
+    def member_context(self, h: torch.Tensor) -> torch.Tensor:
+        """An ensemble's :meth:`context` of states ``h (G, H)`` shared by every member: ``(B, G, 1, H1)``."""
+        return self.context(h.expand(self.members, *h.shape)).unsqueeze(2)
+
+    def sample_rows(self, obs: torch.Tensor, act: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
+        """An ensemble's sampled normalised state change for ``obs (G, R, d)``, row ``r`` on member
+        ``r mod B`` (trajectory sampling); ``ctx`` from :meth:`member_context`."""
+        x = self.inputs(obs, act)
+        out = self.head_rows(to_member_rows(x, self.members), ctx)
+        return from_member_rows(self.sample(out), x.shape[1])
+
+    def mean_rows(self, obs: torch.Tensor, act: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
+        """An ensemble's mean normalised state change over members for ``obs (G, R, d)``."""
+        x = self.inputs(obs, act)
+        return self.head_rows(x.expand(self.members, *x.shape), ctx)[..., : self.obs_dim].mean(0)
 
     def forward(self, obs: torch.Tensor, act: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         """Normalised predicted state change from ``h`` ``(B, H)`` (shared across N) or ``(B, N, H)``."""
@@ -233,5 +273,20 @@ class RecurrentDynamics(nn.Module):
         ``(s, a)`` (Nagabandi, Clavera et al., 2019, Eq. 5 with ``u_psi`` a recurrent update).
         """
         state = self.read(obs[:, :past], act[:, :past], next_obs[:, :past], count)
+        target = self.target(obs[:, past:], next_obs[:, past:])
+        if self.members:  # member-major segments: member b's are rows b S .. (b + 1) S - 1
+            h = self.hidden(state).view(self.members, -1, self.hidden_size)
+            x = self.inputs(obs[:, past:], act[:, past:])
+            out = self.head_rows(x.view(self.members, -1, *x.shape[1:]), self.context(h).unsqueeze(2))
+            return self.gaussian_nll(out, target.view(self.members, -1, *target.shape[1:]))
         pred = self(obs[:, past:], act[:, past:], self.hidden(state))
+        return (pred - target).pow(2).mean()
+
+    def segment_error(self, obs: torch.Tensor, act: torch.Tensor, next_obs: torch.Tensor, past: int) -> torch.Tensor:
+        """The validation measure: MSE of the prediction after reading the M past transitions (an
+        ensemble: of its members' mean, every member reading the same segments)."""
+        if not self.members:
+            return self.segment_loss(obs, act, next_obs, past)
+        state = self.read(obs[:, :past], act[:, :past], next_obs[:, :past])
+        pred = self.mean_rows(obs[:, past:], act[:, past:], self.member_context(self.hidden(state)))
         return (pred - self.target(obs[:, past:], next_obs[:, past:])).pow(2).mean()
