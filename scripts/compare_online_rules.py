@@ -30,7 +30,9 @@ def _slug(schedule: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", schedule).strip("-")
 
 
-def evaluate(runs: list[Path], schedules: list[str], rules: list[str], out: Path, episodes: int | None) -> dict:
+def evaluate(
+    runs: list[Path], schedules: list[str], rules: list[str], out: Path, episodes: int | None, sets: list[str]
+) -> dict:
     """``{schedule: {rule: {run name: eval.json dict}}}``, running the evaluations still missing."""
     results: dict = {}
     for schedule in schedules:
@@ -51,6 +53,8 @@ def evaluate(runs: list[Path], schedules: list[str], rules: list[str], out: Path
                     ]
                     if episodes is not None:
                         argv += ["--episodes", str(episodes)]
+                    for item in sets:  # test-time options (e.g. adaptation.mixture.lr), every rule
+                        argv += ["--set", item]
                     print(f"eval {run.name} --online {rule} --schedule {schedule}", flush=True)
                     if cli(argv) != 0:
                         raise SystemExit(f"evaluation failed: {' '.join(argv)}")
@@ -117,6 +121,9 @@ def main() -> int:
     parser.add_argument("--rules", default="grbal,mole", help="online rules, the first is the reference")
     parser.add_argument("--episodes", type=int, default=None, help="episodes per test task (default: the run's)")
     parser.add_argument("--out", type=Path, required=True, help="folder for the eval JSONs and report.md")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="test-time option of every evaluation"
+    )
     args = parser.parse_args()
     rules = [r.strip() for r in args.rules.split(",") if r.strip()]
     missing = [str(r) for r in args.runs if not (r / "config.json").exists()]
@@ -124,7 +131,7 @@ def main() -> int:
         print(f"error: {'not run directories: ' + ', '.join(missing) if missing else '--rules needs two rules'}")
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
-    results = evaluate(args.runs, args.schedule, rules, args.out, args.episodes)
+    results = evaluate(args.runs, args.schedule, rules, args.out, args.episodes, args.set)
     text, summary = summarise(results, rules)
     command = "scripts/compare_online_rules.py " + " ".join(sys.argv[1:])
     (args.out / "report.md").write_text(f"# Online rules on the same models\n\nCommand: `{command}`\n\n{text}")

@@ -77,10 +77,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         check_schedule(args.schedule)
     out = Path(args.output) if args.output else Path(args.run_dir) / "eval.json"
     st = load_run(Path(args.run_dir))
-    if args.online:
+    if args.online or args.set:
         if not isinstance(st, RunState):
-            raise ConfigError(f"--online: a {st.cfg.algo} run has no model to adapt online")
-        st = with_online_rule(st, args.online)
+            raise ConfigError(f"--online / --set: a {st.cfg.algo} run has no model to plan or adapt with")
+        st = with_online_rule(st, args.online or st.cfg.algo, args.set or [])
     check_writable(out.parent)  # before the evaluation, not after it
     if args.schedule:
         st.cfg.eval.schedule = args.schedule
@@ -429,6 +429,12 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
         default=None,
         metavar="ALGO",
         help="evaluate with another online rule on the same meta-trained model, e.g. --online mole for a grbal run",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="change a test-time option of the run (planner.*, adaptation.mixture.*, eval.*; repeatable)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 

@@ -132,6 +132,13 @@ def test_a_grbal_run_is_evaluated_with_the_mixture(cli, one_line_error, tmp_path
     assert result["algo"] == "mole" and np.isfinite(result["mean"])
     code, _, err = cli("eval", run, "--quiet", "--online", "rebal")
     one_line_error(code, err, "cannot be evaluated with rebal")
+    # Test-time options change on a trained run: one model only = continued adaptation.
+    code, _, err = cli("eval", run, "--quiet", "--episodes", "1", "--online", "mole", "--schedule", "recurring:period=20",
+                       "--set", "adaptation.mixture.max_models=1", "--output", tmp_path / "one.json")  # fmt: skip
+    assert code == 0, err
+    assert json.loads((tmp_path / "one.json").read_text())["recall"]["mean_models"] == 1.0
+    code, _, err = cli("eval", run, "--quiet", "--set", "model.hidden=8")
+    one_line_error(code, err, "eval --set model.hidden=8", "test-time options")
 
 
 def test_a_recurring_schedule_reports_recall_and_the_mixture_assignment(cli, tmp_path):

@@ -113,16 +113,27 @@ def load_run(run_dir: Path) -> RunState:
 _SHARED_PRIOR = ("grbal", "mole")
 
 
-def with_online_rule(st: RunState, algo: str) -> RunState:
-    """``st`` with its meta-trained model driven by the online rule ``algo`` (e.g. a GrBAL run with MOLe)."""
-    if algo == st.cfg.algo:
+#: Options an evaluation may change on a trained run (``eval --set``): what acts at test time only.
+TEST_TIME_OPTIONS = ("planner.", "adaptation.mixture.", "eval.")
+
+
+def with_online_rule(st: RunState, algo: str, changes: Sequence[str] = ()) -> RunState:
+    """``st`` with its meta-trained model driven by the online rule ``algo`` (e.g. a GrBAL run with MOLe),
+    and the test-time options ``changes`` (``KEY=VALUE``, keys under :data:`TEST_TIME_OPTIONS`) applied."""
+    refused = [c for c in changes if not c.split("=", 1)[0].startswith(TEST_TIME_OPTIONS)]
+    if refused:
+        raise ConfigError(
+            f"eval --set {refused[0]}: only test-time options ({', '.join(p + '*' for p in TEST_TIME_OPTIONS)}) "
+            "can change on a trained run"
+        )
+    if algo == st.cfg.algo and not changes:
         return st
-    if algo not in _SHARED_PRIOR or st.cfg.algo not in _SHARED_PRIOR:
+    if algo != st.cfg.algo and (algo not in _SHARED_PRIOR or st.cfg.algo not in _SHARED_PRIOR):
         raise ConfigError(
             f"--online {algo}: a {st.cfg.algo} run cannot be evaluated with {algo}; "
             f"the rules that share a meta-trained model are {', '.join(_SHARED_PRIOR)}"
         )
-    cfg = copy.deepcopy(st.cfg)
+    cfg = apply_overrides(copy.deepcopy(st.cfg), list(changes)).validate()
     cfg.algo = algo
     env = make_env(cfg.env)
     rule = build_rule(cfg, env)
