@@ -167,20 +167,26 @@ def test_an_edited_config_is_refused(cli, one_line_error, run: Path) -> None:
     one_line_error(code, err, "was edited after the last checkpoint")
 
 
-def test_a_run_written_before_an_option_existed_still_loads_and_resumes(cli, run: Path) -> None:
-    # As if adaptation.de_select had been added to learn2adapt after this run was written: the
-    # saved config lacks it (loaded with its default), which is no edit of the run.
+@pytest.mark.parametrize("known_to_the_checkpoint", [(), ("nominal",)])
+def test_a_run_written_before_an_option_existed_still_loads_and_resumes(
+    cli, run: Path, known_to_the_checkpoint
+) -> None:
+    # As if adaptation.de_select and nominal had been added to learn2adapt after this run's
+    # config.json was written (so it lacks both, loaded with their defaults: no edit of the run),
+    # and its checkpoint written by a version that knew none of them, or nominal only.
     from learn2adapt.training.checkpoint import load_checkpoint, save_checkpoint
     from learn2adapt.training.loop import config_digest
 
     path = run / "config.json"
     saved = json.loads(path.read_text())
     saved["adaptation"].pop("de_select")
+    saved.pop("nominal")
     path.write_text(json.dumps(saved, indent=2))
 
     state = load_checkpoint(run / "checkpoint.pt")
     state.pop("digest", None)
-    state["config_digest"] = config_digest(saved)  # what that version computed: over the config it knew
+    known = {**saved, **{k: False for k in known_to_the_checkpoint}}
+    state["config_digest"] = config_digest(known)  # what that version computed: over the config it knew
     save_checkpoint(run / "checkpoint.pt", state)
     code, _, err = cli("eval", run, "--quiet")
     assert code == 0, err

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import itertools
 import json
 import math
 import shutil
@@ -160,13 +161,45 @@ def config_digest(cfg: RunConfig | dict[str, Any]) -> str:
 def check_config_digest(state: dict[str, Any], cfg: RunConfig, cfg_path: Path) -> bool:
     """Whether a checkpoint belongs to this configuration.
 
-    Compared with the saved file as written as well as with ``cfg``: an option added to
-    learn2adapt after the run was written (loaded with its default) is no edit.
+    Options added to learn2adapt after the run's ``config.json`` was written (loaded with their
+    defaults) are no edit, whichever version wrote the checkpoint: it knew some of them, so the
+    digest is compared with the configuration without each subset of those options (a handful:
+    ``2^k`` digests for ``k`` added options), the saved file as written included.
     """
     digest = state.get("config_digest")
     if digest is None:
         return True
-    return digest == config_digest(cfg) or digest == config_digest(json.loads(cfg_path.read_text()))
+    saved = json.loads(cfg_path.read_text())
+    if digest in (config_digest(cfg), config_digest(saved)):
+        return True
+    full = to_dict(cfg)
+    added = _added_options(full, saved)
+    for k in range(1, min(len(added), MAX_ADDED_OPTIONS) + 1):
+        for subset in itertools.combinations(added, k):
+            values = copy.deepcopy(full)
+            for *path, last in subset:
+                node = values
+                for part in path:
+                    node = node[part]
+                node.pop(last)
+            if config_digest(values) == digest:
+                return True
+    return False
+
+
+#: Options added since a run was written that :func:`check_config_digest` tries leaving out.
+MAX_ADDED_OPTIONS = 8
+
+
+def _added_options(full: dict[str, Any], saved: dict[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Paths of ``full``'s keys missing from ``saved`` (a whole missing table is one path)."""
+    out = []
+    for key, value in full.items():
+        if key not in saved:
+            out.append((*prefix, key))
+        elif isinstance(value, dict) and isinstance(saved[key], dict):
+            out += _added_options(value, saved[key], (*prefix, key))
+    return out
 
 
 def _load_run_and_checkpoint(run_dir: Path, cfg: RunConfig | None = None) -> tuple[RunState, dict[str, Any]]:
