@@ -111,6 +111,8 @@ def test_compare_report_has_every_algorithm_and_plot(tiny_compare, capsys):
         assert (out / "report" / plot).stat().st_size > 1000, plot
         assert f"]({plot})" in report, plot
     assert "best is" in report and "95% CI of the difference" in report
+    assert f"Command: `learn2adapt compare --env {PENDULUM} --preset quick --algos " in report
+    assert "--schedule fixed --schedule switch:t=15" in report and f"--out {out}`" in report
     summary = json.loads((out / "report" / "summary.json").read_text())
     assert set(summary["fixed"]) == set(ALGOS) and set(summary["switch:t=15"]) == set(ALGOS)
     for algo in ALGOS:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import shlex
 import tarfile
 import tempfile
 import threading
@@ -365,6 +366,10 @@ def compare(
 
     t0 = time.time()
     configs = resolve_configs(env, preset, algos, seeds, overrides)
+    out = Path(out) if out is not None else Path("runs") / f"compare-{short_name(env)}-{preset}"
+    command = compare_command(
+        env, preset, algos, seeds, out, overrides, schedules, eval_episodes, sample_efficiency, oracle
+    )
     schedules = list(schedules) if schedules else default_schedules(configs[0])
     for spec in schedules:  # before hours of training, not after them
         check_schedule(spec)
@@ -374,7 +379,6 @@ def compare(
         if all(c.algo in MODEL_FREE for c in configs):
             raise ConfigError("--oracle uses the planner of a model-based algorithm; none is compared")
         check_oracle(env)
-    out = Path(out) if out is not None else Path("runs") / f"compare-{short_name(env)}-{preset}"
     with RunLock(out, what="comparison"):
         check_writable(out)
         return _compare_locked(
@@ -395,7 +399,35 @@ def compare(
             keep_checkpoints,
             sample_efficiency,
             oracle,
+            command,
         )
+
+
+def compare_command(
+    env: str,
+    preset: str,
+    algos: Sequence[str],
+    seeds: Sequence[int],
+    out: Path,
+    overrides: Sequence[str],
+    schedules: Sequence[str] | None,
+    eval_episodes: int | None,
+    sample_efficiency: bool,
+    oracle: bool,
+) -> str:
+    """The ``learn2adapt compare`` command line that regenerates a comparison (without runner options)."""
+    seed_arg = str(len(seeds)) if list(seeds) == list(range(len(seeds))) else ",".join(map(str, seeds))
+    parts = [
+        "learn2adapt compare",
+        f"--env {env}",
+        f"--preset {preset}",
+        f"--algos {','.join(algos)}",
+        f"--seeds {seed_arg}",
+    ]
+    parts += [f"--set {shlex.quote(o)}" for o in overrides] + [f"--schedule {shlex.quote(s)}" for s in schedules or ()]
+    parts += [f"--episodes {eval_episodes}"] if eval_episodes else []
+    parts += (["--sample-efficiency"] if sample_efficiency else []) + (["--oracle"] if oracle else [])
+    return " ".join([*parts, f"--out {shlex.quote(str(out))}"])
 
 
 def _compare_locked(
@@ -416,6 +448,7 @@ def _compare_locked(
     keep: bool,
     sample_efficiency: bool = False,
     oracle: bool = False,
+    command: str = "",
 ) -> Path:
     """:func:`compare` once its output directory is locked."""
     from learn2adapt.experiments.report import RunRecord, write_report
@@ -446,13 +479,15 @@ def _compare_locked(
     )
     cfg0 = configs[0]
     notes = [
+        f"Command: `{command}` (runs already complete in `--out` are reused; `--workers N` runs them in parallel).",
         f"Environment `{env}`, preset `{preset}`" + (f", overrides `{' '.join(overrides)}`" if overrides else "") + ".",
         f"Training seeds {list(seeds)}; {eval_episodes or cfg0.eval.episodes_per_task} evaluation episodes per held-out "
         f"task and seed, episode length {cfg0.eval.episode_length or cfg0.episode_length}; evaluation seed = training seed.",
         f"Prediction error: M = {cfg0.adaptation.past} past, K = {cfg0.adaptation.future} future transitions, "
         "on segments of the evaluation episodes.",
-        f"Wall-clock of this comparison: {time.time() - t0:.0f} s with {runner.workers} worker(s) "
-        f"({sum(r.trained for r in results)} runs trained, {sum(r.evaluated for r in results)} evaluated, the rest reused).",
+        f"Wall-clock of this invocation: {time.time() - t0:.0f} s with {runner.workers} worker(s) "
+        f"({sum(r.trained for r in results)} runs trained, {sum(r.evaluated for r in results)} evaluated, the rest reused; "
+        "each run's own training and evaluation wall-clock is in the tables).",
     ]
     report = write_report(
         records,
