@@ -113,6 +113,7 @@ def test_compare_report_has_every_algorithm_and_plot(tiny_compare, capsys):
     assert "best is" in report and "95% CI of the difference" in report
     assert f"Command: `learn2adapt compare --env {PENDULUM} --preset quick --algos " in report
     assert "--schedule fixed --schedule switch:t=15" in report and f"--out {out}`" in report
+    assert report.count("| 0 | ") >= 1 and "MB+DE's test-time step, chosen after the last fit" in report
     summary = json.loads((out / "report" / "summary.json").read_text())
     assert set(summary["fixed"]) == set(ALGOS) and set(summary["switch:t=15"]) == set(ALGOS)
     for algo in ALGOS:

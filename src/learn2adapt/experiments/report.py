@@ -228,6 +228,34 @@ def summarize(algo: str, records: Sequence[RunRecord], schedule: str) -> AlgoSum
     )
 
 
+def dynamic_eval_lines(records: Sequence[RunRecord]) -> list[str]:
+    """MB+DE's test-time step size and number of steps in force after each run's last fit (chosen on
+    held-out training episodes, ``adaptation.de_select``), with the validation errors behind the choice."""
+    rows = []
+    for r in records:
+        last = r.metrics[-1] if r.metrics else {}
+        if r.algo != "mbde" or not isinstance(last.get("fit/de_lr"), (int, float)):
+            continue
+        before, after = last.get("fit/val_loss_before_adapt"), last.get("fit/val_loss_after_adapt")
+        errors = (
+            f"{before:.4g} -> {after:.4g}"
+            if isinstance(before, (int, float)) and isinstance(after, (int, float))
+            else "n/a"
+        )
+        rows.append(f"| {r.seed} | {last['fit/de_lr']:g} | {last['fit/de_steps']:.0f} | {errors} |")
+    if not rows:
+        return []
+    return [
+        "MB+DE's test-time step, chosen after the last fit on held-out *training* episodes (step size 0: no "
+        "pair of the grid beat the unadapted model there), with that validation error before -> after:",
+        "",
+        "| seed | step size | steps | validation error |",
+        "|---|---|---|---|",
+        *rows,
+        "",
+    ]
+
+
 # --- reading a written summary ---------------------------------------------------------------
 #: Keys of ``summary.json`` that are not evaluation schedules.
 NOT_SCHEDULES = ("verdict", "oracle", "meta")
@@ -464,6 +492,7 @@ def write_report(
                 )
             lines.append("")
 
+    lines += dynamic_eval_lines(records)
     learning, heldout, pred, recovery = PLOTS
     lines += [
         "## Plots",
