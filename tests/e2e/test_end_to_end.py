@@ -224,3 +224,20 @@ def test_nominal_runs_train_and_evaluate_on_the_unmodified_system(cli, one_line_
                        *as_sets(["nominal=true", "eval.schedule=switch:t=100"]))  # fmt: skip
     one_line_error(code, err, "nominal=true", "eval.schedule=fixed")
     assert not (tmp_path / "x").exists()  # refused before anything is written
+
+
+def test_the_pets_preset_trains_one_tiny_iteration_of_each_ensemble_variant(cli, tmp_path):
+    from learn2adapt.adaptation import ENSEMBLE_ALGORITHMS
+
+    tiny = ["iterations=1", "episode_length=40", "eval.episode_length=40", "model.hidden=16", "fit.max_epochs=1",
+            "planner.horizon=3", "planner.num_candidates=16", "planner.cem.elites=4", "planner.cem.iterations=2",
+            "planner.particles=5", "adaptation.past=4", "adaptation.future=4", "adaptation.rnn_hidden=8"]  # fmt: skip
+    for algo in ENSEMBLE_ALGORITHMS:
+        run = tmp_path / algo
+        code, _, err = cli("train", "--env", "learn2adapt/HalfCheetahMassDamping-v0", "--preset", "pets", "--algo",
+                           algo, "--run-dir", run, "--quiet", *as_sets(tiny))  # fmt: skip
+        assert code == 0, (algo, err)
+        cfg = json.loads((run / "config.json").read_text())
+        assert cfg["model"]["ensemble"] == 5 and cfg["planner"]["name"] == "cem", algo
+        rows = (run / "metrics.csv").read_text().splitlines()
+        assert len(rows) == 3 and "nan" not in rows[-1].split(",")[3], (algo, rows)

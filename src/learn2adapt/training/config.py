@@ -46,7 +46,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from learn2adapt.adaptation import ALGORITHMS, ENSEMBLE_ALGORITHMS, check_algo
+from learn2adapt.adaptation import ALGORITHMS, ENSEMBLE_ALGORITHMS, MODEL_FREE, check_algo
 from learn2adapt.adaptation.config import DE_SELECT, AdaptationConfig
 from learn2adapt.data.segment_sampler import SEGMENT_EPOCHS
 from learn2adapt.errors import ConfigError, UnknownName
@@ -207,7 +207,7 @@ class RunConfig:
             (math.isfinite(self.adaptation.de_lr) and self.adaptation.de_lr >= 0, "adaptation.de_lr must be >= 0"),
             (self.model.ensemble >= 1, "model.ensemble must be >= 1 (1: no ensemble)"),
             (
-                self.model.ensemble == 1 or self.algo in ENSEMBLE_ALGORITHMS,
+                self.model.ensemble == 1 or self.algo in ENSEMBLE_ALGORITHMS or self.algo in MODEL_FREE,
                 f"model.ensemble > 1 (probabilistic ensemble) is implemented for --algo {', '.join(ENSEMBLE_ALGORITHMS)}",
             ),
             (self.planner.particles >= 1, "planner.particles must be >= 1"),
