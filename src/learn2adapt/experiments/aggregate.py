@@ -121,6 +121,10 @@ def aggregate(paths: Sequence[Path], schedule: str = "fixed", out: Path | None =
     lines = [
         f"# Aggregate over {len(domains)} domains (`{schedule}`)",
         "",
+        "Command: `learn2adapt aggregate "
+        + " ".join(str(d.path) for d in domains)
+        + f" --schedule {schedule} --out {out}`",
+        "",
         "Held-out returns normalised per domain: 0 = the lowest, 1 = the highest per-seed return of any "
         "algorithm compared there (learn2adapt/experiments/aggregate.py). Interquartile mean, median and mean "
         f"over runs x domains with stratified-bootstrap 95% CIs ({REPS} replications), by rliable.",
