@@ -167,7 +167,7 @@ class EnsembleDynamics(GaussianOutput, nn.Module):
 
 
 def _rename_pre_mlp_keys(state: dict[str, Any], prefix: str, *_: Any) -> None:
-    """Checkpoints of learn2adapt 0.x stored members as ``weights.i`` / ``biases.i (B, 1, out)``."""
+    """Ensembles written before they were an ``MLP(members=B)`` stored ``weights.i`` / ``biases.i (B, 1, out)``."""
     for key in [k for k in state if k.startswith(prefix + "weights.") or k.startswith(prefix + "biases.")]:
         kind, index = key[len(prefix) :].split(".")
         value = state.pop(key)
