@@ -177,6 +177,22 @@ def test_sampled_rows_keep_their_member_with_adapted_weights():
                 )
 
 
+def fit_against_pe_ts(algo: str, buf, seg: Window, model_cfg, fit_cfg, adapt_cfg) -> tuple[float, dict, dict]:
+    """PE-TS's held-out error after the M past transitions of ``seg``, and ``algo``'s errors before /
+    after adaptation with its fit metrics (both fitted from the same seed on ``buf``)."""
+    past = adapt_cfg.past
+    torch.manual_seed(0)
+    pets = make_rule("mb", 4, 2, model_cfg, fit_cfg, adapt_cfg)
+    pets.fit(buf, np.random.default_rng(0), progress=False)
+    pets_err = pets.segment_errors(seg, past)["after"]
+    torch.manual_seed(0)
+    rule = make_rule(algo, 4, 2, model_cfg, fit_cfg, adapt_cfg)
+    metrics = rule.fit(buf, np.random.default_rng(0), progress=False)
+    err = rule.segment_errors(seg, past)
+    print(f"PE-TS {pets_err:.3f}  PE-TS + {algo} before {err['before']:.3f} after {err['after']:.3f}  {metrics}")
+    return pets_err, err, metrics
+
+
 def test_pe_ts_grbal_adapts_to_unseen_tasks_far_better_than_pe_ts():
     """The synthetic family of the GrBAL tests: the meta-trained ensemble's adapted error on unseen
     tasks is far below the plain ensemble's (PE-TS) and its own unadapted error."""
@@ -186,15 +202,7 @@ def test_pe_ts_grbal_adapts_to_unseen_tasks_far_better_than_pe_ts():
     model_cfg = ModelConfig(hidden=[64, 64], ensemble=3)
     fit_cfg = FitConfig(max_epochs=12, patience=4, max_steps_per_epoch=100, segment_epoch="starts")
     adapt_cfg = AdaptationConfig(past=16, future=16, inner_lr=0.1, step_size="scalar")
-    torch.manual_seed(0)
-    pets = make_rule("mb", 4, 2, model_cfg, fit_cfg, adapt_cfg)
-    pets.fit(buf, np.random.default_rng(0), progress=False)
-    pets_err = pets.segment_errors(seg, 16)["after"]
-    torch.manual_seed(0)
-    grbal = make_rule("grbal", 4, 2, model_cfg, fit_cfg, adapt_cfg)
-    metrics = grbal.fit(buf, np.random.default_rng(0), progress=False)
-    err = grbal.segment_errors(seg, 16)
-    print(f"PE-TS {pets_err:.3f}  PE-TS + GrBAL before {err['before']:.3f} after {err['after']:.3f}  {metrics}")
+    pets_err, err, metrics = fit_against_pe_ts("grbal", buf, seg, model_cfg, fit_cfg, adapt_cfg)
     assert metrics["fit/val_loss_after_adapt"] < 0.5 * metrics["fit/val_loss_before_adapt"]
     assert err["after"] < 0.4 * pets_err and err["after"] < 0.4 * err["before"]
 
@@ -299,15 +307,7 @@ def test_pe_ts_rebal_adapts_to_unseen_tasks_far_better_than_pe_ts():
     model_cfg = ModelConfig(hidden=[64, 64], ensemble=3)
     fit_cfg = FitConfig(lr=3e-3, max_epochs=30, patience=5, max_steps_per_epoch=50)
     adapt_cfg = AdaptationConfig(past=8, future=8, rnn_hidden=32, short_past=0.25)
-    torch.manual_seed(0)
-    pets = make_rule("mb", 4, 2, model_cfg, fit_cfg, adapt_cfg)
-    pets.fit(buf, np.random.default_rng(0), progress=False)
-    pets_err = pets.segment_errors(seg, 8)["after"]
-    torch.manual_seed(0)
-    rebal = make_rule("rebal", 4, 2, model_cfg, fit_cfg, adapt_cfg)
-    metrics = rebal.fit(buf, np.random.default_rng(0), progress=False)
-    err = rebal.segment_errors(seg, 8)
-    print(f"PE-TS {pets_err:.3f}  PE-TS + ReBAL before {err['before']:.3f} after {err['after']:.3f}  {metrics}")
+    pets_err, err, _ = fit_against_pe_ts("rebal", buf, seg, model_cfg, fit_cfg, adapt_cfg)
     assert err["after"] < 0.4 * pets_err and err["after"] < 0.4 * err["before"]
 
 

@@ -125,9 +125,7 @@ class SegmentSampler:
         mode: str = "starts",
     ) -> Iterator[Window]:
         """One epoch over ``starts``, ``batch_size`` windows at a time (see :func:`epoch_starts`)."""
-        order = epoch_starts(starts, num_transitions, self.length, batch_size, mode, rng)
-        for i in range(0, order.size, batch_size):
-            yield self.gather(order[i : i + batch_size])
+        return self.member_epoch(starts[None], batch_size, rng, num_transitions, mode)
 
     def member_epoch(
         self,

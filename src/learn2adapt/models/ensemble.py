@@ -155,10 +155,7 @@ class EnsembleDynamics(GaussianOutput, nn.Module):
     def predict_mean(self, obs: torch.Tensor, act: torch.Tensor, params: Params | None = None) -> torch.Tensor:
         """The next observation the members expect on average (no sampling)."""
         x, groups = self._grouped(obs, act, params)
-        xb = x.unsqueeze(0).expand(self.members, *x.shape)
-        if params is None:
-            xb = xb.reshape(self.members, -1, x.shape[-1])
-        mean, _ = self(xb, params)
+        mean, _ = self(x.unsqueeze(0).expand(self.members, *x.shape), params)
         return obs + self.normalizer.denorm_delta(mean.mean(0).reshape(obs.shape))
 
     def loss(self, obs: torch.Tensor, act: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:

@@ -170,11 +170,11 @@ def check_config_digest(state: dict[str, Any], cfg: RunConfig, cfg_path: Path) -
     if digest is None:
         return True
     saved = json.loads(cfg_path.read_text())
-    if digest in (config_digest(cfg), config_digest(saved)):
+    if digest == config_digest(saved):
         return True
     full = to_dict(cfg)
     added = _added_options(full, saved)
-    for k in range(1, min(len(added), MAX_ADDED_OPTIONS) + 1):
+    for k in range(min(len(added), MAX_ADDED_OPTIONS) + 1):  # k = 0: the configuration as loaded
         for subset in itertools.combinations(added, k):
             values = copy.deepcopy(full)
             for *path, last in subset:
