@@ -281,6 +281,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             keep_checkpoints=not args.no_checkpoints,
             sample_efficiency=args.sample_efficiency,
             oracle=args.oracle,
+            variants=args.variant or [],
         )
     _print_verdict(report)
     return 0
@@ -467,7 +468,16 @@ def _compare_args(p: argparse.ArgumentParser) -> None:
 
     _job_args(p)
     p.add_argument(
-        "--algos", default=",".join(PAPER_ALGORITHMS), help=f"comma-separated algorithms ({', '.join(ALGORITHMS)})"
+        "--algos",
+        default=",".join(PAPER_ALGORITHMS),
+        help=f"comma-separated algorithms ({', '.join(ALGORITHMS)}), each optionally with a variant: ALGO+VARIANT, "
+        "e.g. grbal+pe (PE-TS + GrBAL: model.ensemble=5, planner.particles=20)",
+    )
+    p.add_argument(
+        "--variant",
+        action="append",
+        metavar="NAME:KEY=VALUE",
+        help="define a variant or change one of its options (repeatable), e.g. pe:planner.particles=5",
     )
     p.add_argument("--seeds", type=int, default=3, help="training seeds per algorithm (0..N-1)")
     p.add_argument(

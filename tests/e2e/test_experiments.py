@@ -230,3 +230,29 @@ def test_claims_of_a_comparison_pair_returns_by_episode_and_errors_by_seed(tiny_
         assert c["verdict"] in ("supports", "contradicts", "within noise"), c
     assert not any(c["claim"] == 4 and c["schedule"] == "fixed" for c in checks)  # no switch there
     assert "## 4. adaptation helps most" in (tmp_path / "claims" / "claims.md").read_text()
+
+
+def test_compare_puts_ensemble_versions_beside_the_deterministic_models(cli, tmp_path):
+    out = tmp_path / "pe"
+    sets = [x for item in TINY for x in ("--set", item)]
+    variant = ["--variant", "pe:model.ensemble=2", "--variant", "pe:planner.particles=3"]
+    code, _, err = cli("compare", "--env", PENDULUM, "--algos", "mb,mb+pe,grbal+pe", "--seeds", "1",
+                       "--schedule", "fixed", "--out", out, "--quiet", *variant, *sets)  # fmt: skip
+    assert code == 0, err
+    config = {name: json.loads((out / "runs" / f"{name}-s0" / "config.json").read_text()) for name in ("mb", "mb+pe")}
+    assert (config["mb"]["model"]["ensemble"], config["mb"]["planner"]["particles"]) == (1, 1)
+    assert (config["mb+pe"]["model"]["ensemble"], config["mb+pe"]["planner"]["particles"]) == (2, 3)
+    assert config["mb+pe"]["algo"] == "mb"
+    summary = json.loads((out / "report" / "summary.json").read_text())
+    assert set(summary["fixed"]) == {"mb", "mb+pe", "grbal+pe"}
+    report = (out / "report" / "report.md").read_text()
+    assert "| PE-TS |" in report and "| PE-TS + GrBAL |" in report and "| MB |" in report
+    assert (
+        "--algos mb,mb+pe,grbal+pe --seeds 1 --variant pe:model.ensemble=2 --variant pe:planner.particles=3" in report
+    )
+
+
+def test_compare_with_an_unknown_variant_fails_before_training(cli, one_line_error, tmp_path):
+    code, _, err = cli("compare", "--env", PENDULUM, "--algos", "mb,grbal+big", "--out", tmp_path / "x", "--quiet")
+    one_line_error(code, err, "unknown variant 'big'", "--variant big:KEY=VALUE")
+    assert not (tmp_path / "x").exists()

@@ -27,9 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from learn2adapt.adaptation import label
 from learn2adapt.errors import UserError
 from learn2adapt.experiments.report import load_summary, schedules_of
+from learn2adapt.experiments.variants import color, label
 
 #: Bootstrap replications (rliable's default is 50,000; 2,000 keeps a report within seconds).
 REPS = 2000
@@ -163,13 +163,10 @@ def _plot_profiles(profiles: dict[str, np.ndarray], bands: dict[str, np.ndarray]
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from learn2adapt.adaptation import REGISTRY
-
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     for a, curve in profiles.items():
-        color = REGISTRY[a].color if a in REGISTRY else None
-        ax.plot(TAUS, curve, label=label(a), color=color)
-        ax.fill_between(TAUS, bands[a][0], bands[a][1], alpha=0.2, color=color)
+        (line,) = ax.plot(TAUS, curve, label=label(a), color=color(a))
+        ax.fill_between(TAUS, bands[a][0], bands[a][1], alpha=0.2, color=line.get_color())
     ax.set_xlabel("normalised held-out return tau")
     ax.set_ylabel("fraction of runs with score > tau")
     ax.set_ylim(0, 1.02)

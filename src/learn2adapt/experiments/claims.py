@@ -28,10 +28,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from learn2adapt.adaptation import label
 from learn2adapt.errors import UserError
 from learn2adapt.experiments.report import RECOVERY_WINDOW, load_summary, schedules_of
 from learn2adapt.experiments.statistics import paired_diff_ci95
+from learn2adapt.experiments.variants import label
 
 #: The adaptive methods the claims are about, and the baselines they are compared with.
 ADAPTIVE = ("grbal", "rebal")

@@ -22,9 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from learn2adapt.adaptation import MODEL_FREE, PAPER_ALGORITHMS, label
+from learn2adapt.adaptation import MODEL_FREE, PAPER_ALGORITHMS
 from learn2adapt.errors import UnknownName
 from learn2adapt.experiments.runner import Runner, make_runner
+from learn2adapt.experiments.variants import Entry, label, parse_entries, parse_variants, variant_specs
 from learn2adapt.training.config import (
     ConfigError,
     RunConfig,
@@ -56,6 +57,12 @@ class Job:
     keep_checkpoint: bool = True
     #: Measure the held-out return after every iteration / checkpoint (sample-efficiency curves).
     sample_efficiency: bool = False
+    #: The compared entry (``grbal+pe``; :mod:`~learn2adapt.experiments.variants`); default: the algorithm.
+    entry: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.entry or self.config["algo"]
 
 
 @dataclass
@@ -127,7 +134,7 @@ def run_job(job: Job) -> JobResult:
     t0 = time.time()
     cfg = from_dict(job.config)
     run_dir = Path(job.run_dir)
-    tag = f"[{cfg.algo} seed {cfg.seed}]"
+    tag = f"[{job.name} seed {cfg.seed}]"
     check_run_dir(job)
     trained = False
     if not (run_dir / "DONE").exists():
@@ -152,7 +159,7 @@ def run_job(job: Job) -> JobResult:
         save_protocol(results, run_dir / "eval.json")
         evaluated = True
     print(f"{tag} done ({time.time() - t0:.0f}s)", flush=True)
-    return JobResult(cfg.algo, cfg.seed, str(run_dir), trained, evaluated, time.time() - t0)
+    return JobResult(job.name, cfg.seed, str(run_dir), trained, evaluated, time.time() - t0)
 
 
 class _IterationPrinter(threading.Thread):
@@ -253,15 +260,18 @@ def default_schedules(cfg: RunConfig) -> list[str]:
 
 
 def resolve_configs(
-    env: str, preset: str, algos: Sequence[str], seeds: Sequence[int], overrides: Sequence[str]
+    env: str, preset: str, entries: Sequence[Entry], seeds: Sequence[int], overrides: Sequence[str]
 ) -> list[RunConfig]:
-    """One validated config per (algorithm, seed), so bad options fail before anything runs."""
+    """One validated config per (entry, seed), entry-major, so bad options fail before anything runs.
+
+    An entry's variant options apply after ``overrides`` (the comparison's ``--set``).
+    """
     configs = []
-    for algo in algos:
+    for entry in entries:
         for seed in seeds:
-            cfg = preset_config(env, preset, algo)
-            apply_overrides(cfg, overrides)
-            cfg.algo, cfg.seed = algo, seed
+            cfg = preset_config(env, preset, entry.algo)
+            apply_overrides(cfg, [*overrides, *entry.overrides])
+            cfg.algo, cfg.seed = entry.algo, seed
             configs.append(cfg.validate())
     return configs
 
@@ -311,9 +321,7 @@ def run_jobs(jobs: list[Job], runner: Runner, progress: bool, storage: str = "sh
         fn = run_job if runner.workers <= 1 else _run_job_quiet
         finished = runner.map(fn, todo, desc="runs", progress=progress) if todo else []
     done = dict(zip([j.run_dir for j in todo], finished))
-    return [
-        done.get(j.run_dir) or JobResult(j.config["algo"], j.config["seed"], j.run_dir, False, False, 0.0) for j in jobs
-    ]
+    return [done.get(j.run_dir) or JobResult(j.name, j.config["seed"], j.run_dir, False, False, 0.0) for j in jobs]
 
 
 def compare(
@@ -332,13 +340,14 @@ def compare(
     keep_checkpoints: bool = True,
     sample_efficiency: bool = False,
     oracle: bool = False,
+    variants: Sequence[str] = (),
 ) -> Path:
     """Train and evaluate every (algorithm, seed), then write the report.
 
     Args:
         env: environment id.
         preset: preset table of the environment family (``quick``, ``paper``, ...).
-        algos: algorithms to compare.
+        algos: entries to compare: algorithms, or ``ALGO+VARIANT`` (:mod:`~learn2adapt.experiments.variants`).
         seeds: training seeds (each run's evaluation uses the same seed, so every
             algorithm meets the same initial states).
         out: output directory (``runs/`` and ``report/`` go there).
@@ -355,6 +364,7 @@ def compare(
             task) after each iteration or checkpoint, for the report's sample-efficiency figure.
         oracle: also evaluate, per seed and schedule, MPC with the simulator as its model
             (:mod:`learn2adapt.experiments.oracle`; the planner of the first model-based algorithm).
+        variants: ``NAME:KEY=VALUE`` specs defining or changing the variants ``algos`` use.
 
     Returns:
         The path of ``report.md``.
@@ -365,11 +375,14 @@ def compare(
     from learn2adapt.training.run_dir import RunLock, check_writable
 
     t0 = time.time()
-    configs = resolve_configs(env, preset, algos, seeds, overrides)
+    entries = parse_entries(algos, parse_variants(variants))
+    configs = resolve_configs(env, preset, entries, seeds, overrides)
+    names = [e.name for e in entries for _ in seeds]  # the order of ``configs``
     out = Path(out) if out is not None else Path("runs") / f"compare-{short_name(env)}-{preset}"
     command = compare_command(
-        env, preset, algos, seeds, out, overrides, schedules, eval_episodes, sample_efficiency, oracle
-    )
+        env, preset, algos, seeds, out, overrides, schedules, eval_episodes, sample_efficiency, oracle,
+        variant_specs(entries),
+    )  # fmt: skip
     schedules = list(schedules) if schedules else default_schedules(configs[0])
     for spec in schedules:  # before hours of training, not after them
         check_schedule(spec)
@@ -394,6 +407,7 @@ def compare(
             progress,
             title,
             configs,
+            names,
             t0,
             storage,
             keep_checkpoints,
@@ -414,6 +428,7 @@ def compare_command(
     eval_episodes: int | None,
     sample_efficiency: bool,
     oracle: bool,
+    variants: Sequence[str] = (),
 ) -> str:
     """The ``learn2adapt compare`` command line that regenerates a comparison (without runner options)."""
     seed_arg = str(len(seeds)) if list(seeds) == list(range(len(seeds))) else ",".join(map(str, seeds))
@@ -424,6 +439,7 @@ def compare_command(
         f"--algos {','.join(algos)}",
         f"--seeds {seed_arg}",
     ]
+    parts += [f"--variant {shlex.quote(v)}" for v in variants]
     parts += [f"--set {shlex.quote(o)}" for o in overrides] + [f"--schedule {shlex.quote(s)}" for s in schedules or ()]
     parts += [f"--episodes {eval_episodes}"] if eval_episodes else []
     parts += (["--sample-efficiency"] if sample_efficiency else []) + (["--oracle"] if oracle else [])
@@ -443,6 +459,7 @@ def _compare_locked(
     progress: bool,
     title: str | None,
     configs: list[RunConfig],
+    names: list[str],
     t0: float,
     storage: str,
     keep: bool,
@@ -456,14 +473,15 @@ def _compare_locked(
     jobs = [
         Job(
             to_dict(cfg),
-            str(out / "runs" / f"{cfg.algo}-s{cfg.seed}"),
+            str(out / "runs" / f"{name}-s{cfg.seed}"),
             schedules,
             eval_episodes,
             progress,
             keep,
             sample_efficiency,
+            name,
         )
-        for cfg in configs
+        for name, cfg in zip(names, configs)
     ]
     runner = runner or make_runner(1)
     if progress:
@@ -473,7 +491,7 @@ def _compare_locked(
             flush=True,
         )
     results = run_jobs(jobs, runner, progress, storage)
-    records = [RunRecord.load(Path(r.run_dir)) for r in results]
+    records = [RunRecord.load(Path(r.run_dir), name=r.algo) for r in results]
     oracle_results = (
         evaluate_oracle(configs, seeds, schedules, eval_episodes, out / "oracle", progress) if oracle else {}
     )

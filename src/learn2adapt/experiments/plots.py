@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from learn2adapt.adaptation import color
-from learn2adapt.adaptation import label as display
 from learn2adapt.experiments.statistics import Stat
+from learn2adapt.experiments.variants import color
+from learn2adapt.experiments.variants import label as display
 
 if TYPE_CHECKING:
     from learn2adapt.experiments.report import AlgoSummary, RunRecord

@@ -31,11 +31,12 @@ from typing import Any
 import numpy as np
 
 from learn2adapt.adaptation import MODEL_FREE
-from learn2adapt.adaptation import label as display
 from learn2adapt.errors import UserError
 from learn2adapt.experiments.evaluation import EvalResult, load_protocol
 from learn2adapt.experiments.plots import PLOTS, SAMPLE_EFFICIENCY_PLOT, plot_sample_efficiency, write_plots
 from learn2adapt.experiments.statistics import Stat, diff_ci95, mean_ci95, paired_diff_ci95, relative_change
+from learn2adapt.experiments.variants import base_algo
+from learn2adapt.experiments.variants import label as display
 from learn2adapt.training.metrics_log import MetricsLog
 
 #: Steps after a switch over which the "early recovery" reward per step is averaged.
@@ -67,13 +68,14 @@ class RunRecord:
     env_steps: int
 
     @classmethod
-    def load(cls, run_dir: Path) -> RunRecord:
+    def load(cls, run_dir: Path, name: str | None = None) -> RunRecord:
+        """The run in ``run_dir``, named ``name`` in reports (default: its algorithm)."""
         run_dir = Path(run_dir)
         cfg = json.loads((run_dir / "config.json").read_text())
         metrics = MetricsLog.read(run_dir / "metrics.csv") if (run_dir / "metrics.csv").exists() else []
         last = metrics[-1] if metrics else {}
         return cls(
-            cfg["algo"],
+            name or cfg["algo"],
             int(cfg["seed"]),
             run_dir,
             metrics,
@@ -153,7 +155,7 @@ def steps_to_reach(
 ) -> tuple[float, dict[str, str]]:
     """The target X (the best model-based method's final held-out return) and, per algorithm, the
     first environment-step count where its mean held-out return reaches X ("not reached within N")."""
-    based = {a: c for a, c in curves.items() if a not in model_free and len(c[1])}
+    based = {a: c for a, c in curves.items() if base_algo(a) not in model_free and len(c[1])}
     if not based:
         return math.nan, {}
     target = max(float(c[1][-1]) for c in based.values())
@@ -234,7 +236,7 @@ def dynamic_eval_lines(records: Sequence[RunRecord]) -> list[str]:
     rows = []
     for r in records:
         last = r.metrics[-1] if r.metrics else {}
-        if r.algo != "mbde" or not isinstance(last.get("fit/de_lr"), (int, float)):
+        if base_algo(r.algo) != "mbde" or not isinstance(last.get("fit/de_lr"), (int, float)):
             continue
         before, after = last.get("fit/val_loss_before_adapt"), last.get("fit/val_loss_after_adapt")
         errors = (
@@ -298,7 +300,7 @@ def oracle_bound(results: Sequence[EvalResult], sums: Sequence[AlgoSummary]) -> 
         "return": {"mean": mean, "ci95": ci, "n": len(episodes)},
         "seed_means": [r.mean for r in results],
     }
-    learned = [s for s in sums if s.algo not in MODEL_FREE]  # model-free policies have no model to be wrong
+    learned = [s for s in sums if base_algo(s.algo) not in MODEL_FREE]  # model-free policies have no model to be wrong
     if learned:
         best = max(learned, key=lambda s: s.return_stat.mean)
         d, h, n = paired_diff_ci95(episodes, best.episodes)

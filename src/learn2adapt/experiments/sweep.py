@@ -24,6 +24,7 @@ from learn2adapt.experiments.compare import Job, resolve_configs, run_jobs
 from learn2adapt.experiments.plots import _plt
 from learn2adapt.experiments.runner import Runner, make_runner
 from learn2adapt.experiments.statistics import Stat
+from learn2adapt.experiments.variants import Entry
 from learn2adapt.training.config import check_schedule, to_dict
 from learn2adapt.training.run_dir import RunLock, atomic_write_text, check_writable
 
@@ -77,7 +78,9 @@ def sweep(
     t0 = time.time()
     check_schedule(schedule)
     points = grid_points(grid, samples)
-    configs = [resolve_configs(env, preset, [algo], seeds, [*overrides, *point_overrides(p)]) for p in points]
+    configs = [
+        resolve_configs(env, preset, [Entry(algo, algo)], seeds, [*overrides, *point_overrides(p)]) for p in points
+    ]
     out = Path(out)
     with RunLock(out, what="sweep"):
         check_writable(out)

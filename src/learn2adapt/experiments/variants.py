@@ -1,0 +1,122 @@
+"""What ``compare`` compares: an algorithm, or an algorithm with a named set of options (a variant).
+
+An entry of ``--algos`` is ``ALGO`` or ``ALGO+VARIANT``, so one comparison can put the paper's
+deterministic models beside their probabilistic-ensemble versions (PETS, Chua et al., NeurIPS
+2018), as CaDM and T-MCL report theirs::
+
+    learn2adapt compare --algos mb,grbal,mb+pe,grbal+pe --variant pe:planner.particles=5 ...
+
+``pe`` is built in (:data:`BUILTIN_VARIANTS`: ``model.ensemble=5``, ``planner.particles=20``,
+the PETS defaults); ``--variant NAME:KEY=VALUE`` (repeatable) changes one of its options or
+defines another variant. A variant's options apply after the preset and ``--set``. Its runs go
+to ``runs/ALGO+VARIANT-sSEED``, and reports and ``summary.json`` name them by the entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from learn2adapt.adaptation import check_algo
+from learn2adapt.adaptation import color as algo_color
+from learn2adapt.adaptation import label as algo_label
+from learn2adapt.errors import ConfigError
+
+#: Joins an algorithm and a variant in an entry name.
+SEPARATOR = "+"
+
+#: Variants every comparison knows: ``pe`` is a probabilistic ensemble of 5 Gaussian members
+#: planned with 20 trajectory-sampling particles (PE-TS; docs/algorithms/pets.md).
+BUILTIN_VARIANTS: dict[str, dict[str, str]] = {"pe": {"model.ensemble": "5", "planner.particles": "20"}}
+
+#: How reports name an algorithm under a built-in variant (``{}``: the algorithm's label).
+_VARIANT_LABELS = {"pe": "PE-TS + {}"}
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One compared entry: ``algo`` with the ``overrides`` of its variant (none for a plain algorithm)."""
+
+    name: str
+    algo: str
+    variant: str | None = None
+    overrides: tuple[str, ...] = ()
+
+
+def split(name: str) -> tuple[str, str | None]:
+    """``"grbal+pe"`` -> ``("grbal", "pe")``; ``"grbal"`` -> ``("grbal", None)``."""
+    algo, sep, variant = name.partition(SEPARATOR)
+    return algo, (variant if sep else None)
+
+
+def base_algo(name: str) -> str:
+    """The algorithm of an entry name."""
+    return split(name)[0]
+
+
+def label(name: str) -> str:
+    """How reports name an entry: PE-TS for ``mb+pe``, PE-TS + GrBAL for ``grbal+pe``, GrBAL [v] otherwise."""
+    algo, variant = split(name)
+    if variant is None:
+        return algo_label(algo)
+    if variant in _VARIANT_LABELS:
+        return "PE-TS" if algo == "mb" else _VARIANT_LABELS[variant].format(algo_label(algo))
+    return f"{algo_label(algo)} [{variant}]"
+
+
+def color(name: str) -> str | None:
+    """The plot colour of an entry: its algorithm's for a plain one, matplotlib's next for a variant."""
+    algo, variant = split(name)
+    return algo_color(algo) if variant is None else None
+
+
+def parse_variants(specs: Sequence[str]) -> dict[str, dict[str, str]]:
+    """The built-in variants updated by ``NAME:KEY=VALUE`` specs (``--variant``).
+
+    Raises:
+        ConfigError: a spec is not ``NAME:KEY=VALUE``.
+    """
+    variants = {name: dict(options) for name, options in BUILTIN_VARIANTS.items()}
+    for spec in specs:
+        name, sep, option = spec.partition(":")
+        key, eq, value = option.partition("=")
+        if not (sep and eq and name.strip() and key.strip()) or SEPARATOR in name:
+            raise ConfigError(f"--variant {spec!r}: expected NAME:KEY=VALUE, e.g. --variant pe:planner.particles=5")
+        variants.setdefault(name.strip(), {})[key.strip()] = value.strip()
+    return variants
+
+
+def parse_entries(names: Sequence[str], variants: Mapping[str, Mapping[str, str]]) -> list[Entry]:
+    """One :class:`Entry` per ``--algos`` name.
+
+    Raises:
+        UnknownName: an unknown algorithm.
+        ConfigError: an unknown variant, or a name given twice.
+    """
+    entries = []
+    for name in names:
+        algo, variant = split(name)
+        check_algo(algo)
+        if variant is None:
+            entries.append(Entry(name, algo))
+            continue
+        if variant not in variants:
+            known = ", ".join(sorted(variants))
+            raise ConfigError(
+                f"unknown variant {variant!r} in {name!r}; known: {known} (define one with --variant {variant}:KEY=VALUE)"
+            )
+        overrides = tuple(f"{k}={v}" for k, v in variants[variant].items())
+        entries.append(Entry(name, algo, variant, overrides))
+    if len({e.name for e in entries}) < len(entries):
+        raise ConfigError(f"--algos names an entry twice: {','.join(names)}")
+    return entries
+
+
+def variant_specs(entries: Sequence[Entry]) -> list[str]:
+    """The ``--variant`` specs that rebuild the variants ``entries`` use (those not built in as they are)."""
+    specs: list[str] = []
+    for name in dict.fromkeys(e.variant for e in entries if e.variant is not None):
+        options = next(e.overrides for e in entries if e.variant == name)
+        builtin = BUILTIN_VARIANTS.get(name, {})
+        specs += [f"{name}:{o}" for o in options if builtin.get(o.partition("=")[0]) != o.partition("=")[2]]
+    return specs
