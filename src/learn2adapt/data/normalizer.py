@@ -61,6 +61,10 @@ class Normalizer(nn.Module):
     def norm_act(self, act: torch.Tensor) -> torch.Tensor:
         return (act - self.act_mean) / self.act_std
 
+    def norm_inputs(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        """A dynamics model's input: normalised state and action, concatenated."""
+        return torch.cat([self.norm_obs(obs), self.norm_act(act)], dim=-1)
+
     def norm_delta(self, delta: torch.Tensor) -> torch.Tensor:
         return (delta - self.delta_mean) / self.delta_std
 

@@ -33,8 +33,7 @@ class MLPDynamics(nn.Module):
         return dict(self.net.named_parameters())
 
     def inputs(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
-        n = self.normalizer
-        return torch.cat([n.norm_obs(obs), n.norm_act(act)], dim=-1)
+        return self.normalizer.norm_inputs(obs, act)
 
     def forward(self, obs: torch.Tensor, act: torch.Tensor, params: Params | None = None) -> torch.Tensor:
         """Normalised predicted state change."""

@@ -114,8 +114,7 @@ class EnsembleDynamics(GaussianOutput, nn.Module):
         return dict(self.net.named_parameters())
 
     def inputs(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
-        n = self.normalizer
-        return torch.cat([n.norm_obs(obs), n.norm_act(act)], dim=-1)
+        return self.normalizer.norm_inputs(obs, act)
 
     def forward(self, x: torch.Tensor, params: Params | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Member outputs for ``x (B, ..., in)``: mean and bounded log-variance, each ``(B, ..., obs_dim)``."""

@@ -202,8 +202,7 @@ class RecurrentDynamics(GaussianOutput, nn.Module):
         return linear(h, self.head_net.w0[..., n_in:, :], cast(torch.Tensor, self.head_net.b0))
 
     def inputs(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
-        n = self.normalizer
-        return torch.cat([n.norm_obs(obs), n.norm_act(act)], dim=-1)
+        return self.normalizer.norm_inputs(obs, act)
 
     def head(self, obs: torch.Tensor, act: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
         """Normalised predicted state change (a deterministic head).
