@@ -14,7 +14,7 @@ from learn2adapt.experiments.variants import (
 
 
 def test_a_spec_changes_a_builtin_variant_or_defines_another():
-    variants = parse_variants(["pe:planner.particles=5", "wide:model.hidden=[512, 512]"])
+    variants = parse_variants(["pe:planner.particles=5", "Wide:model.hidden=[512, 512]"])
     assert variants["pe"] == {"model.ensemble": "5", "planner.particles": "5"}
     assert variants["wide"] == {"model.hidden": "[512, 512]"}
     assert BUILTIN_VARIANTS["pe"]["planner.particles"] == "20"  # the built-in table is not changed

@@ -82,7 +82,7 @@ def parse_variants(specs: Sequence[str]) -> dict[str, dict[str, str]]:
         key, eq, value = option.partition("=")
         if not (sep and eq and name.strip() and key.strip()) or SEPARATOR in name:
             raise ConfigError(f"--variant {spec!r}: expected NAME:KEY=VALUE, e.g. --variant pe:planner.particles=5")
-        variants.setdefault(name.strip(), {})[key.strip()] = value.strip()
+        variants.setdefault(name.strip().lower(), {})[key.strip()] = value.strip()  # as --algos: lower case
     return variants
 
 
