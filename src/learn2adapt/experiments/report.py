@@ -244,15 +244,15 @@ def dynamic_eval_lines(records: Sequence[RunRecord]) -> list[str]:
             if isinstance(before, (int, float)) and isinstance(after, (int, float))
             else "n/a"
         )
-        rows.append(f"| {r.seed} | {last['fit/de_lr']:g} | {last['fit/de_steps']:.0f} | {errors} |")
+        rows.append(f"| {display(r.algo)} | {r.seed} | {last['fit/de_lr']:g} | {last['fit/de_steps']:.0f} | {errors} |")
     if not rows:
         return []
     return [
         "MB+DE's test-time step, chosen after the last fit on held-out *training* episodes (step size 0: no "
         "pair of the grid beat the unadapted model there), with that validation error before -> after:",
         "",
-        "| seed | step size | steps | validation error |",
-        "|---|---|---|---|",
+        "| algorithm | seed | step size | steps | validation error |",
+        "|---|---|---|---|---|",
         *rows,
         "",
     ]
