@@ -240,9 +240,7 @@ def evaluate_oracle(
             if spec not in saved:
                 if progress:
                     print(f"[oracle seed {seed}] evaluating on held-out tasks, schedule {spec}", flush=True)
-                # The simulator is deterministic: trajectory-sampling particles would repeat one rollout.
-                planner = dataclasses.replace(planned.planner, particles=1)
-                cfg = dataclasses.replace(planned, seed=seed, planner=planner)
+                cfg = dataclasses.replace(planned, seed=seed)
                 saved[spec] = evaluate(
                     OracleRun(cfg), episodes, seed=seed, progress=progress, schedule=spec, measure_model=False
                 )

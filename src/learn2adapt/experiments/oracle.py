@@ -169,7 +169,8 @@ class OracleRun:
     iteration: int = 0
 
     def controller(self, envs: Sequence[gym.Env], seed: int) -> OracleAgent:
-        # The oracle plans on the CPU, where the simulator runs; fp32 (no model to round).
+        # The oracle plans on the CPU, where the simulator runs; fp32 (no model to round); one
+        # particle (the simulator is deterministic: more would repeat the same rollout).
         cfg = copy.deepcopy(self.cfg)
-        cfg.device, cfg.planner.precision = "cpu", "fp32"
+        cfg.device, cfg.planner.precision, cfg.planner.particles = "cpu", "fp32", 1
         return OracleAgent(envs, build_planner(cfg, envs[0], len(envs), seed))

@@ -29,9 +29,6 @@ SEPARATOR = "+"
 #: planned with 20 trajectory-sampling particles (PE-TS; docs/algorithms/pets.md).
 BUILTIN_VARIANTS: dict[str, dict[str, str]] = {"pe": {"model.ensemble": "5", "planner.particles": "20"}}
 
-#: How reports name an algorithm under a built-in variant (``{}``: the algorithm's label).
-_VARIANT_LABELS = {"pe": "PE-TS + {}"}
-
 
 @dataclass(frozen=True)
 class Entry:
@@ -59,8 +56,8 @@ def label(name: str) -> str:
     algo, variant = split(name)
     if variant is None:
         return algo_label(algo)
-    if variant in _VARIANT_LABELS:
-        return "PE-TS" if algo == "mb" else _VARIANT_LABELS[variant].format(algo_label(algo))
+    if variant == "pe":  # as the peers name them: PE-TS is MB on the ensemble
+        return "PE-TS" if algo == "mb" else f"PE-TS + {algo_label(algo)}"
     return f"{algo_label(algo)} [{variant}]"
 
 
