@@ -5,8 +5,9 @@ The sizes come from the ``paper`` preset of HalfCheetahDisabledJoint (GrBAL): ML
 environments planned at once, 5 + 50 x 5 episodes of 1000 steps, meta-batch 10,
 M = K = 16. Measured here: ``adapt_plan_ms`` (one online adaptation of the 5
 environments plus one plan for all of them), ``env_step_ms`` (one environment step),
-``meta_step_ms`` (one second-order meta-training step with its Adam update) and
-``val_ms`` (one validation pass over the fit's fixed validation segments).
+``meta_step_ms`` (one second-order meta-training step with its Adam update, at the
+preset's ``fit.precision``; ``meta_step_bf16_ms`` the same under bf16 autocast, for
+comparison) and ``val_ms`` (one validation pass over the fit's fixed validation segments).
 
 Formulas (``S`` = MPC steps = iterations x episodes x length, ``S0`` = random steps,
 ``E`` = environments planned at once, ``D_i`` = transitions after iteration ``i``,
@@ -15,8 +16,10 @@ Formulas (``S`` = MPC steps = iterations x episodes x length, ``S0`` = random st
 * ``paper_run_floor_min`` = S x N x H x (FLOP of one model evaluation) / (measured
   matmul rate at the planner's precision): the planning arithmetic alone;
 * ``paper_run_projected_min`` = (S / E) x adapt_plan_ms + (S + S0) x env_step_ms
-  + sum over the 51 fits of ``epochs_per_fit`` x (floor(f D_i / (B L)) x meta_step_ms
-  + val_ms), with ``epochs_per_fit`` the mean number of epochs of a fit (early
+  + sum over the 51 fits of ``n_i`` x meta_step_ms + ``v_i`` x val_ms, where the epoch
+  has ``s_i = floor(f D_i / (B L))`` meta-steps, a fit ``n_i = epochs_per_fit x s_i``
+  of them (at most ``fit.max_steps`` when that budget is set) and ``v_i = n_i / s_i``
+  validations (one per epoch); ``epochs_per_fit`` is the mean number of epochs of a fit (early
   stopping decides it; :data:`EPOCHS_PER_FIT` is the mean measured in our paper run).
 
 Run: ``learn2adapt bench --only paper_run``.
@@ -31,6 +34,8 @@ from learn2adapt.adaptation.grbal import VAL_CHUNK, VAL_SEGMENTS, GrBAL
 from learn2adapt.benchmarks.timing import interleaved_median_ms, matmul_gflops, median_ms
 from learn2adapt.benchmarks.workload import random_recent
 from learn2adapt.envs import make_env
+from learn2adapt.models.config import FitConfig
+from learn2adapt.models.fitting import training_autocast
 from learn2adapt.training.config import preset_config
 from learn2adapt.training.loop import build_planner, build_rule
 from learn2adapt.types import Window
@@ -71,12 +76,17 @@ def run(epochs_per_fit: float = EPOCHS_PER_FIT, rounds: int = 5, device: str = "
     seg = [torch.randn(adapt.meta_batch, length, d, generator=g).to(device) for d in (obs_dim, act_dim, obs_dim)]
     opt = torch.optim.Adam(rule.module.parameters(), lr=0.0)  # lr 0: time the update, keep weights
 
-    def meta_step() -> None:
+    def meta_step(fit: FitConfig) -> None:
         opt.zero_grad(set_to_none=True)
-        rule.meta_loss(seg[0], seg[1], seg[2]).backward()
+        with training_autocast(fit, torch.device(device).type):
+            loss = rule.meta_loss(seg[0], seg[1], seg[2])
+        loss.backward()
         opt.step()
 
-    plan_ms, steps_ms, meta_ms = interleaved_median_ms([adapt_plan, env_steps, meta_step], rounds, [2, 1, 5])
+    bf16 = FitConfig(precision="bf16")
+    plan_ms, steps_ms, meta_ms, meta_bf16_ms = interleaved_median_ms(
+        [adapt_plan, env_steps, lambda: meta_step(cfg.fit), lambda: meta_step(bf16)], rounds, [2, 1, 5, 5]
+    )
     val_batches = [
         Window(*(torch.randn(VAL_CHUNK, length, d, generator=g).to(device) for d in (obs_dim, act_dim, obs_dim)))
     ]
@@ -94,12 +104,18 @@ def run(epochs_per_fit: float = EPOCHS_PER_FIT, rounds: int = 5, device: str = "
     fit_s = 0.0
     for i in range(cfg.iterations + 1):
         data = random_steps + i * per_iteration
-        steps = max(1, int((1 - cfg.fit.val_fraction) * data) // (adapt.meta_batch * length))
-        fit_s += epochs_per_fit * (steps * meta_ms + val_ms) / 1e3
+        epoch = max(1, int((1 - cfg.fit.val_fraction) * data) // (adapt.meta_batch * length))
+        steps = epochs_per_fit * epoch
+        if cfg.fit.max_steps:
+            steps = min(steps, cfg.fit.max_steps)
+        fit_s += (steps * meta_ms + steps / epoch * val_ms) / 1e3
     return {
         "paper_adapt_plan_ms": round(plan_ms, 2),
         "paper_env_step_ms": round(steps_ms / 100, 4),
         "paper_meta_step_ms": round(meta_ms, 2),
+        "paper_meta_step_bf16_ms": round(meta_bf16_ms, 2),
+        "paper_fit_precision": cfg.fit.precision,
+        "paper_fit_max_steps": cfg.fit.max_steps,
         "paper_val_ms": round(val_ms, 1),
         "paper_matmul_gflops": round(rate, 1),
         "paper_planner_precision": planner.precision,

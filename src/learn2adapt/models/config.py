@@ -49,6 +49,18 @@ class FitConfig:
     max_steps_per_epoch: int = field(
         default=0, metadata={"help": "cap on gradient steps per epoch (0: a full pass over the data)"}
     )
+    max_steps: int = field(
+        default=0,
+        metadata={
+            "help": "step budget of one fit (one iteration's training): once spent, the fit validates, keeps its best weights and stops (0: no budget, early stopping alone)"
+        },
+    )
+    precision: str = field(
+        default="fp32",
+        metadata={
+            "help": "training-step precision: fp32 | bf16 (each batch's forward and backward under autocast; weights, optimiser state and validation stay fp32)"
+        },
+    )
     grad_clip: float = field(default=10.0, metadata={"help": "global gradient-norm clip (0: off)"})
     warm_start: bool = field(
         default=True, metadata={"help": "continue from the previous iteration's weights instead of re-initialising"}

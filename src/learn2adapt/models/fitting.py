@@ -6,6 +6,7 @@ loss is computed and how validation is scored; both are passed in.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -19,6 +20,20 @@ from learn2adapt.models.config import FitConfig
 
 #: A batch, whatever the caller's loss takes (a tensor of indices, a Window, ...).
 Batch = TypeVar("Batch")
+
+#: Accepted values of ``fit.precision``.
+FIT_PRECISIONS = ("fp32", "bf16")
+
+
+def training_autocast(cfg: FitConfig, device_type: str) -> contextlib.AbstractContextManager:
+    """The context a training batch's loss is computed in: bf16 autocast under ``fit.precision=bf16``.
+
+    Only the matmuls run in bf16; the weights, Adam's moments, the loss reduction and
+    validation stay fp32, so early stopping compares fp32 scores whatever the precision.
+    """
+    if cfg.precision == "bf16":
+        return torch.autocast(device_type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 @dataclass
@@ -54,8 +69,9 @@ def fit_early_stopping(
             step sizes...); kept by the caller so warm starts keep its moments.
         epoch_batches: returns a fresh iterable of batches for one epoch.
         batch_loss: differentiable loss of one batch.
-        val_loss: validation score (lower is better), evaluated after each epoch.
-        cfg: learning rate, epochs, patience, clipping.
+        val_loss: validation score (lower is better), evaluated after each epoch
+            (and once more when ``cfg.max_steps`` ends the fit inside an epoch).
+        cfg: learning rate, epochs, patience, step budget, clipping, precision.
         desc: progress-bar label.
         progress: show a progress bar.
 
@@ -70,6 +86,7 @@ def fit_early_stopping(
         raise NonFiniteLossError(f"{desc}: validation loss is {best} before training")
     best_state = [p.detach().clone() for p in params]
     bad_epochs = 0
+    device_type = params[0].device.type if params else "cpu"
     bar = tqdm(range(cfg.max_epochs), desc=desc, leave=False, disable=not progress, unit="epoch")
     for epoch in bar:
         total, count = 0.0, 0
@@ -77,7 +94,8 @@ def fit_early_stopping(
         for i, batch in enumerate(batches):
             if cfg.max_steps_per_epoch and i >= cfg.max_steps_per_epoch:
                 break
-            loss = batch_loss(batch)
+            with training_autocast(cfg, device_type):
+                loss = batch_loss(batch)
             if not torch.isfinite(loss):
                 raise NonFiniteLossError(f"{desc}: training loss became {loss.item()} at epoch {epoch}, step {i}")
             opt.zero_grad(set_to_none=True)
@@ -88,6 +106,8 @@ def fit_early_stopping(
             total += loss.item()
             count += 1
             result.steps += 1
+            if cfg.max_steps and result.steps >= cfg.max_steps:
+                break
         v = val_loss()
         if not math.isfinite(v):
             raise NonFiniteLossError(f"{desc}: validation loss became {v} at epoch {epoch}")
@@ -102,6 +122,8 @@ def fit_early_stopping(
             bad_epochs += 1
             if bad_epochs >= cfg.patience:
                 break
+        if cfg.max_steps and result.steps >= cfg.max_steps:
+            break
     with torch.no_grad():
         for p, b in zip(params, best_state):
             p.copy_(b)

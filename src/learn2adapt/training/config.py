@@ -51,6 +51,7 @@ from learn2adapt.adaptation.config import DE_SELECT, AdaptationConfig
 from learn2adapt.data.segment_sampler import SEGMENT_EPOCHS
 from learn2adapt.errors import ConfigError, UnknownName
 from learn2adapt.models.config import FitConfig, ModelConfig
+from learn2adapt.models.fitting import FIT_PRECISIONS
 from learn2adapt.planning.config import PlannerConfig
 
 
@@ -197,6 +198,11 @@ class RunConfig:
             (self.fit.max_epochs >= 1, "fit.max_epochs must be >= 1"),
             (self.fit.patience >= 1, "fit.patience must be >= 1"),
             (self.fit.max_steps_per_epoch >= 0, "fit.max_steps_per_epoch must be >= 0 (0: a full pass)"),
+            (self.fit.max_steps >= 0, "fit.max_steps must be >= 0 (0: no step budget)"),
+            (
+                self.fit.precision in FIT_PRECISIONS,
+                f"fit.precision must be one of {', '.join(FIT_PRECISIONS)} (got {self.fit.precision!r})",
+            ),
             (math.isfinite(self.fit.grad_clip) and self.fit.grad_clip >= 0, "fit.grad_clip must be >= 0 (0: off)"),
             (self.adaptation.meta_batch >= 1, "adaptation.meta_batch must be >= 1"),
             (self.adaptation.inner_steps >= 1, "adaptation.inner_steps must be >= 1"),

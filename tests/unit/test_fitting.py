@@ -1,0 +1,136 @@
+"""The shared training loop: early stopping, the per-fit step budget and bf16 training steps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from learn2adapt.adaptation import make_rule
+from learn2adapt.adaptation.config import AdaptationConfig
+from learn2adapt.adaptation.grbal import GrBAL
+from learn2adapt.errors import ConfigError
+from learn2adapt.models.config import FitConfig, ModelConfig
+from learn2adapt.models.fitting import fit_early_stopping
+from learn2adapt.training.config import preset_config
+from tests.synthetic_tasks import LinearTaskFamily
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+class Regression:
+    """y = x A + noise on 256 points, fitted by a linear layer; batches of 32 (8 a full epoch)."""
+
+    def __init__(self) -> None:
+        g = torch.Generator().manual_seed(0)
+        self.x = torch.randn(256, 16, generator=g)
+        # The noise sets a loss floor (0.25) far above bf16's rounding, as real data do.
+        self.y = self.x @ torch.randn(16, 4, generator=g) + 0.5 * torch.randn(256, 4, generator=g)
+        torch.manual_seed(0)
+        self.net = torch.nn.Linear(16, 4)
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=5e-2)
+        self.val_calls, self.matmul_dtypes = 0, set()
+
+    def epoch(self):
+        return torch.randperm(256).split(32)
+
+    def batch_loss(self, idx: torch.Tensor) -> torch.Tensor:
+        out = self.net(self.x[idx])
+        self.matmul_dtypes.add(out.dtype)
+        return (out.float() - self.y[idx]).pow(2).mean()
+
+    def val_loss(self) -> float:
+        self.val_calls += 1
+        with torch.no_grad():
+            return float((self.net(self.x) - self.y).pow(2).mean())
+
+    def fit(self, cfg: FitConfig):
+        return fit_early_stopping(self.opt, self.epoch, self.batch_loss, self.val_loss, cfg, progress=False)
+
+
+def test_a_step_budget_ends_the_fit_inside_an_epoch_and_validates_once_more() -> None:
+    task = Regression()
+    result = task.fit(FitConfig(max_epochs=50, patience=50, max_steps=11))
+    # 8 steps a full epoch: the budget of 11 ends the second epoch after 3 of its steps.
+    assert (result.steps, result.epochs) == (11, 2)
+    assert task.val_calls == 1 + 2  # before training, then after each (partial) epoch
+    assert result.val_loss == min(v for _, v in result.history)
+
+
+def test_without_a_budget_early_stopping_alone_ends_the_fit() -> None:
+    task = Regression()
+    result = task.fit(FitConfig(max_epochs=3, patience=50))
+    assert (result.steps, result.epochs) == (24, 3)
+
+
+def test_bf16_training_steps_run_the_matmuls_in_bf16_and_keep_fp32_weights() -> None:
+    fp32, bf16 = Regression(), Regression()
+    r32 = fp32.fit(FitConfig(max_epochs=20, patience=50))
+    r16 = bf16.fit(FitConfig(max_epochs=20, patience=50, precision="bf16"))
+    assert fp32.matmul_dtypes == {torch.float32} and bf16.matmul_dtypes == {torch.bfloat16}
+    assert all(p.dtype == torch.float32 for p in bf16.net.parameters())
+    first = r32.history[0][1]
+    # Both fits learn the map (validation, in fp32, falls far below its first value) ...
+    assert r32.val_loss < 0.1 * first and r16.val_loss < 0.1 * first
+    # ... along nearly the same curve.
+    for (_, v32), (_, v16) in zip(r32.history, r16.history):
+        assert v16 == pytest.approx(v32, rel=0.05)
+
+
+def test_bf16_meta_training_follows_the_fp32_curve_on_the_synthetic_family() -> None:
+    fam = LinearTaskFamily()
+    buf = fam.make_buffer(60, 60, np.random.default_rng(0))
+    curves = {}
+    for precision in ("fp32", "bf16"):
+        torch.manual_seed(0)
+        fit = FitConfig(max_epochs=4, patience=10, max_steps_per_epoch=40, segment_epoch="starts", precision=precision)
+        adapt = AdaptationConfig(past=16, future=16, inner_lr=0.1, step_size="scalar")
+        rule = GrBAL(fam.obs_dim, fam.act_dim, ModelConfig(hidden=[64, 64]), fit, adapt)
+        metrics = rule.fit(buf, np.random.default_rng(0), progress=False)
+        curves[precision] = metrics
+    for key in ("fit/val_loss_before_adapt", "fit/val_loss_after_adapt"):
+        assert curves["bf16"][key] == pytest.approx(curves["fp32"][key], rel=0.15), key
+    # The adaptation helps as much in bf16: the inner step's correction is not lost to rounding.
+    gain = {p: m["fit/val_loss_before_adapt"] - m["fit/val_loss_after_adapt"] for p, m in curves.items()}
+    assert gain["fp32"] > 0.1 * curves["fp32"]["fit/val_loss_before_adapt"]
+    assert gain["bf16"] == pytest.approx(gain["fp32"], rel=0.3), gain
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [("precision", "fp16", "fit.precision must be one of fp32, bf16"), ("max_steps", -1, "fit.max_steps must be >= 0")],
+)
+def test_bad_fit_options_are_refused_with_what_to_write(option, value, message) -> None:
+    cfg = preset_config("learn2adapt/PendulumVaried-v0", "quick", "grbal")
+    setattr(cfg.fit, option, value)
+    with pytest.raises(ConfigError, match=message):
+        cfg.validate()
+
+
+@pytest.mark.parametrize(
+    ("algo", "ensemble", "rnn_training"),
+    [
+        ("mb", 1, "segments"),
+        ("mb", 3, "segments"),
+        ("mbde", 3, "segments"),
+        ("grbal", 3, "segments"),
+        ("rebal", 1, "tbptt"),
+        ("rebal", 3, "segments"),
+        ("mole", 1, "segments"),
+    ],
+)
+def test_every_rule_trains_in_bf16_and_keeps_fp32_weights(algo, ensemble, rnn_training) -> None:
+    fam = LinearTaskFamily()
+    buf = fam.make_buffer(20, 60, np.random.default_rng(0))
+    fit = FitConfig(max_epochs=2, max_steps_per_epoch=3, precision="bf16", segment_epoch="starts")
+    adapt = AdaptationConfig(past=8, future=8, rnn_training=rnn_training)
+    rule = make_rule(algo, fam.obs_dim, fam.act_dim, ModelConfig(hidden=[32, 32], ensemble=ensemble), fit, adapt)
+    metrics = rule.fit(buf, np.random.default_rng(0), progress=False)
+    assert 0 < metrics["fit/steps"] <= 6 and np.isfinite(metrics["fit/val_loss"])
+    assert all(p.dtype == torch.float32 for p in rule.module.parameters())
