@@ -120,3 +120,14 @@ def test_a_grbal_checkpoint_is_evaluated_with_the_mixture(trained) -> None:
     for k, v in grbal.module.state_dict().items():
         assert torch.equal(v, mole.module.state_dict()[k]), k
     assert float(mole.calibration.post_adapt_mse) > 0  # the fit stored the likelihood's variance
+
+
+def test_unused_slots_change_nothing(trained) -> None:
+    """Only the slots in use are computed: a larger cap that is never reached gives the same steps."""
+    fam, grbal = trained
+    runs = [_run(fam, _mole(grbal, max_models=cap), [A, B], 4 * BLOCK) for cap in (4, 8)]
+    (slots4, models4, errors4, _), (slots8, models8, errors8, _) = runs
+    assert models4.max() < 4  # the smaller cap was never reached either
+    np.testing.assert_array_equal(slots4, slots8)
+    np.testing.assert_array_equal(models4, models8)
+    np.testing.assert_allclose(errors4, errors8, rtol=1e-5)

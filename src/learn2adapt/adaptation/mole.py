@@ -142,7 +142,7 @@ class MixtureState:
         ``per_row``: the mean over the valid rows (the E step's likelihood); else summed over
         M, GrBAL's inner loss (the M step then takes GrBAL's step for the same evidence).
         """
-        E, n = self.num_envs, self.n
+        E, n = next(iter(params.values())).shape[:2]
         flat = {k: v.reshape(E * n, *v.shape[2:]) for k, v in params.items()}
         xs = x.unsqueeze(1).expand(E, n, *x.shape[1:]).reshape(E * n, *x.shape[1:])
         pred = self.rule.model.net(xs, flat).reshape(E, n, *y.shape[1:])
@@ -155,7 +155,12 @@ class MixtureState:
     def update(self, recent: Window) -> None:
         """E step, new task, M step on the newest transitions of each environment (batched)."""
         rule, cfg = self.rule, self.cfg
-        E, n, T = self.num_envs, self.n, recent.length
+        # Only the slots in use are scored and stepped (views, written in place): a new model
+        # takes the lowest free slot, so the models sit at the front, and a mixture of 1-2 models
+        # costs what they cost, not max_models' worth. The view grows when a new model needs it.
+        n = int(self.active.any(0).nonzero().max()) + 1
+        params, active, counts, age = self._slots(n)
+        E, T = self.num_envs, recent.length
         count = recent.count if recent.count is not None else torch.full((E,), T, device=recent.obs.device)
         k2 = torch.clamp(count, max=self.d2)  # valid rows in D2
         rows = torch.arange(T, device=count.device)
@@ -169,9 +174,9 @@ class MixtureState:
         obs, act, nxt = (torch.where(keep, t, 0.0) for t in (recent.obs, recent.act, recent.next_obs))
         with torch.no_grad():
             x, y = normalised(rule.model, obs, act, nxt)
-            losses = self._losses(self.params, x, y, in_d2)  # (E, n)
+            losses = self._losses(params, x, y, in_d2)  # (E, n)
         # The new-task candidate: theta* adapted on D1 with GrBAL's step, scored on D2.
-        allow_new = n > 1
+        allow_new = self.n > 1
         if allow_new:
             d1 = _right_aligned(Window(obs, act, nxt), in_d1)
             cand = online_params(rule.model, d1, rule.step_size, rule.adapt_cfg.inner_steps)
@@ -186,9 +191,9 @@ class MixtureState:
         # E step: log prior (CRP over soft counts, sticky bonus) + Gaussian log-likelihood of D2.
         entries = (k2 * x.new_tensor(rule.obs_dim)).clamp(min=1).to(losses.dtype)  # D2 values scored per env
         var = self._variance()
-        pseudo = self.counts + cfg.sticky * torch.nn.functional.one_hot(self.current, n).to(self.counts.dtype)
-        total = (self.counts * self.active).sum(1, keepdim=True)
-        log_prior = torch.where(self.active, pseudo.clamp(min=1e-12).log(), -torch.inf) - (total + cfg.alpha).log()
+        pseudo = counts + cfg.sticky * torch.nn.functional.one_hot(self.current, n).to(counts.dtype)
+        total = (counts * active).sum(1, keepdim=True)
+        log_prior = torch.where(active, pseudo.clamp(min=1e-12).log(), -torch.inf) - (total + cfg.alpha).log()
         log_lik = -0.5 * entries[:, None] * losses / var
         logits = log_prior + log_lik
         if allow_new:
@@ -197,51 +202,65 @@ class MixtureState:
         post = torch.softmax(logits, 1)  # (E, n [+1])
         if allow_new:
             wins = ok & (post.argmax(1) == n)
-            young = self.age[torch.arange(E, device=self.current.device), self.current] < rule.adapt_cfg.past
+            young = age[torch.arange(E, device=self.current.device), self.current] < rule.adapt_cfg.past
             slot = torch.where(
                 young,
                 self.current,
                 torch.where(
                     self.active.all(1),
                     torch.where(self.active, self.counts, torch.inf).argmin(1),
-                    (~self.active).to(torch.int8).argmax(1),
+                    (~self.active).to(torch.int8).argmax(1),  # at most n: every slot from n on is free
                 ),
             )
-            take = torch.nn.functional.one_hot(slot, n).bool() & wins[:, None]  # (E, n)
-            for k, v in self.params.items():
-                shape = (E, n) + (1,) * (v.dim() - 2)
-                v.copy_(torch.where(take.view(shape), cand_params[k].detach().unsqueeze(1), v))
-            self.active |= take
+            if bool((wins & (slot == n)).any()):  # a new model in the first slot past the view
+                params, active, counts, age = self._slots(n + 1)
+                post = torch.cat([post[:, :n], post.new_zeros(E, 1), post[:, n:]], 1)
+                n += 1
+            # (E, n); a losing environment's slot may lie past the view: it takes nothing
+            take = torch.nn.functional.one_hot(torch.where(wins, slot, 0), n).bool() & wins[:, None]
+            if bool(take.any()):
+                for k, v in params.items():
+                    shape = (E, n) + (1,) * (v.dim() - 2)
+                    v.copy_(torch.where(take.view(shape), cand_params[k].detach().unsqueeze(1), v))
+            active |= take
             # A superseded young model's evidence was the new task's: its count stays.
-            self.counts = torch.where(take & ~young[:, None], 0.0, self.counts)
-            self.age = torch.where(take, 0.0, self.age)
+            counts = torch.where(take & ~young[:, None], 0.0, counts)
+            age = torch.where(take, 0.0, age)
             post = torch.where(take, post[:, n : n + 1], post[:, :n])  # the winner's mass moves to its slot
-            post = post * self.active
+            post = post * active
             post = post / post.sum(1, keepdim=True).clamp(min=1e-12)
         # Provisional models (younger than M steps) that lost the MAP to another model are dropped.
         envs = torch.arange(E, device=self.current.device)
         was = self.current
-        drop = ok & (post.argmax(1) != was) & (self.age[envs, was] < rule.adapt_cfg.past)
+        drop = ok & (post.argmax(1) != was) & (age[envs, was] < rule.adapt_cfg.past)
         gone = torch.nn.functional.one_hot(was, n).bool() & drop[:, None]
-        self.active &= ~gone
-        self.counts = torch.where(gone, 0.0, self.counts)
+        active &= ~gone
+        counts = torch.where(gone, 0.0, counts)
         post = post * ~gone
         post = post / post.sum(1, keepdim=True).clamp(min=1e-12)
         post = torch.where(ok[:, None], post, 0.0)
-        self.counts = self.counts + post
-        self.age = self.age + ok[:, None].to(self.age.dtype)
+        self.counts[:, :n] = counts + post
+        self.age[:, :n] = age + ok[:, None].to(age.dtype)
         self.current = torch.where(ok, post.argmax(1), self.current)
-        self._m_step(x, y, in_d2, post)
+        self._m_step(params, x, y, in_d2, post)
 
-    def _m_step(self, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, post: torch.Tensor) -> None:
-        """Every model's gradient step on D2, weighted by its posterior (one batched backward)."""
-        leaves = {k: v.detach().requires_grad_(True) for k, v in self.params.items()}
+    def _slots(self, n: int) -> tuple[Params, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Views of the first ``n`` slots: params, active, counts, age."""
+        params = {k: v[:, :n] for k, v in self.params.items()}
+        return params, self.active[:, :n], self.counts[:, :n], self.age[:, :n]
+
+    def _m_step(self, params: Params, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, post: torch.Tensor) -> None:
+        """Every model's gradient step on D2, weighted by its posterior (one batched backward).
+
+        ``params``: views of :attr:`params` (the slots in use), stepped in place.
+        """
+        leaves = {k: v.detach().requires_grad_(True) for k, v in params.items()}
         with torch.inference_mode(False), torch.enable_grad():
             loss = (self._losses(leaves, x, y, mask, per_row=False) * post).sum()
             grads = torch.autograd.grad(loss, list(leaves.values()))
         lr = self.cfg.lr
         with torch.no_grad():
-            for (k, v), g in zip(self.params.items(), grads):
+            for (k, v), g in zip(params.items(), grads):
                 step = lr if lr > 0 else self.rule.step_size.for_param(k)
                 v.sub_(step * torch.nan_to_num(g, nan=0.0, posinf=0.0, neginf=0.0))
 
