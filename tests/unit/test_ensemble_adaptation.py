@@ -20,12 +20,7 @@ from tests.synthetic_tasks import LinearTaskFamily
 OBS, ACT, M, K, MEMBERS = 3, 2, 5, 4, 3
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def ensemble_rule(algo: str = "grbal", dtype=torch.float64, **adapt) -> GrBAL:

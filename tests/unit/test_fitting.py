@@ -15,13 +15,7 @@ from learn2adapt.models.fitting import fit_early_stopping
 from learn2adapt.training.config import preset_config
 from tests.synthetic_tasks import LinearTaskFamily
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class Regression:

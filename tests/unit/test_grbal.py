@@ -24,14 +24,7 @@ from tests.synthetic_tasks import LinearTaskFamily
 OBS, ACT, M, K = 3, 2, 5, 4
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: one thread. Why: with other work on the machine, waking a second
-    OpenMP thread for every small op made these tests 20-50x slower (measured)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_rule(dtype=torch.float64, seed: int = 0, activation: str = "tanh", **adapt) -> GrBAL:

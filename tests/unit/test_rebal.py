@@ -21,14 +21,7 @@ from tests.synthetic_tasks import make_test_tasks, make_train_buffer
 OBS, ACT, M = 4, 2, 6
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: one thread is fastest, and immune to OpenMP spin-waits on a busy machine
-    (measured: 9 s with one thread vs 68 s with two while other jobs load both cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_rule(cell: str = "gru", seed: int = 0, **adapt) -> ReBAL:
