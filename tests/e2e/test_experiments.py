@@ -250,6 +250,9 @@ def test_compare_puts_ensemble_versions_beside_the_deterministic_models(cli, tmp
     assert (
         "--algos mb,mb+pe,grbal+pe --seeds 1 --variant pe:model.ensemble=2 --variant pe:planner.particles=3" in report
     )
+    # `fixed` alone switches nothing: no recovery plot, and no section pointing at one.
+    assert not (out / "report" / "recovery.png").exists() and "recovery.png" not in report
+    assert "](prediction_error.png)" in report
 
 
 def test_compare_with_an_unknown_variant_fails_before_training(cli, one_line_error, tmp_path):

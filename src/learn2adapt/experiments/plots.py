@@ -2,7 +2,7 @@
 
 Each function draws from the run records or the per-schedule summaries of
 :mod:`learn2adapt.experiments.report` and writes one PNG; :func:`write_plots`
-writes all of :data:`PLOTS`. Algorithms are named and coloured as the algorithm
+writes those of :data:`PLOTS` that apply. Algorithms are named and coloured as the algorithm
 registry (:mod:`learn2adapt.adaptation`) says.
 """
 
@@ -138,15 +138,10 @@ def _smooth(y: np.ndarray, width: int) -> np.ndarray:
 
 
 def plot_recovery(by_schedule: dict[str, list[AlgoSummary]], path: Path) -> None:
-    """Reward per step against steps since the dynamics switched (switching schedules only)."""
+    """Reward per step against steps since the dynamics switched (switching schedules only; at least one)."""
     plt = _plt()
     switching = {k: v for k, v in by_schedule.items() if any(s.recovery_curve is not None for s in v)}
-    fig, axes = plt.subplots(1, max(1, len(switching)), figsize=(6.4 * max(1, len(switching)), 4.0), squeeze=False)
-    if not switching:
-        axes[0][0].text(
-            0.5, 0.5, "no evaluated schedule switched the dynamics mid-episode", ha="center", va="center", fontsize=10
-        )
-        axes[0][0].set_axis_off()
+    fig, axes = plt.subplots(1, len(switching), figsize=(6.4 * len(switching), 4.0), squeeze=False)
     for ax, (schedule, sums) in zip(axes[0], switching.items()):
         for s in sums:
             if s.recovery_curve is None:
@@ -187,11 +182,18 @@ def plot_sample_efficiency(curves: dict[str, tuple[np.ndarray, np.ndarray]], pat
 def write_plots(
     records: Sequence[RunRecord], algos: Sequence[str], by_schedule: dict[str, list[AlgoSummary]], out_dir: Path
 ) -> list[Path]:
-    """Write every file of :data:`PLOTS` to ``out_dir``; returns their paths."""
+    """Write the files of :data:`PLOTS` to ``out_dir``; returns their paths.
+
+    The recovery plot only when a schedule switched the dynamics mid-episode (a stale one from
+    an earlier report in ``out_dir`` is removed otherwise).
+    """
     out_dir = Path(out_dir)
     learning, heldout, pred, recovery = (out_dir / name for name in PLOTS)
     plot_learning_curves(records, algos, learning)
     plot_heldout_returns(by_schedule, heldout)
     plot_prediction_error(by_schedule, pred)
+    if not any(s.recovery_curve is not None for sums in by_schedule.values() for s in sums):
+        recovery.unlink(missing_ok=True)
+        return [learning, heldout, pred]
     plot_recovery(by_schedule, recovery)
     return [learning, heldout, pred, recovery]

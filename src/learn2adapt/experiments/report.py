@@ -430,7 +430,7 @@ def write_report(
     for schedule in schedules:
         by_schedule[schedule] = [s for s in (summarize(a, records, schedule) for a in algos) if s is not None]
 
-    write_plots(records, algos, by_schedule, out_dir)
+    plots = write_plots(records, algos, by_schedule, out_dir)
 
     lines = [
         f"# {title}",
@@ -512,11 +512,14 @@ def write_report(
         "",
         f"![]({pred})",
         "",
-        "Recovery: reward per step against steps since a mid-episode dynamics switch:",
-        "",
-        f"![]({recovery})",
-        "",
     ]
+    if out_dir / recovery in plots:
+        lines += [
+            "Recovery: reward per step against steps since a mid-episode dynamics switch:",
+            "",
+            f"![]({recovery})",
+            "",
+        ]
     curves = heldout_curves(records, algos)
     if curves:
         target, reach = steps_to_reach(curves, MODEL_FREE)
