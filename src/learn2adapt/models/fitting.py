@@ -28,7 +28,7 @@ FIT_PRECISIONS = ("fp32", "bf16")
 def training_autocast(cfg: FitConfig, device_type: str) -> contextlib.AbstractContextManager:
     """The context a training batch's loss is computed in: bf16 autocast under ``fit.precision=bf16``.
 
-    Only the matmuls run in bf16; the weights, Adam's moments, the loss reduction and
+    Only the ops autocast lowers (the matmuls) run in bf16; the weights, Adam's moments and
     validation stay fp32, so early stopping compares fp32 scores whatever the precision.
     """
     if cfg.precision == "bf16":
