@@ -212,13 +212,14 @@ class MixtureState:
                     (~self.active).to(torch.int8).argmax(1),  # at most n: every slot from n on is free
                 ),
             )
-            if bool((wins & (slot == n)).any()):  # a new model in the first slot past the view
+            any_win = bool(wins.any())  # one host sync; every winner takes exactly one slot
+            if any_win and bool((wins & (slot == n)).any()):  # a new model in the first slot past the view
                 params, active, counts, age = self._slots(n + 1)
                 post = torch.cat([post[:, :n], post.new_zeros(E, 1), post[:, n:]], 1)
                 n += 1
             # (E, n); a losing environment's slot may lie past the view: it takes nothing
             take = torch.nn.functional.one_hot(torch.where(wins, slot, 0), n).bool() & wins[:, None]
-            if bool(take.any()):
+            if any_win:
                 for k, v in params.items():
                     shape = (E, n) + (1,) * (v.dim() - 2)
                     v.copy_(torch.where(take.view(shape), cand_params[k].detach().unsqueeze(1), v))

@@ -137,10 +137,17 @@ def _smooth(y: np.ndarray, width: int) -> np.ndarray:
     return np.convolve(y, kernel, mode="same") / np.convolve(np.ones_like(y), kernel, mode="same")
 
 
-def plot_recovery(by_schedule: dict[str, list[AlgoSummary]], path: Path) -> None:
-    """Reward per step against steps since the dynamics switched (switching schedules only; at least one)."""
-    plt = _plt()
+def plot_recovery(by_schedule: dict[str, list[AlgoSummary]], path: Path) -> bool:
+    """Reward per step against steps since the dynamics switched (switching schedules only).
+
+    Returns whether it drew: without a switching schedule there is nothing to plot, and a
+    stale plot from an earlier report at ``path`` is removed.
+    """
     switching = {k: v for k, v in by_schedule.items() if any(s.recovery_curve is not None for s in v)}
+    if not switching:
+        path.unlink(missing_ok=True)
+        return False
+    plt = _plt()
     fig, axes = plt.subplots(1, len(switching), figsize=(6.4 * len(switching), 4.0), squeeze=False)
     for ax, (schedule, sums) in zip(axes[0], switching.items()):
         for s in sums:
@@ -160,6 +167,7 @@ def plot_recovery(by_schedule: dict[str, list[AlgoSummary]], path: Path) -> None
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+    return True
 
 
 def plot_sample_efficiency(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path) -> None:
@@ -182,18 +190,11 @@ def plot_sample_efficiency(curves: dict[str, tuple[np.ndarray, np.ndarray]], pat
 def write_plots(
     records: Sequence[RunRecord], algos: Sequence[str], by_schedule: dict[str, list[AlgoSummary]], out_dir: Path
 ) -> list[Path]:
-    """Write the files of :data:`PLOTS` to ``out_dir``; returns their paths.
-
-    The recovery plot only when a schedule switched the dynamics mid-episode (a stale one from
-    an earlier report in ``out_dir`` is removed otherwise).
-    """
+    """Write the files of :data:`PLOTS` to ``out_dir`` (the recovery plot only when a schedule
+    switched the dynamics mid-episode); returns the paths written."""
     out_dir = Path(out_dir)
     learning, heldout, pred, recovery = (out_dir / name for name in PLOTS)
     plot_learning_curves(records, algos, learning)
     plot_heldout_returns(by_schedule, heldout)
     plot_prediction_error(by_schedule, pred)
-    if not any(s.recovery_curve is not None for sums in by_schedule.values() for s in sums):
-        recovery.unlink(missing_ok=True)
-        return [learning, heldout, pred]
-    plot_recovery(by_schedule, recovery)
-    return [learning, heldout, pred, recovery]
+    return [learning, heldout, pred] + ([recovery] if plot_recovery(by_schedule, recovery) else [])
