@@ -179,7 +179,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     import torch
 
     from learn2adapt.benchmarks.timing import cpu_model, matmul_gflops
-    from learn2adapt.errors import UnknownName
+    from learn2adapt.errors import ConfigError, UnknownName
     from learn2adapt.training.config import check_device
 
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
@@ -189,6 +189,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise UnknownName(f"unknown benchmark {unknown[0]!r}; available: {', '.join(BENCHMARKS + OPTIONAL_BENCHMARKS)}")
     check_device(args.device)
     device = args.device
+    overrides = args.set or []
+    if overrides:
+        if "paper_run" not in selected:
+            raise ConfigError("--set changes the projected paper run only: add paper_run to --only")
+        from learn2adapt.benchmarks.paper_run import paper_config
+
+        paper_config(overrides, device)  # a bad option fails here, before anything is measured
     card = torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else cpu_model()
     figures: dict[str, object] = {
         "device": device,
@@ -205,7 +212,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     for name in selected:
         module = importlib.import_module(f"learn2adapt.benchmarks.{name}")
         print(f"--- {name}", flush=True)
-        for key, value in _flatten(module.run(device=device)).items():
+        kwargs = {"overrides": overrides} if name == "paper_run" else {}
+        for key, value in _flatten(module.run(device=device, **kwargs)).items():
             figures[key] = value
             print(f"  {key:48s} {value:.4g}" if isinstance(value, float) else f"  {key:48s} {value}")
     if args.run:
@@ -460,6 +468,12 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
         default=None,
         metavar="RUN_DIR",
         help="also check bf16 planning against fp32 with this run's trained model",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="project the paper run with a changed option, e.g. --set fit.max_steps=1500 (repeatable)",
     )
 
 

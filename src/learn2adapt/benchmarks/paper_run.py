@@ -16,16 +16,24 @@ Formulas (``S`` = MPC steps = iterations x episodes x length, ``S0`` = random st
 * ``paper_run_floor_min`` = S x N x H x (FLOP of one model evaluation) / (measured
   matmul rate at the planner's precision): the planning arithmetic alone;
 * ``paper_run_projected_min`` = (S / E) x adapt_plan_ms + (S + S0) x env_step_ms
-  + sum over the 51 fits of ``n_i`` x meta_step_ms + ``v_i`` x val_ms, where the epoch
+  + sum over the iterations + 1 fits of ``n_i`` x meta_step_ms + ``v_i`` x val_ms, where the epoch
   has ``s_i = floor(f D_i / (B L))`` meta-steps, a fit ``n_i = epochs_per_fit x s_i``
-  of them (at most ``fit.max_steps`` when that budget is set) and ``v_i = n_i / s_i``
-  validations (one per epoch); ``epochs_per_fit`` is the mean number of epochs of a fit (early
+  of them and ``v_i = n_i / s_i`` validations (one per epoch); when a step budget
+  ``fit.max_steps`` cuts a fit short, ``n_i = fit.max_steps`` and ``v_i = ceil(n_i / s_i)``
+  (the budget's last validation included); ``epochs_per_fit`` is the mean number of epochs of a fit (early
   stopping decides it; :data:`EPOCHS_PER_FIT` is the mean measured in our paper run).
+
+Other settings of the run are projected with ``--set`` (any option of the preset, e.g.
+``learn2adapt bench --only paper_run --set fit.precision=bf16 --set fit.max_steps=1500``): the
+measured figures then use the changed config, and ``paper_overrides`` lists the changes.
 
 Run: ``learn2adapt bench --only paper_run``.
 """
 
 from __future__ import annotations
+
+import math
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -36,7 +44,7 @@ from learn2adapt.benchmarks.workload import random_recent
 from learn2adapt.envs import make_env
 from learn2adapt.models.config import FitConfig
 from learn2adapt.models.fitting import training_autocast
-from learn2adapt.training.config import preset_config
+from learn2adapt.training.config import RunConfig, apply_overrides, preset_config
 from learn2adapt.training.loop import build_planner, build_rule
 from learn2adapt.types import Window
 
@@ -45,10 +53,48 @@ ENV = "learn2adapt/HalfCheetahDisabledJoint-v0"
 EPOCHS_PER_FIT = 8.3
 
 
-def run(epochs_per_fit: float = EPOCHS_PER_FIT, rounds: int = 5, device: str = "cpu") -> dict[str, object]:
-    """Measure the figures of the module docstring on ``device`` and project the run; returns them by name."""
-    cfg = preset_config(ENV, "paper", "grbal")
+def paper_config(overrides: Sequence[str] = (), device: str = "cpu") -> RunConfig:
+    """The projected run's config: the GrBAL ``paper`` preset with ``overrides`` (``key=value``), validated."""
+    cfg = apply_overrides(preset_config(ENV, "paper", "grbal"), overrides)
     cfg.device = device
+    return cfg.validate()
+
+
+def project_seconds(
+    cfg: RunConfig,
+    adapt_plan_ms: float,
+    env_step_ms: float,
+    meta_step_ms: float,
+    val_ms: float,
+    flop_per_eval: int,
+    matmul_gflops: float,
+    epochs_per_fit: float = EPOCHS_PER_FIT,
+) -> tuple[float, float, float]:
+    """The formulas of the module docstring: (collection, fits, planning floor) in seconds for ``cfg``."""
+    adapt = cfg.adaptation
+    random_steps = cfg.random_episodes * cfg.episode_length
+    per_iteration = cfg.episodes_per_iteration * cfg.episode_length
+    mpc_steps = cfg.iterations * per_iteration
+    floor_s = mpc_steps * cfg.planner.num_candidates * cfg.planner.horizon * flop_per_eval / (matmul_gflops * 1e9)
+    collect_s = mpc_steps / cfg.num_envs * adapt_plan_ms / 1e3 + (mpc_steps + random_steps) * env_step_ms / 1e3
+    fit_s = 0.0
+    for i in range(cfg.iterations + 1):
+        data = random_steps + i * per_iteration
+        epoch = max(1, int((1 - cfg.fit.val_fraction) * data) // (adapt.meta_batch * (adapt.past + adapt.future)))
+        steps, validations = epochs_per_fit * epoch, epochs_per_fit
+        if cfg.fit.max_steps and steps > cfg.fit.max_steps:
+            # the budget ends the fit inside an epoch, with one more validation there
+            steps, validations = cfg.fit.max_steps, math.ceil(cfg.fit.max_steps / epoch)
+        fit_s += (steps * meta_step_ms + validations * val_ms) / 1e3
+    return collect_s, fit_s, floor_s
+
+
+def run(
+    epochs_per_fit: float = EPOCHS_PER_FIT, rounds: int = 5, device: str = "cpu", overrides: Sequence[str] = ()
+) -> dict[str, object]:
+    """Measure the figures of the module docstring on ``device`` and project the run (the preset
+    changed by ``overrides``); returns them by name."""
+    cfg = paper_config(overrides, device)
     env = make_env(cfg.env)
     rule = build_rule(cfg, env)
     assert isinstance(rule, GrBAL)
@@ -95,20 +141,10 @@ def run(epochs_per_fit: float = EPOCHS_PER_FIT, rounds: int = 5, device: str = "
 
     precision = torch.bfloat16 if planner.precision == "bf16" else torch.float32
     rate = matmul_gflops(dtype=precision, device=device)
-    random_steps = cfg.random_episodes * cfg.episode_length
-    per_iteration = cfg.episodes_per_iteration * cfg.episode_length
-    mpc_steps = cfg.iterations * per_iteration
     flop_per_eval = 2 * sum(p.numel() for name, p in rule.model.params().items() if name.startswith("w"))
-    floor_s = mpc_steps * cfg.planner.num_candidates * cfg.planner.horizon * flop_per_eval / (rate * 1e9)
-    collect_s = mpc_steps / E * plan_ms / 1e3 + (mpc_steps + random_steps) * steps_ms / 100 / 1e3
-    fit_s = 0.0
-    for i in range(cfg.iterations + 1):
-        data = random_steps + i * per_iteration
-        epoch = max(1, int((1 - cfg.fit.val_fraction) * data) // (adapt.meta_batch * length))
-        steps = epochs_per_fit * epoch
-        if cfg.fit.max_steps:
-            steps = min(steps, cfg.fit.max_steps)
-        fit_s += (steps * meta_ms + steps / epoch * val_ms) / 1e3
+    collect_s, fit_s, floor_s = project_seconds(
+        cfg, plan_ms, steps_ms / 100, meta_ms, val_ms, flop_per_eval, rate, epochs_per_fit
+    )
     return {
         "paper_adapt_plan_ms": round(plan_ms, 2),
         "paper_env_step_ms": round(steps_ms / 100, 4),
@@ -116,6 +152,7 @@ def run(epochs_per_fit: float = EPOCHS_PER_FIT, rounds: int = 5, device: str = "
         "paper_meta_step_bf16_ms": round(meta_bf16_ms, 2),
         "paper_fit_precision": cfg.fit.precision,
         "paper_fit_max_steps": cfg.fit.max_steps,
+        "paper_overrides": " ".join(overrides) or "none",
         "paper_val_ms": round(val_ms, 1),
         "paper_matmul_gflops": round(rate, 1),
         "paper_planner_precision": planner.precision,
