@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from learn2adapt.allocator import keep_freed_memory
 from learn2adapt.errors import ConfigError, UserError
 
 # MUJOCO_GL=egl (headless rendering) is set by `learn2adapt video` only: with EGL loaded,
@@ -673,6 +674,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
+    keep_freed_memory()
     try:
         return func(args)
     except (UserError, FileNotFoundError, FileExistsError) as e:

@@ -12,6 +12,7 @@ ROOT = Path(learn2adapt.__file__).parent
 LAYERS = {
     "errors": 0,
     "types": 0,
+    "allocator": 0,
     "presets": 0,  # TOML files only
     "envs": 1,
     "data": 1,

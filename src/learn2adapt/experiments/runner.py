@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from tqdm.auto import tqdm
 
+from learn2adapt.allocator import keep_freed_memory
 from learn2adapt.errors import ConfigError, UnknownName, UserError
 
 T = TypeVar("T")
@@ -100,7 +101,9 @@ class LocalRunner(Runner):
 
 
 def _init_worker(threads: int) -> None:
-    """Give each worker its share of the cores, so N workers don't oversubscribe the machine."""
+    """Give each worker its share of the cores, so N workers don't oversubscribe the machine;
+    keep freed memory in the worker as the CLI does (``learn2adapt.allocator``)."""
+    keep_freed_memory()
     os.environ["OMP_NUM_THREADS"] = str(threads)
     import torch
 
