@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from learn2adapt.adaptation import grbal, rebal
+from learn2adapt.allocator import keep_freed_memory
 from learn2adapt.benchmarks.timing import cpu_model
 from learn2adapt.envs import make_env
 from learn2adapt.models import ensemble, fitting, supervised
@@ -86,6 +87,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
+    keep_freed_memory()  # as every learn2adapt command does
     report = {"run": str(args.run_dir), "cpu": cpu_model(), "threads": torch.get_num_threads(), "curves": []}
     for precision in ("fp32", "bf16"):
         curve = fit_curve(args.run_dir, precision, args.epochs, args.steps_per_epoch, args.seed)
