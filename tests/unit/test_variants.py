@@ -5,6 +5,7 @@ import pytest
 from learn2adapt.errors import ConfigError, UnknownName
 from learn2adapt.experiments.variants import (
     BUILTIN_VARIANTS,
+    color,
     label,
     parse_entries,
     parse_variants,
@@ -48,3 +49,17 @@ def test_reports_name_the_ensemble_versions_as_the_peers_do():
     assert split("grbal+pe") == ("grbal", "pe") and split("mb") == ("mb", None)
     assert label("mb+pe") == "PE-TS" and label("grbal+pe") == "PE-TS + GrBAL" and label("mbde+pe") == "PE-TS + MB+DE"
     assert label("rebal+wide") == "ReBAL [wide]" and label("mb") == "MB"
+
+
+def test_a_variant_is_drawn_in_a_shade_of_its_algorithm_never_in_another_algorithms_colour():
+    from matplotlib.colors import to_hex
+
+    from learn2adapt.adaptation import ALGORITHMS
+
+    plain = {to_hex(color(a)) for a in ALGORITHMS}
+    assert len(plain) == len(ALGORITHMS)  # the algorithms themselves are told apart
+    for algo in ALGORITHMS:
+        for variant in ("pe", "wide", "bf16fits"):
+            shade = color(f"{algo}+{variant}")
+            assert shade is not None and shade not in plain, (algo, variant, shade)
+            assert shade == color(f"{algo}+{variant}")  # the same in every plot
