@@ -77,7 +77,8 @@ def color(name: str) -> str | None:
     from matplotlib.colors import to_hex, to_rgb  # plotting only
 
     shade = VARIANT_SHADES[zlib.crc32(variant.encode()) % len(VARIANT_SHADES)]
-    return to_hex(tuple(shade * c for c in to_rgb(base)))
+    r, g, b = to_rgb(base)
+    return to_hex((shade * r, shade * g, shade * b))
 
 
 def parse_variants(specs: Sequence[str]) -> dict[str, dict[str, str]]:
