@@ -12,9 +12,9 @@ import sys
 
 import pytest
 
-#: Plan 3 times with a PE-TS model of the ``medium`` size (5 members x 256 x 2, 5 particles, 4
+#: Plan 9 times with a PE-TS model of the ``medium`` size (5 members x 256 x 2, 5 particles, 4
 #: environments x 500 candidates: 10 MB activations, as in docs/experiments.md); report whether
-#: the thresholds were set and the minor page faults per plan after a first one.
+#: the thresholds were set and the minor page faults per plan (the fewest over 4 rounds).
 PROBE = """
 import json, resource, sys, torch
 from learn2adapt.allocator import keep_freed_memory
@@ -30,10 +30,13 @@ planner = make_planner("random_shooting", low, high, num_envs=4, horizon=4, num_
 obs = torch.randn(4, 17)
 plan = lambda: planner.plan(model.predict, lambda s, a, s2: -s2.square().sum(-1), obs)
 plan()
-before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(3):
+rounds = []
+for _ in range(4):  # the fewest faults of 4 rounds of 2 plans: a round may still grow the heap
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     plan()
-print(json.dumps({"kept": kept, "faults": (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 3}))
+    plan()
+    rounds.append((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 2)
+print(json.dumps({"kept": kept, "faults": min(rounds)}))
 """
 
 
