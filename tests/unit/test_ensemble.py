@@ -146,3 +146,20 @@ def test_the_pets_workload_benchmark_runs_at_tiny_sizes() -> None:
     out = pets.run(repeats=1, threads=1, candidates=8, particles=5, horizon=2, hidden=[8])
     assert out["pets_evals_per_plan"] == 5 * 8 * 5 * 2 and "CEM 5 x 8" in str(out["pets_workload"])
     assert float(out["pets_cem_plan_ms"]) > 0 and float(out["pets_cem_bf16_plan_ms"]) > 0
+
+
+def test_the_bf16_check_of_an_ensemble_run_compares_precision_not_sampling_noise(tmp_path) -> None:
+    """``bench --run`` on a PE-TS run: the same answer twice, and bf16 ranks candidates as fp32 does."""
+    from learn2adapt.benchmarks.planning import bf16_agreement_on_run
+    from learn2adapt.training.config import RunConfig, apply_overrides
+    from learn2adapt.training.loop import train
+    from tests.conftest import PENDULUM, TINY_RUN
+
+    cfg = apply_overrides(
+        RunConfig(env=PENDULUM, algo="mb", seed=0), [*TINY_RUN, "model.ensemble=3", "planner.particles=3"]
+    )
+    train(cfg, tmp_path / "run", progress=False)
+    first = bf16_agreement_on_run(str(tmp_path / "run"), num_states=4, num_candidates=200)
+    again = bf16_agreement_on_run(str(tmp_path / "run"), num_states=4, num_candidates=200)
+    assert first["spearman"] == again["spearman"]  # sampled predictions would differ from call to call
+    assert min(first["spearman"]) > 0.98, first
