@@ -180,7 +180,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     import torch
 
     from learn2adapt.benchmarks.timing import cpu_model, matmul_gflops
-    from learn2adapt.errors import ConfigError, UnknownName
+    from learn2adapt.errors import UnknownName
     from learn2adapt.training.config import check_device
 
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
