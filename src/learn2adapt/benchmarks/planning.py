@@ -270,10 +270,6 @@ def main() -> None:
     _print_table(result)
 
 
-if __name__ == "__main__":
-    main()
-
-
 def bf16_agreement_on_run(
     run_dir: str, num_states: int = 8, horizon: int = 10, num_candidates: int = 500
 ) -> dict[str, object]:
@@ -296,3 +292,7 @@ def bf16_agreement_on_run(
     out = bf16_agreement(predict, env.unwrapped.reward_fn, obs, low, high, horizon, num_candidates)
     env.close()
     return {"run": str(run_dir), "algo": st.cfg.algo, "env": st.cfg.env, **out}
+
+
+if __name__ == "__main__":
+    main()
