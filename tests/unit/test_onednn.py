@@ -1,0 +1,129 @@
+"""The oneDNN inference path of the linear layers gives the results of the plain ``addmm`` path.
+
+Every case runs the same call twice, once with the path and once under ``onednn.disabled()``:
+bit-identical in bf16 with ReLU (and unfused activations), within one bf16 rounding with a fused
+tanh or SiLU, equal to fp32 rounding in fp32 (another summation order).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from learn2adapt.models import onednn
+from learn2adapt.models.config import ModelConfig
+from learn2adapt.models.dynamics import MLPDynamics
+from learn2adapt.models.ensemble import EnsembleDynamics
+from learn2adapt.models.mlp import MLP, linear
+from learn2adapt.planning import make_planner
+
+pytestmark = pytest.mark.skipif(not onednn.available(), reason="this torch build has no oneDNN fused linear")
+
+
+def both(fn):
+    """``fn()`` with the oneDNN path, then without it."""
+    with torch.no_grad():
+        fast = fn()
+        with onednn.disabled():
+            plain = fn()
+    return fast, plain
+
+
+def close(a: torch.Tensor, b: torch.Tensor, exact_bf16: bool = True) -> None:
+    assert a.dtype == b.dtype and a.shape == b.shape
+    if a.dtype == torch.bfloat16 and exact_bf16:
+        assert torch.equal(a, b)
+    elif a.dtype == torch.bfloat16:  # a fused tanh / SiLU rounds once, the plain path twice: 1 ulp
+        torch.testing.assert_close(a, b, rtol=8e-3, atol=8e-3)
+    else:
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh", "silu", "elu"])
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_mlp_with_shared_weights(activation: str, precision: str) -> None:
+    torch.manual_seed(0)
+    net = MLP(23, 17, [64, 64], activation)
+    x = torch.randn(3, 50, 23)
+
+    def run() -> torch.Tensor:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            return net(x)
+
+    with torch.no_grad():
+        assert onednn.usable(x, net.w0)
+    close(*both(run), exact_bf16=activation in ("relu", "elu"))
+
+
+@pytest.mark.parametrize("lead", [(4,), (5, 4)])
+def test_batched_weights_in_fp32(lead: tuple[int, ...]) -> None:
+    """Per-environment weights ``(E, in, out)`` and adapted ensemble weights ``(B, E, in, out)``."""
+    torch.manual_seed(0)
+    w, b = torch.randn(*lead, 32, 16), torch.randn(*lead, 16)
+    x = torch.randn(*lead, 30, 32)
+    with torch.no_grad():
+        assert onednn.usable(x, w)
+    close(*both(lambda: linear(x, w, b, "relu")))
+
+
+def test_batched_weights_in_bf16_keep_baddbmm() -> None:
+    torch.manual_seed(0)
+    w, b, x = torch.randn(4, 32, 16), torch.randn(4, 16), torch.randn(4, 30, 32)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not onednn.usable(x, w)
+        assert onednn.usable(x, w[0])  # shared weights do take the path in bf16
+        out = linear(x, w, b, "relu")
+    assert out.dtype == torch.bfloat16 and out.shape == (4, 30, 16)
+
+
+def test_a_weight_view_is_not_packed() -> None:
+    """A slice of a parameter (ReBAL's head reads one) is used as it is, not cached."""
+    torch.manual_seed(0)
+    net = MLP(40, 8, [32])
+    x = torch.randn(10, 24)
+    before = len(onednn._packed)
+    close(*both(lambda: linear(x, net.w0[16:, :], net.b0)))
+    assert len(onednn._packed) == before
+
+
+def test_packed_weights_follow_an_optimiser_step() -> None:
+    torch.manual_seed(0)
+    model = MLPDynamics(17, 6, ModelConfig(hidden=[32, 32]))
+    obs, act = torch.randn(20, 17), torch.randn(20, 6)
+    with torch.no_grad():
+        first = model.predict(obs, act)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    model.loss(obs, act, obs + 1.0).backward()
+    opt.step()
+    after, plain = both(lambda: model.predict(obs, act))
+    close(after, plain)
+    assert not torch.allclose(after, first)  # the packed copy was not reused
+
+
+def test_with_gradients_the_plain_path_runs() -> None:
+    torch.manual_seed(0)
+    net = MLP(8, 4, [16])
+    x = torch.randn(5, 8)
+    assert not onednn.usable(x, net.w0)
+    net(x).sum().backward()
+    assert net.w0.grad is not None and net.w0.grad.abs().sum() > 0
+
+
+def test_ensemble_plan_is_unchanged() -> None:
+    """A PE-TS plan (batched member weights in fp32, sampled next states) picks the same actions."""
+    torch.manual_seed(0)
+    model = EnsembleDynamics(17, 6, ModelConfig(hidden=[32, 32], ensemble=5))
+    low, high = -torch.ones(6), torch.ones(6)
+    obs = torch.randn(3, 17)
+
+    def plan() -> torch.Tensor:
+        planner = make_planner("rs", low, high, num_envs=3, horizon=5, num_candidates=200, particles=5)
+        gen = torch.Generator().manual_seed(0)
+
+        def reward(s: torch.Tensor, a: torch.Tensor, s2: torch.Tensor) -> torch.Tensor:
+            return s2[..., 8] - 0.1 * a.square().sum(-1)
+
+        return planner.plan(lambda s, a: model.predict(s, a, generator=gen), reward, obs)
+
+    fast, plain = both(plan)
+    close(fast, plain)
