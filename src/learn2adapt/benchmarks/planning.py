@@ -2,8 +2,9 @@
 
 For each planner and precision: plan time (median after warm-up), model evaluations
 per second, achieved GFLOP/s, fraction of this process's measured fp32 matmul rate,
-and ``plan_efficiency`` = time of the same model evaluations alone (same batch shapes,
-no planner logic) / whole plan time.
+``plan_efficiency`` = time of the same model evaluations alone (same batch shapes,
+no planner logic) / whole plan time, and ``addmm_plan_ms`` / ``onednn_speedup``: the same plan
+with the linear layers on plain ``addmm`` (:mod:`learn2adapt.models.onednn` off) and the ratio.
 
 Run: ``learn2adapt bench --only planning``, or ``python -m learn2adapt.benchmarks.planning --help`` for options.
 """
@@ -16,10 +17,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from learn2adapt.benchmarks.timing import interleaved_median_ms, matmul_gflops
 from learn2adapt.benchmarks.workload import cheetah_like_reward
+from learn2adapt.models import onednn
+from learn2adapt.models.mlp import MLP
 from learn2adapt.planning import PLANNERS, make_planner
 from learn2adapt.planning.base import Planner
 from learn2adapt.types import PredictFn, RewardFn
@@ -27,24 +29,19 @@ from learn2adapt.types import PredictFn, RewardFn
 PLANNER_NAMES = tuple(PLANNERS)
 
 
-def make_model(obs_dim: int, act_dim: int, hidden: Sequence[int] = (512, 512, 512), seed: int = 0) -> nn.Sequential:
-    """A randomly initialised ReLU MLP ``(obs, act) -> delta obs`` (the GrBAL architecture)."""
+def make_model(obs_dim: int, act_dim: int, hidden: Sequence[int] = (512, 512, 512), seed: int = 0) -> MLP:
+    """A randomly initialised ReLU MLP ``(obs, act) -> delta obs`` (the GrBAL architecture), the
+    library's own (so its linear-layer path is what is timed)."""
     torch.manual_seed(seed)
-    layers: list[nn.Module] = []
-    width = obs_dim + act_dim
-    for h in hidden:
-        layers += [nn.Linear(width, h), nn.ReLU()]
-        width = h
-    layers.append(nn.Linear(width, obs_dim))
-    return nn.Sequential(*layers).eval()
+    return MLP(obs_dim + act_dim, obs_dim, hidden).eval()
 
 
-def model_macs(model: nn.Module) -> int:
-    """Multiply-accumulates of one forward pass of one sample (the Linear layers)."""
-    return sum(m.in_features * m.out_features for m in model.modules() if isinstance(m, nn.Linear))
+def model_macs(model: MLP) -> int:
+    """Multiply-accumulates of one forward pass of one sample (the weight matrices)."""
+    return sum(p.numel() for name, p in model.named_parameters() if name.startswith("w"))
 
 
-def delta_predict(model: nn.Module) -> PredictFn:
+def delta_predict(model: MLP) -> PredictFn:
     """``s' = s + model([s, a])``, batched over any leading dimensions."""
 
     def predict(obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
@@ -177,11 +174,16 @@ def run(
                 precision=precision,
                 **options,
             )
-            plan_ms, alone_ms = interleaved_median_ms(
-                [lambda planner=planner: planner.plan(predict, reward, obs), model_only_fn(predict, planner, obs)],
-                rounds=repeats,
-                repeats=1,
-                warmup=warmup,
+
+            def plan(planner: Planner = planner) -> None:
+                planner.plan(predict, reward, obs)
+
+            def plan_addmm(plan: Callable[[], None] = plan) -> None:
+                with onednn.disabled():
+                    plan()
+
+            plan_ms, alone_ms, addmm_ms = interleaved_median_ms(
+                [plan, model_only_fn(predict, planner, obs), plan_addmm], rounds=repeats, repeats=1, warmup=warmup
             )
             evals = getattr(planner, "samples_per_plan", num_candidates) * horizon * num_envs
             evals_per_s = evals / (plan_ms * 1e-3)
@@ -196,6 +198,8 @@ def run(
                 "gflops": round(gflops, 1),
                 "fraction_of_fp32_matmul": round(gflops / peak, 3),
                 "plan_efficiency": round(alone_ms / plan_ms, 3),
+                "addmm_plan_ms": round(addmm_ms, 2),
+                "onednn_speedup": round(addmm_ms / plan_ms, 2),
             }
             if precision == "fp32":
                 fp32_ms[name] = plan_ms
@@ -240,6 +244,7 @@ def _print_table(result: dict[str, object]) -> None:
         "fraction_of_fp32_matmul",
         "plan_efficiency",
         "speedup_vs_fp32",
+        "onednn_speedup",
     ]
     print("  ".join(f"{c:>14s}" for c in cols))
     for row in result["rows"]:
