@@ -127,3 +127,11 @@ def test_ensemble_plan_is_unchanged() -> None:
 
     fast, plain = both(plan)
     close(fast, plain)
+
+
+def test_linear_rate_is_measured_through_the_models_layer() -> None:
+    from learn2adapt.benchmarks.timing import linear_gflops
+
+    for dtype in (torch.float32, torch.bfloat16):
+        rate = linear_gflops(size=64, repeats=2, dtype=dtype)
+        assert 0 < rate < float("inf")

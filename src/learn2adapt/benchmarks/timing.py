@@ -9,6 +9,8 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from learn2adapt.models.mlp import linear
+
 
 def synchronize() -> None:
     """Wait for queued GPU work, so a clock read after it measures the work, not its launch."""
@@ -61,6 +63,18 @@ def matmul_gflops(
     b = torch.randn(size, size).to(device, dtype)
     out = torch.empty(size, size, dtype=dtype, device=device)
     ms = median_ms(lambda: torch.matmul(a, b, out=out), repeats=repeats, warmup=2)
+    return 2 * size**3 / (ms * 1e-3) / 1e9
+
+
+def linear_gflops(size: int = 2048, repeats: int = 10, dtype: torch.dtype = torch.float32) -> float:
+    """The same product through the library's CPU linear layer without gradients (oneDNN where
+    available, :mod:`learn2adapt.models.onednn`): on AMD processors MKL's fp32 sgemm, which
+    :func:`matmul_gflops` measures, takes its AVX2 path and oneDNN runs 2x faster."""
+    a = torch.randn(size, size, dtype=dtype)
+    w = torch.nn.Parameter(torch.randn(size, size, dtype=dtype))
+    b = torch.zeros(size, dtype=dtype)
+    with torch.no_grad():
+        ms = median_ms(lambda: linear(a, w, b), repeats=repeats, warmup=2)
     return 2 * size**3 / (ms * 1e-3) / 1e9
 
 
