@@ -17,7 +17,10 @@ from learn2adapt.models.ensemble import EnsembleDynamics
 from learn2adapt.models.mlp import MLP, linear
 from learn2adapt.planning import make_planner
 
-pytestmark = pytest.mark.skipif(not onednn.available(), reason="this torch build has no oneDNN fused linear")
+pytestmark = pytest.mark.skipif(
+    not (onednn.available(torch.float32) and onednn.available(torch.bfloat16)),
+    reason="this torch build or processor has no oneDNN fused linear in fp32 and bf16",
+)
 
 
 def both(fn):
@@ -135,3 +138,16 @@ def test_linear_rate_is_measured_through_the_models_layer() -> None:
     for dtype in (torch.float32, torch.bfloat16):
         rate = linear_gflops(size=64, repeats=2, dtype=dtype)
         assert 0 < rate < float("inf")
+
+
+def test_a_dtype_the_processor_lacks_takes_the_plain_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(onednn, "available", lambda dtype=torch.float32: dtype == torch.float32)
+    torch.manual_seed(0)
+    net = MLP(8, 4, [16])
+    x = torch.randn(5, 8)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not onednn.usable(x, net.w0)
+        out = net(x)
+    with torch.no_grad():
+        assert onednn.usable(x, net.w0)
+    assert out.dtype == torch.bfloat16

@@ -23,7 +23,8 @@ faster. Results match ``addmm`` bit for bit in bf16 with ReLU, within one bf16 r
 fused tanh or SiLU (applied before the output is rounded, not after), and to fp32 rounding
 (another summation order) in fp32.
 
-The path is off where the op is missing or fails a probe (a torch build without oneDNN),
+The path is off where the op is missing or fails a probe (a torch build without oneDNN, a
+processor without bf16 support for bf16),
 and can be turned off with ``LEARN2ADAPT_ONEDNN=0`` or :func:`disabled` (tests, benchmarks).
 """
 
@@ -45,18 +46,19 @@ _enabled = os.environ.get("LEARN2ADAPT_ONEDNN", "1") != "0"
 
 
 @functools.cache
-def available() -> bool:
-    """Whether this torch build has oneDNN's fused linear and it computes correctly (probed once)."""
+def available(dtype: torch.dtype = torch.float32) -> bool:
+    """Whether this torch build and processor run oneDNN's fused linear in ``dtype`` correctly
+    (probed once per dtype: bf16 needs processor support that fp32 does not)."""
     ops = torch.ops.mkldnn
     if not (torch.backends.mkldnn.is_available() and hasattr(ops, "_linear_pointwise")):
         return False
     try:
-        x = torch.arange(6.0).reshape(2, 3)
-        w = torch.ones(3, 4)
-        b = torch.full((4,), -4.0)
+        x = torch.arange(6.0).reshape(2, 3).to(dtype)
+        w = torch.ones(3, 4, dtype=dtype)
+        b = torch.full((4,), -4.0, dtype=dtype)
         packed = ops._reorder_linear_weight(w.t().contiguous(), 2)
         out = ops._linear_pointwise(x, packed, b, "relu", [], "")
-        return bool(torch.equal(out, torch.relu(x @ w + b)))
+        return bool(torch.equal(out, torch.relu(x.float() @ w.float() + b.float()).to(dtype)))
     except (RuntimeError, AttributeError, TypeError):
         return False
 
@@ -89,7 +91,7 @@ def usable(x: torch.Tensor, w: torch.Tensor) -> bool:
         and w.device.type == "cpu"
         and (torch.is_autocast_enabled("cpu") or x.dtype == w.dtype)
         and (compute_dtype(x) == torch.float32 or (w.dim() == 2 and compute_dtype(x) == torch.bfloat16))
-        and available()
+        and available(compute_dtype(x))
     )
 
 
