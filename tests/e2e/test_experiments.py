@@ -247,6 +247,11 @@ def test_compare_puts_ensemble_versions_beside_the_deterministic_models(cli, tmp
     assert set(summary["fixed"]) == {"mb", "mb+pe", "grbal+pe"}
     report = (out / "report" / "report.md").read_text()
     assert "| PE-TS |" in report and "| PE-TS + GrBAL |" in report and "| MB |" in report
+    after = report.split("One factor at a time", 1)[1].splitlines()[1:]
+    one_factor = [line for line in after[:3] if line.startswith("  - ")]
+    assert len(one_factor) == 2  # PE-TS against MB, PE-TS + GrBAL against PE-TS
+    assert one_factor[0].startswith("  - PE-TS ") and one_factor[0].split(" on held-out")[0].endswith(" MB")
+    assert one_factor[1].startswith("  - PE-TS + GrBAL ") and "paired over" in one_factor[1]
     assert (
         "--algos mb,mb+pe,grbal+pe --seeds 1 --variant pe:model.ensemble=2 --variant pe:planner.particles=3" in report
     )

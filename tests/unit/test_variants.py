@@ -63,3 +63,21 @@ def test_a_variant_is_drawn_in_a_shade_of_its_algorithm_never_in_another_algorit
             shade = color(f"{algo}+{variant}")
             assert shade is not None and shade not in plain, (algo, variant, shade)
             assert shade == color(f"{algo}+{variant}")  # the same in every plot
+
+
+def test_one_factor_pairs_ask_what_the_variant_and_what_the_algorithm_change():
+    from learn2adapt.experiments.variants import one_factor_pairs
+
+    assert one_factor_pairs(["mb", "mb+pe", "grbal", "grbal+pe"]) == [
+        ("mb+pe", "mb"),
+        ("grbal+pe", "grbal"),
+        ("grbal+pe", "mb+pe"),
+    ]
+    # the order of --algos decides only which algorithm of a same-variant pair comes first
+    assert one_factor_pairs(["grbal+pe", "mb+pe", "mb", "grbal"]) == [
+        ("mb+pe", "mb"),
+        ("grbal+pe", "grbal"),
+        ("mb+pe", "grbal+pe"),
+    ]
+    assert one_factor_pairs(["mb", "grbal", "rebal"]) == []  # no variant: the best-against-all list says it
+    assert one_factor_pairs(["grbal+pe", "mb+big"]) == []  # two parts differ

@@ -35,7 +35,7 @@ from learn2adapt.errors import UserError
 from learn2adapt.experiments.evaluation import EvalResult, load_protocol
 from learn2adapt.experiments.plots import PLOTS, SAMPLE_EFFICIENCY_PLOT, plot_sample_efficiency, write_plots
 from learn2adapt.experiments.statistics import Stat, diff_ci95, mean_ci95, paired_diff_ci95, relative_change
-from learn2adapt.experiments.variants import base_algo
+from learn2adapt.experiments.variants import base_algo, one_factor_pairs
 from learn2adapt.experiments.variants import label as display
 from learn2adapt.training.metrics_log import MetricsLog
 
@@ -368,6 +368,11 @@ def verdicts(summaries: list[AlgoSummary], schedule: str) -> list[str]:
     )
     for other in ranked[1:]:
         out.append("- " + compare_sentence(best, other, "held-out return"))
+    pairs = one_factor_pairs([s.algo for s in summaries])
+    if pairs:
+        by_name = {s.algo: s for s in summaries}
+        out.append("- One factor at a time (entries that differ only in the algorithm or only in the variant):")
+        out += ["  - " + compare_sentence(by_name[a], by_name[b], "held-out return") for a, b in pairs]
     adaptive = [s for s in summaries if math.isfinite(s.pred_after.mean) and math.isfinite(s.pred_before.mean)]
     if adaptive:
         lowest = min(adaptive, key=lambda s: s.pred_after.mean)

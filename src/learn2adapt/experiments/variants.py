@@ -62,6 +62,26 @@ def label(name: str) -> str:
     return f"{algo_label(algo)} [{variant}]"
 
 
+def one_factor_pairs(names: Sequence[str]) -> list[tuple[str, str]]:
+    """The pairs of entries that differ in one part only, at least one of them with a variant.
+
+    First ``(ALGO+V, ALGO)``: what the variant does to an algorithm (PE-TS + GrBAL against
+    GrBAL); then ``(B+V, A+V)`` for ``B`` after ``A`` in ``names``: what the algorithm does on
+    the variant (PE-TS + GrBAL against PE-TS). Reports state each pair's paired difference, the question a
+    comparison of ensembles and adaptation asks.
+    """
+    same_algo, same_variant = [], []
+    for i, later in enumerate(names):
+        algo_b, var_b = split(later)
+        for earlier in names[:i]:
+            algo_a, var_a = split(earlier)
+            if algo_a == algo_b and (var_a is None) != (var_b is None):
+                same_algo.append((later, earlier) if var_b is not None else (earlier, later))
+            elif var_a is not None and var_a == var_b and algo_a != algo_b:
+                same_variant.append((later, earlier))
+    return same_algo + same_variant
+
+
 #: How much of its algorithm's colour a variant keeps (the rest is black), chosen by the variant's
 #: name: a darker shade of the same hue, so PE-TS + GrBAL sits beside GrBAL in a plot without
 #: taking the colour of another algorithm (matplotlib's next colour did: PE-TS was GrBAL's blue).
