@@ -52,6 +52,7 @@ def test_confidence_intervals():
 def test_relative_change_is_omitted_against_a_baseline_near_zero():
     assert relative_change(425.3, -905.0) == "+47%"  # the sign follows the difference, not the baseline
     assert relative_change(-10.0, 40.0) == "-25%"
+    assert relative_change(-0.39, 199.6) == "-0.2%"  # below 1%: one decimal, never "-0%"
     assert relative_change(77.5, 0.6) == "baseline near 0, no percentage"
     assert relative_change(1.0, 0.0) == relative_change(0.0, 0.0) == "baseline near 0, no percentage"
     assert relative_change(float("nan"), 1.0) == "n/a"

@@ -77,7 +77,8 @@ def relative_change(diff: float, ref: float) -> str:
         return "n/a"
     if ref == 0 or abs(diff) > 10 * abs(ref):
         return "baseline near 0, no percentage"
-    return f"{100 * diff / abs(ref):+.0f}%"
+    pct = 100 * diff / abs(ref)
+    return f"{pct:+.1f}%" if abs(pct) < 1 else f"{pct:+.0f}%"  # not "-0%" for a small difference
 
 
 @dataclass
