@@ -79,6 +79,20 @@ def test_batched_weights_in_bf16_keep_baddbmm() -> None:
     assert out.dtype == torch.bfloat16 and out.shape == (4, 30, 16)
 
 
+def test_a_transposed_input_and_both_precisions_on_one_model() -> None:
+    """A non-contiguous input; a model planned in fp32 and bf16 in turn (the bf16 check) keeps a
+    packed copy per dtype."""
+    torch.manual_seed(0)
+    net = MLP(24, 8, [32])
+    x = torch.randn(24, 10).t()
+    assert not x.is_contiguous()
+    close(*both(lambda: net(x)))
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        net(x)
+    keys = {dtype for (ident, dtype) in onednn._packed if ident == id(net.w0)}
+    assert keys == {torch.float32, torch.bfloat16}
+
+
 def test_a_weight_view_is_not_packed() -> None:
     """A slice of a parameter (ReBAL's head reads one) is used as it is, not cached."""
     torch.manual_seed(0)

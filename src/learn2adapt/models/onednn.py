@@ -95,22 +95,23 @@ def usable(x: torch.Tensor, w: torch.Tensor) -> bool:
     )
 
 
-# Packed weights of parameters, by id; an entry holds a weak reference to its tensor and
-# dies with it. Valid while the tensor's version counter and the dtype are unchanged.
-_packed: dict[int, tuple[weakref.ref, int, torch.dtype, torch.Tensor]] = {}
+# Packed weights of parameters, by (id, dtype) (the bf16 check plans a model in both); an entry
+# holds a weak reference to its tensor and dies with it, and is valid while the tensor's version
+# counter is unchanged.
+_packed: dict[tuple[int, torch.dtype], tuple[weakref.ref, int, torch.Tensor]] = {}
 
 
 def _packed_weight(w: torch.Tensor, dtype: torch.dtype, rows: int) -> torch.Tensor:
-    key = id(w)
+    key = (id(w), dtype)
     entry = _packed.get(key)
-    if entry is not None and entry[0]() is w and entry[1] == w._version and entry[2] == dtype:
-        return entry[3]
+    if entry is not None and entry[0]() is w and entry[1] == w._version:
+        return entry[2]
     packed = torch.ops.mkldnn._reorder_linear_weight(w.detach().t().contiguous().to(dtype), rows)
 
     def forget(_: weakref.ref) -> None:
         _packed.pop(key, None)
 
-    _packed[key] = (weakref.ref(w, forget), w._version, dtype, packed)
+    _packed[key] = (weakref.ref(w, forget), w._version, packed)
     return packed
 
 
@@ -139,12 +140,12 @@ def linear_inference(
     fusable = activation is None or activation in FUSED_ACTIVATIONS
     x = x.to(dtype)
     if w.dim() == 2:
-        rows = x.reshape(-1, x.shape[-1])
+        rows = x.reshape(-1, x.shape[-1]).contiguous()
         weight = _packed_weight(w, dtype, rows.shape[0]) if isinstance(w, torch.nn.Parameter) else w.t().to(dtype)
         z = _fused(rows, weight, b.to(dtype), activation if fusable else None).view(*x.shape[:-1], w.shape[-1])
     else:  # batched fp32 weights: one fused call per group
         groups = math.prod(w.shape[:-2])
-        rows = x.reshape(groups, -1, x.shape[-1])
+        rows = x.reshape(groups, -1, x.shape[-1]).contiguous()
         wt = w.reshape(groups, *w.shape[-2:]).transpose(-1, -2).to(dtype)
         b2 = b.reshape(groups, -1).to(dtype)
         act = activation if fusable else None
