@@ -206,16 +206,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
         "matmul_gflops": round(matmul_gflops(device=device), 1),
         "matmul_gflops_bf16": round(matmul_gflops(dtype=torch.bfloat16, device=device), 1),
     }
+    print(
+        f"{card} ({device}): fp32 matmul {figures['matmul_gflops']} GFLOP/s, bf16 {figures['matmul_gflops_bf16']} GFLOP/s"
+        f"; CPU {figures['cpu']}, {figures['threads']} threads"
+    )
     if device == "cpu":
         from learn2adapt.benchmarks.timing import linear_gflops
 
         figures["linear_gflops"] = round(linear_gflops(), 1)
         figures["linear_gflops_bf16"] = round(linear_gflops(dtype=torch.bfloat16), 1)
-    print(
-        f"{card} ({device}): fp32 matmul {figures['matmul_gflops']} GFLOP/s, bf16 {figures['matmul_gflops_bf16']} GFLOP/s"
-        f"; CPU {figures['cpu']}, {figures['threads']} threads"
-    )
-    if "linear_gflops" in figures:
         print(
             f"  the same products as the models' linear layers without gradients: fp32 {figures['linear_gflops']}"
             f" GFLOP/s, bf16 {figures['linear_gflops_bf16']} GFLOP/s"

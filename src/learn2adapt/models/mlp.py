@@ -32,8 +32,9 @@ def linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, activation: str | 
     ``activation``: a name in :data:`ACTIVATIONS`, or None. Without gradients on the CPU
     the layer runs through oneDNN (:mod:`learn2adapt.models.onednn`: 1.2-2.6x faster there).
     """
-    if onednn.usable(x, w):
-        return onednn.linear_inference(x, w, b, activation, ACTIVATIONS.get(activation or ""))
+    dtype = onednn.inference_dtype(x, w)
+    if dtype is not None:
+        return onednn.linear_inference(x, w, b, activation, ACTIVATIONS.get(activation or ""), dtype)
     z = _affine(x, w, b)
     return z if activation is None else ACTIVATIONS[activation](z)
 

@@ -13,7 +13,7 @@ AVX-512, torch 2.13, docs/experiments.md, "oneDNN linear layers"):
   layer, with identical results.
 
 So :func:`linear_inference` runs ``activation(x @ w + b)`` as ``torch.ops.mkldnn._linear_pointwise``
-(the op PyTorch's own compiler emits for CPU linear layers) when :func:`usable` says so: CPU
+(the op PyTorch's own compiler emits for CPU linear layers) when :func:`inference_dtype` says so: CPU
 tensors, gradients disabled, fp32 or bf16 compute (autocast's dtype, when autocast is on).
 Shared ``(in, out)`` weights that are a module's parameters are packed once and
 reused until they change (their version counter moves at every optimiser step or load);
@@ -74,25 +74,23 @@ def disabled() -> Iterator[None]:
         _enabled = before
 
 
-def compute_dtype(x: torch.Tensor) -> torch.dtype:
-    """The dtype a linear layer computes in: autocast's on the CPU when it is on, else the input's."""
-    if torch.is_autocast_enabled("cpu"):
-        return torch.get_autocast_dtype("cpu")
-    return x.dtype
+def inference_dtype(x: torch.Tensor, w: torch.Tensor) -> torch.dtype | None:
+    """The dtype :func:`linear_inference` computes this call in, or None where it does not apply
+    (batched weights in bf16 stay on ``baddbmm``: one fused call per group measured no faster)."""
+    if not _enabled or torch.is_grad_enabled() or x.device.type != "cpu" or w.device.type != "cpu":
+        return None
+    autocast = torch.is_autocast_enabled("cpu")
+    if not autocast and x.dtype != w.dtype:
+        return None
+    dtype = torch.get_autocast_dtype("cpu") if autocast else x.dtype
+    if not (dtype == torch.float32 or (w.dim() == 2 and dtype == torch.bfloat16)):
+        return None
+    return dtype if available(dtype) else None
 
 
 def usable(x: torch.Tensor, w: torch.Tensor) -> bool:
-    """Whether :func:`linear_inference` applies to this call (batched weights in bf16 stay on
-    ``baddbmm``: one fused call per group measured no faster)."""
-    return (
-        _enabled
-        and not torch.is_grad_enabled()
-        and x.device.type == "cpu"
-        and w.device.type == "cpu"
-        and (torch.is_autocast_enabled("cpu") or x.dtype == w.dtype)
-        and (compute_dtype(x) == torch.float32 or (w.dim() == 2 and compute_dtype(x) == torch.bfloat16))
-        and available(compute_dtype(x))
-    )
+    """Whether :func:`linear_inference` applies to this call."""
+    return inference_dtype(x, w) is not None
 
 
 # Packed weights of parameters, by (id, dtype) (the bf16 check plans a model in both); an entry
@@ -125,8 +123,9 @@ def linear_inference(
     b: torch.Tensor,
     activation: str | None,
     plain_activation: Callable[[torch.Tensor], torch.Tensor] | None,
+    dtype: torch.dtype,
 ) -> torch.Tensor:
-    """``activation(x @ w + b)`` through oneDNN; call only where :func:`usable` holds.
+    """``activation(x @ w + b)`` through oneDNN, in ``dtype`` from :func:`inference_dtype`.
 
     Args:
         x: inputs ``(..., in)`` for shared weights, ``(*batch, ..., in)`` for batched ones.
@@ -136,7 +135,6 @@ def linear_inference(
         plain_activation: the activation as a function, applied after the linear layer when
             oneDNN cannot fuse it.
     """
-    dtype = compute_dtype(x)
     fusable = activation is None or activation in FUSED_ACTIVATIONS
     x = x.to(dtype)
     if w.dim() == 2:
