@@ -69,6 +69,40 @@ def test_batched_weights_in_fp32(lead: tuple[int, ...]) -> None:
     close(*both(lambda: linear(x, w, b, "relu")))
 
 
+@pytest.mark.parametrize("activation", ["silu", "elu"])
+def test_mlp_with_batched_weights_runs_group_by_group(activation: str) -> None:
+    """An ensemble's MLP (member weights are parameters, packed per member) and the same MLP with
+    adapted weights ``(B, E, in, out)`` (plain tensors): every layer of a group before the next
+    group; an activation oneDNN cannot fuse (ELU) is applied after each layer."""
+    torch.manual_seed(0)
+    net = MLP(23, 34, [64, 64], activation, members=5)
+    x = torch.randn(5, 2, 40, 23)
+    close(*both(lambda: net(x)))
+    adapted = {name: p.detach().unsqueeze(1).repeat(1, 2, *([1] * (p.dim() - 1))) for name, p in net.named_parameters()}
+    adapted = {name: p + 0.01 * torch.randn_like(p) for name, p in adapted.items()}
+    out, plain = both(lambda: net(x, adapted))
+    close(out, plain)
+    with torch.no_grad():
+        assert not torch.allclose(out, net(x))  # each environment used its own weights
+    keys = {ident for (ident, _) in onednn._packed}
+    assert id(net.w0) in keys and id(adapted["w0"]) not in keys
+
+
+def test_packed_member_weights_follow_an_optimiser_step() -> None:
+    torch.manual_seed(0)
+    model = EnsembleDynamics(17, 6, ModelConfig(hidden=[32, 32], ensemble=3))
+    obs, act = torch.randn(20, 17), torch.randn(20, 6)
+    with torch.no_grad():
+        first = model.predict_mean(obs, act)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    member_rows = (t.expand(3, *t.shape) for t in (obs, act, obs + 1.0))
+    model.nll(*member_rows).backward()
+    opt.step()
+    after, plain = both(lambda: model.predict_mean(obs, act))
+    close(after, plain)
+    assert not torch.allclose(after, first)
+
+
 def test_batched_weights_in_bf16_keep_baddbmm() -> None:
     torch.manual_seed(0)
     w, b, x = torch.randn(4, 32, 16), torch.randn(4, 16), torch.randn(4, 30, 32)

@@ -87,6 +87,11 @@ class MLP(nn.Module):
     def forward(self, x: torch.Tensor, params: Params | None = None) -> torch.Tensor:
         p = dict(self.named_parameters()) if params is None else params
         last = self.num_layers - 1
+        activations = [self.activation_name if i < last else None for i in range(self.num_layers)]
+        dtype = onednn.inference_dtype(x, p["w0"])
+        if dtype is not None and p["w0"].dim() > 2:  # batched weights: every layer of a group at once
+            layers = [(p[f"w{i}"], p[f"b{i}"]) for i in range(self.num_layers)]
+            return onednn.layers_inference(x, layers, activations, self.activation, dtype)
         for i in range(self.num_layers):
-            x = linear(x, p[f"w{i}"], p[f"b{i}"], self.activation_name if i < last else None)
+            x = linear(x, p[f"w{i}"], p[f"b{i}"], activations[i])
         return x

@@ -17,9 +17,9 @@ So :func:`linear_inference` runs ``activation(x @ w + b)`` as ``torch.ops.mkldnn
 tensors, gradients disabled, fp32 or bf16 compute (autocast's dtype, when autocast is on).
 Shared ``(in, out)`` weights that are a module's parameters are packed once and
 reused until they change (their version counter moves at every optimiser step or load);
-batched weights ``(*batch, in, out)`` (adapted per environment, ensemble members) run one
-fused call per group in fp32 and stay on ``baddbmm`` in bf16, where such a loop measured no
-faster. Results match ``addmm`` bit for bit in bf16 with ReLU, within one bf16 rounding with a
+batched weights ``(*batch, in, out)`` (adapted per environment, ensemble members) run in fp32
+one group at a time through every layer (:func:`layers_inference`), and stay on ``baddbmm`` in
+bf16, where such a loop measured no faster (GrBAL's ``paper`` plan: 7% slower). Results match ``addmm`` bit for bit in bf16 with ReLU, within one bf16 rounding with a
 fused tanh or SiLU (applied before the output is rounded, not after), and to fp32 rounding
 (another summation order) in fp32.
 
@@ -35,7 +35,7 @@ import functools
 import math
 import os
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 
@@ -76,7 +76,7 @@ def disabled() -> Iterator[None]:
 
 def inference_dtype(x: torch.Tensor, w: torch.Tensor) -> torch.dtype | None:
     """The dtype :func:`linear_inference` computes this call in, or None where it does not apply
-    (batched weights in bf16 stay on ``baddbmm``: one fused call per group measured no faster)."""
+    (batched weights in bf16 stay on ``baddbmm``: fused layers one group at a time measured no faster)."""
     if not _enabled or torch.is_grad_enabled() or x.device.type != "cpu" or w.device.type != "cpu":
         return None
     autocast = torch.is_autocast_enabled("cpu")
@@ -93,24 +93,34 @@ def usable(x: torch.Tensor, w: torch.Tensor) -> bool:
     return inference_dtype(x, w) is not None
 
 
-# Packed weights of parameters, by (id, dtype) (the bf16 check plans a model in both); an entry
-# holds a weak reference to its tensor and dies with it, and is valid while the tensor's version
-# counter is unchanged.
-_packed: dict[tuple[int, torch.dtype], tuple[weakref.ref, int, torch.Tensor]] = {}
+# Packed weights of parameters, by (id, dtype) (the bf16 check plans a model in both): one per
+# group of a batched parameter (ensemble members). An entry holds a weak reference to its tensor
+# and dies with it, and is valid while the tensor's version counter is unchanged.
+_packed: dict[tuple[int, torch.dtype], tuple[weakref.ref, int, list[torch.Tensor]]] = {}
 
 
-def _packed_weight(w: torch.Tensor, dtype: torch.dtype, rows: int) -> torch.Tensor:
+def _packed_weights(w: torch.Tensor, dtype: torch.dtype, rows: int) -> list[torch.Tensor]:
+    """oneDNN's packed ``(out, in)`` copies of a parameter ``w (*batch, in, out)``, one per group."""
     key = (id(w), dtype)
     entry = _packed.get(key)
     if entry is not None and entry[0]() is w and entry[1] == w._version:
         return entry[2]
-    packed = torch.ops.mkldnn._reorder_linear_weight(w.detach().t().contiguous().to(dtype), rows)
+    flat = w.detach().reshape(-1, *w.shape[-2:]).transpose(-1, -2).to(dtype)
+    packed = [torch.ops.mkldnn._reorder_linear_weight(m.contiguous(), rows) for m in flat]
 
     def forget(_: weakref.ref) -> None:
         _packed.pop(key, None)
 
     _packed[key] = (weakref.ref(w, forget), w._version, packed)
     return packed
+
+
+def _group_weights(w: torch.Tensor, dtype: torch.dtype, rows: int) -> Sequence[torch.Tensor]:
+    """``w (*batch, in, out)`` as ``(out, in)`` weights per group: packed once for a parameter,
+    transposed views of other tensors (adapted weights, new at every plan)."""
+    if isinstance(w, torch.nn.Parameter):
+        return _packed_weights(w, dtype, rows)
+    return w.reshape(-1, *w.shape[-2:]).transpose(-1, -2).to(dtype).unbind(0)
 
 
 def _fused(x: torch.Tensor, w_out_in: torch.Tensor, b: torch.Tensor, activation: str | None) -> torch.Tensor:
@@ -135,19 +145,49 @@ def linear_inference(
         plain_activation: the activation as a function, applied after the linear layer when
             oneDNN cannot fuse it.
     """
-    fusable = activation is None or activation in FUSED_ACTIVATIONS
+    if w.dim() > 2:
+        return layers_inference(x, [(w, b)], [activation], plain_activation, dtype)
     x = x.to(dtype)
-    if w.dim() == 2:
-        rows = x.reshape(-1, x.shape[-1]).contiguous()
-        weight = _packed_weight(w, dtype, rows.shape[0]) if isinstance(w, torch.nn.Parameter) else w.t().to(dtype)
-        z = _fused(rows, weight, b.to(dtype), activation if fusable else None).view(*x.shape[:-1], w.shape[-1])
-    else:  # batched fp32 weights: one fused call per group
-        groups = math.prod(w.shape[:-2])
-        rows = x.reshape(groups, -1, x.shape[-1]).contiguous()
-        wt = w.reshape(groups, *w.shape[-2:]).transpose(-1, -2).to(dtype)
-        b2 = b.reshape(groups, -1).to(dtype)
-        act = activation if fusable else None
-        z = torch.stack([_fused(rows[g], wt[g], b2[g], act) for g in range(groups)]).view(*x.shape[:-1], w.shape[-1])
-    if activation is not None and not fusable and plain_activation is not None:
-        z = plain_activation(z)
-    return z
+    rows = x.reshape(-1, x.shape[-1]).contiguous()
+    (weight,) = _group_weights(w, dtype, rows.shape[0])
+    fused = activation is None or activation in FUSED_ACTIVATIONS
+    z = _fused(rows, weight, b.to(dtype), activation if fused else None).view(*x.shape[:-1], w.shape[-1])
+    return z if fused or plain_activation is None else plain_activation(z)
+
+
+def layers_inference(
+    x: torch.Tensor,
+    layers: Sequence[tuple[torch.Tensor, torch.Tensor]],
+    activations: Sequence[str | None],
+    plain_activation: Callable[[torch.Tensor], torch.Tensor] | None,
+    dtype: torch.dtype,
+) -> torch.Tensor:
+    """A stack of linear layers with batched weights ``(*batch, in, out)``, one group at a time.
+
+    Each group (ensemble member, environment) runs through every layer before the next group
+    starts, so the only copy is the one that gathers the last layer's outputs: gathering each
+    layer's (a ``stack`` per layer) had cost 8% of a PETS plan, and a group's activations
+    stay in cache between its layers.
+
+    Args:
+        x: inputs ``(*batch, ..., in)``, the batch dimensions those of the weights.
+        layers: ``(w, b)`` per layer, ``w (*batch, in, out)``, ``b (*batch, out)``.
+        activations: per layer, a name or None.
+        plain_activation: the activation as a function, where oneDNN cannot fuse it.
+    """
+    groups = math.prod(layers[0][0].shape[:-2])
+    rows = x.to(dtype).reshape(groups, -1, x.shape[-1]).contiguous()
+    prepared = [
+        (_group_weights(w, dtype, rows.shape[1]), b.reshape(groups, -1).to(dtype), act)
+        for (w, b), act in zip(layers, activations)
+    ]
+    outputs = []
+    for g in range(groups):
+        h = rows[g]
+        for wt, b2, act in prepared:
+            fused = act is None or act in FUSED_ACTIVATIONS
+            h = _fused(h, wt[g], b2[g], act if fused else None)
+            if not fused and plain_activation is not None:
+                h = plain_activation(h)
+        outputs.append(h)
+    return torch.stack(outputs).view(*x.shape[:-1], layers[-1][0].shape[-1])
