@@ -103,14 +103,26 @@ def test_packed_member_weights_follow_an_optimiser_step() -> None:
     assert not torch.allclose(after, first)
 
 
-def test_batched_weights_in_bf16_keep_baddbmm() -> None:
+def test_batched_weights_in_bf16_only_as_parameters() -> None:
+    """In bf16, an ensemble's member weights (parameters, packed once) take the path; adapted
+    weights (new tensors at every plan) stay on ``baddbmm``."""
     torch.manual_seed(0)
-    w, b, x = torch.randn(4, 32, 16), torch.randn(4, 16), torch.randn(4, 30, 32)
+    net = MLP(32, 16, [24], "silu", members=4)
+    x = torch.randn(4, 30, 32)
+    adapted = {name: p.detach().clone() for name, p in net.named_parameters()}
+
+    def run(params=None) -> torch.Tensor:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return net(x, params)
+
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-        assert not onednn.usable(x, w)
-        assert onednn.usable(x, w[0])  # shared weights do take the path in bf16
-        out = linear(x, w, b, "relu")
+        assert onednn.usable(x, net.w0)
+        assert not onednn.usable(x, adapted["w0"])
+        assert onednn.usable(x, adapted["w0"][0])  # shared weights do take the path in bf16
+    out, plain = both(run)
+    close(out, plain, exact_bf16=False)
     assert out.dtype == torch.bfloat16 and out.shape == (4, 30, 16)
+    close(*both(lambda: run(adapted)))
 
 
 def test_a_transposed_input_and_both_precisions_on_one_model() -> None:

@@ -17,11 +17,13 @@ So :func:`linear_inference` runs ``activation(x @ w + b)`` as ``torch.ops.mkldnn
 tensors, gradients disabled, fp32 or bf16 compute (autocast's dtype, when autocast is on).
 Shared ``(in, out)`` weights that are a module's parameters are packed once and
 reused until they change (their version counter moves at every optimiser step or load);
-batched weights ``(*batch, in, out)`` (adapted per environment, ensemble members) run in fp32
-one group at a time through every layer (:func:`layers_inference`), and stay on ``baddbmm`` in
-bf16, where such a loop measured no faster (GrBAL's ``paper`` plan: 7% slower). Results match ``addmm`` bit for bit in bf16 with ReLU, within one bf16 rounding with a
-fused tanh or SiLU (applied before the output is rounded, not after), and to fp32 rounding
-(another summation order) in fp32.
+batched weights ``(*batch, in, out)`` run one group at a time through every layer
+(:func:`layers_inference`): in fp32 always, in bf16 only when they are parameters (an
+ensemble's members, packed once per fit). Weights made anew for every plan (adapted per
+environment) stay on ``baddbmm`` in bf16, where the loop over unpacked weights measured
+slower (GrBAL's ``paper`` plan: 7%). Results match ``addmm`` bit for bit in bf16 with ReLU,
+within one bf16 rounding with a fused tanh or SiLU (applied before the output is rounded, not
+after), and to fp32 rounding (another summation order) in fp32.
 
 The path is off where the op is missing or fails a probe (a torch build without oneDNN, a
 processor without bf16 support for bf16),
@@ -76,14 +78,17 @@ def disabled() -> Iterator[None]:
 
 def inference_dtype(x: torch.Tensor, w: torch.Tensor) -> torch.dtype | None:
     """The dtype :func:`linear_inference` computes this call in, or None where it does not apply
-    (batched weights in bf16 stay on ``baddbmm``: fused layers one group at a time measured no faster)."""
+    (batched weights in bf16 that are not parameters stay on ``baddbmm``: unpacked, the fused
+    loop over groups measured slower)."""
     if not _enabled or torch.is_grad_enabled() or x.device.type != "cpu" or w.device.type != "cpu":
         return None
     autocast = torch.is_autocast_enabled("cpu")
     if not autocast and x.dtype != w.dtype:
         return None
     dtype = torch.get_autocast_dtype("cpu") if autocast else x.dtype
-    if not (dtype == torch.float32 or (w.dim() == 2 and dtype == torch.bfloat16)):
+    if dtype not in (torch.float32, torch.bfloat16):
+        return None
+    if dtype == torch.bfloat16 and w.dim() > 2 and not isinstance(w, torch.nn.Parameter):
         return None
     return dtype if available(dtype) else None
 
