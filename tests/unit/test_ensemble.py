@@ -145,7 +145,11 @@ def test_the_pets_workload_benchmark_runs_at_tiny_sizes() -> None:
 
     out = pets.run(repeats=1, threads=1, candidates=8, particles=5, horizon=2, hidden=[8])
     assert out["pets_evals_per_plan"] == 5 * 8 * 5 * 2 and "CEM 5 x 8" in str(out["pets_workload"])
-    assert float(out["pets_cem_plan_ms"]) > 0 and float(out["pets_cem_bf16_plan_ms"]) > 0
+    for planner in ("cem", "mppi", "icem"):
+        assert float(out[f"pets_{planner}_plan_ms"]) > 0 and float(out[f"pets_{planner}_bf16_plan_ms"]) > 0
+    # iCEM: 5 populations floored at min(2 x 8 elites, 8 candidates) = 8, plus round(0.3 x 8) = 2
+    # carried elites each, x 5 particles x horizon 2
+    assert out["pets_icem_evals_per_plan"] == 5 * (8 + 2) * 5 * 2
 
 
 def test_the_bf16_check_of_an_ensemble_run_compares_precision_not_sampling_noise(tmp_path) -> None:
