@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from learn2adapt.envs import make_env
 from learn2adapt.experiments.evaluation import evaluate
@@ -75,6 +76,25 @@ def test_same_seed_same_numbers(tmp_path):
     np.testing.assert_array_equal(results[0][0], results[1][0])
     for k, v in results[0][1].items():
         assert (v == results[1][1][k]).all(), k
+
+
+def test_a_pe_ts_evaluation_does_not_depend_on_what_ran_before_it(tmp_path):
+    """PE-TS samples its predictions from torch's global generator: evaluate seeds it per task and
+    restores it, so the same evaluation gives the same returns after any other work in the process."""
+    over = ["iterations=1", "random_episodes=2", "episodes_per_iteration=1", "episode_length=30", "num_envs=1",
+            "model.hidden=16", "model.ensemble=2", "planner.particles=2", "fit.max_epochs=2", "adaptation.past=8",
+            "adaptation.future=8", "planner.horizon=4", "planner.num_candidates=32"]  # fmt: skip
+    cfg = apply_overrides(RunConfig(env=PENDULUM, algo="mb", seed=1), over)
+    train(cfg, tmp_path / "run", progress=False)
+    st = load_run(tmp_path / "run")
+    first = evaluate(st, episodes_per_task=1, seed=0, progress=False, measure_model=False)
+    torch.rand(1000)  # other work moves the global generator
+    before = torch.random.get_rng_state()
+    again = evaluate(st, episodes_per_task=1, seed=0, progress=False, measure_model=False)
+    assert torch.equal(torch.random.get_rng_state(), before)
+    assert first.to_json()["mean"] == again.to_json()["mean"]
+    other = evaluate(st, episodes_per_task=1, seed=1, progress=False, measure_model=False)
+    assert other.to_json()["mean"] != first.to_json()["mean"]  # the seed does choose the draws
 
 
 def test_metrics_split_each_iteration_into_collection_and_fit(tmp_path):

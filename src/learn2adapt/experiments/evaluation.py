@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
+import torch
 
 from learn2adapt.data.segment_sampler import SegmentSampler
 from learn2adapt.data.trajectory_buffer import Episode, TrajectoryBuffer
@@ -41,6 +42,7 @@ from learn2adapt.training.run_dir import atomic_write_text
 
 if TYPE_CHECKING:
     from learn2adapt.experiments.oracle import OracleRun
+    from learn2adapt.experiments.planning_diagnosis import DiagnosedRun
     from learn2adapt.experiments.runs import AnyRun
 
 #: Segments per test task on which the prediction error is measured.
@@ -278,7 +280,7 @@ def prediction_errors(
 
 
 def evaluate(
-    st: AnyRun | OracleRun,
+    st: AnyRun | OracleRun | DiagnosedRun,
     episodes_per_task: int | None = None,
     tasks: list[dict[str, Any]] | None = None,
     seed: int = 0,
@@ -290,8 +292,9 @@ def evaluate(
 
     Args:
         st: a loaded run: model-based (config + fitted rule, planned with MPC) or model-free
-            (config + policy; no prediction error to measure), or the oracle (MPC over the
-            simulator, :mod:`learn2adapt.experiments.oracle`).
+            (config + policy; no prediction error to measure), the oracle (MPC over the
+            simulator, :mod:`learn2adapt.experiments.oracle`), or a model-based run whose
+            controller is diagnosed (:mod:`learn2adapt.experiments.planning_diagnosis`).
         episodes_per_task: defaults to ``cfg.eval.episodes_per_task``.
         tasks: defaults to the environment's test split (its nominal task with ``cfg.nominal``).
         seed: evaluation seed (episode reset seeds and planner noise); the same
@@ -321,8 +324,13 @@ def evaluate(
     all_models: list[list[tuple[int, int]]] = []
     rng = np.random.default_rng(_seed_for(seed, 20_000))
     vel_index = getattr(getattr(envs[0].unwrapped, "reward_spec", None), "vel_index", None)
+    # An ensemble samples its predictions from torch's global generator: seeded per task, so an
+    # evaluation gives the same result whatever ran before it in the process (a resumed
+    # `compare`, a probe during training), and restored afterwards, so the caller's stream is untouched.
+    global_rng = torch.random.get_rng_state()
     try:
         for i, task in enumerate(test_tasks):
+            torch.manual_seed(_seed_for(seed, 30_000 + i))
             agent = st.controller(envs, _seed_for(seed, 10_000 + i))
             models: dict[int, list[tuple[int, int]]] = {}
 
@@ -349,6 +357,7 @@ def evaluate(
             result.tasks.append(tr)
             all_episodes += episodes
     finally:
+        torch.random.set_rng_state(global_rng)
         for env in envs:
             env.close()
     result.recovery = recovery_curve(all_episodes)
