@@ -128,6 +128,45 @@ def cmd_oracle(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_diagnose(args: argparse.Namespace) -> int:
+    from learn2adapt.experiments.oracle import check_oracle
+    from learn2adapt.experiments.planning_diagnosis import MEASURES, diagnose
+    from learn2adapt.experiments.runs import load_any as load_run
+    from learn2adapt.training.config import check_schedule
+    from learn2adapt.training.loop import RunState
+    from learn2adapt.training.run_dir import atomic_write_text, check_writable
+
+    if args.episodes < 1 or args.every < 1 or (args.candidates is not None and args.candidates < 2):
+        raise ConfigError("--episodes and --every must be >= 1, --candidates >= 2")
+    if args.schedule:
+        check_schedule(args.schedule)
+    st = load_run(Path(args.run_dir))
+    if not isinstance(st, RunState):
+        raise ConfigError(f"a {st.cfg.algo} run has no model to diagnose: diagnose a model-based run")
+    check_oracle(st.cfg.env)
+    out = Path(args.output) if args.output else Path(args.run_dir) / "diagnosis.json"
+    check_writable(out.parent)
+    result = diagnose(
+        st,
+        every=args.every,
+        candidates=args.candidates or st.cfg.planner.num_candidates,
+        episodes_per_task=args.episodes,
+        schedule=args.schedule,
+        seed=args.seed,
+        progress=not args.quiet,
+    )
+    atomic_write_text(out, json.dumps(result.to_json(), indent=1))
+    summary = result.summary()
+    print(
+        f"{result.algo} on {result.env} ({result.schedule}): {summary['states']} states, {result.candidates} random "
+        f"candidates over H = {result.horizon}, scored by the model and by the simulator"
+    )
+    for name in MEASURES:
+        print(f"  {name:10s} {summary[name]['mean']:10.3f} +- {summary[name]['ci95']:.3f}")
+    print(f"saved {out}")
+    return 0
+
+
 def cmd_envs(args: argparse.Namespace) -> int:
     from learn2adapt.envs import describe_all
 
@@ -611,6 +650,19 @@ def _oracle_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def _diagnose_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", help="a model-based run directory of a MuJoCo family")
+    p.add_argument("--every", type=int, default=10, help="control steps between two diagnosed states (default 10)")
+    p.add_argument(
+        "--candidates", type=int, default=None, help="random candidates scored per state (default: the run's planner's)"
+    )
+    p.add_argument("--episodes", type=int, default=1, help="episodes per test task (default 1)")
+    p.add_argument("--schedule", default=None, help="task schedule during episodes (default: the run's eval.schedule)")
+    p.add_argument("--seed", type=int, default=0, help="evaluation seed (0: the initial states `eval` uses)")
+    p.add_argument("--output", default=None, help="results JSON (default: RUN_DIR/diagnosis.json)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
 def _video_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", help="a run directory written by `learn2adapt train`")
     p.add_argument("--task", default=None, help="task as JSON (default: the first held-out test task)")
@@ -658,6 +710,11 @@ SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Han
         "evaluate MPC with the simulator as its model on the held-out tasks (the bound of a perfect model)",
         _oracle_args,
         cmd_oracle,
+    ),
+    "diagnose": (
+        "score random candidates with a run's model and with the simulator at the states it visits (model exploitation)",
+        _diagnose_args,
+        cmd_diagnose,
     ),
     "envs": ("list environment families, their train/test tasks and schedules", _no_args, cmd_envs),
     "options": ("list every configuration option with its help and resolved value", _config_args, cmd_options),

@@ -20,6 +20,7 @@ import torch
 
 from learn2adapt.benchmarks.timing import interleaved_median_ms, matmul_gflops
 from learn2adapt.benchmarks.workload import cheetah_like_reward
+from learn2adapt.experiments.statistics import spearman
 from learn2adapt.models import onednn
 from learn2adapt.models.mlp import MLP
 from learn2adapt.planning import PLANNERS, make_planner
@@ -116,18 +117,12 @@ def bf16_agreement(
     r32 = fp32.evaluate(predict, reward_fn, obs, actions).clone()
     r16 = bf16.evaluate(predict, reward_fn, obs, actions).clone()
 
-    def ranks(x: torch.Tensor) -> torch.Tensor:
-        return x.argsort(dim=1).argsort(dim=1).double()
-
-    a, b = ranks(r32), ranks(r16)
-    a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
-    spearman = (a * b).sum(1) / (a.square().sum(1).sqrt() * b.square().sum(1).sqrt())
     k = min(10, num_candidates)
     top32, top16 = r32.topk(k, dim=1).indices, r16.topk(k, dim=1).indices
     overlap = [len(set(x.tolist()) & set(y.tolist())) / k for x, y in zip(top32, top16)]
     finite = torch.isfinite(r32) & torch.isfinite(r16)
     return {
-        "spearman": [round(float(s), 4) for s in spearman],
+        "spearman": [round(spearman(a.numpy(), b.numpy()), 4) for a, b in zip(r32.cpu(), r16.cpu())],
         "same_action": (r32.argmax(1) == r16.argmax(1)).tolist(),
         "top10_overlap": overlap,
         "max_abs_return_diff": float((r32 - r16)[finite].abs().max()) if bool(finite.any()) else float("nan"),

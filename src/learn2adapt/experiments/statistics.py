@@ -4,7 +4,8 @@
 - :func:`diff_ci95`: a difference of two independent means, Welch interval;
 - :func:`paired_diff_ci95`: a mean of paired differences (same key in both samples);
 - :class:`Stat`: a mean with its interval and samples, plain or stratified over fixed groups;
-- :func:`relative_change`: a difference as a percentage of a baseline, where meaningful.
+- :func:`relative_change`: a difference as a percentage of a baseline, where meaningful;
+- :func:`spearman`: the rank correlation of two scorings of the same items.
 
 The Student-t quantile is scipy's (fractional degrees of freedom too, for Welch).
 """
@@ -151,3 +152,11 @@ def adjusted_rand_index(labels_a: Sequence[Any], labels_b: Sequence[Any]) -> flo
     expected = rows * cols / total
     best = (rows + cols) / 2
     return 1.0 if best == expected else (index - expected) / (best - expected)
+
+
+def spearman(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> float:
+    """Spearman rank correlation of ``a`` and ``b`` (ties share their mean rank; NaN if either is constant)."""
+    x, y = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if x.size < 2 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return float("nan")
+    return float(scipy.stats.spearmanr(x, y).statistic)

@@ -16,7 +16,7 @@ import torch
 from learn2adapt.adaptation.base import AdaptationRule
 from learn2adapt.data.recent_history import RecentHistory
 from learn2adapt.planning.base import Planner
-from learn2adapt.types import RewardFn, TerminationFn
+from learn2adapt.types import PredictFn, RewardFn, TerminationFn
 
 
 class MPCAgent:
@@ -54,10 +54,14 @@ class MPCAgent:
         mask[env_index] = True
         self.planner.reset(mask)
 
+    def predictor(self) -> PredictFn:
+        """The model the next plan uses: adapted on each environment's recent transitions."""
+        recent = self.history.data if self.rule.history_length > 0 else None
+        return self.rule.predictor(recent) if self.online is None else self.online.predictor(recent)
+
     def act(self, obs: np.ndarray) -> np.ndarray:
         obs_t = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
-        recent = self.history.data if self.rule.history_length > 0 else None
-        predict = self.rule.predictor(recent) if self.online is None else self.online.predictor(recent)
+        predict = self.predictor()
         with torch.no_grad():
             actions = self.planner.plan(predict, self.reward_fn, obs_t, self.termination_fn)
         return actions.cpu().numpy()
