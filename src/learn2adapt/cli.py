@@ -133,7 +133,7 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     from learn2adapt.experiments.planning_diagnosis import MEASURES, diagnose
     from learn2adapt.experiments.runs import load_any as load_run
     from learn2adapt.training.config import check_schedule
-    from learn2adapt.training.loop import RunState
+    from learn2adapt.training.loop import RunState, with_online_rule
     from learn2adapt.training.run_dir import atomic_write_text, check_writable
 
     if args.episodes < 1 or args.every < 1 or (args.candidates is not None and args.candidates < 2):
@@ -144,6 +144,8 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     if not isinstance(st, RunState):
         raise ConfigError(f"a {st.cfg.algo} run has no model to diagnose: diagnose a model-based run")
     check_oracle(st.cfg.env)
+    if args.set:
+        st = with_online_rule(st, st.cfg.algo, args.set)
     out = Path(args.output) if args.output else Path(args.run_dir) / "diagnosis.json"
     check_writable(out.parent)
     result = diagnose(
@@ -660,6 +662,12 @@ def _diagnose_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--schedule", default=None, help="task schedule during episodes (default: the run's eval.schedule)")
     p.add_argument("--seed", type=int, default=0, help="evaluation seed (0: the initial states `eval` uses)")
     p.add_argument("--output", default=None, help="results JSON (default: RUN_DIR/diagnosis.json)")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="change a test-time option of the run, e.g. planner.particles=20 (planner.*, eval.*; repeatable)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 

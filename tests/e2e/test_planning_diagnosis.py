@@ -70,6 +70,11 @@ def test_diagnose_only_observes_the_evaluation(cli, tmp_path: Path, ensemble: li
     assert diagnosis["candidates"] == 16 and diagnosis["horizon"] == 4
     assert all(np.isfinite(s["optimism"]) and -1 <= s["spearman"] <= 1 for s in diagnosis["scores"])
     assert "optimism" in out and "regret" in out
+    # A test-time option changes the scoring planner: more candidates per state with --set.
+    code, _, err = cli("diagnose", run, "--every", "15", "--schedule", "fixed", "--quiet", "--set",
+                       "planner.num_candidates=20", "--output", tmp_path / "d20.json")  # fmt: skip
+    assert code == 0, err
+    assert json.loads((tmp_path / "d20.json").read_text())["candidates"] == 20
     # The controller acts as under `eval` (same seed): the same return, the diagnosis only watched.
     code, _, err = cli("eval", run, "--schedule", "fixed", "--output", tmp_path / "eval.json", "--quiet")
     assert code == 0, err
