@@ -490,11 +490,17 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
         metavar="ALGO",
         help="evaluate with another online rule on the same meta-trained model, e.g. --online mole for a grbal run",
     )
+    _test_time_args(p)
+
+
+def _test_time_args(p: argparse.ArgumentParser) -> None:
+    """``--set`` of test-time options and ``--quiet``: the options of a command that re-runs a trained run."""
     p.add_argument(
         "--set",
         action="append",
         metavar="KEY=VALUE",
-        help="change a test-time option of the run (planner.*, adaptation.mixture.*, eval.*; repeatable)",
+        help="change a test-time option of the run, e.g. planner.particles=20 "
+        "(planner.*, adaptation.mixture.*, eval.*; repeatable)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -662,13 +668,7 @@ def _diagnose_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--schedule", default=None, help="task schedule during episodes (default: the run's eval.schedule)")
     p.add_argument("--seed", type=int, default=0, help="evaluation seed (0: the initial states `eval` uses)")
     p.add_argument("--output", default=None, help="results JSON (default: RUN_DIR/diagnosis.json)")
-    p.add_argument(
-        "--set",
-        action="append",
-        metavar="KEY=VALUE",
-        help="change a test-time option of the run, e.g. planner.particles=20 (planner.*, eval.*; repeatable)",
-    )
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _test_time_args(p)
 
 
 def _video_args(p: argparse.ArgumentParser) -> None:
