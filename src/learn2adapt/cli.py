@@ -500,7 +500,7 @@ def _test_time_args(p: argparse.ArgumentParser) -> None:
         action="append",
         metavar="KEY=VALUE",
         help="change a test-time option of the run, e.g. planner.particles=20 "
-        "(planner.*, adaptation.mixture.*, eval.*; repeatable)",
+        "(planner.*, adaptation.mixture.*, adaptation.guard, eval.*; repeatable)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 

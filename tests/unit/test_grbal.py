@@ -251,17 +251,67 @@ def test_fewer_than_m_transitions_adapt_on_the_valid_ones_with_a_step_scaled_by_
     padded = Window(obs.clone(), act.clone(), nxt.clone(), torch.tensor([c]))
     padded.obs[:, :-c] = float("nan")  # padding rows: garbage that must not matter
     short = Window(obs[:, -c:], act[:, -c:], nxt[:, -c:], torch.tensor([c]))
-    scaled = copy.deepcopy(online_rule)
-    with torch.no_grad():
-        for t in scaled.step_size.parameters():
-            t.add_(np.log(c / M))  # log-parameterised learned step sizes
-        for t in scaled.step_size.buffers():
-            t.mul_(c / M)  # fixed step size
+    scaled = _scaled_steps(online_rule, c / M)
     s, a = candidates(1)
     got = online_rule.predictor(padded)(s, a)
     assert torch.isfinite(got).all()
     torch.testing.assert_close(got, scaled.predictor(short)(s, a), rtol=1e-5, atol=1e-6)
     assert not torch.allclose(got, online_rule.predictor(short)(s, a), atol=1e-4)
+
+
+def _scaled_steps(rule, factor: float):
+    """A copy of ``rule`` whose inner step sizes are ``factor`` times larger."""
+    scaled = copy.deepcopy(rule)
+    with torch.no_grad():
+        for t in scaled.step_size.parameters():
+            t.add_(np.log(factor))  # log-parameterised learned step sizes
+        for t in scaled.step_size.buffers():
+            t.mul_(factor)  # fixed step size
+    return scaled
+
+
+def test_the_guard_keeps_the_fitted_model_where_the_step_overshoots(online_rule):
+    obs, act, nxt = windows(3)
+    recent = Window(obs, act, nxt, torch.full((3,), M))
+    s, a = candidates(3)
+    prior = online_rule.model.predict(s, a)
+    # Small steps lower the window's loss: the guard changes nothing.
+    small = _scaled_steps(online_rule, 1e-2)
+    guarded = copy.deepcopy(small)
+    guarded.adapt_cfg.guard = True
+    plain = small.predictor(recent)(s, a)
+    assert not torch.allclose(plain, prior, atol=1e-6)
+    torch.testing.assert_close(guarded.predictor(recent)(s, a), plain, rtol=0, atol=0)
+    # Steps 1e4 times too large overshoot on every window: the guard keeps theta* for each environment.
+    huge = _scaled_steps(online_rule, 1e4)
+    guarded = copy.deepcopy(huge)
+    guarded.adapt_cfg.guard = True
+    assert not torch.allclose(huge.predictor(recent)(s, a), prior, atol=1.0)
+    torch.testing.assert_close(guarded.predictor(recent)(s, a), prior, rtol=1e-6, atol=1e-6)
+
+
+def test_the_guard_decides_per_ensemble_member_and_environment():
+    from learn2adapt.adaptation.inner_update import keep_improving
+    from learn2adapt.models.mlp import MLP
+
+    torch.manual_seed(0)
+    net = MLP(4, 3, [8], members=3)
+    theta = {n: p.detach() for n, p in net.named_parameters()}
+    E = 2
+    adapted = {n: (p.unsqueeze(1) + 0.1 * torch.randn(3, E, *p.shape[1:])) for n, p in theta.items()}
+    x = torch.randn(3, E, M, 4)
+    with torch.no_grad():
+        fits_adapted, fits_theta = net(x, adapted), net(x, theta)
+    # Targets that the adapted weights fit exactly, except for (member 1, environment 0): theta's.
+    y = fits_adapted.clone()
+    y[1, 0] = fits_theta[1, 0]
+    kept = keep_improving(net, theta, adapted, x, y, torch.ones(E, M, dtype=torch.bool))
+    for m in range(3):
+        for e in range(E):
+            expected = theta["w0"][m] if (m, e) == (1, 0) else adapted["w0"][m, e]
+            assert torch.equal(kept["w0"][m, e], expected), (m, e)
+            expected_b = theta["b1"][m] if (m, e) == (1, 0) else adapted["b1"][m, e]
+            assert torch.equal(kept["b1"][m, e], expected_b), (m, e)
 
 
 def test_online_adaptation_is_the_meta_training_inner_update():

@@ -70,6 +70,12 @@ class AdaptationConfig:
         metadata={"help": "inner step size: fixed | scalar (learned) | per_parameter (learned, Meta-SGD)"},
     )
     first_order: bool = field(default=False, metadata={"help": "drop second-order terms of the meta-gradient (FOMAML)"})
+    guard: bool = field(
+        default=False,
+        metadata={
+            "help": "GrBAL / MB+DE online: keep the fitted model for an environment (an ensemble member) whose inner step raised the loss on its own adaptation window (an overshoot, e.g. on states far from the training data); meta-training unchanged; settable at test time (eval --set)"
+        },
+    )
     inner_impl: str = field(
         default="auto",
         metadata={

@@ -120,7 +120,8 @@ class DynamicEvaluation(ModelBased):
             self._use(chosen["lr"], chosen["steps"])
 
     def predictor(self, recent: Window | None) -> PredictFn:
-        return adapted_predictor(self.model, recent, self.step_size, self.de_steps)
+        return adapted_predictor(self.model, recent, self.step_size, self.de_steps, guard=self.adapt_cfg.guard)
 
     def mean_predictor(self, recent: Window | None) -> PredictFn:
-        return adapted_predictor(self.model, recent, self.step_size, self.de_steps, mean=True)
+        guard = self.adapt_cfg.guard
+        return adapted_predictor(self.model, recent, self.step_size, self.de_steps, mean=True, guard=guard)

@@ -261,7 +261,9 @@ class GrBAL(AdaptationRule):
 
     # --- online adaptation --------------------------------------------------------------------
     def predictor(self, recent: Window | None) -> PredictFn:
-        return adapted_predictor(self.model, recent, self.step_size, self.adapt_cfg.inner_steps)
+        cfg = self.adapt_cfg
+        return adapted_predictor(self.model, recent, self.step_size, cfg.inner_steps, guard=cfg.guard)
 
     def mean_predictor(self, recent: Window | None) -> PredictFn:
-        return adapted_predictor(self.model, recent, self.step_size, self.adapt_cfg.inner_steps, mean=True)
+        cfg = self.adapt_cfg
+        return adapted_predictor(self.model, recent, self.step_size, cfg.inner_steps, mean=True, guard=cfg.guard)

@@ -115,7 +115,7 @@ _SHARED_PRIOR = ("grbal", "mole")
 
 
 #: Options an evaluation may change on a trained run (``eval --set``): what acts at test time only.
-TEST_TIME_OPTIONS = ("planner.", "adaptation.mixture.", "eval.")
+TEST_TIME_OPTIONS = ("planner.", "adaptation.mixture.", "adaptation.guard", "eval.")
 
 
 def with_online_rule(st: RunState, algo: str, changes: Sequence[str] = ()) -> RunState:
