@@ -19,11 +19,12 @@ Results aggregate over training seeds in :mod:`learn2adapt.experiments.report`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -51,6 +52,19 @@ PRED_SEGMENTS = 256
 PRE_SWITCH_WINDOW = 20
 #: Steps after a switch over which first-visit and revisit rewards are averaged.
 RECALL_WINDOW = 50
+
+
+@contextlib.contextmanager
+def torch_rng_preserved() -> Iterator[None]:
+    """Restore torch's global generators (the CPU's, and CUDA's where initialised) when the block ends."""
+    cpu = torch.random.get_rng_state()
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+    try:
+        yield
+    finally:
+        torch.random.set_rng_state(cpu)
+        if cuda is not None:
+            torch.cuda.set_rng_state_all(cuda)
 
 
 @dataclass
@@ -327,39 +341,38 @@ def evaluate(
     # An ensemble samples its predictions from torch's global generator: seeded per task, so an
     # evaluation gives the same result whatever ran before it in the process (a resumed
     # `compare`, a probe during training), and restored afterwards, so the caller's stream is untouched.
-    global_rng = torch.random.get_rng_state()
-    try:
-        for i, task in enumerate(test_tasks):
-            torch.manual_seed(_seed_for(seed, 30_000 + i))
-            agent = st.controller(envs, _seed_for(seed, 10_000 + i))
-            models: dict[int, list[tuple[int, int]]] = {}
+    with torch_rng_preserved():
+        try:
+            for i, task in enumerate(test_tasks):
+                torch.manual_seed(_seed_for(seed, 30_000 + i))
+                agent = st.controller(envs, _seed_for(seed, 10_000 + i))
+                models: dict[int, list[tuple[int, int]]] = {}
 
-            def record(k: int, t: int, reward: float, info: dict, slot: int, agent=agent, models=models) -> None:
-                if agent.online is not None:  # the mixture's MAP model and size when this step was planned
-                    state = agent.online
-                    models.setdefault(k, []).append((int(state.assignment[slot]), int(state.num_models[slot])))
+                def record(k: int, t: int, reward: float, info: dict, slot: int, agent=agent, models=models) -> None:
+                    if agent.online is not None:  # the mixture's MAP model and size when this step was planned
+                        state = agent.online
+                        models.setdefault(k, []).append((int(state.assignment[slot]), int(state.num_models[slot])))
 
-            episodes = run_episodes(
-                envs,
-                agent,
-                n,
-                lambda k, task=task, i=i: (task, _seed_for(seed, i, k) % (2**31)),
-                desc=f"eval {spec} task {i + 1}/{len(test_tasks)}",
-                progress=progress,
-                on_step=record,
-            )
-            all_models += [models[k] for k in range(len(episodes))] if models else []
-            tr = TaskResult(task, [ep.total_reward for ep in episodes])
-            if vel_index is not None:
-                tr.velocities = [float(ep.next_obs[:, vel_index].mean()) for ep in episodes]
-            if measure_model and isinstance(st, RunState):
-                tr.pred_error_before, tr.pred_error_after = prediction_errors(st, episodes, rng)
-            result.tasks.append(tr)
-            all_episodes += episodes
-    finally:
-        torch.random.set_rng_state(global_rng)
-        for env in envs:
-            env.close()
+                episodes = run_episodes(
+                    envs,
+                    agent,
+                    n,
+                    lambda k, task=task, i=i: (task, _seed_for(seed, i, k) % (2**31)),
+                    desc=f"eval {spec} task {i + 1}/{len(test_tasks)}",
+                    progress=progress,
+                    on_step=record,
+                )
+                all_models += [models[k] for k in range(len(episodes))] if models else []
+                tr = TaskResult(task, [ep.total_reward for ep in episodes])
+                if vel_index is not None:
+                    tr.velocities = [float(ep.next_obs[:, vel_index].mean()) for ep in episodes]
+                if measure_model and isinstance(st, RunState):
+                    tr.pred_error_before, tr.pred_error_after = prediction_errors(st, episodes, rng)
+                result.tasks.append(tr)
+                all_episodes += episodes
+        finally:
+            for env in envs:
+                env.close()
     result.recovery = recovery_curve(all_episodes)
     result.recall = recall_measures(all_episodes, all_models or None)
     result.eval_env_steps = sum(len(ep) for ep in all_episodes)

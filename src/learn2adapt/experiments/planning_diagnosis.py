@@ -34,7 +34,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from learn2adapt.experiments.evaluation import EvalResult, evaluate
+from learn2adapt.experiments.evaluation import EvalResult, evaluate, torch_rng_preserved
 from learn2adapt.experiments.oracle import SimulatorModel
 from learn2adapt.experiments.statistics import mean_ci95, spearman
 from learn2adapt.planning.random_shooting import RandomShooting
@@ -121,19 +121,15 @@ class DiagnosingAgent:
         agent = self.agent
         obs_t = torch.as_tensor(obs, dtype=torch.float32)
         candidates = self.truth.sample(obs_t.shape[0]).clone()
-        # An ensemble samples its next states from torch's global generator: restore it afterwards,
+        # An ensemble samples its next states from torch's global generator: restored afterwards,
         # so the controller's own plans draw what they would have drawn without the diagnosis.
-        rng_state = torch.random.get_rng_state()
-        cuda_rng = torch.cuda.get_rng_state_all() if agent.device.type == "cuda" else None
-        predict = agent.predictor()
-        with torch.no_grad():
-            model = agent.planner.evaluate(
-                predict, agent.reward_fn, obs_t.to(agent.device), candidates.to(agent.device), agent.termination_fn
-            )
-            model_returns = model.float().cpu().numpy().copy()
-        torch.random.set_rng_state(rng_state)
-        if cuda_rng is not None:
-            torch.cuda.set_rng_state_all(cuda_rng)
+        with torch_rng_preserved():
+            predict = agent.predictor()
+            with torch.no_grad():
+                model = agent.planner.evaluate(
+                    predict, agent.reward_fn, obs_t.to(agent.device), candidates.to(agent.device), agent.termination_fn
+                )
+                model_returns = model.float().cpu().numpy().copy()
         with torch.no_grad():
             self.simulator.begin()
             truth = self.truth.evaluate(
