@@ -158,7 +158,7 @@ def test_a_grbal_run_is_evaluated_with_the_mixture(cli, one_line_error, tmp_path
     assert code == 0, err
     assert json.loads((tmp_path / "one.json").read_text())["recall"]["mean_models"] == 1.0
     code, _, err = cli("eval", run, "--quiet", "--set", "model.hidden=8")
-    one_line_error(code, err, "eval --set model.hidden=8", "test-time options")
+    one_line_error(code, err, "--set model.hidden=8", "test-time options")
 
 
 def test_a_recurring_schedule_reports_recall_and_the_mixture_assignment(cli, tmp_path):

@@ -124,7 +124,7 @@ def with_online_rule(st: RunState, algo: str, changes: Sequence[str] = ()) -> Ru
     refused = [c for c in changes if not c.split("=", 1)[0].startswith(TEST_TIME_OPTIONS)]
     if refused:
         raise ConfigError(
-            f"eval --set {refused[0]}: only test-time options ({', '.join(p + '*' for p in TEST_TIME_OPTIONS)}) "
+            f"--set {refused[0]}: only test-time options ({', '.join(p + '*' for p in TEST_TIME_OPTIONS)}) "
             "can change on a trained run"
         )
     if algo == st.cfg.algo and not changes:
