@@ -282,12 +282,16 @@ def test_the_guard_keeps_the_fitted_model_where_the_step_overshoots(online_rule)
     plain = small.predictor(recent)(s, a)
     assert not torch.allclose(plain, prior, atol=1e-6)
     torch.testing.assert_close(guarded.predictor(recent)(s, a), plain, rtol=0, atol=0)
+    assert guarded.guard_count.checked == 3 and guarded.guard_count.fraction() == 0.0
     # Steps 1e4 times too large overshoot on every window: the guard keeps theta* for each environment.
     huge = _scaled_steps(online_rule, 1e4)
     guarded = copy.deepcopy(huge)
     guarded.adapt_cfg.guard = True
     assert not torch.allclose(huge.predictor(recent)(s, a), prior, atol=1.0)
     torch.testing.assert_close(guarded.predictor(recent)(s, a), prior, rtol=1e-6, atol=1e-6)
+    guarded.predictor(recent)
+    assert guarded.guard_count.checked == 6 and guarded.guard_count.fraction() == 1.0
+    assert np.isnan(huge.guard_count.fraction())  # no guard, nothing counted
 
 
 def test_the_guard_decides_per_ensemble_member_and_environment():
@@ -305,7 +309,8 @@ def test_the_guard_decides_per_ensemble_member_and_environment():
     # Targets that the adapted weights fit exactly, except for (member 1, environment 0): theta's.
     y = fits_adapted.clone()
     y[1, 0] = fits_theta[1, 0]
-    kept = keep_improving(net, theta, adapted, x, y, torch.ones(E, M, dtype=torch.bool))
+    kept, keep = keep_improving(net, theta, adapted, x, y, torch.ones(E, M, dtype=torch.bool))
+    assert keep.tolist() == [[True, True], [False, True], [True, True]]
     for m in range(3):
         for e in range(E):
             expected = theta["w0"][m] if (m, e) == (1, 0) else adapted["w0"][m, e]

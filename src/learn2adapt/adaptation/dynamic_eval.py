@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from learn2adapt.adaptation.config import AdaptationConfig
-from learn2adapt.adaptation.inner_update import StepSize, adapted_predictor
+from learn2adapt.adaptation.inner_update import GuardCount, StepSize, adapted_predictor
 from learn2adapt.adaptation.mb import ModelBased
 from learn2adapt.data.segment_sampler import SegmentSampler, split_segment_starts
 from learn2adapt.data.trajectory_buffer import TrajectoryBuffer
@@ -67,6 +67,8 @@ class DynamicEvaluation(ModelBased):
         # Not learned and not in ``module`` (its tensors stay those of MB); the pair in force
         # is saved beside the module in :meth:`state_dict`.
         self.step_size = StepSize("fixed", adapt_cfg.de_lr, {}).to(self.device)
+        #: How often ``adaptation.guard`` reverted an online step (read per task by the evaluation).
+        self.guard_count = GuardCount()
         self._use(adapt_cfg.de_lr, adapt_cfg.inner_steps)
 
     def _use(self, lr: float, steps: int) -> None:
@@ -120,7 +122,10 @@ class DynamicEvaluation(ModelBased):
             self._use(chosen["lr"], chosen["steps"])
 
     def predictor(self, recent: Window | None) -> PredictFn:
-        return adapted_predictor(self.model, recent, self.step_size, self.de_steps, guard=self.adapt_cfg.guard)
+        guard = self.adapt_cfg.guard
+        return adapted_predictor(
+            self.model, recent, self.step_size, self.de_steps, guard=guard, guard_count=self.guard_count
+        )
 
     def mean_predictor(self, recent: Window | None) -> PredictFn:
         guard = self.adapt_cfg.guard

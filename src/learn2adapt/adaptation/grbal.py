@@ -41,7 +41,14 @@ from torch import nn
 
 from learn2adapt.adaptation.base import AdaptationRule
 from learn2adapt.adaptation.config import AdaptationConfig
-from learn2adapt.adaptation.inner_update import StepSize, adapted_forward, adapted_predictor, normalised, resolve_impl
+from learn2adapt.adaptation.inner_update import (
+    GuardCount,
+    StepSize,
+    adapted_forward,
+    adapted_predictor,
+    normalised,
+    resolve_impl,
+)
 from learn2adapt.data.normalizer import Normalizer
 from learn2adapt.data.segment_sampler import SegmentSampler, short_past_counts, split_segment_starts
 from learn2adapt.data.trajectory_buffer import TrajectoryBuffer, split_episodes
@@ -100,6 +107,8 @@ class GrBAL(AdaptationRule):
         )
         shapes = {n: p.shape for n, p in self.model.params().items()}
         self.step_size = StepSize(adapt_cfg.step_size, adapt_cfg.inner_lr, shapes)
+        #: How often ``adaptation.guard`` reverted an online step (read per task by the evaluation).
+        self.guard_count = GuardCount()
         #: The post-adaptation validation MSE of the last fit (what MOLe's likelihood takes as variance).
         self.calibration = Calibration()
         self._module = nn.ModuleDict(
@@ -262,7 +271,9 @@ class GrBAL(AdaptationRule):
     # --- online adaptation --------------------------------------------------------------------
     def predictor(self, recent: Window | None) -> PredictFn:
         cfg = self.adapt_cfg
-        return adapted_predictor(self.model, recent, self.step_size, cfg.inner_steps, guard=cfg.guard)
+        return adapted_predictor(
+            self.model, recent, self.step_size, cfg.inner_steps, guard=cfg.guard, guard_count=self.guard_count
+        )
 
     def mean_predictor(self, recent: Window | None) -> PredictFn:
         cfg = self.adapt_cfg

@@ -400,14 +400,41 @@ def adapted_forward(
 
 
 # --- online adaptation ----------------------------------------------------------------------
+class GuardCount:
+    """How many adaptations ``adaptation.guard`` checked and how many it reverted to theta*
+    (one per environment, member and call; the reverted count stays a tensor, so counting never
+    waits for the device)."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.checked = 0
+        self.reverted: torch.Tensor | None = None
+
+    def add(self, keep: torch.Tensor) -> None:
+        self.checked += keep.numel()
+        reverted = (~keep).sum()
+        self.reverted = reverted if self.reverted is None else self.reverted + reverted
+
+    def fraction(self) -> float:
+        """Reverted / checked, NaN before any check."""
+        return float(self.reverted) / self.checked if self.reverted is not None and self.checked else float("nan")
+
+
 def online_params(
-    model: Dynamics, recent: Window, step: StepSize, steps: int = 1, guard: bool = False
+    model: Dynamics,
+    recent: Window,
+    step: StepSize,
+    steps: int = 1,
+    guard: bool = False,
+    guard_count: GuardCount | None = None,
 ) -> Params | None:
     """Per-environment adapted parameters ``(E, ...)`` from theta* and the recent windows.
 
     An ensemble's are ``(members, E, ...)``: every member takes its own step on the same window.
     With ``guard``, an environment (member) whose adapted loss on its window exceeds theta*'s
-    keeps theta* (:func:`keep_improving`).
+    keeps theta* (:func:`keep_improving`), counted in ``guard_count`` when given.
 
     Starts from the fitted parameters at every call (nothing is carried between calls);
     environments with ``count == 0`` keep theta* exactly, those with ``count < M`` adapt
@@ -429,15 +456,18 @@ def online_params(
             x, y = (t.expand(model.net.members, *t.shape) for t in (x, y))
         adapted = adapt_batched(model.net, theta, x, y, mask, step, steps, first_order=True)
     if guard:
-        adapted = keep_improving(model.net, theta, adapted, x, y, mask)
+        adapted, keep = keep_improving(model.net, theta, adapted, x, y, mask)
+        if guard_count is not None:
+            guard_count.add(keep)
     return {n: v.detach() for n, v in adapted.items()}
 
 
 def keep_improving(
     net: MLP, theta: Params, adapted: Params, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor
-) -> Params:
+) -> tuple[Params, torch.Tensor]:
     """``adapted`` where it fits the adaptation window at least as well as ``theta`` (per environment,
-    and per member of an ensemble), ``theta`` elsewhere.
+    and per member of an ensemble), ``theta`` elsewhere; and where it was kept (``(E,)`` or
+    ``(members, E)``).
 
     Why: a learned step size is meta-trained on the training tasks' windows; on states far from
     them the inner gradient can be orders of magnitude larger and the step overshoot, making the
@@ -453,7 +483,7 @@ def keep_improving(
     for name, new in adapted.items():
         old = _per_batch(theta[name], new, -3 if name.startswith("w") else -2)
         out[name] = torch.where(keep.view(*keep.shape, *([1] * (new.dim() - keep.dim()))), new, old)
-    return out
+    return out, keep
 
 
 def adapted_predictor(
@@ -463,13 +493,14 @@ def adapted_predictor(
     steps: int = 1,
     mean: bool = False,
     guard: bool = False,
+    guard_count: GuardCount | None = None,
 ) -> PredictFn:
     """A planner's ``predict`` using per-environment adapted parameters (see :func:`online_params`).
 
     An ensemble's predictor samples (trajectory sampling); ``mean=True`` gives its members'
     mean prediction instead (prediction-error measurements).
     """
-    params = None if recent is None else online_params(model, recent, step, steps, guard)
+    params = None if recent is None else online_params(model, recent, step, steps, guard, guard_count)
     forward = model.predict_mean if mean and isinstance(model, EnsembleDynamics) else model.predict
 
     def predict(obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:

@@ -82,6 +82,9 @@ class TaskResult:
     #: Locomotion families: each episode's mean forward velocity of the root (m/s), so a return
     #: can be placed (a cheetah that does not move vs one that runs); empty otherwise.
     velocities: list[float] = field(default_factory=list)
+    #: With ``adaptation.guard``: the fraction of online steps (environment x member x control step)
+    #: it reverted to the fitted model; NaN without the guard.
+    guard_reverted: float = float("nan")
 
     def __post_init__(self) -> None:
         self.mean, self.ci95 = mean_ci95(self.returns)
@@ -346,6 +349,9 @@ def evaluate(
             for i, task in enumerate(test_tasks):
                 torch.manual_seed(_seed_for(seed, 30_000 + i))
                 agent = st.controller(envs, _seed_for(seed, 10_000 + i))
+                guard_count = getattr(getattr(st, "rule", None), "guard_count", None)
+                if guard_count is not None:
+                    guard_count.reset()
                 models: dict[int, list[tuple[int, int]]] = {}
 
                 def record(k: int, t: int, reward: float, info: dict, slot: int, agent=agent, models=models) -> None:
@@ -366,6 +372,8 @@ def evaluate(
                 tr = TaskResult(task, [ep.total_reward for ep in episodes])
                 if vel_index is not None:
                     tr.velocities = [float(ep.next_obs[:, vel_index].mean()) for ep in episodes]
+                if guard_count is not None:
+                    tr.guard_reverted = guard_count.fraction()  # before prediction_errors adapts again
                 if measure_model and isinstance(st, RunState):
                     tr.pred_error_before, tr.pred_error_after = prediction_errors(st, episodes, rng)
                 result.tasks.append(tr)
