@@ -34,7 +34,7 @@ def linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, activation: str | 
     """
     dtype = onednn.inference_dtype(x, w)
     if dtype is not None:
-        return onednn.linear_inference(x, w, b, activation, ACTIVATIONS.get(activation or ""), dtype)
+        return onednn.layers_inference(x, [(w, b)], [activation], ACTIVATIONS.get(activation or ""), dtype)
     z = _affine(x, w, b)
     return z if activation is None else ACTIVATIONS[activation](z)
 

@@ -12,7 +12,7 @@ AVX-512, torch 2.13, docs/experiments.md, "oneDNN linear layers"):
   activation in the kernel's epilogue) on weights packed once per fit is 1.2-2.2x faster per
   layer, with identical results.
 
-So :func:`linear_inference` runs ``activation(x @ w + b)`` as ``torch.ops.mkldnn._linear_pointwise``
+So :func:`layers_inference` runs ``activation(x @ w + b)`` as ``torch.ops.mkldnn._linear_pointwise``
 (the op PyTorch's own compiler emits for CPU linear layers) when :func:`inference_dtype` says so: CPU
 tensors, gradients disabled, fp32 or bf16 compute (autocast's dtype, when autocast is on).
 Shared ``(in, out)`` weights that are a module's parameters are packed once and
@@ -77,7 +77,7 @@ def disabled() -> Iterator[None]:
 
 
 def inference_dtype(x: torch.Tensor, w: torch.Tensor) -> torch.dtype | None:
-    """The dtype :func:`linear_inference` computes this call in, or None where it does not apply
+    """The dtype :func:`layers_inference` computes this call in, or None where it does not apply
     (batched weights in bf16 that are not parameters stay on ``baddbmm``: unpacked, the fused
     loop over groups measured slower)."""
     if not _enabled or torch.is_grad_enabled() or x.device.type != "cpu" or w.device.type != "cpu":
@@ -94,7 +94,7 @@ def inference_dtype(x: torch.Tensor, w: torch.Tensor) -> torch.dtype | None:
 
 
 def usable(x: torch.Tensor, w: torch.Tensor) -> bool:
-    """Whether :func:`linear_inference` applies to this call."""
+    """Whether :func:`layers_inference` applies to this call."""
     return inference_dtype(x, w) is not None
 
 
@@ -132,34 +132,6 @@ def _fused(x: torch.Tensor, w_out_in: torch.Tensor, b: torch.Tensor, activation:
     return torch.ops.mkldnn._linear_pointwise(x, w_out_in, b, FUSED_ACTIVATIONS.get(activation or "", "none"), [], "")
 
 
-def linear_inference(
-    x: torch.Tensor,
-    w: torch.Tensor,
-    b: torch.Tensor,
-    activation: str | None,
-    plain_activation: Callable[[torch.Tensor], torch.Tensor] | None,
-    dtype: torch.dtype,
-) -> torch.Tensor:
-    """``activation(x @ w + b)`` through oneDNN, in ``dtype`` from :func:`inference_dtype`.
-
-    Args:
-        x: inputs ``(..., in)`` for shared weights, ``(*batch, ..., in)`` for batched ones.
-        w: ``(in, out)`` or ``(*batch, in, out)``.
-        b: ``(out,)`` or ``(*batch, out)``.
-        activation: a name, or None for none.
-        plain_activation: the activation as a function, applied after the linear layer when
-            oneDNN cannot fuse it.
-    """
-    if w.dim() > 2:
-        return layers_inference(x, [(w, b)], [activation], plain_activation, dtype)
-    x = x.to(dtype)
-    rows = x.reshape(-1, x.shape[-1]).contiguous()
-    (weight,) = _group_weights(w, dtype, rows.shape[0])
-    fused = activation is None or activation in FUSED_ACTIVATIONS
-    z = _fused(rows, weight, b.to(dtype), activation if fused else None).view(*x.shape[:-1], w.shape[-1])
-    return z if fused or plain_activation is None else plain_activation(z)
-
-
 def layers_inference(
     x: torch.Tensor,
     layers: Sequence[tuple[torch.Tensor, torch.Tensor]],
@@ -167,32 +139,38 @@ def layers_inference(
     plain_activation: Callable[[torch.Tensor], torch.Tensor] | None,
     dtype: torch.dtype,
 ) -> torch.Tensor:
-    """A stack of linear layers with batched weights ``(*batch, in, out)``, one group at a time.
+    """``activation(x @ w + b)`` for a stack of linear layers through oneDNN, in ``dtype`` from
+    :func:`inference_dtype`; shared weights ``(in, out)`` are one group.
 
-    Each group (ensemble member, environment) runs through every layer before the next group
-    starts, so the only copy is the one that gathers the last layer's outputs: gathering each
-    layer's (a ``stack`` per layer) had cost 8% of a PETS plan, and a group's activations
-    stay in cache between its layers.
+    Batched weights ``(*batch, in, out)`` run one group (ensemble member, environment) at a time
+    through every layer before the next group starts, so the only copy is the one that gathers the
+    last layer's outputs: gathering each layer's (a ``stack`` per layer) had cost 8% of a PETS
+    plan, and a group's activations stay in cache between its layers.
 
     Args:
-        x: inputs ``(*batch, ..., in)``, the batch dimensions those of the weights.
+        x: inputs ``(..., in)`` for shared weights, ``(*batch, ..., in)`` for batched ones (the
+            batch dimensions those of the weights).
         layers: ``(w, b)`` per layer, ``w (*batch, in, out)``, ``b (*batch, out)``.
         activations: per layer, a name or None.
-        plain_activation: the activation as a function, where oneDNN cannot fuse it.
+        plain_activation: the activation as a function, applied after a layer where oneDNN
+            cannot fuse it.
     """
     groups = math.prod(layers[0][0].shape[:-2])
     rows = x.to(dtype).reshape(groups, -1, x.shape[-1]).contiguous()
-    prepared = [
-        (_group_weights(w, dtype, rows.shape[1]), b.reshape(groups, -1).to(dtype), act)
-        for (w, b), act in zip(layers, activations)
-    ]
+    prepared = []
+    for (w, b), act in zip(layers, activations):
+        fused = act is None or act in FUSED_ACTIVATIONS
+        after = None if fused else plain_activation
+        prepared.append(
+            (_group_weights(w, dtype, rows.shape[1]), b.reshape(groups, -1).to(dtype), act if fused else None, after)
+        )
     outputs = []
     for g in range(groups):
         h = rows[g]
-        for wt, b2, act in prepared:
-            fused = act is None or act in FUSED_ACTIVATIONS
-            h = _fused(h, wt[g], b2[g], act if fused else None)
-            if not fused and plain_activation is not None:
-                h = plain_activation(h)
+        for wt, b2, act, after in prepared:
+            h = _fused(h, wt[g], b2[g], act)
+            if after is not None:
+                h = after(h)
         outputs.append(h)
-    return torch.stack(outputs).view(*x.shape[:-1], layers[-1][0].shape[-1])
+    out = outputs[0] if groups == 1 else torch.stack(outputs)  # one group: no gathering copy
+    return out.view(*x.shape[:-1], layers[-1][0].shape[-1])
