@@ -341,6 +341,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             sample_efficiency=args.sample_efficiency,
             oracle=args.oracle,
             variants=args.variant or [],
+            reuse_stale=args.reuse_stale_evaluations,
         )
     _print_verdict(report)
     return 0
@@ -573,6 +574,12 @@ def _compare_args(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also evaluate MPC with the simulator as its model (MuJoCo families; the planner of the first "
         "model-based algorithm), reported as the bound a perfect model would reach",
+    )
+    p.add_argument(
+        "--reuse-stale-evaluations",
+        action="store_true",
+        help="reuse evaluations written by another version of the code (default: evaluate those runs again, "
+        "keeping the old eval.json as eval-<code>.json, so every row of the report comes from one code)",
     )
 
 

@@ -12,6 +12,7 @@ from learn2adapt.experiments.evaluation import recovery_curve, switch_steps
 from learn2adapt.experiments.plots import PLOTS
 from learn2adapt.experiments.runner import LocalRunner
 from learn2adapt.experiments.statistics import diff_ci95, mean_ci95, relative_change
+from learn2adapt.provenance import code_version
 from tests.conftest import PENDULUM
 
 ALGOS = ("grbal", "rebal", "mb", "mbde")
@@ -132,6 +133,31 @@ def test_compare_again_reuses_finished_runs(tiny_compare, capsys):
     assert all(p.stat().st_mtime_ns == t for p, t in stamp.items())
     runs = json.loads((out / "compare.json").read_text())["runs"]
     assert not any(r["trained"] or r["evaluated"] for r in runs)
+
+
+def test_compare_evaluates_again_what_other_code_evaluated(tiny_compare, capsys):
+    out, argv = tiny_compare
+    run = out / "runs" / "mb-s1"
+    data = json.loads((run / "eval.json").read_text())
+    for result in [data, *data["schedules"].values()]:
+        result["code"] = "0.0.1+0123456789ab"  # as if written by an older version
+    (run / "eval.json").write_text(json.dumps(data))
+
+    assert main(argv + ["--reuse-stale-evaluations"]) == 0  # kept, and the report says so
+    assert not any(r["evaluated"] for r in json.loads((out / "compare.json").read_text())["runs"])
+    report = (out / "report" / "report.md").read_text()
+    assert "**Evaluations by 2 versions of the code**" in report and "`0.0.1+0123456789ab`: `mb-s1`" in report
+
+    assert main(argv) == 0  # by default that run alone is evaluated again; the old file is kept
+    runs = json.loads((out / "compare.json").read_text())["runs"]
+    assert [r["run_dir"] for r in runs if r["evaluated"]] == [str(run)]
+    kept = json.loads((run / "eval-0.0.1+0123456789ab.json").read_text())
+    assert kept == data
+    fresh = json.loads((run / "eval.json").read_text())
+    assert fresh["code"] == code_version()
+    for spec, result in fresh["schedules"].items():  # same code path, same seeds: the same episodes
+        assert [t["returns"] for t in result["tasks"]] == [t["returns"] for t in data["schedules"][spec]["tasks"]]
+    assert f"Every evaluation by learn2adapt `{code_version()}`." in (out / "report" / "report.md").read_text()
 
 
 def test_compare_refuses_a_changed_config_in_the_same_directory(tiny_compare, capsys):

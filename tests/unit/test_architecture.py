@@ -13,6 +13,7 @@ LAYERS = {
     "errors": 0,
     "types": 0,
     "allocator": 0,
+    "provenance": 0,  # the package version and source fingerprint
     "presets": 0,  # TOML files only
     "envs": 1,
     "data": 1,

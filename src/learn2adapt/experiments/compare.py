@@ -59,6 +59,9 @@ class Job:
     sample_efficiency: bool = False
     #: The compared entry (``grbal+pe``; :mod:`~learn2adapt.experiments.variants`); default: the algorithm.
     entry: str = ""
+    #: Keep an evaluation written by other code (default: evaluate the run again; the old file
+    #: is kept as ``eval-<code>.json``).
+    reuse_stale: bool = False
 
     @property
     def name(self) -> str:
@@ -86,16 +89,11 @@ def _differences(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list
     return out
 
 
-def _evaluated(run_dir: Path, schedules: Sequence[str]) -> bool:
-    from learn2adapt.experiments.evaluation import load_protocol
+def _evaluated(run_dir: Path, schedules: Sequence[str], reuse_stale: bool = False) -> bool:
+    """``eval.json`` covers every schedule, evaluated by this code (by any, with ``reuse_stale``)."""
+    from learn2adapt.experiments.evaluation import load_current
 
-    path = run_dir / "eval.json"
-    if not path.exists():
-        return False
-    try:
-        return set(schedules) <= set(load_protocol(path))
-    except (ValueError, KeyError, TypeError):  # unreadable: evaluate again
-        return False
+    return set(schedules) <= set(load_current(run_dir / "eval.json", reuse_stale))
 
 
 def check_run_dir(job: Job) -> None:
@@ -116,7 +114,7 @@ def check_run_dir(job: Job) -> None:
 
 def is_complete(job: Job) -> bool:
     """The job's run finished (``DONE``) and was evaluated under every requested schedule."""
-    return (Path(job.run_dir) / "DONE").exists() and _evaluated(Path(job.run_dir), job.schedules)
+    return (Path(job.run_dir) / "DONE").exists() and _evaluated(Path(job.run_dir), job.schedules, job.reuse_stale)
 
 
 def run_job(job: Job) -> JobResult:
@@ -125,7 +123,7 @@ def run_job(job: Job) -> JobResult:
     Raises:
         ConfigError: the run directory holds a run with a different configuration.
     """
-    from learn2adapt.experiments.evaluation import evaluate, save_protocol
+    from learn2adapt.experiments.evaluation import evaluate, save_protocol, set_aside_stale
     from learn2adapt.experiments.runs import heldout_probe
     from learn2adapt.experiments.runs import load_any as load_run
     from learn2adapt.experiments.runs import train_any as train
@@ -144,7 +142,7 @@ def run_job(job: Job) -> JobResult:
         train(cfg, run_dir, resume=resume, progress=job.progress, probe=probe)
         trained = True
     evaluated = False
-    if not _evaluated(run_dir, job.schedules):
+    if not _evaluated(run_dir, job.schedules, job.reuse_stale):
         st = load_run(run_dir)
         results = {}
         for spec in job.schedules:
@@ -156,6 +154,9 @@ def run_job(job: Job) -> JobResult:
                 f"{r['pred_error_before']:.3g} before / {r['pred_error_after']:.3g} after adaptation",
                 flush=True,
             )
+        kept = set_aside_stale(run_dir / "eval.json")
+        if kept:
+            print(f"{tag} the evaluation by other code is kept as {kept.name}", flush=True)
         save_protocol(results, run_dir / "eval.json")
         evaluated = True
     print(f"{tag} done ({time.time() - t0:.0f}s)", flush=True)
@@ -225,9 +226,11 @@ def evaluate_oracle(
     episodes: int | None,
     out: Path,
     progress: bool,
+    reuse_stale: bool = False,
 ) -> dict[str, list[EvalResult]]:
-    """The oracle under every schedule, once per seed (its evaluation seed: as the runs'); files reused."""
-    from learn2adapt.experiments.evaluation import evaluate, load_protocol, save_protocol
+    """The oracle under every schedule, once per seed (its evaluation seed: as the runs'); files
+    reused if this code wrote them (or any code, with ``reuse_stale``)."""
+    from learn2adapt.experiments.evaluation import evaluate, load_current, save_protocol, set_aside_stale
     from learn2adapt.experiments.oracle import OracleRun
 
     planned = next((c for c in configs if c.algo not in MODEL_FREE), None)
@@ -235,7 +238,7 @@ def evaluate_oracle(
     found: dict[str, list[EvalResult]] = {s: [] for s in schedules}
     for seed in seeds:
         path = out / f"s{seed}.json"
-        saved = load_protocol(path) if path.exists() else {}
+        saved = load_current(path, reuse_stale)
         for spec in schedules:
             if spec not in saved:
                 if progress:
@@ -246,6 +249,7 @@ def evaluate_oracle(
                 )
                 saved[spec].algo = "oracle"
                 out.mkdir(parents=True, exist_ok=True)
+                set_aside_stale(path)
                 save_protocol(saved, path)
             found[spec].append(saved[spec])
     return found
@@ -341,6 +345,7 @@ def compare(
     sample_efficiency: bool = False,
     oracle: bool = False,
     variants: Sequence[str] = (),
+    reuse_stale: bool = False,
 ) -> Path:
     """Train and evaluate every (algorithm, seed), then write the report.
 
@@ -365,6 +370,9 @@ def compare(
         oracle: also evaluate, per seed and schedule, MPC with the simulator as its model
             (:mod:`learn2adapt.experiments.oracle`; the planner of the first model-based algorithm).
         variants: ``NAME:KEY=VALUE`` specs defining or changing the variants ``algos`` use.
+        reuse_stale: reuse evaluations written by other code too (default: evaluate those runs
+            and oracle seeds again, keeping the old files as ``*-<code>.json``; the report names
+            the code of every evaluation it shows).
 
     Returns:
         The path of ``report.md``.
@@ -414,6 +422,7 @@ def compare(
             sample_efficiency,
             oracle,
             command,
+            reuse_stale,
         )
 
 
@@ -466,6 +475,7 @@ def _compare_locked(
     sample_efficiency: bool = False,
     oracle: bool = False,
     command: str = "",
+    reuse_stale: bool = False,
 ) -> Path:
     """:func:`compare` once its output directory is locked."""
     from learn2adapt.experiments.report import RunRecord, write_report
@@ -480,6 +490,7 @@ def _compare_locked(
             keep,
             sample_efficiency,
             name,
+            reuse_stale,
         )
         for name, cfg in zip(names, configs)
     ]
@@ -493,7 +504,9 @@ def _compare_locked(
     results = run_jobs(jobs, runner, progress, storage)
     records = [RunRecord.load(Path(r.run_dir), name=r.algo) for r in results]
     oracle_results = (
-        evaluate_oracle(configs, seeds, schedules, eval_episodes, out / "oracle", progress) if oracle else {}
+        evaluate_oracle(configs, seeds, schedules, eval_episodes, out / "oracle", progress, reuse_stale)
+        if oracle
+        else {}
     )
     cfg0 = configs[0]
     notes = [

@@ -37,6 +37,7 @@ from learn2adapt.data.segment_sampler import SegmentSampler
 from learn2adapt.data.trajectory_buffer import Episode, TrajectoryBuffer
 from learn2adapt.errors import NotEnoughSegments
 from learn2adapt.experiments.statistics import adjusted_rand_index, mean_ci95
+from learn2adapt.provenance import code_version
 from learn2adapt.training.loop import RunState, _seed_for, make_envs
 from learn2adapt.training.rollout import run_episodes
 from learn2adapt.training.run_dir import atomic_write_text
@@ -142,6 +143,9 @@ class EvalResult:
     train_env_steps: int = 0
     eval_env_steps: int = 0
     eval_wall_seconds: float = 0.0
+    #: The code that evaluated (:func:`~learn2adapt.provenance.code_version`); empty in files
+    #: written before it was recorded.
+    code: str = ""
 
     @property
     def all_returns(self) -> list[float]:
@@ -173,6 +177,7 @@ class EvalResult:
                 pred_error_before=t.get("pred_error_before", float("nan")),
                 pred_error_after=t.get("pred_error_after", float("nan")),
                 velocities=t.get("velocities", []),
+                guard_reverted=t.get("guard_reverted", float("nan")),
             )
             for t in data.get("tasks", [])
         ]
@@ -336,6 +341,7 @@ def evaluate(
         past=cfg.adaptation.past,
         future=cfg.adaptation.future,
         train_env_steps=st.train_env_steps,
+        code=code_version(),
     )
     all_episodes: list[Episode] = []
     all_models: list[list[tuple[int, int]]] = []
@@ -414,3 +420,36 @@ def load_protocol(path: Path) -> dict[str, EvalResult]:
     if "schedules" in data:
         return {spec: EvalResult.from_json(r) for spec, r in data["schedules"].items()}
     return {data.get("schedule", "fixed"): EvalResult.from_json(data)}
+
+
+def load_current(path: Path, reuse_stale: bool = False) -> dict[str, EvalResult]:
+    """The results of a protocol file that this code may reuse: those it wrote itself (every one,
+    with ``reuse_stale``); none if the file is missing or unreadable."""
+    try:
+        saved = load_protocol(path)
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+    return {spec: r for spec, r in saved.items() if reuse_stale or r.code == code_version()}
+
+
+def set_aside_stale(path: Path) -> Path | None:
+    """Before ``path`` is replaced: rename it to ``<stem>-<code>.json`` if it holds a result of
+    other code (``unversioned`` when not recorded), so no earlier evaluation is lost.
+
+    Returns:
+        The new path, or None when nothing was moved.
+    """
+    path = Path(path)
+    try:
+        codes = {r.code for r in load_protocol(path).values()}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # missing, or unreadable: nothing to keep apart
+    if codes == {code_version()}:
+        return None
+    tag = "+".join(sorted(c or "unversioned" for c in codes))
+    target, n = path.with_name(f"{path.stem}-{tag}.json"), 1
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{path.stem}-{tag}-{n}.json")
+    path.rename(target)
+    return target

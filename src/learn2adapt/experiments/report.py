@@ -414,6 +414,25 @@ def verdicts(summaries: list[AlgoSummary], schedule: str) -> list[str]:
     return out
 
 
+def code_note(records: Sequence[RunRecord], schedules: Sequence[str], oracle: dict[str, list[EvalResult]]) -> str:
+    """The protocol line naming the code that wrote every evaluation shown, with a warning when
+    several versions did (:mod:`learn2adapt.provenance`)."""
+    by_code: dict[str, list[str]] = {}
+    for r in records:
+        for code in dict.fromkeys(r.evals[s].code for s in schedules if s in r.evals):
+            by_code.setdefault(code or "unrecorded", []).append(f"`{r.run_dir.name}`")
+    for seed, code in dict.fromkeys((e.seed, e.code) for evals in oracle.values() for e in evals):
+        by_code.setdefault(code or "unrecorded", []).append(f"oracle seed {seed}")
+    if len(by_code) <= 1:
+        return f"Every evaluation by learn2adapt `{next(iter(by_code), 'n/a')}`."
+    versions = "; ".join(f"`{code}`: {', '.join(names)}" for code, names in by_code.items())
+    return (
+        f"**Evaluations by {len(by_code)} versions of the code**: differences between rows may partly come "
+        f"from the code (run the comparison again without `--reuse-stale-evaluations` to evaluate every run "
+        f"with one). {versions}."
+    )
+
+
 # --- the report ---------------------------------------------------------------------------
 def write_report(
     records: Sequence[RunRecord],
@@ -548,6 +567,7 @@ def write_report(
         ["## Protocol", ""]
         + [f"- {n}" for n in notes]
         + [
+            f"- {code_note(records, schedules, oracle)}",
             f"- Schedules evaluated: {', '.join(f'`{s}`' for s in schedules)}; held-out (test-split) tasks only.",
             "- Runs: " + ", ".join(f"`{r.run_dir.name}`" for r in records) + ".",
             "",
