@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -66,7 +67,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from learn2adapt.experiments.evaluation import evaluate, save_eval
+    from learn2adapt.experiments.evaluation import add_to_protocol, evaluate, save_eval
     from learn2adapt.experiments.runs import load_any as load_run
     from learn2adapt.training.config import check_schedule
     from learn2adapt.training.loop import RunState, with_online_rule
@@ -76,8 +77,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise ConfigError("--episodes must be >= 1")
     if args.schedule:
         check_schedule(args.schedule)
-    out = Path(args.output) if args.output else Path(args.run_dir) / "eval.json"
     st = load_run(Path(args.run_dir))
+    seed = st.cfg.seed if args.seed is None else args.seed
+    test_time = [f"seed={seed}"] if seed != st.cfg.seed else []
+    test_time += ([f"online={args.online}"] if args.online else []) + list(args.set or [])
+    # The run's own evaluation joins its eval.json (which `compare` reuses); one with options
+    # changed goes to a file of its own, named after them, unless --output says otherwise.
+    name = f"eval-{re.sub(r'[^A-Za-z0-9._=+-]', '-', '_'.join(test_time))}.json" if test_time else "eval.json"
+    out = Path(args.output) if args.output else Path(args.run_dir) / name
     if args.online or args.set:
         if not isinstance(st, RunState):
             raise ConfigError(f"--online / --set: a {st.cfg.algo} run has no model to plan or adapt with")
@@ -85,8 +92,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     check_writable(out.parent)  # before the evaluation, not after it
     if args.schedule:
         st.cfg.eval.schedule = args.schedule
-    result = evaluate(st, episodes_per_task=args.episodes, seed=args.seed, progress=not args.quiet)
-    save_eval(result, out)
+    result = evaluate(st, episodes_per_task=args.episodes, seed=seed, progress=not args.quiet)
+    result.test_time = test_time
+    if args.output:
+        save_eval(result, out)
+    else:
+        add_to_protocol(result, out)
     _print_eval(result, args.episodes or st.cfg.eval.episodes_per_task, out)
     return 0
 
@@ -154,7 +165,7 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
         candidates=args.candidates or st.cfg.planner.num_candidates,
         episodes_per_task=args.episodes,
         schedule=args.schedule,
-        seed=args.seed,
+        seed=st.cfg.seed if args.seed is None else args.seed,
         progress=not args.quiet,
     )
     atomic_write_text(out, json.dumps(result.to_json(), indent=1))
@@ -483,8 +494,15 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
         "--episodes", type=int, default=None, help="episodes per test task (default: the run's eval.episodes_per_task)"
     )
     p.add_argument("--schedule", default=None, help="task schedule during episodes (default: the run's eval.schedule)")
-    p.add_argument("--seed", type=int, default=0, help="evaluation seed")
-    p.add_argument("--output", default=None, help="results JSON (default: RUN_DIR/eval.json)")
+    p.add_argument(
+        "--seed", type=int, default=None, help="evaluation seed (default: the run's seed, as `compare` evaluates)"
+    )
+    p.add_argument(
+        "--output",
+        default=None,
+        help="results JSON (default: the schedule's entry of RUN_DIR/eval.json, other schedules kept; with --online "
+        "or --set, RUN_DIR/eval-<options>.json)",
+    )
     p.add_argument(
         "--online",
         default=None,
@@ -660,7 +678,7 @@ def _oracle_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override an option, e.g. planner.horizon=15")
     p.add_argument("--schedule", default=None, help="task schedule during episodes (default: the preset's)")
     p.add_argument("--episodes", type=int, default=None, help="episodes per test task (default: the preset's)")
-    p.add_argument("--seed", type=int, default=0, help="evaluation seed (0: the initial states `eval` uses)")
+    p.add_argument("--seed", type=int, default=0, help="evaluation seed (the same seed gives `eval`'s initial states)")
     p.add_argument("--output", default=None, help="results JSON (default: runs/oracle-<env>-<preset>.json)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -673,7 +691,9 @@ def _diagnose_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--episodes", type=int, default=1, help="episodes per test task (default 1)")
     p.add_argument("--schedule", default=None, help="task schedule during episodes (default: the run's eval.schedule)")
-    p.add_argument("--seed", type=int, default=0, help="evaluation seed (0: the initial states `eval` uses)")
+    p.add_argument(
+        "--seed", type=int, default=None, help="evaluation seed (default: the run's, the initial states `eval` uses)"
+    )
     p.add_argument("--output", default=None, help="results JSON (default: RUN_DIR/diagnosis.json)")
     _test_time_args(p)
 

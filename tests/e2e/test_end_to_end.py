@@ -159,6 +159,19 @@ def test_a_grbal_run_is_evaluated_with_the_mixture(cli, one_line_error, tmp_path
     assert json.loads((tmp_path / "one.json").read_text())["recall"]["mean_models"] == 1.0
     code, _, err = cli("eval", run, "--quiet", "--set", "model.hidden=8")
     one_line_error(code, err, "--set model.hidden=8", "test-time options")
+    # The run's own evaluations join eval.json schedule by schedule; one with options changed (a
+    # seed other than the run's too) goes to a file of its own, so `compare` never reuses it.
+    for schedule in ("fixed", "switch:t=20"):
+        code, _, err = cli("eval", run, "--quiet", "--episodes", "1", "--schedule", schedule)
+        assert code == 0, err
+    own = json.loads((run / "eval.json").read_text())
+    assert list(own["schedules"]) == ["fixed", "switch:t=20"] and own["schedule"] == "fixed"
+    assert own["seed"] == own["run_seed"] == 0 and own["test_time"] == []
+    code, _, err = cli("eval", run, "--quiet", "--episodes", "1", "--seed", "3", "--set", "planner.num_candidates=8")
+    assert code == 0, err
+    changed = json.loads((run / "eval-seed=3_planner.num_candidates=8.json").read_text())
+    assert changed["test_time"] == ["seed=3", "planner.num_candidates=8"] and changed["seed"] == 3
+    assert json.loads((run / "eval.json").read_text()) == own
 
 
 def test_a_recurring_schedule_reports_recall_and_the_mixture_assignment(cli, tmp_path):

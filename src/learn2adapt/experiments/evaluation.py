@@ -146,6 +146,8 @@ class EvalResult:
     #: The code that evaluated (:func:`~learn2adapt.provenance.code_version`); empty in files
     #: written before it was recorded.
     code: str = ""
+    #: Options changed at test time (``eval --online / --set``); empty: the run's own settings.
+    test_time: list[str] = field(default_factory=list)
 
     @property
     def all_returns(self) -> list[float]:
@@ -423,29 +425,42 @@ def load_protocol(path: Path) -> dict[str, EvalResult]:
 
 
 def load_current(path: Path, reuse_stale: bool = False) -> dict[str, EvalResult]:
-    """The results of a protocol file that this code may reuse: those it wrote itself (every one,
-    with ``reuse_stale``); none if the file is missing or unreadable."""
+    """The results of a protocol file that this code may reuse as the run's evaluation: those it
+    wrote itself (by any code, with ``reuse_stale``) with the run's own settings; none if the
+    file is missing or unreadable."""
     try:
         saved = load_protocol(path)
     except (OSError, ValueError, KeyError, TypeError):
         return {}
-    return {spec: r for spec, r in saved.items() if reuse_stale or r.code == code_version()}
+    return {spec: r for spec, r in saved.items() if (reuse_stale or r.code == code_version()) and not r.test_time}
+
+
+def add_to_protocol(result: EvalResult, path: Path) -> None:
+    """Merge one schedule's result into the protocol file ``path`` (``eval.json``): what this code
+    wrote there for other schedules is kept; a file holding results of other code is set aside
+    first (:func:`set_aside_stale`)."""
+    kept = load_current(path, reuse_stale=False)
+    set_aside_stale(path)
+    kept[result.schedule] = result
+    save_protocol(kept, path)
 
 
 def set_aside_stale(path: Path) -> Path | None:
-    """Before ``path`` is replaced: rename it to ``<stem>-<code>.json`` if it holds a result of
-    other code (``unversioned`` when not recorded), so no earlier evaluation is lost.
+    """Before ``path`` is replaced: rename it to ``<stem>-<code>.json`` if it holds a result that
+    :func:`load_current` would not reuse (of other code, ``unversioned`` when not recorded, or
+    with test-time changes), so no earlier evaluation is lost.
 
     Returns:
         The new path, or None when nothing was moved.
     """
     path = Path(path)
     try:
-        codes = {r.code for r in load_protocol(path).values()}
+        saved = load_protocol(path)
     except (OSError, ValueError, KeyError, TypeError):
         return None  # missing, or unreadable: nothing to keep apart
-    if codes == {code_version()}:
+    if len(load_current(path)) == len(saved):
         return None
+    codes = {r.code for r in saved.values()}
     tag = "+".join(sorted(c or "unversioned" for c in codes))
     target, n = path.with_name(f"{path.stem}-{tag}.json"), 1
     while target.exists():
