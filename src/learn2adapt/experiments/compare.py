@@ -156,7 +156,7 @@ def run_job(job: Job) -> JobResult:
             )
         kept = set_aside_stale(run_dir / "eval.json")
         if kept:
-            print(f"{tag} the evaluation by other code is kept as {kept.name}", flush=True)
+            print(f"{tag} its earlier evaluation (other code or settings) is kept as {kept.name}", flush=True)
         save_protocol(results, run_dir / "eval.json")
         evaluated = True
     print(f"{tag} done ({time.time() - t0:.0f}s)", flush=True)
