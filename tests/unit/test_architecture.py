@@ -14,6 +14,7 @@ LAYERS = {
     "types": 0,
     "allocator": 0,
     "provenance": 0,  # the package version and source fingerprint
+    "progress": 0,  # progress bars for a terminal and for a log file
     "presets": 0,  # TOML files only
     "envs": 1,
     "data": 1,

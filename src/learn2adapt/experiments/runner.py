@@ -16,10 +16,9 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from typing import Any, TypeVar
 
-from tqdm.auto import tqdm
-
 from learn2adapt.allocator import keep_freed_memory
 from learn2adapt.errors import ConfigError, UnknownName, UserError
+from learn2adapt.progress import progress_bar
 
 T = TypeVar("T")
 
@@ -49,7 +48,7 @@ class Runner(ABC):
         index = {id(f): i for i, f in enumerate(futures)}
         results: list[Any] = [None] * len(futures)
         error: BaseException | None = None
-        with tqdm(total=len(futures), desc=desc, unit="job", disable=not progress, leave=True) as bar:
+        with progress_bar(total=len(futures), desc=desc, unit="job", enabled=progress, leave=True) as bar:
             for f in as_completed(futures):
                 try:
                     results[index[id(f)]] = f.result()
@@ -93,7 +92,7 @@ class LocalRunner(Runner):
         # Sequential: stop at the first failure instead of running the remaining jobs.
         results = []
         items = list(items)
-        with tqdm(total=len(items), desc=desc, unit="job", disable=not progress, leave=True) as bar:
+        with progress_bar(total=len(items), desc=desc, unit="job", enabled=progress, leave=True) as bar:
             for item in items:
                 results.append(fn(item))
                 bar.update(1)
@@ -190,7 +189,7 @@ class RayRunner(Runner):
         index = {id(f): i for i, f in enumerate(futures)}
         results: list[Any] = [None] * len(futures)
         failures: list[str] = []
-        with tqdm(total=len(futures), desc=desc, unit="job", disable=not progress, leave=True) as bar:
+        with progress_bar(total=len(futures), desc=desc, unit="job", enabled=progress, leave=True) as bar:
             for f in as_completed(futures):
                 try:
                     results[index[id(f)]] = f.result()

@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 import torch
-from tqdm.auto import tqdm
 
 from learn2adapt.errors import NonFiniteLossError
 from learn2adapt.models.config import FitConfig
+from learn2adapt.progress import progress_bar
 
 #: A batch, whatever the caller's loss takes (a tensor of indices, a Window, ...).
 Batch = TypeVar("Batch")
@@ -87,7 +87,7 @@ def fit_early_stopping(
     best_state = [p.detach().clone() for p in params]
     bad_epochs = 0
     device_type = params[0].device.type if params else "cpu"
-    bar = tqdm(range(cfg.max_epochs), desc=desc, leave=False, disable=not progress, unit="epoch")
+    bar = progress_bar(range(cfg.max_epochs), desc=desc, leave=False, enabled=progress, unit="epoch")
     for epoch in bar:
         total, count = 0.0, 0
         batches: Iterator[Batch] = iter(epoch_batches())

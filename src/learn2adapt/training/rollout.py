@@ -12,9 +12,9 @@ from typing import Protocol
 
 import gymnasium as gym
 import numpy as np
-from tqdm.auto import tqdm
 
 from learn2adapt.data.trajectory_buffer import Episode, Task
+from learn2adapt.progress import progress_bar
 
 
 class Policy(Protocol):
@@ -109,7 +109,7 @@ def run_episodes(
     finished: dict[int, Episode] = {}
     next_k = 0
     max_steps = getattr(envs[0].spec, "max_episode_steps", None) or 0
-    bar = tqdm(total=num_episodes * max_steps or None, desc=desc, leave=False, disable=not progress, unit="step")
+    bar = progress_bar(total=num_episodes * max_steps or None, desc=desc, leave=False, enabled=progress, unit="step")
 
     def start(slot: int) -> None:
         nonlocal next_k
