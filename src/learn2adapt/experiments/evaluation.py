@@ -424,15 +424,24 @@ def load_protocol(path: Path) -> dict[str, EvalResult]:
     return {data.get("schedule", "fixed"): EvalResult.from_json(data)}
 
 
-def load_current(path: Path, reuse_stale: bool = False) -> dict[str, EvalResult]:
-    """The results of a protocol file that this code may reuse as the run's evaluation: those it
-    wrote itself (by any code, with ``reuse_stale``) with the run's own settings; none if the
-    file is missing or unreadable."""
+def _read_protocol(path: Path) -> dict[str, EvalResult] | None:
+    """:func:`load_protocol`, or None for a missing or unreadable file."""
     try:
-        saved = load_protocol(path)
+        return load_protocol(path)
     except (OSError, ValueError, KeyError, TypeError):
-        return {}
-    return {spec: r for spec, r in saved.items() if (reuse_stale or r.code == code_version()) and not r.test_time}
+        return None
+
+
+def _reusable(result: EvalResult, reuse_stale: bool = False) -> bool:
+    """Written by this code (by any, with ``reuse_stale``) with the run's own settings."""
+    return (reuse_stale or result.code == code_version()) and not result.test_time
+
+
+def load_current(path: Path, reuse_stale: bool = False) -> dict[str, EvalResult]:
+    """The results of a protocol file that this code may reuse as the run's evaluation
+    (:func:`_reusable`); none if the file is missing or unreadable."""
+    saved = _read_protocol(path) or {}
+    return {spec: r for spec, r in saved.items() if _reusable(r, reuse_stale)}
 
 
 def add_to_protocol(result: EvalResult, path: Path) -> None:
@@ -454,12 +463,9 @@ def set_aside_stale(path: Path) -> Path | None:
         The new path, or None when nothing was moved.
     """
     path = Path(path)
-    try:
-        saved = load_protocol(path)
-    except (OSError, ValueError, KeyError, TypeError):
-        return None  # missing, or unreadable: nothing to keep apart
-    if len(load_current(path)) == len(saved):
-        return None
+    saved = _read_protocol(path)
+    if not saved or all(_reusable(r) for r in saved.values()):
+        return None  # missing, unreadable, or all reusable: nothing to keep apart
     codes = {r.code for r in saved.values()}
     tag = "+".join(sorted(c or "unversioned" for c in codes))
     target, n = path.with_name(f"{path.stem}-{tag}.json"), 1
