@@ -12,7 +12,8 @@ mbrl-lib's other two planners on the same model and particles, with its half-che
 settings: ``pets_mppi_*`` MPPI, 5 iterations of 350 candidates, noise filter beta 0.9;
 ``pets_icem_*`` iCEM, 5 iterations from 400 candidates shrinking by 1.3 per iteration, 40
 elites of which 30% are carried on, coloured noise beta 2 (``pets_icem_evals_per_plan``: the
-member evaluations it makes, fewer than CEM's).
+member evaluations it makes, fewer than CEM's). On a GPU, ``pets_cem_graph_plan_ms`` times CEM
+with ``planner.cuda_graph`` (:mod:`learn2adapt.planning.cuda_graph`).
 """
 
 from __future__ import annotations
@@ -80,6 +81,11 @@ def run(
             }
             planner = make_planner(name, low, high, num_envs=1, seed=0, device=device, **{**kwargs, **options})
             plans[f"pets_{name}_plan_ms" if precision == "fp32" else f"pets_{name}_bf16_plan_ms"] = planner
+    if torch.device(device).type == "cuda":  # CEM with its rollouts replayed from a CUDA graph
+        plans["pets_cem_graph_plan_ms"] = make_planner(
+            "cem", low, high, num_envs=1, seed=0, device=device, horizon=horizon, num_candidates=candidates,
+            particles=particles, precision="fp32", cuda_graph=True, **planners["cem"],
+        )  # fmt: skip
 
     def timed(planner: Planner) -> Callable[[], object]:
         def plan() -> object:

@@ -39,7 +39,7 @@ from learn2adapt.errors import NotEnoughSegments
 from learn2adapt.experiments.statistics import adjusted_rand_index, mean_ci95
 from learn2adapt.provenance import code_version
 from learn2adapt.training.loop import RunState, _seed_for, make_envs
-from learn2adapt.training.rollout import run_episodes
+from learn2adapt.training.rollout import forward_velocities, run_episodes
 from learn2adapt.training.run_dir import atomic_write_text
 
 if TYPE_CHECKING:
@@ -348,7 +348,6 @@ def evaluate(
     all_episodes: list[Episode] = []
     all_models: list[list[tuple[int, int]]] = []
     rng = np.random.default_rng(_seed_for(seed, 20_000))
-    vel_index = getattr(getattr(envs[0].unwrapped, "reward_spec", None), "vel_index", None)
     # An ensemble samples its predictions from torch's global generator: seeded per task, so an
     # evaluation gives the same result whatever ran before it in the process (a resumed
     # `compare`, a probe during training), and restored afterwards, so the caller's stream is untouched.
@@ -378,8 +377,9 @@ def evaluate(
                 )
                 all_models += [models[k] for k in range(len(episodes))] if models else []
                 tr = TaskResult(task, [ep.total_reward for ep in episodes])
-                if vel_index is not None:
-                    tr.velocities = [float(ep.next_obs[:, vel_index].mean()) for ep in episodes]
+                velocities = forward_velocities(envs[0], episodes)
+                if velocities is not None:
+                    tr.velocities = velocities
                 if guard_count is not None:
                     tr.guard_reverted = guard_count.fraction()  # before prediction_errors adapts again
                 if measure_model and isinstance(st, RunState):

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from learn2adapt.errors import ConfigError, UnknownName
+from learn2adapt.planning.cuda_graph import RolloutGraphs
 from learn2adapt.types import PredictFn, RewardFn, TerminationFn
 
 #: Accepted values of the ``precision`` option.
@@ -45,6 +46,9 @@ class Planner(ABC):
         particles: trajectory-sampling particles per candidate (PETS): each candidate is rolled
             out ``particles`` times (rows ``n * P + p``, so a stochastic ensemble model can bind
             particle ``p`` to one member for the whole horizon) and its return is their mean.
+        cuda_graph: on a CUDA device in fp32, replay the model rollout of each plan from a
+            recorded CUDA graph where the model allows it (:mod:`learn2adapt.planning.cuda_graph`);
+            ignored on a CPU.
     """
 
     def __init__(
@@ -59,6 +63,7 @@ class Planner(ABC):
         num_envs: int | None = None,
         precision: str = "fp32",
         particles: int = 1,
+        cuda_graph: bool = False,
     ) -> None:
         if horizon < 1 or num_candidates < 1 or particles < 1:
             raise ConfigError("planner horizon, num_candidates and particles must be >= 1")
@@ -86,6 +91,10 @@ class Planner(ABC):
         elif num_envs is not None:
             self._make_generators(int(num_envs))
         self._buffers: dict[str, torch.Tensor] = {}
+        if cuda_graph and self.device.type == "cuda" and self.precision != "fp32":
+            raise ConfigError("planner.cuda_graph records fp32 rollouts: set planner.precision=fp32 (or auto) on a GPU")
+        #: Recorded rollouts (None: every rollout runs eagerly).
+        self.graphs = RolloutGraphs() if cuda_graph and self.device.type == "cuda" else None
         self._fallbacks = torch.zeros((), dtype=torch.long, device=self.device)
 
     def _as_bound(self, value: object) -> torch.Tensor:
@@ -169,6 +178,25 @@ class Planner(ABC):
             ``(E, N)`` fp32 returns (a reused buffer: copy it to keep it past the next call); with
             particles, the mean over each candidate's particles.
         """
+        if self.graphs is not None and obs.is_cuda:
+            returns = self.graphs.run(
+                lambda o, a: self._evaluate(predict, reward_fn, o, a, termination_fn),
+                (predict, reward_fn, termination_fn),
+                obs,
+                actions,
+            )
+            if returns is not None:
+                return returns
+        return self._evaluate(predict, reward_fn, obs, actions, termination_fn)
+
+    def _evaluate(
+        self,
+        predict: PredictFn,
+        reward_fn: RewardFn,
+        obs: torch.Tensor,
+        actions: torch.Tensor,
+        termination_fn: TerminationFn | None,
+    ) -> torch.Tensor:
         P = self.particles
         if P > 1:  # every candidate P times in a row: rows n * P + p
             candidates = actions.shape[1]

@@ -88,6 +88,12 @@ class PlannerConfig:
             "help": "trajectory-sampling particles per candidate (PETS, Chua et al. 2018): returns averaged over them; with model.ensemble = B, particle p stays on member p mod B (TS-inf); use a multiple of B"
         },
     )
+    cuda_graph: bool = field(
+        default=False,
+        metadata={
+            "help": "on a GPU in fp32, replay each plan's model rollout from a recorded CUDA graph (non-adaptive models: MB, PE-TS; others plan eagerly); ignored on a CPU"
+        },
+    )
     cem: CEMOptions = field(default_factory=CEMOptions)
     mppi: MPPIOptions = field(default_factory=MPPIOptions)
     icem: ICEMOptions = field(default_factory=ICEMOptions)

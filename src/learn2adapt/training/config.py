@@ -217,6 +217,10 @@ class RunConfig:
                 f"model.ensemble > 1 (probabilistic ensemble) is implemented for --algo {', '.join(ENSEMBLE_ALGORITHMS)}",
             ),
             (self.planner.particles >= 1, "planner.particles must be >= 1"),
+            (
+                not (self.planner.cuda_graph and self.device.startswith("cuda") and self.planner.precision == "bf16"),
+                "planner.cuda_graph records fp32 rollouts: set planner.precision=fp32 (or auto) on a GPU",
+            ),
             (self.adaptation.de_select in DE_SELECT, f"adaptation.de_select must be one of: {' | '.join(DE_SELECT)}"),
             (0.0 <= self.adaptation.short_past <= 1.0, "adaptation.short_past must be in [0, 1]"),
             (self.eval.episodes_per_task >= 1, "eval.episodes_per_task must be >= 1"),

@@ -51,7 +51,7 @@ from learn2adapt.training.checkpoint import (
 from learn2adapt.training.config import RunConfig, apply_overrides, load_config, save_config, to_dict
 from learn2adapt.training.eta import format_duration, remaining_seconds
 from learn2adapt.training.metrics_log import MetricsLog
-from learn2adapt.training.rollout import Policy, RandomPolicy, run_episodes
+from learn2adapt.training.rollout import Policy, RandomPolicy, forward_velocities, run_episodes
 from learn2adapt.training.run_dir import RunLock, atomic_write_text, check_writable
 
 CHECKPOINT_FORMAT = 1
@@ -453,12 +453,14 @@ def _iterate(
                 raise ConfigError(f"iteration {it}: {e}; {_what_is_kept(st.iteration, run_dir)}") from None
             st.iteration = it
             returns = [ep.total_reward for ep in episodes]
+            velocities = forward_velocities(envs[0], episodes)
             row: dict[str, Any] = {
                 "iteration": it,
                 "env_steps": env_steps,
                 "episodes": st.buffer.num_episodes,
                 "return_mean": float(np.mean(returns)),
                 "return_std": float(np.std(returns)),
+                **({} if velocities is None else {"velocity_mean": float(np.mean(velocities))}),
                 "collect_seconds": round(t_collect, 3),
                 "collect_policy_seconds": round(clock["policy_seconds"], 3),
                 "collect_env_seconds": round(clock["env_seconds"], 3),

@@ -165,3 +165,15 @@ def run_episodes(
         for key, value in clock.items():
             timing[key] = timing.get(key, 0.0) + value
     return [finished[k] for k in range(num_episodes)]
+
+
+def forward_velocities(env: gym.Env, episodes: Sequence[Episode]) -> list[float] | None:
+    """Each episode's mean forward velocity of the root (m/s), for locomotion families; else None.
+
+    Read from the observations (the families' ``reward_spec.vel_index``), so a return can be told
+    apart into progress and control cost.
+    """
+    vel_index = getattr(getattr(env.unwrapped, "reward_spec", None), "vel_index", None)
+    if vel_index is None:
+        return None
+    return [float(ep.next_obs[:, vel_index].mean()) for ep in episodes]
