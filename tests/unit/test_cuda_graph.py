@@ -138,20 +138,27 @@ def test_graphed_plans_equal_eager_plans(name):
 
 @needs_cuda
 def test_a_graph_sees_in_place_updates_and_is_recorded_again_for_replaced_tensors():
-    model = _model().cuda()
-    _, planner = _plans("rs", model, graph=True, steps=1)
+    model, env = _model().cuda(), make_env(CHEETAH)
+    reward, done = env.unwrapped.reward_fn, env.unwrapped.termination_fn
+    obs = torch.randn(2, 17, generator=torch.Generator().manual_seed(1)).cuda()
+    low, high = -torch.ones(6, device="cuda"), torch.ones(6, device="cuda")
+    eager, graphed = (
+        make_planner("rs", low, high, num_envs=2, seed=3, device="cuda", horizon=6, num_candidates=64, cuda_graph=g)
+        for g in (False, True)
+    )
+
+    def both() -> None:
+        torch.testing.assert_close(graphed.plan(model.predict, reward, obs, done), eager.plan(model.predict, reward, obs, done),
+                                   rtol=1e-5, atol=1e-5)  # fmt: skip
+
+    both()
     with torch.no_grad():
-        model.net.w0.mul_(3.0)
-    eager, _ = _plans("rs", model, graph=False, steps=1)
-    graphed, planner = _plans("rs", model, graph=True, steps=1)
-    torch.testing.assert_close(graphed, eager, rtol=1e-5, atol=1e-5)
-    env = make_env(CHEETAH)
-    obs = torch.randn(2, 17, device="cuda")
-    planner.plan(model.predict, env.unwrapped.reward_fn, obs, env.unwrapped.termination_fn)
-    assert planner.graphs.records == 1
-    model.net.w1 = nn.Parameter(model.net.w1.detach() * -1.0)
-    planner.plan(model.predict, env.unwrapped.reward_fn, obs, env.unwrapped.termination_fn)
-    assert planner.graphs.records == 2
+        model.net.w0.mul_(3.0)  # same storage: the recorded graph reads the new values
+    both()
+    assert (graphed.graphs.records, graphed.graphs.replays) == (1, 2)
+    model.net.w1 = nn.Parameter(model.net.w1.detach() * -1.0)  # a new tensor: recorded again
+    both()
+    assert (graphed.graphs.records, graphed.graphs.replays) == (2, 3)
 
 
 @needs_cuda
