@@ -274,3 +274,31 @@ def test_the_pets_preset_trains_one_tiny_iteration_of_each_ensemble_variant(cli,
         assert cfg["model"]["ensemble"] == 5 and cfg["planner"]["name"] == "cem", algo
         rows = (run / "metrics.csv").read_text().splitlines()
         assert len(rows) == 3 and "nan" not in rows[-1].split(",")[3], (algo, rows)
+        assert "velocity_mean" in rows[0].split(","), rows[0]  # a locomotion family: forward velocity per iteration
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_a_run_trained_on_a_gpu_is_evaluated_on_a_machine_without_one(cli, tmp_path):
+    from learn2adapt.training.checkpoint import load_checkpoint, save_checkpoint
+    from learn2adapt.training.loop import CHECKPOINT_NAME, config_digest
+
+    run = tmp_path / "gpu-run"
+    tiny = ["iterations=1", "random_episodes=2", "episodes_per_iteration=1", "episode_length=30", "num_envs=1",
+            "model.hidden=16", "fit.max_epochs=1", "planner.horizon=3", "planner.num_candidates=16",
+            "eval.episodes_per_task=1", "nominal=true", "eval.schedule=fixed", "adaptation.past=8",
+            "adaptation.future=8"]  # fmt: skip
+    code, _, err = cli("train", "--env", PENDULUM, "--algo", "mb", "--run-dir", run, "--quiet", *as_sets(tiny))
+    assert code == 0, err
+    # Make it what a GPU machine writes: its config and the checkpoint's digest of it say cuda.
+    saved = json.loads((run / "config.json").read_text())
+    saved["device"] = "cuda"
+    (run / "config.json").write_text(json.dumps(saved))
+    state = load_checkpoint(run / CHECKPOINT_NAME)
+    state["config_digest"] = config_digest(saved)
+    save_checkpoint(run / CHECKPOINT_NAME, state)
+    code, _, err = cli("eval", run, "--quiet")
+    assert code == 0, err
+    assert err.count("loading it on the cpu") == 1, err
+    assert json.loads((run / "eval.json").read_text())["tasks"][0]["returns"]
+    code, _, err = cli("train", "--resume", run, "--quiet", "--set", "iterations=2")  # a resume keeps its device
+    assert code == 2 and "cuda" in err, err

@@ -385,8 +385,18 @@ def save_config(cfg: RunConfig, path: Path) -> None:
     atomic_write_text(Path(path), config_text(cfg))
 
 
-def load_config(path: Path) -> RunConfig:
+#: Saved configurations already reported as loaded on the CPU (see :func:`load_config`).
+_NOTED_ON_CPU: set[Path] = set()
+
+
+def load_config(path: Path, *, on_this_machine: bool = False) -> RunConfig:
     """Read and validate a saved ``config.json``.
+
+    Args:
+        path: the file.
+        on_this_machine: a run loaded to be used here (evaluated, diagnosed, filmed): if its
+            ``device`` is one this machine cannot use (trained on a GPU, evaluated on a laptop), it
+            is loaded on the CPU instead, with a one-line note (a resumed run keeps its device).
 
     Raises:
         ConfigError: the file is empty, not JSON, or holds an impossible configuration (one line
@@ -403,6 +413,18 @@ def load_config(path: Path) -> RunConfig:
         ) from None
     if not isinstance(values, dict):
         raise ConfigError(f"{path} does not hold a configuration (a JSON object)")
+    if on_this_machine and isinstance(values.get("device"), str):
+        try:
+            check_device(values["device"])
+        except ConfigError:
+            if path.resolve() not in _NOTED_ON_CPU:  # once per run and process
+                _NOTED_ON_CPU.add(path.resolve())
+                print(
+                    f"note: {path.parent} ran on {values['device']!r}, which this machine cannot use: "
+                    "loading it on the cpu",
+                    file=sys.stderr,
+                )
+            values["device"] = "cpu"
     try:
         return from_dict(values).validate()
     except ConfigError as e:

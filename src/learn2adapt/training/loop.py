@@ -209,8 +209,8 @@ def _load_run_and_checkpoint(run_dir: Path, cfg: RunConfig | None = None) -> tup
     cfg_path = run_dir / "config.json"
     if not cfg_path.exists():
         raise FileNotFoundError(f"{run_dir} is not a run directory (no config.json)")
-    if cfg is None:
-        cfg = load_config(cfg_path)
+    if cfg is None:  # loaded to be used here (a resume passes its own)
+        cfg = load_config(cfg_path, on_this_machine=True)
     state = load_checkpoint(run_dir / CHECKPOINT_NAME)
     if not check_config_digest(state, cfg, cfg_path):
         raise CheckpointError(
