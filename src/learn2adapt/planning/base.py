@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from learn2adapt.errors import ConfigError, UnknownName
+from learn2adapt.planning.config import CUDA_GRAPH_NEEDS_FP32
 from learn2adapt.planning.cuda_graph import RolloutGraphs
 from learn2adapt.types import PredictFn, RewardFn, TerminationFn
 
@@ -92,7 +93,7 @@ class Planner(ABC):
             self._make_generators(int(num_envs))
         self._buffers: dict[str, torch.Tensor] = {}
         if cuda_graph and self.device.type == "cuda" and self.precision != "fp32":
-            raise ConfigError("planner.cuda_graph records fp32 rollouts: set planner.precision=fp32 (or auto) on a GPU")
+            raise ConfigError(CUDA_GRAPH_NEEDS_FP32)
         #: Recorded rollouts (None: every rollout runs eagerly).
         self.graphs = RolloutGraphs() if cuda_graph and self.device.type == "cuda" else None
         self._fallbacks = torch.zeros((), dtype=torch.long, device=self.device)

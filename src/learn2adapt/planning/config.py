@@ -10,6 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+#: Why ``planner.cuda_graph`` and bf16 rollouts exclude each other on a GPU (autocast's cache of
+#: bf16 weight copies cannot live in a graph), and what to do.
+CUDA_GRAPH_NEEDS_FP32 = "planner.cuda_graph records fp32 rollouts: on a GPU set planner.precision=fp32 (or auto), or planner.cuda_graph=false"
+
 
 @dataclass
 class CEMOptions:

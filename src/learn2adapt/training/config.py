@@ -52,7 +52,7 @@ from learn2adapt.data.segment_sampler import SEGMENT_EPOCHS
 from learn2adapt.errors import ConfigError, UnknownName
 from learn2adapt.models.config import FitConfig, ModelConfig
 from learn2adapt.models.fitting import FIT_PRECISIONS
-from learn2adapt.planning.config import PlannerConfig
+from learn2adapt.planning.config import CUDA_GRAPH_NEEDS_FP32, PlannerConfig
 
 
 def check_env(env_id: str) -> None:
@@ -219,7 +219,7 @@ class RunConfig:
             (self.planner.particles >= 1, "planner.particles must be >= 1"),
             (
                 not (self.planner.cuda_graph and self.device.startswith("cuda") and self.planner.precision == "bf16"),
-                "planner.cuda_graph records fp32 rollouts: set planner.precision=fp32 (or auto) on a GPU",
+                CUDA_GRAPH_NEEDS_FP32,
             ),
             (self.adaptation.de_select in DE_SELECT, f"adaptation.de_select must be one of: {' | '.join(DE_SELECT)}"),
             (0.0 <= self.adaptation.short_past <= 1.0, "adaptation.short_past must be in [0, 1]"),
