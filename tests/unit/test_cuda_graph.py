@@ -98,16 +98,16 @@ def test_replays_read_the_inputs_of_each_call_and_records_follow_the_storage(mon
         obs, actions = torch.randn(2, 17, generator=g), torch.rand(2, 16, 5, 6, generator=g) * 2 - 1
         eager = planner.evaluate(model.predict, reward, obs, actions).clone()
         rollout = lambda o, a: planner.evaluate(model.predict, reward, o, a)
-        replayed = graphs.run(rollout, (model.predict, reward, None), obs, actions)
+        replayed = graphs.run(rollout, model.predict, (reward, None), obs, actions)
         torch.testing.assert_close(replayed, eager, rtol=0, atol=0)
     assert (graphs.records, graphs.replays) == (1, 3)
-    graphs.run(rollout, (model.predict, reward, None), obs, actions[:, :8])  # another shape: its own graph
+    graphs.run(rollout, model.predict, (reward, None), obs, actions[:, :8])  # another shape: its own graph
     assert graphs.records == 2
     model.net.w0 = nn.Parameter(model.net.w0.detach() * 2.0)  # replaced: recorded again, and the new weights used
     eager = planner.evaluate(model.predict, reward, obs, actions).clone()
-    torch.testing.assert_close(graphs.run(rollout, (model.predict, reward, None), obs, actions), eager)
+    torch.testing.assert_close(graphs.run(rollout, model.predict, (reward, None), obs, actions), eager)
     assert graphs.records == 3
-    assert graphs.run(rollout, (lambda o, a: model.predict(o, a), reward, None), obs, actions) is None
+    assert graphs.run(rollout, lambda o, a: model.predict(o, a), (reward, None), obs, actions) is None
 
 
 # --- on a GPU ---------------------------------------------------------------------------------

@@ -182,7 +182,8 @@ class Planner(ABC):
         if self.graphs is not None and obs.is_cuda:
             returns = self.graphs.run(
                 lambda o, a: self._evaluate(predict, reward_fn, o, a, termination_fn),
-                (predict, reward_fn, termination_fn),
+                predict,
+                (reward_fn, termination_fn),
                 obs,
                 actions,
             )

@@ -69,7 +69,8 @@ class RolloutGraphs:
     def run(
         self,
         rollout: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-        functions: tuple[Callable[..., object] | None, ...],
+        model: Callable[..., object],
+        others: tuple[Callable[..., object] | None, ...],
         obs: torch.Tensor,
         actions: torch.Tensor,
     ) -> torch.Tensor | None:
@@ -77,20 +78,22 @@ class RolloutGraphs:
 
         Args:
             rollout: the eager computation; its result must be a tensor it keeps (a planner buffer).
-            functions: the callables ``rollout`` uses, model first (the graph's identity).
+            model: the one-step model ``rollout`` uses (graphed only if a module's method).
+            others: the other callables it uses (reward, termination): with ``model`` and the
+                shapes, the graph's identity.
             obs: ``(E, obs_dim)`` CUDA tensor.
             actions: ``(E, N, H, act_dim)`` CUDA tensor.
 
         Returns:
             The recorded output tensor, overwritten by the next replay; None: call ``rollout``.
         """
-        storage = storage_key(functions[0]) if functions[0] is not None else None
+        storage = storage_key(model)
         if storage is None or self.failure is not None:
             return None
         if storage != self._storage:  # a tensor was replaced: every graph reads stale memory
             self._graphs.clear()
             self._storage = storage
-        key = (functions, tuple(obs.shape), tuple(actions.shape), obs.dtype, actions.dtype, obs.device)
+        key = (model, others, tuple(obs.shape), tuple(actions.shape), obs.dtype, actions.dtype, obs.device)
         recorded = self._graphs.get(key)
         if recorded is None:
             try:
