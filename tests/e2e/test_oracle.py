@@ -121,3 +121,55 @@ def test_the_report_gives_the_forward_velocity_of_locomotion_runs(tmp_path: Path
     summary = json.loads((out / "report" / "summary.json").read_text())["fixed"]["mb"]
     assert summary["forward_velocity"]["mean"] == pytest.approx(velocities[0])
     assert "forward velocity (m/s)" in (out / "report" / "report.md").read_text()
+
+
+def test_a_diverging_simulation_ends_the_episode_before_its_garbage_state() -> None:
+    from learn2adapt.envs.mujoco_base import MAX_SPEED
+    from learn2adapt.training.rollout import RandomPolicy, run_episodes
+
+    env = make_env(CHEETAH, max_episode_steps=20)
+    base = env.unwrapped
+    env.reset(seed=0)
+    qvel = base.data.qvel.copy()
+    qvel[0] = 10 * MAX_SPEED  # what a blow-up looks like before MuJoCo's own check fires
+    base.set_state(base.data.qpos.copy(), qvel)
+    obs, reward, terminated, truncated, info = env.step(np.zeros(6, np.float32))
+    assert info["diverged"] and terminated and not truncated and reward == 0.0
+
+    class BlowUpAtStep5:  # a policy whose sixth action finds a blow-up
+        def __init__(self) -> None:
+            self.t, self.random = 0, RandomPolicy(env.action_space, 1, np.random.default_rng(0))
+
+        def reset(self, env_index: int) -> None:
+            self.t = 0
+
+        def act(self, obs: np.ndarray) -> np.ndarray:
+            self.t += 1
+            if self.t == 6:
+                q = base.data.qvel.copy()
+                q[3] = 1e9
+                base.set_state(base.data.qpos.copy(), q)
+            return self.random.act(obs)
+
+        def observe(self, *args: object) -> None:
+            pass
+
+    with pytest.warns(RuntimeWarning, match="diverged at step 5 of episode 0"):
+        (episode,) = run_episodes([env], BlowUpAtStep5(), 1, lambda k: (None, 0), progress=False)
+    assert len(episode) == 5 and np.abs(episode.next_obs).max() < MAX_SPEED  # the garbage step is not kept
+    env.close()
+
+
+def test_the_oracle_ranks_candidates_that_blow_the_simulation_up_last() -> None:
+    env = make_env(CHEETAH)
+    obs, _ = env.reset(seed=0)
+    model = SimulatorModel([env], threads=1)
+    state = torch.as_tensor(obs)[None, None].expand(1, 2, -1).contiguous()
+    first = model.predict(state, torch.zeros(1, 2, 6))
+    states = model._states[id(first)][1]
+    states[1, 1 + env.unwrapped.model.nq] = 1e9  # candidate 1's simulated state has blown up
+    nxt = model.predict(first, torch.zeros(1, 2, 6))
+    assert torch.isfinite(nxt[0, 0]).all() and torch.isnan(nxt[0, 1]).all()
+    again = model.predict(nxt, torch.zeros(1, 2, 6))  # it restarted from a sane state: no flood of MuJoCo warnings
+    assert torch.isfinite(again[0, 0]).all()
+    env.close()

@@ -39,6 +39,19 @@ mujoco.set_mju_user_warning(_mujoco_warning)
 
 Array = TypeVar("Array", np.ndarray, torch.Tensor)
 
+#: Speeds (m/s, rad/s) beyond which a simulated state is a numerical blow-up, not motion. The
+#: fastest legitimate motion seen on these robots is ~40 m/s (MPC with the simulator as its model
+#: on the quarter-mass half-cheetah); a diverging simulation passes 1e5 m/s before MuJoCo's own
+#: check (an acceleration over 1e10) resets it, and its rewards then dwarf every real episode.
+MAX_SPEED = 1e3
+
+
+def diverged(qvel: np.ndarray) -> np.ndarray:
+    """Whether each state's velocities ``qvel (..., nv)`` are non-finite or beyond :data:`MAX_SPEED`."""
+    qvel = np.asarray(qvel)
+    return ~np.isfinite(qvel).all(-1) | (np.abs(np.nan_to_num(qvel)) > MAX_SPEED).any(-1)
+
+
 #: Model fields a task may modify; their nominal values are cached at construction.
 EDITABLE_FIELDS = ("actuator_gear", "body_mass", "body_inertia", "dof_damping", "geom_size", "geom_pos", "geom_rgba")
 #: Colour of disabled / crippled parts in rendered frames.
@@ -183,10 +196,19 @@ class MujocoTaskMixin(TaskEnv):
 
     # --- stepping -----------------------------------------------------------------------
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        """Simulate ``frame_skip`` substeps; reward and termination from the new observation."""
+        """Simulate ``frame_skip`` substeps; reward and termination from the new observation.
+
+        A step after which the simulation has diverged (velocities beyond :data:`MAX_SPEED`, or
+        MuJoCo reset the state after an unstable acceleration) ends the episode with reward 0 and
+        ``info["diverged"] = True``: its observation is not a state of the robot, and
+        :func:`~learn2adapt.training.rollout.run_episodes` does not keep the transition.
+        """
         x_before = float(self.data.qpos[0])
+        resets = int(self.data.warning[mujoco.mjtWarning.mjWARN_BADQACC].number)
         self.do_simulation(action, self.frame_skip)
         obs = self._get_obs()
+        if bool(diverged(self.data.qvel)) or self.data.warning[mujoco.mjtWarning.mjWARN_BADQACC].number > resets:
+            return obs, 0.0, True, False, {"task": dict(self._info_task), "diverged": True}
         spec = self.reward_spec
         action = np.asarray(action)
         forward = spec.forward_weight * float(obs[spec.vel_index])

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from mujoco import rollout
 
-from learn2adapt.envs.mujoco_base import MujocoTaskMixin
+from learn2adapt.envs.mujoco_base import MujocoTaskMixin, diverged
 from learn2adapt.errors import ConfigError
 from learn2adapt.planning.base import Planner
 from learn2adapt.training.config import RunConfig
@@ -103,7 +103,8 @@ class SimulatorModel:
         self.datas = [mujoco.MjData(base.model) for _ in range(threads)]
         self.nstate = mujoco.mj_stateSize(base.model, STATE)
         self._states: dict[int, tuple[torch.Tensor, np.ndarray]] = {}
-        self._nq_full = base.model.nq
+        self._nq_full, self._nv_full = base.model.nq, base.model.nv
+        self.step_seconds = self.frame_skip * float(base.model.opt.timestep)
 
     def begin(self) -> None:
         """A new control step: the next ``predict`` of unknown ``obs`` starts from the live states."""
@@ -126,6 +127,15 @@ class SimulatorModel:
         # FULLPHYSICS layout: time, qpos, qvel, ...
         qpos, qvel = last[:, 1 : 1 + self._nq_full], last[:, 1 + self._nq_full :]
         next_obs = np.concatenate([qpos[:, self.k : self.k + self.nq], qvel[:, : self.nv]], axis=1)
+        # A candidate that blows the simulation up would score its huge velocity: NaN ranks it
+        # last (the real environment would end that episode); it restarts from its start state.
+        # MuJoCo resets a state whose acceleration it finds unstable, clock included: a clock
+        # that did not advance by one control step gives that away.
+        advanced = np.isclose(last[:, 0], start[:, 0] + self.step_seconds)
+        bad = diverged(qvel[:, : self._nv_full]) | ~advanced
+        if bad.any():
+            next_obs[bad] = np.nan
+            last[bad] = start[bad]
         out = torch.as_tensor(next_obs, dtype=torch.float32, device=obs.device).reshape(E, N, -1)
         self._states[id(out)] = (out, last)
         return out

@@ -6,7 +6,9 @@ in one batched call; each keeps its own episode, task and history.
 
 from __future__ import annotations
 
+import json
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
@@ -14,6 +16,7 @@ import gymnasium as gym
 import numpy as np
 
 from learn2adapt.data.trajectory_buffer import Episode, Task
+from learn2adapt.errors import NonFiniteData
 from learn2adapt.progress import progress_bar
 
 
@@ -73,6 +76,22 @@ class _EpisodeRecorder:
             np.asarray(self.terminated, bool),
             list(self.tasks),
         )
+
+
+def _end_diverged(recorder: _EpisodeRecorder, desc: str, k: int, step: int, info: dict) -> None:
+    """Warn that episode ``k`` ends at ``step`` because its simulation diverged (its transition is dropped)."""
+    task = json.dumps(info.get("task", {}))
+    if not recorder.obs:
+        raise NonFiniteData(
+            f"{desc}: the simulation diverged on the first step of episode {k} (task {task}): "
+            "the task's parameters make the simulator unstable"
+        )
+    warnings.warn(
+        f"{desc}: the simulation diverged at step {step} of episode {k} (task {task}); "
+        "the episode ends before that step",
+        RuntimeWarning,
+        stacklevel=3,
+    )
 
 
 def run_episodes(
@@ -143,6 +162,12 @@ def run_episodes(
             t0 = time.perf_counter()
             o2, r, term, trunc, info = env.step(actions[slot])
             clock["env_seconds"] += time.perf_counter() - t0
+            if info.get("diverged"):  # the simulator blew up: end the episode before this step
+                _end_diverged(recorders[k], desc, k, int(steps[slot]), info)
+                finished[k] = recorders.pop(k).finish()
+                slot_episode[slot] = -1
+                steps[slot] = 0
+                continue  # next_obs[slot] stays the last real state
             next_obs[slot] = o2
             recorders[k].add(obs[slot].copy(), actions[slot], o2, float(r), bool(term), info.get("task", {}))
             if on_step is not None:
