@@ -241,13 +241,16 @@ def test_pe_ts_and_its_adaptive_variants_train_and_evaluate_through_the_cli(cli,
     one_line_error(code, err, "model.ensemble > 1", "--algo mb, mbde, grbal, rebal")
 
 
+#: A pendulum run of a second on the nominal task alone, evaluated there.
+TINY_NOMINAL = ["iterations=1", "random_episodes=2", "episodes_per_iteration=1", "episode_length=30", "num_envs=1",
+                "model.hidden=16", "fit.max_epochs=1", "planner.horizon=3", "planner.num_candidates=16",
+                "eval.episodes_per_task=1", "nominal=true", "eval.schedule=fixed", "adaptation.past=8",
+                "adaptation.future=8"]  # fmt: skip
+
+
 def test_nominal_runs_train_and_evaluate_on_the_unmodified_system(cli, one_line_error, tmp_path):
     run = tmp_path / "nominal"
-    tiny = ["iterations=1", "random_episodes=2", "episodes_per_iteration=1", "episode_length=30", "num_envs=1",
-            "model.hidden=16", "fit.max_epochs=1", "planner.horizon=3", "planner.num_candidates=16",
-            "eval.episodes_per_task=1", "nominal=true", "eval.schedule=fixed", "adaptation.past=8",
-            "adaptation.future=8"]  # fmt: skip
-    code, _, err = cli("train", "--env", PENDULUM, "--algo", "mb", "--run-dir", run, "--quiet", *as_sets(tiny))
+    code, _, err = cli("train", "--env", PENDULUM, "--algo", "mb", "--run-dir", run, "--quiet", *as_sets(TINY_NOMINAL))
     assert code == 0, err
     code, _, err = cli("eval", run, "--quiet")
     assert code == 0, err
@@ -283,11 +286,7 @@ def test_a_run_trained_on_a_gpu_is_evaluated_on_a_machine_without_one(cli, tmp_p
     from learn2adapt.training.loop import CHECKPOINT_NAME, config_digest
 
     run = tmp_path / "gpu-run"
-    tiny = ["iterations=1", "random_episodes=2", "episodes_per_iteration=1", "episode_length=30", "num_envs=1",
-            "model.hidden=16", "fit.max_epochs=1", "planner.horizon=3", "planner.num_candidates=16",
-            "eval.episodes_per_task=1", "nominal=true", "eval.schedule=fixed", "adaptation.past=8",
-            "adaptation.future=8"]  # fmt: skip
-    code, _, err = cli("train", "--env", PENDULUM, "--algo", "mb", "--run-dir", run, "--quiet", *as_sets(tiny))
+    code, _, err = cli("train", "--env", PENDULUM, "--algo", "mb", "--run-dir", run, "--quiet", *as_sets(TINY_NOMINAL))
     assert code == 0, err
     # Make it what a GPU machine writes: its config and the checkpoint's digest of it say cuda.
     saved = json.loads((run / "config.json").read_text())
