@@ -123,6 +123,7 @@ def test_the_report_gives_the_forward_velocity_of_locomotion_runs(tmp_path: Path
     assert "forward velocity (m/s)" in (out / "report" / "report.md").read_text()
 
 
+@pytest.mark.filterwarnings("ignore:MuJoCo:RuntimeWarning")  # the blow-ups the tests cause
 def test_a_diverging_simulation_ends_the_episode_before_its_garbage_state() -> None:
     from learn2adapt.envs.mujoco_base import MAX_SPEED
     from learn2adapt.training.rollout import RandomPolicy, run_episodes
@@ -160,6 +161,7 @@ def test_a_diverging_simulation_ends_the_episode_before_its_garbage_state() -> N
     env.close()
 
 
+@pytest.mark.filterwarnings("ignore:MuJoCo:RuntimeWarning")  # the blow-ups the tests cause
 def test_the_oracle_ranks_candidates_that_blow_the_simulation_up_last() -> None:
     env = make_env(CHEETAH)
     obs, _ = env.reset(seed=0)
