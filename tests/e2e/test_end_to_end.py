@@ -301,3 +301,13 @@ def test_a_run_trained_on_a_gpu_is_evaluated_on_a_machine_without_one(cli, tmp_p
     assert json.loads((run / "eval.json").read_text())["tasks"][0]["returns"]
     code, _, err = cli("train", "--resume", run, "--quiet", "--set", "iterations=2")  # a resume keeps its device
     assert code == 2 and "cuda" in err, err
+
+
+def test_grbal_meta_trains_on_the_quick_humanoid_whose_episodes_end_in_a_fall(cli, tmp_path):
+    # The humanoid falls within ~20 random steps: the preset's segments must fit such episodes.
+    run = tmp_path / "humanoid"
+    tiny = ["iterations=0", "model.hidden=16", "fit.max_epochs=1", "eval.episodes_per_task=1"]
+    code, _, err = cli("train", "--env", "learn2adapt/SlimHumanoidMassDamping-v0", "--preset", "quick", "--algo",
+                       "grbal", "--run-dir", run, "--quiet", *as_sets(tiny))  # fmt: skip
+    assert code == 0, err
+    assert (run / "DONE").exists()
