@@ -169,9 +169,9 @@ def _restore_checkpoint(model: Any, cfg: RunConfig, run_dir: Path) -> dict[str, 
 
 
 def load_baseline(run_dir: Path) -> BaselineState:
-    """Config and trained policy of a model-free run directory (for eval and resume)."""
+    """Config and trained policy of a model-free run directory (for eval; a resume reads its own config)."""
     run_dir = Path(run_dir)
-    cfg = load_config(run_dir / "config.json")
+    cfg = load_config(run_dir / "config.json", on_this_machine=True)
     model = _model(cfg, make_env(cfg.env, max_episode_steps=cfg.episode_length))
     state = _restore_checkpoint(model, cfg, run_dir)
     return BaselineState(cfg, model, int(state["env_steps"]), int(state["iteration"]))
