@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import sys
 import time
@@ -16,6 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from learn2adapt.allocator import keep_freed_memory
+from learn2adapt.cpus import usable_cpus
 from learn2adapt.errors import ConfigError, UserError
 
 # MUJOCO_GL=egl (headless rendering) is set by `learn2adapt video` only: with EGL loaded,
@@ -235,7 +235,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from learn2adapt.errors import UnknownName
     from learn2adapt.training.config import check_device
 
-    torch.set_num_threads(args.threads or os.cpu_count() or 1)
+    torch.set_num_threads(args.threads or usable_cpus())
     selected = args.only.split(",") if args.only else list(BENCHMARKS)
     unknown = [n for n in selected if n not in BENCHMARKS + OPTIONAL_BENCHMARKS]
     if unknown:
@@ -414,7 +414,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from learn2adapt.experiments.runner import make_runner
 
     t0 = time.time()
-    workers = _workers(args.workers if args.workers is not None else min(2, os.cpu_count() or 1))
+    workers = _workers(args.workers if args.workers is not None else min(2, usable_cpus()))
     out = Path(args.out) if args.out else Path("runs") / "demo"
     print(
         f"learn2adapt demo: GrBAL vs MB on {DEMO_ENV} (preset {DEMO_PRESET}), {args.seeds} seed(s), held-out "

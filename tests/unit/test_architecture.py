@@ -13,6 +13,7 @@ LAYERS = {
     "errors": 0,
     "types": 0,
     "allocator": 0,
+    "cpus": 0,  # the CPUs a process may run on (thread and worker defaults)
     "provenance": 0,  # the package version and source fingerprint
     "progress": 0,  # progress bars for a terminal and for a log file
     "presets": 0,  # TOML files only

@@ -18,7 +18,6 @@ with ``planner.cuda_graph`` (:mod:`learn2adapt.planning.cuda_graph`).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +25,7 @@ import torch
 
 from learn2adapt.benchmarks.timing import interleaved_median_ms, matmul_gflops
 from learn2adapt.benchmarks.workload import cheetah_like_reward
+from learn2adapt.cpus import usable_cpus
 from learn2adapt.models.config import ModelConfig
 from learn2adapt.models.ensemble import EnsembleDynamics
 from learn2adapt.planning import make_planner
@@ -46,7 +46,7 @@ def run(
     hidden: list[int] | None = None,
 ) -> dict[str, object]:
     """The module docstring's figures (smaller sizes for tests only)."""
-    torch.set_num_threads(threads or os.cpu_count() or 1)
+    torch.set_num_threads(threads or usable_cpus())
     torch.manual_seed(0)
     cfg = ModelConfig(hidden=hidden or HIDDEN, activation="silu", ensemble=MEMBERS)
     model = EnsembleDynamics(OBS, ACT, cfg).to(device)

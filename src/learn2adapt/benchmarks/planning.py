@@ -12,7 +12,6 @@ Run: ``learn2adapt bench --only planning``, or ``python -m learn2adapt.benchmark
 from __future__ import annotations
 
 import argparse
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import torch
 
 from learn2adapt.benchmarks.timing import interleaved_median_ms, matmul_gflops
 from learn2adapt.benchmarks.workload import cheetah_like_reward
+from learn2adapt.cpus import usable_cpus
 from learn2adapt.experiments.statistics import spearman
 from learn2adapt.models import onednn
 from learn2adapt.models.mlp import MLP
@@ -145,7 +145,7 @@ def run(
     device: str = "cpu",
 ) -> dict[str, object]:
     """Measure every planner x precision on ``device``; returns a dict of figures (see module docstring)."""
-    torch.set_num_threads(threads or os.cpu_count() or 1)
+    torch.set_num_threads(threads or usable_cpus())
     model = make_model(obs_dim, act_dim, hidden).to(device)
     predict, reward = delta_predict(model), cheetah_like_reward()
     flop_per_eval = 2 * model_macs(model)

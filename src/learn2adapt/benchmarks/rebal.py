@@ -20,7 +20,6 @@ Run: ``python -m learn2adapt.benchmarks.rebal`` or ``learn2adapt bench --only re
 from __future__ import annotations
 
 import argparse
-import os
 
 import torch
 
@@ -29,6 +28,7 @@ from learn2adapt.adaptation.mb import ModelBased
 from learn2adapt.adaptation.rebal import ReBAL
 from learn2adapt.benchmarks.timing import interleaved_median_ms
 from learn2adapt.benchmarks.workload import cheetah_like_reward, random_recent
+from learn2adapt.cpus import usable_cpus
 from learn2adapt.models.config import FitConfig, ModelConfig
 from learn2adapt.planning.random_shooting import RandomShooting
 
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rnn", default="gru", help="gru | lstm")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: all cores)")
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads or os.cpu_count() or 1)
+    torch.set_num_threads(args.threads or usable_cpus())
     result = run(num_candidates=args.num_candidates, horizon=args.horizon, num_envs=args.num_envs, rnn=args.rnn)
     print(
         f"threads={torch.get_num_threads()} N={args.num_candidates} H={args.horizon} E={args.num_envs} "

@@ -19,7 +19,6 @@ evaluation protocol of ``learn2adapt eval`` (docs/experiments.md).
 from __future__ import annotations
 
 import copy
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +29,7 @@ import numpy as np
 import torch
 from mujoco import rollout
 
+from learn2adapt.cpus import usable_cpus
 from learn2adapt.envs.mujoco_base import MujocoTaskMixin, diverged
 from learn2adapt.errors import ConfigError
 from learn2adapt.planning.base import Planner
@@ -99,7 +99,7 @@ class SimulatorModel:
             raise ConfigError(f"the oracle needs a MuJoCo family; {type(base).__name__} is not one")
         self.k, self.nq, self.nv = observation_layout(base)
         self.frame_skip = int(base.frame_skip)
-        threads = threads or max(1, min(os.cpu_count() or 1, 8))
+        threads = threads or max(1, min(usable_cpus(), 8))
         self.datas = [mujoco.MjData(base.model) for _ in range(threads)]
         self.nstate = mujoco.mj_stateSize(base.model, STATE)
         self._states: dict[int, tuple[torch.Tensor, np.ndarray]] = {}

@@ -17,6 +17,7 @@ from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from typing import Any, TypeVar
 
 from learn2adapt.allocator import keep_freed_memory
+from learn2adapt.cpus import usable_cpus
 from learn2adapt.errors import ConfigError, UnknownName, UserError
 from learn2adapt.progress import progress_bar
 
@@ -113,19 +114,19 @@ class ProcessPoolRunner(Runner):
     """Runs jobs in ``workers`` processes (``spawn``: safe with torch and MuJoCo).
 
     Args:
-        workers: processes; each gets ``cpu_count // workers`` torch threads.
+        workers: processes; each gets ``usable_cpus() // workers`` torch threads (:mod:`learn2adapt.cpus`).
     """
 
     def __init__(self, workers: int) -> None:
         if workers < 1:
             raise ValueError("workers must be >= 1")
         self.workers = workers
-        threads = max(1, (os.cpu_count() or 1) // workers)
+        self.threads = max(1, usable_cpus() // workers)
         self._pool = ProcessPoolExecutor(
             max_workers=workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_init_worker,
-            initargs=(threads,),
+            initargs=(self.threads,),
         )
 
     def submit(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Future[T]:
@@ -173,7 +174,7 @@ class RayRunner(Runner):
         self._started = not ray.is_initialized()
         if self._started:
             if address is None:
-                ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, log_to_driver=False)
+                ray.init(num_cpus=usable_cpus(), include_dashboard=False, log_to_driver=False)
             else:
                 ray.init(address=address, log_to_driver=False)
         cpus = int(ray.cluster_resources().get("CPU", 1))
