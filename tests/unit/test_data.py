@@ -103,12 +103,39 @@ def test_normalizer_round_trip_and_constant_dimensions():
     assert torch.isfinite(norm.norm_delta(d)).all()
 
 
-def test_split_episodes_holds_out_whole_episodes():
+@pytest.mark.parametrize("mode", ["stable", "redraw"])
+def test_split_episodes_holds_out_whole_episodes(mode):
     buf = make_buffer([10] * 10)
-    train, val = split_episodes(buf, 0.2, np.random.default_rng(0))
+    train, val = split_episodes(buf, 0.2, np.random.default_rng(0), mode)
     assert (train ^ val).all()
     val_eps = set(buf.episode_id[val].tolist())
-    assert len(val_eps) == 2 and not val_eps & set(buf.episode_id[train].tolist())
+    assert val_eps and not val_eps & set(buf.episode_id[train].tolist())
+    assert len(val_eps) == 2 if mode == "redraw" else 1 <= len(val_eps) <= 4
+
+
+@pytest.mark.parametrize("fraction", [0.1, 0.2, 0.5])
+def test_stable_split_never_validates_on_an_episode_an_earlier_fit_trained_on(fraction):
+    # The buffer grows episode by episode; fits draw from different random streams.
+    trained: set[int] = set()
+    for n in range(2, 61):
+        buf = make_buffer([5] * n)
+        train, val = split_episodes(buf, fraction, np.random.default_rng(n), "stable")
+        val_eps = set(buf.episode_id[val].tolist())
+        assert val_eps and not val_eps & trained and 0 not in val_eps
+        trained |= set(buf.episode_id[train].tolist())
+    assert abs(len(val_eps) / 60 - fraction) < 0.15  # about the fraction asked for (one draw per episode)
+
+
+def test_redrawn_split_validates_on_episodes_earlier_fits_trained_on():
+    # Why "redraw" is no longer the default: some fit is scored on data an earlier one learnt.
+    trained: set[int] = set()
+    leaked = False
+    for n in range(2, 31):
+        buf = make_buffer([5] * n)
+        train, val = split_episodes(buf, 0.1, np.random.default_rng(n), "redraw")
+        leaked |= bool(set(buf.episode_id[val].tolist()) & trained)
+        trained |= set(buf.episode_id[train].tolist())
+    assert leaked
 
 
 def test_recent_history_window_and_reset():

@@ -167,3 +167,11 @@ def test_configs_saved_with_flat_planner_keys_still_load():
     old = {"adaptation": {"rnn_short_past": 0.3, "short_past": 0.0}}
     assert from_dict({"algo": "rebal", **old}).adaptation.short_past == 0.3
     assert from_dict({"algo": "grbal", "adaptation": {"rnn_short_past": 0.3}}).adaptation.short_past == 0.0
+
+
+def test_runs_saved_before_val_split_keep_the_split_they_were_trained_with():
+    from learn2adapt.training.config import RunConfig, from_dict
+
+    assert RunConfig().fit.val_split == "stable"
+    assert from_dict({"fit": {"lr": 1e-3}}).fit.val_split == "redraw"  # a config.json older than the option
+    assert from_dict({"fit": {"val_split": "stable"}}).fit.val_split == "stable"

@@ -208,7 +208,7 @@ class GrBAL(AdaptationRule):
         self.fit_normalizer(buffer)
         cfg = self.adapt_cfg
         length = cfg.past + cfg.future
-        train_mask, val_mask = split_episodes(buffer, self.fit_cfg.val_fraction, rng)
+        train_mask, val_mask = split_episodes(buffer, self.fit_cfg.val_fraction, rng, self.fit_cfg.val_split)
         train_starts, val_starts = split_segment_starts(buffer, length, train_mask, val_mask, rng, VAL_SEGMENTS)
         sampler = SegmentSampler(buffer, length, self.device)
         num_train = int(train_mask.sum())

@@ -44,7 +44,7 @@ class ModelBased(AdaptationRule):
     def fit(self, buffer: TrajectoryBuffer, rng: np.random.Generator, progress: bool = True) -> dict[str, float]:
         opt = self.begin_fit()
         self.fit_normalizer(buffer)
-        train, val = split_episodes(buffer, self.fit_cfg.val_fraction, rng)
+        train, val = split_episodes(buffer, self.fit_cfg.val_fraction, rng, self.fit_cfg.val_split)
         self.val_mask = val  # MB+DE chooses its test-time step on these held-out training episodes
         if isinstance(self.model, EnsembleDynamics):
             result = fit_ensemble(self.model, opt, buffer, train, val, self.fit_cfg, rng, progress)

@@ -132,7 +132,7 @@ class ReBAL(AdaptationRule):
         cfg = self.adapt_cfg
         opt = self.begin_fit()
         self.fit_normalizer(buffer)
-        train_mask, val_mask = split_episodes(buffer, self.fit_cfg.val_fraction, rng)
+        train_mask, val_mask = split_episodes(buffer, self.fit_cfg.val_fraction, rng, self.fit_cfg.val_split)
         length = cfg.past + cfg.future
         train_starts, val_starts = split_segment_starts(buffer, length, train_mask, val_mask, rng, VAL_SEGMENTS)
         sampler = SegmentSampler(buffer, length, self.device)

@@ -179,21 +179,50 @@ class TrajectoryBuffer:
         return cls.from_state_dict({"arrays": arrays, "tasks_json": tasks_json})
 
 
+#: How ``split_episodes`` picks validation episodes (``fit.val_split``).
+VAL_SPLITS = ("stable", "redraw")
+
+
+def episode_draws(num_episodes: int) -> np.ndarray:
+    """One uniform number per episode index, the same in every fit and run: the stable split holds
+    out episode ``k`` when its draw is below ``val_fraction``."""
+    return np.array([np.random.default_rng([_VAL_SPLIT_SEED, k]).random() for k in range(num_episodes)])
+
+
+#: Seeds :func:`episode_draws` (any fixed number: the split must not depend on a run's seed stream).
+_VAL_SPLIT_SEED = 20261127
+
+
 def split_episodes(
-    buffer: TrajectoryBuffer, val_fraction: float, rng: np.random.Generator
+    buffer: TrajectoryBuffer, val_fraction: float, rng: np.random.Generator, mode: str = "stable"
 ) -> tuple[np.ndarray, np.ndarray]:
     """Boolean masks over transitions: (train, validation), whole episodes to each side.
 
     Holding out whole episodes keeps validation segments from overlapping
     training ones. With a single episode, it falls back to a random split of
     transitions (segments may then straddle; acceptable for tiny smoke runs).
+
+    ``mode="stable"`` holds out episode ``k`` when a draw fixed by ``k`` alone
+    (:func:`episode_draws`) is below ``val_fraction``, episode 0 never (the newest episode while
+    that holds out none): an episode, once validated on, is never trained on by a later fit of a growing
+    buffer, so a warm-started fit is never scored on data an earlier fit learnt. ``mode="redraw"`` draws ``round(val_fraction x episodes)`` of them anew at
+    every fit (the behaviour before 2026-11-27): the model about to be refitted has then often
+    trained on some of them, and early stopping, which compares every epoch with that model's
+    score, can discard a whole fit.
     """
     n, n_ep = len(buffer), buffer.num_episodes
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError("val_fraction must be in [0, 1)")
+    if mode not in VAL_SPLITS:
+        raise ValueError(f"unknown validation split {mode!r}: use one of {', '.join(VAL_SPLITS)}")
     if n_ep >= 2 and val_fraction > 0:
-        n_val = min(n_ep - 1, max(1, int(round(val_fraction * n_ep))))
-        val_eps = rng.choice(n_ep, size=n_val, replace=False)
+        if mode == "stable":
+            val_eps = 1 + np.flatnonzero(episode_draws(n_ep)[1:] < val_fraction)  # episode 0 always trains
+            if val_eps.size == 0:
+                val_eps = np.array([n_ep - 1])  # the newest episode: no fit has trained on it yet
+        else:
+            n_val = min(n_ep - 1, max(1, int(round(val_fraction * n_ep))))
+            val_eps = rng.choice(n_ep, size=n_val, replace=False)
         val = np.isin(buffer.episode_id, val_eps)
     else:
         val = rng.random(n) < val_fraction

@@ -40,6 +40,12 @@ class FitConfig:
     val_fraction: float = field(
         default=0.1, metadata={"help": "fraction of episodes held out for validation / early stopping"}
     )
+    val_split: str = field(
+        default="stable",
+        metadata={
+            "help": "which episodes validate: stable (every round(1/val_fraction)-th episode from episode 1 on, never trained on by any fit) | redraw (drawn anew at every fit, as before 2026-11-27: warm-started fits are then scored on episodes they trained on)"
+        },
+    )
     segment_epoch: str = field(
         default="transitions",
         metadata={

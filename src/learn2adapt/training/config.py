@@ -49,6 +49,7 @@ else:  # pragma: no cover
 from learn2adapt.adaptation import ALGORITHMS, ENSEMBLE_ALGORITHMS, MODEL_FREE, check_algo
 from learn2adapt.adaptation.config import DE_SELECT, AdaptationConfig
 from learn2adapt.data.segment_sampler import SEGMENT_EPOCHS
+from learn2adapt.data.trajectory_buffer import VAL_SPLITS
 from learn2adapt.errors import ConfigError, UnknownName
 from learn2adapt.models.config import FitConfig, ModelConfig
 from learn2adapt.models.fitting import FIT_PRECISIONS
@@ -186,6 +187,10 @@ class RunConfig:
                 f"exceeds episode_length ({self.episode_length}): no segment fits in an episode",
             ),
             (0.0 <= self.fit.val_fraction < 1.0, "fit.val_fraction must be in [0, 1)"),
+            (
+                self.fit.val_split in VAL_SPLITS,
+                f"fit.val_split must be one of {', '.join(VAL_SPLITS)} (got {self.fit.val_split!r})",
+            ),
             (
                 self.fit.segment_epoch in SEGMENT_EPOCHS,
                 f"fit.segment_epoch must be one of {', '.join(SEGMENT_EPOCHS)} (got {self.fit.segment_epoch!r})",
@@ -356,7 +361,11 @@ _FLAT_PLANNER_PREFIXES = ("cem_", "mppi_", "icem_")
 
 def _migrate(values: dict[str, Any]) -> dict[str, Any]:
     """A saved config in today's layout (runs written before 0.2): ``planner.cem_x`` -> ``planner.cem.x``,
-    ReBAL's ``adaptation.rnn_short_past`` -> ``adaptation.short_past``."""
+    ReBAL's ``adaptation.rnn_short_past`` -> ``adaptation.short_past``; a run written before
+    ``fit.val_split`` existed keeps the validation split it was trained with (``redraw``)."""
+    fit = values.get("fit")
+    if isinstance(fit, dict) and "val_split" not in fit:
+        fit["val_split"] = "redraw"
     adaptation = values.get("adaptation")
     if isinstance(adaptation, dict) and "rnn_short_past" in adaptation:  # ReBAL's own option before 0.2
         value = adaptation.pop("rnn_short_past")
