@@ -20,6 +20,12 @@ class ModelConfig:
             "help": "1: one deterministic MLP; B >= 2: a probabilistic ensemble of B Gaussian MLPs trained on bootstrapped data (PETS; --algo mb, mbde, grbal or rebal); plan with planner.particles"
         },
     )
+    nll_beta: float = field(
+        default=0.0,
+        metadata={
+            "help": "ensembles: beta of the beta-NLL loss (Seitzer et al. 2022), in [0, 1]: each Gaussian NLL term weighted by its variance^beta; 0: PETS's plain NLL, whose mean fits poorly where the variance is large"
+        },
+    )
 
 
 @dataclass

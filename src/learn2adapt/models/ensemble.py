@@ -46,10 +46,12 @@ class GaussianOutput:
     obs_dim: int
     max_logvar: nn.Parameter
     min_logvar: nn.Parameter
+    nll_beta: float
 
-    def init_logvar_bounds(self) -> None:
+    def init_logvar_bounds(self, nll_beta: float = 0.0) -> None:
         self.max_logvar = nn.Parameter(torch.full((self.obs_dim,), 0.5))
         self.min_logvar = nn.Parameter(torch.full((self.obs_dim,), -10.0))
+        self.nll_beta = float(nll_beta)
 
     def gaussian(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and bounded log-variance from the network's raw output ``(..., 2 obs_dim)``."""
@@ -60,10 +62,19 @@ class GaussianOutput:
 
     def gaussian_nll(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Gaussian NLL of normalised targets under raw outputs ``out`` (constants dropped, mean over
-        every axis) plus the bound penalty: the training loss, also GrBAL's outer loss on ensembles."""
+        every axis) plus the bound penalty: the training loss, also GrBAL's outer loss on ensembles.
+
+        With ``nll_beta > 0`` each term is weighted by its predicted variance to the power beta,
+        held constant in the gradient (beta-NLL: Seitzer et al., "On the Pitfalls of
+        Heteroscedastic Uncertainty Estimation with Probabilistic Neural Networks", ICLR 2022):
+        the plain NLL scales the mean's gradient by ``1 / variance``, so the mean stays poor where
+        the variance is still large; beta = 1 gives the mean the MSE's gradient.
+        """
         mean, logvar = self.gaussian(out)
-        nll = ((mean - target).pow(2) * torch.exp(-logvar) + logvar).mean()
-        return nll + LOGVAR_BOUND_WEIGHT * (self.max_logvar.sum() - self.min_logvar.sum())
+        terms = (mean - target).pow(2) * torch.exp(-logvar) + logvar
+        if self.nll_beta:
+            terms = terms * torch.exp(self.nll_beta * logvar.detach())
+        return terms.mean() + LOGVAR_BOUND_WEIGHT * (self.max_logvar.sum() - self.min_logvar.sum())
 
     def sample(self, out: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """A normalised state change drawn from the Gaussian of raw outputs ``out``."""
@@ -106,7 +117,7 @@ class EnsembleDynamics(GaussianOutput, nn.Module):
         self.obs_dim, self.act_dim, self.members = obs_dim, act_dim, int(cfg.ensemble)
         self.normalizer = Normalizer(obs_dim, act_dim)
         self.net = MLP(obs_dim + act_dim, 2 * obs_dim, cfg.hidden, cfg.activation, members=self.members)
-        self.init_logvar_bounds()
+        self.init_logvar_bounds(cfg.nll_beta)
         self._register_load_state_dict_pre_hook(_rename_pre_mlp_keys)
 
     def params(self) -> dict[str, torch.Tensor]:

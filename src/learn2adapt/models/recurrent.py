@@ -72,7 +72,7 @@ class RecurrentDynamics(GaussianOutput, nn.Module):
         out = 2 * obs_dim if self.members else obs_dim
         self.head_net = MLP(obs_dim + act_dim + self.hidden_size, out, cfg.hidden, cfg.activation, self.members)
         if self.members:
-            self.init_logvar_bounds()
+            self.init_logvar_bounds(cfg.nll_beta)
         self.reset_parameters()
 
     # --- parameters ---------------------------------------------------------------------------

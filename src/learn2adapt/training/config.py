@@ -217,6 +217,11 @@ class RunConfig:
             ),
             (math.isfinite(self.adaptation.de_lr) and self.adaptation.de_lr >= 0, "adaptation.de_lr must be >= 0"),
             (self.model.ensemble >= 1, "model.ensemble must be >= 1 (1: no ensemble)"),
+            (0.0 <= self.model.nll_beta <= 1.0, "model.nll_beta must be in [0, 1] (0: the plain Gaussian NLL)"),
+            (
+                self.model.nll_beta == 0.0 or self.model.ensemble >= 2,
+                "model.nll_beta weights an ensemble's Gaussian NLL: set model.ensemble >= 2, or leave nll_beta at 0",
+            ),
             (
                 self.model.ensemble == 1 or self.algo in ENSEMBLE_ALGORITHMS or self.algo in MODEL_FREE,
                 f"model.ensemble > 1 (probabilistic ensemble) is implemented for --algo {', '.join(ENSEMBLE_ALGORITHMS)}",
