@@ -537,7 +537,7 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
         f"also accepts, run only when named: {', '.join(OPTIONAL_BENCHMARKS)} "
         "(environment step overhead vs Gymnasium, about 25 s)",
     )
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: every CPU this process may use)")
     p.add_argument("--device", default="cpu", help="torch device to measure: cpu | cuda | cuda:N")
     p.add_argument(
         "--run",

@@ -2,9 +2,9 @@
 
 ``os.cpu_count()`` counts the machine's CPUs. A process confined to fewer (``taskset``, a
 cluster scheduler's cpuset, a container) that starts that many torch threads oversubscribes
-its share: on a 16-CPU host, a process pinned to 2 CPUs measured an fp32 matmul rate of 5.5
-GFLOP/s with 16 threads, where 2 threads reach ~300. Every default thread or worker count
-in the library starts from :func:`usable_cpus`.
+its share: on a 16-CPU host, `learn2adapt bench` pinned to 2 CPUs measured an fp32 matmul
+rate of 5.5 GFLOP/s with 16 threads (1,295 unpinned). Every default thread or worker count in
+the library starts from :func:`usable_cpus`.
 """
 
 from __future__ import annotations

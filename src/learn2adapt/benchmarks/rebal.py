@@ -84,7 +84,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("-H", "--horizon", type=int, default=10)
     parser.add_argument("-E", "--num-envs", type=int, default=1)
     parser.add_argument("--rnn", default="gru", help="gru | lstm")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (default: all cores)")
+    parser.add_argument(
+        "--threads", type=int, default=0, help="torch threads (default: every CPU this process may use)"
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads or usable_cpus())
     result = run(num_candidates=args.num_candidates, horizon=args.horizon, num_envs=args.num_envs, rnn=args.rnn)

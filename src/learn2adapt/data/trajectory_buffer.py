@@ -204,11 +204,12 @@ def split_episodes(
 
     ``mode="stable"`` holds out episode ``k`` when a draw fixed by ``k`` alone
     (:func:`episode_draws`) is below ``val_fraction``, episode 0 never (the newest episode while
-    that holds out none): an episode, once validated on, is never trained on by a later fit of a growing
-    buffer, so a warm-started fit is never scored on data an earlier fit learnt. ``mode="redraw"`` draws ``round(val_fraction x episodes)`` of them anew at
-    every fit (the behaviour before 2026-11-27): the model about to be refitted has then often
-    trained on some of them, and early stopping, which compares every epoch with that model's
-    score, can discard a whole fit.
+    that holds out none). As the buffer grows, an episode validated on is never trained on
+    afterwards, so a warm-started fit is never scored on data an earlier fit learnt.
+    ``mode="redraw"`` draws ``round(val_fraction x episodes)`` of them anew at every fit (the
+    behaviour before 2026-11-27): the model about to be refitted has then often trained on some
+    of them, and early stopping, which compares every epoch with that model's score, can
+    discard a whole fit.
     """
     n, n_ep = len(buffer), buffer.num_episodes
     if not 0.0 <= val_fraction < 1.0:

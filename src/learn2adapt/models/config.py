@@ -49,7 +49,7 @@ class FitConfig:
     val_split: str = field(
         default="stable",
         metadata={
-            "help": "which episodes validate: stable (every round(1/val_fraction)-th episode from episode 1 on, never trained on by any fit) | redraw (drawn anew at every fit, as before 2026-11-27: warm-started fits are then scored on episodes they trained on)"
+            "help": "which episodes validate: stable (episode k when a draw seeded by k alone falls below val_fraction, episode 0 never: no fit trains on an episode once it validated) | redraw (drawn anew at every fit, as before 2026-11-27: warm-started fits are then scored on episodes they trained on)"
         },
     )
     segment_epoch: str = field(
