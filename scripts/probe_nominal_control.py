@@ -1,0 +1,99 @@
+"""Short closed-loop probes of a trained model-based run on its family's nominal task.
+
+A diagnosis, not an evaluation: from a reset, the run's controller (its model and planner, on
+the CPU) acts for ``--steps`` steps, once per ``--seeds`` seed, and each episode's mean forward
+velocity (at step ends, as the reward reads it) and root displacement over time are printed.
+Optionally the model is first refitted from scratch on the run's own data with other options
+(``--refit KEY=VALUE ...``), or an ensemble plans with its members' means instead of sampling
+(``--no-noise``). Used for docs/results/pets/nominal-gpu/::
+
+    .venv/bin/python scripts/probe_nominal_control.py runs/pets-nominal-pe-s1 --seeds 1 2 3
+    .venv/bin/python scripts/probe_nominal_control.py runs/pets-nominal-pe-s1 --refit model.nll_beta=0.5
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from learn2adapt.envs.catalog import make_env
+from learn2adapt.models.ensemble import EnsembleDynamics
+from learn2adapt.training.config import apply_overrides
+from learn2adapt.training.loop import build_rule, load_run, mpc_agent
+
+
+def own_data_error(rule, buffer) -> float:
+    """One-step error of the (members' mean) prediction on the run's data, normalised state change."""
+    obs, act, nxt = (
+        torch.as_tensor(np.asarray(getattr(buffer, k)), dtype=torch.float32) for k in ("obs", "act", "next_obs")
+    )
+    with torch.no_grad():
+        return float(rule.model.loss(obs, act, nxt))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument(
+        "--refit",
+        nargs="*",
+        default=None,
+        metavar="KEY=VALUE",
+        help="refit from scratch first, with these fit/model options",
+    )
+    parser.add_argument(
+        "--no-noise", action="store_true", help="an ensemble plans with its members' means (no sampling)"
+    )
+    parser.add_argument(
+        "--set", nargs="*", default=[], metavar="KEY=VALUE", help="test-time options, e.g. planner.num_candidates=200"
+    )
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    st = load_run(args.run_dir)
+    cfg = apply_overrides(copy.deepcopy(st.cfg), ["device=cpu", "planner.cuda_graph=false", *args.set])
+    env = make_env(cfg.env, max_episode_steps=args.steps)
+    rule = st.rule
+    if args.refit is not None:
+        cfg = apply_overrides(cfg, args.refit)
+        torch.manual_seed(0)
+        rule = build_rule(cfg, env)
+        metrics = rule.fit(st.buffer, np.random.default_rng(0), progress=False)
+        print(f"refit {args.refit}: {metrics['fit/epochs']:.0f} epochs, {metrics['fit/steps']:.0f} steps")
+    print(f"one-step error on the run's own data: {own_data_error(rule, st.buffer):.4f}")
+    if args.no_noise:
+        if not isinstance(rule.model, EnsembleDynamics):
+            parser.error("--no-noise is for ensembles (model.ensemble >= 2)")
+        model = rule.model
+        model.sample = lambda out, generator=None: model.gaussian(out)[0]  # the members' means
+    base = env.unwrapped
+    vel_index = base.reward_spec.vel_index
+    for seed in args.seeds:
+        obs, _ = env.reset(seed=seed, options={"task": base.nominal_task()})
+        agent = mpc_agent(cfg, rule, env, 1, seed)
+        agent.reset(0)
+        x0, velocities, ret, t0 = float(base.data.qpos[0]), [], 0.0, time.time()
+        for _ in range(args.steps):
+            act = agent.act(obs[None])[0]
+            nxt, reward, terminated, truncated, _ = env.step(act)
+            agent.observe(obs[None], act[None], nxt[None])
+            obs, ret = nxt, ret + float(reward)
+            velocities.append(float(obs[vel_index]))
+            if terminated or truncated:
+                break
+        displacement = (float(base.data.qpos[0]) - x0) / (len(velocities) * base.dt)
+        print(
+            f"seed {seed}: {len(velocities)} steps, mean velocity {np.mean(velocities):.3f} m/s, "
+            f"displacement / time {displacement:.3f} m/s, return {ret:.1f} ({time.time() - t0:.0f} s)",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
