@@ -17,6 +17,7 @@ import argparse
 import copy
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,13 +28,13 @@ from learn2adapt.training.config import apply_overrides
 from learn2adapt.training.loop import build_rule, load_run, mpc_agent
 
 
-def own_data_error(rule, buffer) -> float:
+def own_data_error(model: Any, buffer: Any) -> float:
     """One-step error of the (members' mean) prediction on the run's data, normalised state change."""
     obs, act, nxt = (
         torch.as_tensor(np.asarray(getattr(buffer, k)), dtype=torch.float32) for k in ("obs", "act", "next_obs")
     )
     with torch.no_grad():
-        return float(rule.model.loss(obs, act, nxt))
+        return float(model.loss(obs, act, nxt))
 
 
 def main() -> None:
@@ -59,20 +60,20 @@ def main() -> None:
     st = load_run(args.run_dir)
     cfg = apply_overrides(copy.deepcopy(st.cfg), ["device=cpu", "planner.cuda_graph=false", *args.set])
     env = make_env(cfg.env, max_episode_steps=args.steps)
-    rule = st.rule
+    rule: Any = st.rule
     if args.refit is not None:
         cfg = apply_overrides(cfg, args.refit)
         torch.manual_seed(0)
         rule = build_rule(cfg, env)
         metrics = rule.fit(st.buffer, np.random.default_rng(0), progress=False)
         print(f"refit {args.refit}: {metrics['fit/epochs']:.0f} epochs, {metrics['fit/steps']:.0f} steps")
-    print(f"one-step error on the run's own data: {own_data_error(rule, st.buffer):.4f}")
+    model = rule.model
+    print(f"one-step error on the run's own data: {own_data_error(model, st.buffer):.4f}")
     if args.no_noise:
-        if not isinstance(rule.model, EnsembleDynamics):
+        if not isinstance(model, EnsembleDynamics):
             parser.error("--no-noise is for ensembles (model.ensemble >= 2)")
-        model = rule.model
-        model.sample = lambda out, generator=None: model.gaussian(out)[0]  # the members' means
-    base = env.unwrapped
+        model.sample = lambda out, generator=None: model.gaussian(out)[0]  # type: ignore[method-assign]  # the members' means
+    base: Any = env.unwrapped
     vel_index = base.reward_spec.vel_index
     for seed in args.seeds:
         obs, _ = env.reset(seed=seed, options={"task": base.nominal_task()})
