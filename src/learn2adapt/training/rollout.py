@@ -145,6 +145,12 @@ def run_episodes(
         recorders[k] = _EpisodeRecorder()
         policy.reset(slot)
 
+    def finish(slot: int) -> None:
+        k = slot_episode[slot]
+        finished[k] = recorders.pop(k).finish()
+        slot_episode[slot] = -1
+        steps[slot] = 0
+
     clock = {"policy_seconds": 0.0, "env_seconds": 0.0}
     for slot in range(num_envs):
         if next_k < num_episodes:
@@ -164,9 +170,7 @@ def run_episodes(
             clock["env_seconds"] += time.perf_counter() - t0
             if info.get("diverged"):  # the simulator blew up: end the episode before this step
                 _end_diverged(recorders[k], desc, k, int(steps[slot]), info)
-                finished[k] = recorders.pop(k).finish()
-                slot_episode[slot] = -1
-                steps[slot] = 0
+                finish(slot)
                 continue  # next_obs[slot] stays the last real state
             next_obs[slot] = o2
             recorders[k].add(obs[slot].copy(), actions[slot], o2, float(r), bool(term), info.get("task", {}))
@@ -175,9 +179,7 @@ def run_episodes(
             steps[slot] += 1
             bar.update(1)
             if term or trunc:
-                finished[k] = recorders.pop(k).finish()
-                slot_episode[slot] = -1
-                steps[slot] = 0
+                finish(slot)
         t0 = time.perf_counter()
         policy.observe(obs, actions, next_obs)
         clock["policy_seconds"] += time.perf_counter() - t0
