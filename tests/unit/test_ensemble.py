@@ -164,6 +164,42 @@ def test_ts_inf_keeps_each_particle_on_one_member_over_the_horizon() -> None:
     assert torch.allclose(means, torch.full((1, 3), 15.0 * 2.5), atol=1e-3)  # members 1-4, twice each
 
 
+def test_ts1_draws_each_particle_member_anew_every_step_and_keeps_the_candidate_totals() -> None:
+    model = _constant_members()
+    H, P = 5, 2 * B
+    planner = make_planner(
+        "rs", -np.ones(ACT), np.ones(ACT), horizon=H, num_candidates=3, particles=P, propagation="ts1", seed=0
+    )
+    seen: list[torch.Tensor] = []
+
+    def predict(obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        seen.append(obs[0, :, 0].clone())
+        return model.predict(obs, act)
+
+    torch.manual_seed(0)
+    linear = planner.evaluate(predict, lambda s, a, n: n[..., 0], torch.zeros(1, OBS), torch.zeros(1, 3, H, ACT))
+    # Each step a block of 2B rows hands out every member twice, whoever sits in which row:
+    # the candidate's summed position is that of TS-inf (see the test above).
+    assert torch.allclose(linear, torch.full((1, 3), 15.0 * 2.5), atol=1e-3)
+    # After step 1 the rows of a candidate hold a permutation of its particles' states...
+    member = torch.arange(3 * P) % B
+    after_one = seen[1].reshape(3, P)
+    assert torch.equal(after_one.sort(-1).values, (member + 1).float().reshape(3, P).sort(-1).values)
+    assert not torch.equal(seen[1], (member + 1).float())  # ... not in the order TS-inf keeps
+    # ... and by the end a particle has moved under several members: positions TS-inf never reaches.
+    with torch.no_grad():
+        final = model.predict(seen[-1].reshape(1, -1, 1).expand(1, -1, OBS).contiguous(), torch.zeros(1, 3 * P, ACT))
+    assert not np.isin(final[0, :, 0].round().numpy(), [5.0, 10.0, 15.0, 20.0]).all()
+    # A convex reward tells them apart: TS-inf's sum_t E[x_t^2] is 55 * mean((b + 1)^2) = 412.5;
+    # TS-1 averages each particle over members, leaving (2.5 t)^2 plus ~1.25 t: about 362.
+    square = lambda s, a, n: n[..., 0] ** 2  # noqa: E731
+    ts_inf = make_planner("rs", -np.ones(ACT), np.ones(ACT), horizon=H, num_candidates=3, particles=P, seed=0)
+    zeros = torch.zeros(1, 3, H, ACT)
+    assert torch.allclose(ts_inf.evaluate(model.predict, square, torch.zeros(1, OBS), zeros), torch.tensor(412.5))
+    ts1 = planner.evaluate(model.predict, square, torch.zeros(1, OBS), zeros)
+    assert ((343.75 < ts1) & (ts1 < 390.0)).all(), ts1
+
+
 @pytest.mark.parametrize("name", ["rs", "cem", "mppi", "icem"])
 def test_planners_with_particles_rank_a_candidate_with_a_diverging_particle_last(name: str) -> None:
     P = 3
@@ -231,9 +267,12 @@ def test_the_bf16_check_of_an_ensemble_run_compares_precision_not_sampling_noise
     [
         (["model.ensemble=5", "model.nll_beta=1.5"], "model.nll_beta must be in"),
         (["model.ensemble=1", "model.nll_beta=0.5"], "set model.ensemble >= 2"),
+        (["planner.propagation=ts2"], "planner.propagation must be one of ts_inf, ts1"),
+        (["planner.propagation=ts1", "planner.particles=1"], "set planner.particles >= 2"),
+        (["planner.cem.sampling=uniform"], "planner.cem.sampling and planner.icem.sampling must be one of"),
     ],
 )
-def test_bad_nll_beta_is_refused_with_what_to_write(changes, message) -> None:
+def test_bad_ensemble_options_are_refused_with_what_to_write(changes, message) -> None:
     from learn2adapt.errors import ConfigError
     from learn2adapt.training.config import apply_overrides, preset_config
 

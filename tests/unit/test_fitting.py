@@ -99,7 +99,11 @@ def test_bf16_meta_training_follows_the_fp32_curve_on_the_synthetic_family() -> 
 
 @pytest.mark.parametrize(
     ("option", "value", "message"),
-    [("precision", "fp16", "fit.precision must be one of fp32, bf16"), ("max_steps", -1, "fit.max_steps must be >= 0")],
+    [
+        ("precision", "fp16", "fit.precision must be one of fp32, bf16"),
+        ("max_steps", -1, "fit.max_steps must be >= 0"),
+        ("weight_decay", -1e-4, "fit.weight_decay must be a finite number >= 0"),
+    ],
 )
 def test_bad_fit_options_are_refused_with_what_to_write(option, value, message) -> None:
     cfg = preset_config("learn2adapt/PendulumVaried-v0", "quick", "grbal")
@@ -129,3 +133,26 @@ def test_every_rule_trains_in_bf16_and_keeps_fp32_weights(algo, ensemble, rnn_tr
     metrics = rule.fit(buf, np.random.default_rng(0), progress=False)
     assert 0 < metrics["fit/steps"] <= 6 and np.isfinite(metrics["fit/val_loss"])
     assert all(p.dtype == torch.float32 for p in rule.module.parameters())
+
+
+@pytest.mark.parametrize(("algo", "ensemble"), [("mb", 1), ("mb", 3), ("grbal", 3)])
+def test_weight_decay_penalises_the_weight_matrices_alone_and_shrinks_them(algo: str, ensemble: int) -> None:
+    fam = LinearTaskFamily()
+    buf = fam.make_buffer(20, 60, np.random.default_rng(0))
+    norms = {}
+    for decay in (0.0, 0.05):
+        torch.manual_seed(0)
+        fit = FitConfig(max_epochs=3, max_steps_per_epoch=20, patience=3, weight_decay=decay, segment_epoch="starts")
+        model = ModelConfig(hidden=[32, 32], ensemble=ensemble)
+        rule = make_rule(algo, fam.obs_dim, fam.act_dim, model, fit, AdaptationConfig(past=8, future=8))
+        matrices = [p for n, p in rule.module.named_parameters() if n.rsplit(".", 1)[-1] in ("w0", "w1", "w2")]
+        groups = rule.begin_fit().param_groups
+        if decay:
+            assert [g["weight_decay"] for g in groups] == [decay, 0]
+            assert len(groups[0]["params"]) == 3 and all(any(p is w for w in matrices) for p in groups[0]["params"])
+            assert sum(len(g["params"]) for g in groups) == len(list(rule.module.parameters()))
+        else:
+            assert len(groups) == 1 and groups[0]["weight_decay"] == 0
+        rule.fit(buf, np.random.default_rng(0), progress=False)
+        norms[decay] = sum(float(w.detach().norm()) for w in matrices)
+    assert norms[0.05] < 0.95 * norms[0.0], norms

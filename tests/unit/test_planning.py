@@ -63,6 +63,35 @@ def test_drives_point_mass_to_target(name: str) -> None:
     assert final[:, 2:].abs().max() < 0.15
 
 
+@pytest.mark.parametrize("name", ["cem", "icem"])
+def test_truncated_sampling_drives_the_point_mass_too(name: str) -> None:
+    A, B = point_mass(2)
+    target = torch.tensor([1.0, -0.5])
+    options = {**OPTIONS[name], "sampling": "truncated", **({"noise_beta": 0.0} if name == "icem" else {})}
+    planner = make_planner(name, -torch.ones(2), torch.ones(2), horizon=15, num_candidates=200, seed=0, **options)
+    final, _ = run_episode(planner, linear_predict(A, B), target_reward(target, 2), torch.zeros(2, 4), steps=60)
+    assert torch.allclose(final[:, :2], target.expand(2, 2), atol=0.05), final
+
+
+def test_truncated_samples_stay_strictly_inside_the_bounds_where_clipped_ones_pile_up_on_them() -> None:
+    low, high = torch.tensor([-1.0, 0.0]), torch.tensor([1.0, 2.0])
+    mean = torch.tensor([0.9, 1.0]).expand(1, 4, 2).clone()  # (E=1, H=4, A=2)
+    std = torch.full_like(mean, 0.5)
+    piled = {}
+    for sampling in ("clipped", "truncated"):
+        cem = make_planner("cem", low, high, horizon=4, num_candidates=4000, seed=0, sampling=sampling)
+        noise = cem._sample_normal("actions", 1, 4000)
+        if sampling == "truncated":  # a standard normal cut at +-2: sd 0.880
+            assert float(noise.abs().max()) <= 2.0 and abs(float(noise.std()) - 0.880) < 0.01
+        actions = cem._candidates(noise, mean, std)
+        assert ((actions >= low) & (actions <= high)).all()
+        piled[sampling] = float((actions[..., 0] == 1.0).float().mean())
+        if sampling == "truncated":  # the std near the bound is capped at (1 - 0.9) / 2
+            assert abs(float(actions[..., 0].std()) - 0.05 * 0.880) < 0.005
+            assert abs(float(actions[..., 1].std()) - 0.5 * 0.880) < 0.02  # centred: the std as given
+    assert piled["clipped"] > 0.35 and piled["truncated"] == 0.0, piled
+
+
 def test_random_shooting_finds_the_optimal_first_action() -> None:
     # 1-D double integrator, H=2, reward -(x' - 1)^2 - 0.1 v'^2 - 0.1 a^2: the optimal open-loop
     # sequence is a linear least-squares solution (inside the bounds).
@@ -260,6 +289,12 @@ def test_factory_config_and_errors() -> None:
         make_planner("rs", [-1.0], [1.0], elites=3)
     with pytest.raises(ValueError, match="precision"):
         make_planner("rs", [-1.0], [1.0], precision="fp8")
+    with pytest.raises(ValueError, match="unknown planner propagation 'ts2'; available: ts_inf, ts1"):
+        make_planner("rs", [-1.0], [1.0], propagation="ts2")
+    with pytest.raises(ValueError, match="unknown CEM sampling 'uniform'; available: clipped, truncated"):
+        make_planner("cem", [-1.0], [1.0], sampling="uniform")
+    with pytest.raises(ValueError, match="set planner.icem.noise_beta=0, or sampling=clipped"):
+        make_planner("icem", [-1.0], [1.0], sampling="truncated")
 
 
 @pytest.mark.parametrize("horizon", [10, 11])

@@ -21,6 +21,7 @@ from learn2adapt.adaptation.config import AdaptationConfig
 from learn2adapt.data.normalizer import Normalizer
 from learn2adapt.data.trajectory_buffer import TrajectoryBuffer
 from learn2adapt.models.config import FitConfig, ModelConfig
+from learn2adapt.models.mlp import MLP
 from learn2adapt.types import PredictFn, Window
 
 
@@ -156,7 +157,20 @@ class AdaptationRule(ABC):
         return self._ensure_optimizer()
 
     def _ensure_optimizer(self) -> torch.optim.Optimizer:
-        """The rule's Adam, kept across iterations so warm starts keep its moments."""
+        """The rule's Adam, kept across iterations so warm starts keep its moments.
+
+        With ``fit.weight_decay`` the MLPs' weight matrices form a group of their own with that
+        L2 penalty (PETS regularises its weights, not its biases or variance bounds); without
+        it, one group as before, so optimiser states saved by earlier runs still load.
+        """
         if self.optimizer is None:
-            self.optimizer = torch.optim.Adam(self.module.parameters(), lr=self.fit_cfg.lr)
+            params: Any = list(self.module.parameters())
+            if self.fit_cfg.weight_decay > 0.0:
+                decayed = [w for m in self.module.modules() if isinstance(m, MLP) for w in m.weight_matrices()]
+                ids = {id(w) for w in decayed}
+                params = [
+                    {"params": decayed, "weight_decay": self.fit_cfg.weight_decay},
+                    {"params": [p for p in params if id(p) not in ids]},
+                ]
+            self.optimizer = torch.optim.Adam(params, lr=self.fit_cfg.lr)
         return self.optimizer

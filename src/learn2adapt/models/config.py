@@ -74,6 +74,12 @@ class FitConfig:
         },
     )
     grad_clip: float = field(default=10.0, metadata={"help": "global gradient-norm clip (0: off)"})
+    weight_decay: float = field(
+        default=0.0,
+        metadata={
+            "help": "L2 penalty on the networks' weight matrices (Adam's weight_decay; biases, variance bounds and step sizes exempt). PETS decays its weights; mbrl-lib's PETS half-cheetah uses 1e-4 (0: off)"
+        },
+    )
     warm_start: bool = field(
         default=True, metadata={"help": "continue from the previous iteration's weights instead of re-initialising"}
     )

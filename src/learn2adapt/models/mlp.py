@@ -84,6 +84,10 @@ class MLP(nn.Module):
             self.register_parameter(f"w{i}", nn.Parameter(torch.empty(*lead, a, b).uniform_(-bound, bound)))
             self.register_parameter(f"b{i}", nn.Parameter(torch.empty(*lead, b).uniform_(-bound, bound)))
 
+    def weight_matrices(self) -> list[nn.Parameter]:
+        """The layers' weights ``w{i}`` (what ``fit.weight_decay`` penalises; the biases are not)."""
+        return [getattr(self, f"w{i}") for i in range(self.num_layers)]
+
     def forward(self, x: torch.Tensor, params: Params | None = None) -> torch.Tensor:
         p = dict(self.named_parameters()) if params is None else params
         last = self.num_layers - 1

@@ -38,7 +38,7 @@ PLANNERS: dict[str, PlannerEntry] = {
 #: Other accepted spellings.
 ALIASES = {"random": "rs", "random_shooting": "rs"}
 #: Options every planner takes (``planner.*`` outside the per-planner sections).
-SHARED_OPTIONS = ("horizon", "num_candidates", "precision", "particles", "cuda_graph")
+SHARED_OPTIONS = ("horizon", "num_candidates", "precision", "particles", "propagation", "cuda_graph")
 
 __all__ = [
     "PLANNERS",

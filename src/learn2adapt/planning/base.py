@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from learn2adapt.errors import ConfigError, UnknownName
-from learn2adapt.planning.config import CUDA_GRAPH_NEEDS_FP32
+from learn2adapt.planning.config import CUDA_GRAPH_NEEDS_FP32, PROPAGATIONS
 from learn2adapt.planning.cuda_graph import RolloutGraphs
 from learn2adapt.types import PredictFn, RewardFn, TerminationFn
 
@@ -47,6 +47,10 @@ class Planner(ABC):
         particles: trajectory-sampling particles per candidate (PETS): each candidate is rolled
             out ``particles`` times (rows ``n * P + p``, so a stochastic ensemble model can bind
             particle ``p`` to one member for the whole horizon) and its return is their mean.
+        propagation: ``"ts_inf"`` (rows keep their particle: TS-inf) or ``"ts1"`` (after every
+            step each candidate's particles are shuffled among its ``P`` rows, so under the
+            row-to-member binding each particle draws its member anew: TS-1). The shuffle uses
+            torch's default generator, as an ensemble's sampled noise does.
         cuda_graph: on a CUDA device in fp32, replay the model rollout of each plan from a
             recorded CUDA graph where the model allows it (:mod:`learn2adapt.planning.cuda_graph`);
             ignored on a CPU.
@@ -64,12 +68,15 @@ class Planner(ABC):
         num_envs: int | None = None,
         precision: str = "fp32",
         particles: int = 1,
+        propagation: str = "ts_inf",
         cuda_graph: bool = False,
     ) -> None:
         if horizon < 1 or num_candidates < 1 or particles < 1:
             raise ConfigError("planner horizon, num_candidates and particles must be >= 1")
         if precision not in PRECISIONS:
             raise UnknownName(f"unknown planner precision {precision!r}; available: {', '.join(PRECISIONS)}")
+        if propagation not in PROPAGATIONS:
+            raise UnknownName(f"unknown planner propagation {propagation!r}; available: {', '.join(PROPAGATIONS)}")
         self.device = torch.device(device)
         self.action_low = self._as_bound(action_low)
         self.action_high = self._as_bound(action_high)
@@ -79,6 +86,8 @@ class Planner(ABC):
         self.horizon = int(horizon)
         self.num_candidates = int(num_candidates)
         self.particles = int(particles)
+        #: Particles shuffled among a candidate's rows after every step (TS-1); 1: never.
+        self.shuffle_particles = self.particles if propagation == "ts1" else 1
         #: ``auto``: bf16 on a CPU (2-5x faster there, same ranking: ``bench --run``), fp32 on a GPU
         #: (where planning at these sizes is launch-bound and bf16 measured slower).
         self.precision = ("fp32" if self.device.type == "cuda" else "bf16") if precision == "auto" else precision
@@ -203,7 +212,9 @@ class Planner(ABC):
         if P > 1:  # every candidate P times in a row: rows n * P + p
             candidates = actions.shape[1]
             mean = self._buffer(f"particle_mean{candidates}", (actions.shape[0], candidates))
-            returns = self.evaluate_rows(predict, reward_fn, obs, actions.repeat_interleave(P, dim=1), termination_fn)
+            returns = self.evaluate_rows(
+                predict, reward_fn, obs, actions.repeat_interleave(P, dim=1), termination_fn, self.shuffle_particles
+            )
             torch.mean(returns.view(actions.shape[0], candidates, P), dim=-1, out=mean)
             return mean
         return self.evaluate_rows(predict, reward_fn, obs, actions, termination_fn)
@@ -215,8 +226,15 @@ class Planner(ABC):
         obs: torch.Tensor,
         actions: torch.Tensor,
         termination_fn: TerminationFn | None = None,
+        shuffle: int = 1,
     ) -> torch.Tensor:
-        """:meth:`evaluate` of every row of ``actions (E, R, H, act_dim)`` once (no particles)."""
+        """:meth:`evaluate` of every row of ``actions (E, R, H, act_dim)`` once (no particles).
+
+        ``shuffle > 1``: after every step the states (and termination flags) of each block of
+        ``shuffle`` consecutive rows are permuted at random within the block. A row's return
+        then sums the rewards of several particles, but each block's total is unchanged, and
+        blocks (a candidate's particles, which share its actions) are all the caller reads.
+        """
         E, N, H, _ = actions.shape
         returns = self._buffer(f"returns{N}", (E, N))
         returns.zero_()
@@ -246,9 +264,20 @@ class Planner(ABC):
                         returns.add_(torch.where(alive, reward, 0.0))
                         alive.logical_and_(~termination_fn(state, act, nxt).bool())
                 state = nxt
+                if shuffle > 1 and t + 1 < H:
+                    rows = self._shuffled_rows(E, N, shuffle)
+                    state = torch.gather(state, 1, rows.unsqueeze(-1).expand_as(state))
+                    if alive is not None:
+                        alive = torch.gather(alive, 1, rows)
             # NaN / inf: a model that blew up; rank those candidates last.
             returns.nan_to_num_(nan=-torch.inf, posinf=-torch.inf, neginf=-torch.inf)
         return returns
+
+    def _shuffled_rows(self, num_envs: int, rows: int, block: int) -> torch.Tensor:
+        """``(E, rows)`` source rows: a uniformly random permutation within each block of ``block`` rows."""
+        order = torch.rand(num_envs, rows // block, block, device=self.device).argsort(dim=-1)
+        start = torch.arange(0, rows, block, device=self.device).unsqueeze(-1)
+        return (order + start).reshape(num_envs, rows)
 
     def _fallback(self, action: torch.Tensor, ok: torch.Tensor) -> torch.Tensor:
         """Replace the actions of environments with no finite return by the action midpoint.

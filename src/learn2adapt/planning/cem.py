@@ -8,14 +8,18 @@ NeurIPS 2018.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 
 from learn2adapt.errors import ConfigError
 from learn2adapt.planning.base import WarmStartPlanner
-from learn2adapt.planning.config import CEMOptions
+from learn2adapt.planning.config import CEM_SAMPLINGS, CEMOptions
 from learn2adapt.types import PredictFn, RewardFn, TerminationFn
+
+#: Where ``sampling=truncated`` cuts the standard normal, in standard deviations (as mbrl-lib's PETS).
+TRUNCATE_AT = 2.0
 
 
 class CEM(WarmStartPlanner):
@@ -30,7 +34,8 @@ class CEM(WarmStartPlanner):
         options: :class:`~learn2adapt.planning.config.CEMOptions` (iterations per step,
             ``num_candidates`` samples each; elites per environment, clamped to
             ``num_candidates``; smoothing ``alpha``: ``new = alpha * old + (1 - alpha) *
-            elite statistic``; initial std as a fraction of the half action range).
+            elite statistic``; initial std as a fraction of the half action range; ``sampling``:
+            ``clipped`` or ``truncated``, see :meth:`_candidates`).
         **kwargs: see :class:`~learn2adapt.planning.base.Planner`.
     """
 
@@ -43,19 +48,36 @@ class CEM(WarmStartPlanner):
         self.elites = min(int(o.elites), self.num_candidates)
         self.alpha = float(o.alpha)
         self.init_std = float(o.init_std)
+        if o.sampling not in CEM_SAMPLINGS:
+            raise ConfigError(f"unknown CEM sampling {o.sampling!r}; available: {', '.join(CEM_SAMPLINGS)}")
+        self.truncated = o.sampling == "truncated"
         #: Candidate sequences evaluated per environment per call.
         self.samples_per_plan = self.iterations * self.num_candidates
 
     def _sample_normal(self, name: str, num_envs: int, count: int) -> torch.Tensor:
-        """Standard normals ``(E, count, H, act_dim)``, environment ``e`` from its own generator."""
+        """Standard normals ``(E, count, H, act_dim)``, environment ``e`` from its own generator;
+        with ``sampling=truncated``, truncated to ``[-TRUNCATE_AT, TRUNCATE_AT]`` (inverse CDF)."""
         self._make_generators(num_envs)
         noise = self._buffer(name, (num_envs, count, self.horizon, self.act_dim))
+        if not self.truncated:
+            for e in range(num_envs):
+                torch.randn(noise.shape[1:], generator=self.generators[e], device=self.device, out=noise[e])
+            return noise
+        edge = math.erf(TRUNCATE_AT / math.sqrt(2.0))  # 2 Phi(c) - 1
         for e in range(num_envs):
-            torch.randn(noise.shape[1:], generator=self.generators[e], device=self.device, out=noise[e])
-        return noise
+            noise[e].uniform_(-edge, edge, generator=self.generators[e])
+        return noise.erfinv_().mul_(math.sqrt(2.0))
 
     def _candidates(self, noise: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-        """``clip(mean + std * noise)`` computed in place in ``noise``."""
+        """``clip(mean + std * noise)`` computed in place in ``noise``.
+
+        With ``sampling=truncated`` the std is first capped at ``1 / TRUNCATE_AT`` of the distance
+        from the mean to the nearer bound, so the truncated samples lie inside the bounds (the
+        clip only guards rounding) instead of piling up on them.
+        """
+        if self.truncated:
+            room = torch.minimum(mean - self.action_low, self.action_high - mean).clamp(min=0.0)
+            std = torch.minimum(std, room / TRUNCATE_AT)
         noise.mul_(std.unsqueeze(1)).add_(mean.unsqueeze(1))
         return noise.clamp_(min=self.action_low, max=self.action_high)
 

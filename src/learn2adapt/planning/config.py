@@ -13,6 +13,10 @@ from dataclasses import dataclass, field
 #: Why ``planner.cuda_graph`` and bf16 rollouts exclude each other on a GPU (autocast's cache of
 #: bf16 weight copies cannot live in a graph), and what to do.
 CUDA_GRAPH_NEEDS_FP32 = "planner.cuda_graph records fp32 rollouts: on a GPU set planner.precision=fp32 (or auto), or planner.cuda_graph=false"
+#: Accepted values of ``planner.propagation`` (trajectory sampling, Chua et al. 2018, section 4.2).
+PROPAGATIONS = ("ts_inf", "ts1")
+#: Accepted values of ``planner.cem.sampling``.
+CEM_SAMPLINGS = ("clipped", "truncated")
 
 
 @dataclass
@@ -26,6 +30,12 @@ class CEMOptions:
     )
     init_std: float = field(
         default=0.5, metadata={"help": "initial standard deviation as a fraction of the half action range"}
+    )
+    sampling: str = field(
+        default="clipped",
+        metadata={
+            "help": "clipped (normal samples clipped to the action bounds) | truncated (normal truncated at 2 std, the std capped at half the distance from the mean to the nearer bound: every sample inside the bounds, as mbrl-lib's PETS)"
+        },
     )
 
 
@@ -90,6 +100,12 @@ class PlannerConfig:
         default=1,
         metadata={
             "help": "trajectory-sampling particles per candidate (PETS, Chua et al. 2018): returns averaged over them; with model.ensemble = B, particle p stays on member p mod B (TS-inf); use a multiple of B"
+        },
+    )
+    propagation: str = field(
+        default="ts_inf",
+        metadata={
+            "help": "with particles >= 2: ts_inf (a particle keeps its ensemble member over the horizon) | ts1 (each step the particles of a candidate are shuffled, so each draws its member anew, as mbrl-lib's default)"
         },
     )
     cuda_graph: bool = field(

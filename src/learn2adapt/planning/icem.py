@@ -41,6 +41,10 @@ class ICEM(CEM):
         super().__init__(*args, options=o, **kwargs)  # an ICEMOptions is a CEMOptions
         if o.noise_beta < 0.0 or not 0.0 <= o.keep_elites <= 1.0 or o.population_decay < 1.0:
             raise ConfigError("iCEM needs noise_beta >= 0, 0 <= keep_elites <= 1 and population_decay >= 1")
+        if self.truncated and o.noise_beta > 0.0:
+            raise ConfigError(
+                "planner.icem.sampling=truncated truncates white noise: set planner.icem.noise_beta=0, or sampling=clipped"
+            )
         self.noise_beta = float(o.noise_beta)
         self.keep_elites = float(o.keep_elites)
         self.population_decay = float(o.population_decay)
