@@ -63,6 +63,30 @@ def test_without_a_budget_early_stopping_alone_ends_the_fit() -> None:
     assert (result.steps, result.epochs) == (24, 3)
 
 
+@pytest.mark.parametrize(
+    ("select", "kept", "epochs"),
+    [("prefit", 0, 3), ("epoch", 1, 4), ("last", 6, 6)],
+)
+def test_fit_select_decides_whether_a_fit_that_worsens_validation_is_undone(select, kept, epochs) -> None:
+    """Training pulls w to 1, validation wants 0 (a new episode the old data do not predict):
+    every epoch scores worse than the model before the fit, and worse than the one before it."""
+    w = torch.nn.Parameter(torch.zeros(()))
+    opt = torch.optim.SGD([w], lr=0.1)
+    result = fit_early_stopping(
+        opt,
+        lambda: [None, None],
+        lambda _: (w - 1.0) ** 2,
+        lambda: float(w.detach() ** 2),
+        FitConfig(max_epochs=6, patience=3, select=select),
+        progress=False,
+    )
+    assert (result.kept_epoch, result.epochs, result.steps) == (kept, epochs, 2 * epochs)
+    # Each SGD step moves w 20% of the way to 1: after k steps w = 1 - 0.8^k.
+    assert float(w.detach()) == pytest.approx(1.0 - 0.8 ** (2 * kept))
+    assert result.val_loss == pytest.approx(float(w.detach()) ** 2)
+    assert result.metrics()["fit/kept_epoch"] == kept
+
+
 def test_bf16_training_steps_run_the_matmuls_in_bf16_and_keep_fp32_weights() -> None:
     fp32, bf16 = Regression(), Regression()
     r32 = fp32.fit(FitConfig(max_epochs=20, patience=50))
@@ -103,6 +127,7 @@ def test_bf16_meta_training_follows_the_fp32_curve_on_the_synthetic_family() -> 
         ("precision", "fp16", "fit.precision must be one of fp32, bf16"),
         ("max_steps", -1, "fit.max_steps must be >= 0"),
         ("weight_decay", -1e-4, "fit.weight_decay must be a finite number >= 0"),
+        ("select", "best", "fit.select must be one of prefit, epoch, last"),
     ],
 )
 def test_bad_fit_options_are_refused_with_what_to_write(option, value, message) -> None:

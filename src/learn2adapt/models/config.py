@@ -73,6 +73,12 @@ class FitConfig:
             "help": "training-step precision: fp32 | bf16 (each batch's forward and backward under autocast; weights, optimiser state and validation stay fp32)"
         },
     )
+    select: str = field(
+        default="prefit",
+        metadata={
+            "help": "which weights a fit ends with: prefit (the best on validation of the model before the fit and every epoch: a fit that beats no earlier score is undone, its new data unlearnt) | epoch (the best epoch of this fit) | last (max_epochs without early stopping, the last weights; mbrl-lib's PETS)"
+        },
+    )
     grad_clip: float = field(default=10.0, metadata={"help": "global gradient-norm clip (0: off)"})
     weight_decay: float = field(
         default=0.0,

@@ -23,6 +23,8 @@ Batch = TypeVar("Batch")
 
 #: Accepted values of ``fit.precision``.
 FIT_PRECISIONS = ("fp32", "bf16")
+#: Accepted values of ``fit.select``: which weights a fit ends with.
+FIT_SELECTS = ("prefit", "epoch", "last")
 
 
 def training_autocast(cfg: FitConfig, device_type: str) -> contextlib.AbstractContextManager:
@@ -42,6 +44,8 @@ class FitResult:
     steps: int = 0
     train_loss: float = float("nan")
     val_loss: float = float("nan")
+    #: The epoch whose weights the fit kept (1-based); 0: the model before the fit.
+    kept_epoch: int = 0
     history: list[tuple[float, float]] = field(default_factory=list)
 
     def metrics(self, prefix: str = "fit") -> dict[str, float]:
@@ -50,6 +54,7 @@ class FitResult:
             f"{prefix}/steps": self.steps,
             f"{prefix}/train_loss": self.train_loss,
             f"{prefix}/val_loss": self.val_loss,
+            f"{prefix}/kept_epoch": self.kept_epoch,
         }
 
 
@@ -62,7 +67,15 @@ def fit_early_stopping(
     desc: str = "fit",
     progress: bool = True,
 ) -> FitResult:
-    """Adam on ``batch_loss`` with early stopping on ``val_loss``; keeps the best weights.
+    """Adam on ``batch_loss`` with early stopping on ``val_loss``; keeps the weights ``cfg.select`` says.
+
+    ``fit.select``: ``prefit`` keeps the best-scoring of the model before the fit and every
+    epoch, so a fit none of whose epochs beats the old model on validation returns the old model
+    unchanged, its new training data unlearnt (in model-based RL the newest episodes, those the
+    planner needs, are often the ones a warm model cannot predict better yet); ``epoch`` keeps
+    the best epoch of this fit; ``last`` trains ``max_epochs`` (or ``max_steps``) without
+    stopping early and keeps the last weights (mbrl-lib's PETS, which trains without a
+    validation set).
 
     Args:
         optimizer: optimiser over every tensor to fit (network weights, learned
@@ -81,10 +94,11 @@ def fit_early_stopping(
     opt = optimizer
     params = [p for group in opt.param_groups for p in group["params"]]
     result = FitResult()
-    best = val_loss()
-    if not math.isfinite(best):
-        raise NonFiniteLossError(f"{desc}: validation loss is {best} before training")
-    best_state = [p.detach().clone() for p in params]
+    before = val_loss()
+    if not math.isfinite(before):
+        raise NonFiniteLossError(f"{desc}: validation loss is {before} before training")
+    best = before if cfg.select == "prefit" else math.inf
+    best_state = [p.detach().clone() for p in params] if cfg.select == "prefit" else []
     bad_epochs = 0
     device_type = params[0].device.type if params else "cpu"
     bar = progress_bar(range(cfg.max_epochs), desc=desc, leave=False, enabled=progress, unit="epoch")
@@ -115,8 +129,10 @@ def fit_early_stopping(
         result.history.append((result.train_loss, v))
         result.epochs = epoch + 1
         bar.set_postfix(train=f"{result.train_loss:.4g}", val=f"{v:.4g}", refresh=False)
-        if v < best - 1e-7:
-            best, bad_epochs = v, 0
+        if cfg.select == "last":
+            best, result.kept_epoch = v, epoch + 1
+        elif v < best - 1e-7:
+            best, bad_epochs, result.kept_epoch = v, 0, epoch + 1
             best_state = [p.detach().clone() for p in params]
         else:
             bad_epochs += 1
@@ -124,8 +140,9 @@ def fit_early_stopping(
                 break
         if cfg.max_steps and result.steps >= cfg.max_steps:
             break
-    with torch.no_grad():
-        for p, b in zip(params, best_state):
-            p.copy_(b)
-    result.val_loss = best
+    if best_state:
+        with torch.no_grad():
+            for p, b in zip(params, best_state):
+                p.copy_(b)
+    result.val_loss = best if math.isfinite(best) else before
     return result

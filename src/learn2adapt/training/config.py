@@ -52,7 +52,7 @@ from learn2adapt.data.segment_sampler import SEGMENT_EPOCHS
 from learn2adapt.data.trajectory_buffer import VAL_SPLITS
 from learn2adapt.errors import ConfigError, UnknownName
 from learn2adapt.models.config import FitConfig, ModelConfig
-from learn2adapt.models.fitting import FIT_PRECISIONS
+from learn2adapt.models.fitting import FIT_PRECISIONS, FIT_SELECTS
 from learn2adapt.planning.config import CEM_SAMPLINGS, CUDA_GRAPH_NEEDS_FP32, PROPAGATIONS, PlannerConfig
 
 
@@ -207,6 +207,10 @@ class RunConfig:
             (
                 self.fit.precision in FIT_PRECISIONS,
                 f"fit.precision must be one of {', '.join(FIT_PRECISIONS)} (got {self.fit.precision!r})",
+            ),
+            (
+                self.fit.select in FIT_SELECTS,
+                f"fit.select must be one of {', '.join(FIT_SELECTS)} (got {self.fit.select!r})",
             ),
             (math.isfinite(self.fit.grad_clip) and self.fit.grad_clip >= 0, "fit.grad_clip must be >= 0 (0: off)"),
             (
