@@ -109,6 +109,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.optimism < 0:
+        parser.error("--optimism takes a number of steps >= 1 (0: off)")
     st = load_run(args.run_dir)
     cfg = apply_overrides(copy.deepcopy(st.cfg), ["device=cpu", "planner.cuda_graph=false", *args.set])
     env = make_env(cfg.env, max_episode_steps=args.steps)
@@ -131,6 +133,8 @@ def main() -> None:
         obs, _ = env.reset(seed=seed, options={"task": base.nominal_task()})
         agent = mpc_agent(cfg, rule, env, 1, seed)
         agent.reset(0)
+        if args.optimism and not hasattr(agent.planner, "_store_shifted"):
+            parser.error("--optimism reads the plan of CEM, iCEM or MPPI; random shooting keeps none")
         plans = record_plans(agent.planner) if args.optimism else []
         promises = []
         x0, velocities, ret, t0 = float(base.data.qpos[0]), [], 0.0, time.time()
