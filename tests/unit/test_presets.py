@@ -175,3 +175,11 @@ def test_runs_saved_before_val_split_keep_the_split_they_were_trained_with():
     assert RunConfig().fit.val_split == "stable"
     assert from_dict({"fit": {"lr": 1e-3}}).fit.val_split == "redraw"  # a config.json older than the option
     assert from_dict({"fit": {"val_split": "stable"}}).fit.val_split == "stable"
+
+
+def test_runs_saved_before_fit_select_keep_the_fits_they_were_trained_with():
+    from learn2adapt.training.config import RunConfig, from_dict
+
+    assert RunConfig().fit.select == "epoch"
+    assert from_dict({"fit": {"lr": 1e-3}}).fit.select == "prefit"  # a config.json older than the option
+    assert from_dict({"fit": {"select": "last"}}).fit.select == "last"

@@ -74,9 +74,9 @@ class FitConfig:
         },
     )
     select: str = field(
-        default="prefit",
+        default="epoch",
         metadata={
-            "help": "which weights a fit ends with: prefit (the best on validation of the model before the fit and every epoch: a fit that beats no earlier score is undone, its new data unlearnt) | epoch (the best epoch of this fit) | last (max_epochs without early stopping, the last weights; mbrl-lib's PETS)"
+            "help": "which weights a fit ends with: epoch (the best epoch of this fit on validation) | prefit (the best of the model before the fit and every epoch, as before 2026-11-27: a fit that beats no earlier score is undone, its new data unlearnt) | last (max_epochs without early stopping, the last weights; mbrl-lib's PETS)"
         },
     )
     grad_clip: float = field(default=10.0, metadata={"help": "global gradient-norm clip (0: off)"})

@@ -387,10 +387,12 @@ _FLAT_PLANNER_PREFIXES = ("cem_", "mppi_", "icem_")
 def _migrate(values: dict[str, Any]) -> dict[str, Any]:
     """A saved config in today's layout (runs written before 0.2): ``planner.cem_x`` -> ``planner.cem.x``,
     ReBAL's ``adaptation.rnn_short_past`` -> ``adaptation.short_past``; a run written before
-    ``fit.val_split`` existed keeps the validation split it was trained with (``redraw``)."""
+    ``fit.val_split`` or ``fit.select`` existed keeps the validation split and the choice of
+    weights it was trained with (``redraw``, ``prefit``)."""
     fit = values.get("fit")
-    if isinstance(fit, dict) and "val_split" not in fit:
-        fit["val_split"] = "redraw"
+    if isinstance(fit, dict):
+        fit.setdefault("val_split", "redraw")
+        fit.setdefault("select", "prefit")
     adaptation = values.get("adaptation")
     if isinstance(adaptation, dict) and "rnn_short_past" in adaptation:  # ReBAL's own option before 0.2
         value = adaptation.pop("rnn_short_past")
