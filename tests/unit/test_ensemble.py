@@ -267,15 +267,17 @@ def test_the_bf16_check_of_an_ensemble_run_compares_precision_not_sampling_noise
     [
         (["model.ensemble=5", "model.nll_beta=1.5"], "model.nll_beta must be in"),
         (["model.ensemble=1", "model.nll_beta=0.5"], "set model.ensemble >= 2"),
-        (["planner.propagation=ts2"], "planner.propagation must be one of ts_inf, ts1"),
+        (["planner.propagation=ts2"], "unknown planner propagation 'ts2'; available: ts_inf, ts1"),
         (["planner.propagation=ts1", "planner.particles=1"], "set planner.particles >= 2"),
-        (["planner.cem.sampling=uniform"], "planner.cem.sampling and planner.icem.sampling must be one of"),
+        (["planner.name=cem", "planner.cem.sampling=uniform"], "unknown CEM sampling 'uniform'; available: clipped"),
     ],
 )
 def test_bad_ensemble_options_are_refused_with_what_to_write(changes, message) -> None:
+    """Refused before a run directory is touched (the config, then the parts, check their options)."""
     from learn2adapt.errors import ConfigError
     from learn2adapt.training.config import apply_overrides, preset_config
+    from learn2adapt.training.loop import check_config
 
     cfg = apply_overrides(preset_config("learn2adapt/PendulumVaried-v0", "quick", "mb"), changes)
     with pytest.raises(ConfigError, match=message):
-        cfg.validate()
+        check_config(cfg)

@@ -77,6 +77,10 @@ class Planner(ABC):
             raise UnknownName(f"unknown planner precision {precision!r}; available: {', '.join(PRECISIONS)}")
         if propagation not in PROPAGATIONS:
             raise UnknownName(f"unknown planner propagation {propagation!r}; available: {', '.join(PROPAGATIONS)}")
+        if propagation == "ts1" and particles < 2:
+            raise ConfigError(
+                "planner.propagation=ts1 re-draws each particle's member every step: set planner.particles >= 2"
+            )
         self.device = torch.device(device)
         self.action_low = self._as_bound(action_low)
         self.action_high = self._as_bound(action_high)

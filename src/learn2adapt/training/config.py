@@ -53,7 +53,7 @@ from learn2adapt.data.trajectory_buffer import VAL_SPLITS
 from learn2adapt.errors import ConfigError, UnknownName
 from learn2adapt.models.config import FitConfig, ModelConfig
 from learn2adapt.models.fitting import FIT_PRECISIONS, FIT_SELECTS
-from learn2adapt.planning.config import CEM_SAMPLINGS, CUDA_GRAPH_NEEDS_FP32, PROPAGATIONS, PlannerConfig
+from learn2adapt.planning.config import CUDA_GRAPH_NEEDS_FP32, PlannerConfig
 
 
 def check_env(env_id: str) -> None:
@@ -235,18 +235,6 @@ class RunConfig:
                 f"model.ensemble > 1 (probabilistic ensemble) is implemented for --algo {', '.join(ENSEMBLE_ALGORITHMS)}",
             ),
             (self.planner.particles >= 1, "planner.particles must be >= 1"),
-            (
-                self.planner.propagation in PROPAGATIONS,
-                f"planner.propagation must be one of {', '.join(PROPAGATIONS)} (got {self.planner.propagation!r})",
-            ),
-            (
-                self.planner.propagation == "ts_inf" or self.planner.particles >= 2,
-                "planner.propagation=ts1 re-draws each particle's member every step: set planner.particles >= 2",
-            ),
-            (
-                self.planner.cem.sampling in CEM_SAMPLINGS and self.planner.icem.sampling in CEM_SAMPLINGS,
-                f"planner.cem.sampling and planner.icem.sampling must be one of {', '.join(CEM_SAMPLINGS)}",
-            ),
             (
                 not (self.planner.cuda_graph and self.device.startswith("cuda") and self.planner.precision == "bf16"),
                 CUDA_GRAPH_NEEDS_FP32,
