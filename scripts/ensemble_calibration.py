@@ -8,8 +8,8 @@ disagreement (the variance of their means) and their predicted variance (the mea
 ``exp(logvar)``), averaged over dimensions and for the forward-velocity dimension. Used for
 docs/results/pets/nominal-cpu/ ("Finding 3")::
 
-    .venv/bin/python scripts/ensemble_calibration.py runs/mb-s1-epoch-27k --refit model.ensemble=5
-    .venv/bin/python scripts/ensemble_calibration.py runs/mb-s1-epoch-27k \
+    .venv/bin/python scripts/ensemble_calibration.py runs/mb-s1-epoch-28k --refit model.ensemble=5
+    .venv/bin/python scripts/ensemble_calibration.py runs/mb-s1-epoch-28k \
         --refit model.ensemble=5 model.nll_beta=1.0 fit.max_epochs=60 fit.patience=8
 """
 
@@ -73,10 +73,12 @@ def main() -> None:
             "disagreement": mean.var(0, unbiased=False).mean(0),
             "predicted variance": logvar.exp().mean((0, 1)),
         }
-    vel = env.unwrapped.reward_spec.vel_index
+    spec = getattr(env.unwrapped, "reward_spec", None)
+    vel = getattr(spec, "vel_index", None)  # locomotion families only
     print(f"refit {args.refit}; scored on the last {args.holdout} episodes ({len(obs)} transitions)")
     for name, per_dim in rows.items():
-        print(f"  {name:28s} mean over dimensions {float(per_dim.mean()):.4f}, velocity {float(per_dim[vel]):.4f}")
+        velocity = "" if vel is None else f", velocity {float(per_dim[vel]):.4f}"
+        print(f"  {name:28s} mean over dimensions {float(per_dim.mean()):.4f}{velocity}")
 
 
 if __name__ == "__main__":
