@@ -95,6 +95,9 @@ def main() -> None:
         help="refit from scratch first, with these fit/model options",
     )
     parser.add_argument(
+        "--refit-seed", type=int, default=0, help="seed of the refit (initialisation, bootstrap, batches)"
+    )
+    parser.add_argument(
         "--no-noise", action="store_true", help="an ensemble plans with its members' means (no sampling)"
     )
     parser.add_argument(
@@ -117,10 +120,13 @@ def main() -> None:
     rule: Any = st.rule
     if args.refit is not None:
         cfg = apply_overrides(cfg, args.refit)
-        torch.manual_seed(0)
+        torch.manual_seed(args.refit_seed)
         rule = build_rule(cfg, env)
-        metrics = rule.fit(st.buffer, np.random.default_rng(0), progress=False)
-        print(f"refit {args.refit}: {metrics['fit/epochs']:.0f} epochs, {metrics['fit/steps']:.0f} steps")
+        metrics = rule.fit(st.buffer, np.random.default_rng(args.refit_seed), progress=False)
+        print(
+            f"refit {args.refit} (seed {args.refit_seed}): "
+            f"{metrics['fit/epochs']:.0f} epochs, {metrics['fit/steps']:.0f} steps"
+        )
     model = rule.model
     print(f"one-step error on the run's own data: {own_data_error(model, st.buffer):.4f}")
     if args.no_noise:

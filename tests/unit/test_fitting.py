@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from learn2adapt.adaptation import make_rule
+from learn2adapt.adaptation.base import fused_adam
 from learn2adapt.adaptation.config import AdaptationConfig
 from learn2adapt.adaptation.grbal import GrBAL
 from learn2adapt.errors import ConfigError
@@ -53,8 +54,11 @@ def test_a_step_budget_ends_the_fit_inside_an_epoch_and_validates_once_more() ->
     result = task.fit(FitConfig(max_epochs=50, patience=50, max_steps=11))
     # 8 steps a full epoch: the budget of 11 ends the second epoch after 3 of its steps.
     assert (result.steps, result.epochs) == (11, 2)
-    assert task.val_calls == 1 + 2  # before training, then after each (partial) epoch
+    assert task.val_calls == 2  # after each (partial) epoch; `epoch` needs no score of the model before
     assert result.val_loss == min(v for _, v in result.history)
+    task = Regression()
+    task.fit(FitConfig(max_epochs=50, patience=50, max_steps=11, select="prefit"))
+    assert task.val_calls == 1 + 2  # prefit also scores the model before the fit
 
 
 def test_without_a_budget_early_stopping_alone_ends_the_fit() -> None:
@@ -181,3 +185,26 @@ def test_weight_decay_penalises_the_weight_matrices_alone_and_shrinks_them(algo:
         rule.fit(buf, np.random.default_rng(0), progress=False)
         norms[decay] = sum(float(w.detach().norm()) for w in matrices)
     assert norms[0.05] < 0.95 * norms[0.0], norms
+
+
+@pytest.mark.skipif(fused_adam(torch.device("cpu")) is None, reason="this torch has no fused CPU Adam")
+def test_fits_use_fused_adam_with_the_default_arithmetic_and_old_optimizer_states_load_into_it() -> None:
+    fam = LinearTaskFamily()
+    buf = fam.make_buffer(20, 60, np.random.default_rng(0))
+    fit = FitConfig(max_epochs=2, max_steps_per_epoch=10, segment_epoch="starts")
+    weights = {}
+    for fused in (True, False):
+        torch.manual_seed(0)
+        rule = make_rule("grbal", fam.obs_dim, fam.act_dim, ModelConfig(hidden=[32, 32]), fit, AdaptationConfig(past=8))
+        opt = rule.begin_fit()
+        assert all(g["fused"] for g in opt.param_groups)
+        if not fused:  # an optimiser state as written before fused Adam, with torch's default kernel
+            rule.optimizer = torch.optim.Adam(rule.module.parameters(), lr=fit.lr)
+        rule.fit(buf, np.random.default_rng(0), progress=False)
+        weights[fused] = [p.detach().clone() for p in rule.module.parameters()]
+        state = rule.state_dict()
+    for a, b in zip(weights[True], weights[False]):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    assert not any(g["fused"] for g in state["optimizer"]["param_groups"])
+    rule.load_state_dict(state)
+    assert rule.optimizer is not None and all(g["fused"] and g["foreach"] is None for g in rule.optimizer.param_groups)

@@ -190,7 +190,24 @@ def test_learned_step_size_changes_during_meta_training_and_is_checkpointed(step
     )
     other.load_state_dict(rule.state_dict())
     assert other.step_size.stats() == rule.step_size.stats()
-    assert metrics["fit/val_loss_after_adapt"] == pytest.approx(metrics["fit/val_loss"])
+
+
+@pytest.mark.parametrize("select", ["prefit", "epoch", "last"])
+def test_the_reported_post_adaptation_score_is_that_of_the_weights_the_fit_kept(select, monkeypatch):
+    fam = LinearTaskFamily(obs_dim=OBS, act_dim=ACT)
+    buf = fam.make_buffer(40, 40, np.random.default_rng(0))
+    torch.manual_seed(0)
+    fit = FitConfig(max_epochs=4, max_steps_per_epoch=20, patience=2, select=select, lr=0.03)
+    rule = GrBAL(OBS, ACT, ModelConfig(hidden=[16, 16]), fit, AdaptationConfig(past=M, future=K, inner_lr=0.05))
+    rule.fit(buf, np.random.default_rng(0), progress=False)  # a first fit, so prefit has a model to keep
+    seen: list = []
+    score = rule.validation_losses
+    monkeypatch.setattr(rule, "validation_losses", lambda b, after=True: seen.append(b) or score(b, after))
+    metrics = rule.fit(buf, np.random.default_rng(1), progress=False)
+    fresh = score(seen[0])  # the fit's own validation segments, scored again on the kept weights
+    assert metrics["fit/val_loss_after_adapt"] == pytest.approx(fresh["after"], rel=1e-5)
+    assert metrics["fit/val_loss_before_adapt"] == pytest.approx(fresh["before"], rel=1e-5)
+    assert float(rule.calibration.post_adapt_mse) == pytest.approx(fresh["after"], rel=1e-5)
 
 
 # --- online adaptation ------------------------------------------------------------------------------

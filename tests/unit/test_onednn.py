@@ -10,8 +10,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from learn2adapt.adaptation import make_rule
+from learn2adapt.adaptation.config import AdaptationConfig
 from learn2adapt.models import onednn
-from learn2adapt.models.config import ModelConfig
+from learn2adapt.models.config import FitConfig, ModelConfig
 from learn2adapt.models.dynamics import MLPDynamics
 from learn2adapt.models.ensemble import EnsembleDynamics
 from learn2adapt.models.mlp import MLP, linear
@@ -99,6 +101,26 @@ def test_packed_member_weights_follow_an_optimiser_step() -> None:
     model.nll(*member_rows).backward()
     opt.step()
     after, plain = both(lambda: model.predict_mean(obs, act))
+    close(after, plain)
+    assert not torch.allclose(after, first)
+
+
+@pytest.mark.parametrize("ensemble", [1, 3])
+def test_packed_weights_follow_the_rules_own_optimiser_steps(ensemble) -> None:
+    """A rule's Adam may be the fused kernel, which writes the weights without moving their
+    version counters: the rule's step hook must still make the packed copies stale."""
+    torch.manual_seed(0)
+    rule = make_rule("mb", 17, 6, ModelConfig(hidden=[32, 32], ensemble=ensemble), FitConfig(), AdaptationConfig())
+    obs, act = torch.randn(20, 17), torch.randn(20, 6)
+    model = rule.model
+    predict = model.predict_mean if ensemble > 1 else model.predict  # no sampling noise
+    with torch.no_grad():
+        first = predict(obs, act)
+    opt = rule.begin_fit()
+    for p in rule.module.parameters():
+        p.grad = torch.ones_like(p)
+    opt.step()
+    after, plain = both(lambda: predict(obs, act))
     close(after, plain)
     assert not torch.allclose(after, first)
 

@@ -25,6 +25,32 @@ from learn2adapt.models.mlp import MLP
 from learn2adapt.types import PredictFn, Window
 
 
+def fused_adam(device: torch.device) -> bool | None:
+    """Whether Adam runs its fused kernel on ``device`` (None: torch's default, ``foreach``).
+
+    Why: a GrBAL ``paper`` meta-step updates 0.55M parameters; the default multi-tensor Adam took
+    1.7 ms of each ~5.5 ms step on the 2-core development CPU, the fused kernel 0.5 ms, with the
+    same arithmetic (parameters within 3e-7 after 200 steps). CPU kernels exist from torch 2.4 on.
+    """
+    if device.type == "cuda":
+        return True
+    if device.type == "cpu" and torch.torch_version.TorchVersion(torch.__version__) >= "2.4":
+        return True
+    return None
+
+
+def _mark_parameters_changed(optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
+    """Move every parameter's version counter after an optimiser step.
+
+    Why: fused Adam writes the parameters without moving their version counters, and the
+    oneDNN packed-weight cache (:mod:`learn2adapt.models.onednn`) takes an unmoved counter for
+    unchanged weights: validation then scored the weights of the first pass all fit long.
+    """
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            torch.autograd.graph.increment_version(p)
+
+
 class AdaptationRule(ABC):
     """A dynamics model plus its rule for adapting to recent transitions.
 
@@ -144,7 +170,11 @@ class AdaptationRule(ABC):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.module.load_state_dict(state["module"])
         if "optimizer" in state:
-            self._ensure_optimizer().load_state_dict(state["optimizer"])
+            opt = self._ensure_optimizer()
+            opt.load_state_dict(state["optimizer"])
+            # A saved group carries the kernel choice of the process that wrote it; this one's applies.
+            for group in opt.param_groups:
+                group["fused"], group["foreach"] = fused_adam(self.device), None
 
     def begin_fit(self) -> torch.optim.Optimizer:
         """Start an iteration's fit: warm start (default) or fresh weights; returns Adam."""
@@ -172,5 +202,6 @@ class AdaptationRule(ABC):
                     {"params": decayed, "weight_decay": self.fit_cfg.weight_decay},
                     {"params": [p for p in params if id(p) not in ids]},
                 ]
-            self.optimizer = torch.optim.Adam(params, lr=self.fit_cfg.lr)
+            self.optimizer = torch.optim.Adam(params, lr=self.fit_cfg.lr, fused=fused_adam(self.device))
+            self.optimizer.register_step_post_hook(_mark_parameters_changed)
         return self.optimizer

@@ -32,6 +32,7 @@ member adapts on the same window and the planner samples trajectories from them 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -239,9 +240,10 @@ class GrBAL(AdaptationRule):
             opt, epoch_batches, batch_loss, val_loss, self.fit_cfg, desc="meta-train GrBAL", progress=progress
         )
         metrics = result.metrics()
-        losses = self.validation_losses(val_batches)
-        self.calibration.post_adapt_mse.fill_(losses["after"])
-        metrics.update({"fit/val_loss_before_adapt": losses["before"], "fit/val_loss_after_adapt": losses["after"]})
+        # The kept weights' post-adaptation score is the fit's own (no second adapted pass).
+        losses = self.validation_losses(val_batches, after=False)
+        self.calibration.post_adapt_mse.fill_(result.val_loss)
+        metrics.update({"fit/val_loss_before_adapt": losses["before"], "fit/val_loss_after_adapt": result.val_loss})
         metrics.update({f"fit/{k}": v for k, v in self.step_size.stats().items()})
         return metrics
 
@@ -251,21 +253,20 @@ class GrBAL(AdaptationRule):
         count = short_past_counts(batch, m, self.adapt_cfg.short_past, rng)
         return None if count is None else right_aligned_mask(torch.as_tensor(count, device=self.device), m)
 
-    def validation_losses(self, batches: list[Window]) -> dict[str, float]:
-        """Mean future-K loss of segments before and after adaptation (segment-weighted)."""
+    def validation_losses(self, batches: list[Window], after: bool = True) -> dict[str, float]:
+        """Mean future-K loss of segments before and after adaptation (segment-weighted);
+        ``after=False`` skips the adapted pass (the dear one) and reports ``after`` as NaN."""
         m = self.adapt_cfg.past
-        total = {"before": 0.0, "after": 0.0}
+        total = {"before": 0.0, "after": 0.0 if after else math.nan}
         n = 0
         for w in batches:
             obs, act, nxt = w.obs, w.act, w.next_obs
-            with torch.enable_grad():
-                after = self.post_adapt_error(obs, act, nxt).detach()
+            if after:
+                with torch.enable_grad():
+                    total["after"] += float(self.post_adapt_error(obs, act, nxt).detach()) * obs.shape[0]
             with torch.no_grad():
-                before = self.model.loss(obs[:, m:], act[:, m:], nxt[:, m:])
-            b = obs.shape[0]
-            total["after"] += float(after) * b
-            total["before"] += float(before) * b
-            n += b
+                total["before"] += float(self.model.loss(obs[:, m:], act[:, m:], nxt[:, m:])) * obs.shape[0]
+            n += obs.shape[0]
         return {k: v / max(n, 1) for k, v in total.items()}
 
     # --- online adaptation --------------------------------------------------------------------

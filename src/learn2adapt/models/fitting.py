@@ -83,7 +83,8 @@ def fit_early_stopping(
         epoch_batches: returns a fresh iterable of batches for one epoch.
         batch_loss: differentiable loss of one batch.
         val_loss: validation score (lower is better), evaluated after each epoch
-            (and once more when ``cfg.max_steps`` ends the fit inside an epoch).
+            (and once more when ``cfg.max_steps`` ends the fit inside an epoch), and before
+            the fit under ``select = prefit``. The returned ``val_loss`` is the kept weights' score.
         cfg: learning rate, epochs, patience, step budget, clipping, precision.
         desc: progress-bar label.
         progress: show a progress bar.
@@ -94,10 +95,13 @@ def fit_early_stopping(
     opt = optimizer
     params = [p for group in opt.param_groups for p in group["params"]]
     result = FitResult()
-    before = val_loss()
-    if not math.isfinite(before):
-        raise NonFiniteLossError(f"{desc}: validation loss is {before} before training")
-    best = before if cfg.select == "prefit" else math.inf
+    # Only ``prefit`` compares with the model before the fit; the others skip that validation
+    # pass (in a GrBAL `paper` fit one of ~5, each as dear as 100 meta-steps).
+    best = math.inf
+    if cfg.select == "prefit":
+        best = val_loss()
+        if not math.isfinite(best):
+            raise NonFiniteLossError(f"{desc}: validation loss is {best} before training")
     best_state = [p.detach().clone() for p in params] if cfg.select == "prefit" else []
     bad_epochs = 0
     device_type = params[0].device.type if params else "cpu"
@@ -144,5 +148,5 @@ def fit_early_stopping(
         with torch.no_grad():
             for p, b in zip(params, best_state):
                 p.copy_(b)
-    result.val_loss = best if math.isfinite(best) else before
+    result.val_loss = best if math.isfinite(best) else float("nan")  # nan: no epoch ran
     return result
