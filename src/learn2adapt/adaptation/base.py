@@ -28,9 +28,10 @@ from learn2adapt.types import PredictFn, Window
 def fused_adam(device: torch.device) -> bool | None:
     """Whether Adam runs its fused kernel on ``device`` (None: torch's default, ``foreach``).
 
-    Why: a GrBAL ``paper`` meta-step updates 0.55M parameters; the default multi-tensor Adam took
-    1.7 ms of each ~5.5 ms step on the 2-core development CPU, the fused kernel 0.5 ms, with the
-    same arithmetic (parameters within 3e-7 after 200 steps). CPU kernels exist from torch 2.4 on.
+    Why: a GrBAL ``paper`` meta-step updates 0.55M parameters; on the 2-core development CPU the
+    default multi-tensor Adam took 1.4-1.7 ms of each step on one thread, the fused kernel 0.5-0.8
+    ms, with the same arithmetic (parameters within 3e-7 after 200 steps; docs/experiments.md,
+    "What the 1.5x target needs"). CPU kernels exist from torch 2.4 on.
     """
     if device.type == "cuda":
         return True

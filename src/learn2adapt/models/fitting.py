@@ -96,7 +96,7 @@ def fit_early_stopping(
     params = [p for group in opt.param_groups for p in group["params"]]
     result = FitResult()
     # Only ``prefit`` compares with the model before the fit; the others skip that validation
-    # pass (in a GrBAL `paper` fit one of ~5, each as dear as 100 meta-steps).
+    # pass (in a late GrBAL `paper` fit one of five, each as dear as 110-140 meta-steps).
     best = math.inf
     if cfg.select == "prefit":
         best = val_loss()
