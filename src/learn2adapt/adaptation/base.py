@@ -52,6 +52,14 @@ def _mark_parameters_changed(optimizer: torch.optim.Optimizer, args: Any, kwargs
             torch.autograd.graph.increment_version(p)
 
 
+def adam(params: Any, lr: float, device: torch.device) -> torch.optim.Optimizer:
+    """The Adam every fit uses: the fused kernel where there is one, its steps visible to the
+    oneDNN packed-weight cache (:func:`_mark_parameters_changed`)."""
+    optimizer = torch.optim.Adam(params, lr=lr, fused=fused_adam(device))
+    optimizer.register_step_post_hook(_mark_parameters_changed)
+    return optimizer
+
+
 class AdaptationRule(ABC):
     """A dynamics model plus its rule for adapting to recent transitions.
 
@@ -203,6 +211,5 @@ class AdaptationRule(ABC):
                     {"params": decayed, "weight_decay": self.fit_cfg.weight_decay},
                     {"params": [p for p in params if id(p) not in ids]},
                 ]
-            self.optimizer = torch.optim.Adam(params, lr=self.fit_cfg.lr, fused=fused_adam(self.device))
-            self.optimizer.register_step_post_hook(_mark_parameters_changed)
+            self.optimizer = adam(params, self.fit_cfg.lr, self.device)
         return self.optimizer

@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from learn2adapt.adaptation.base import fused_adam
+from learn2adapt.adaptation.base import adam
 from learn2adapt.adaptation.config import AdaptationConfig
 from learn2adapt.adaptation.grbal import GrBAL
 from learn2adapt.adaptation.mole import MixtureState, MOLe
@@ -133,7 +133,7 @@ def run(
     flat = [t.reshape(-1, t.shape[-1]) for t in (seg_obs, seg_act, seg_nxt)]
 
     def step_fn(r: GrBAL, loss_fn: Callable[[], torch.Tensor]) -> Callable[[], None]:
-        opt = torch.optim.Adam(r.module.parameters(), lr=0.0, fused=fused_adam(r.device))  # lr 0: keep weights
+        opt = adam(r.module.parameters(), 0.0, r.device)  # the fits' Adam; lr 0: keep weights
 
         def step() -> None:
             opt.zero_grad(set_to_none=True)

@@ -38,7 +38,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from learn2adapt.adaptation.base import fused_adam
+from learn2adapt.adaptation.base import adam
 from learn2adapt.adaptation.grbal import VAL_CHUNK, VAL_SEGMENTS, GrBAL
 from learn2adapt.benchmarks.timing import interleaved_median_ms, matmul_gflops, median_ms
 from learn2adapt.benchmarks.workload import random_recent
@@ -121,7 +121,7 @@ def run(
 
     length = adapt.past + adapt.future
     seg = [torch.randn(adapt.meta_batch, length, d, generator=g).to(device) for d in (obs_dim, act_dim, obs_dim)]
-    opt = torch.optim.Adam(rule.module.parameters(), lr=0.0, fused=fused_adam(rule.device))  # lr 0: keep weights
+    opt = adam(rule.module.parameters(), 0.0, rule.device)  # the fits' Adam; lr 0: keep weights
 
     def meta_step(fit: FitConfig) -> None:
         opt.zero_grad(set_to_none=True)

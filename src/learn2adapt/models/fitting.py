@@ -97,12 +97,12 @@ def fit_early_stopping(
     result = FitResult()
     # Only ``prefit`` compares with the model before the fit; the others skip that validation
     # pass (in a late GrBAL `paper` fit one of five, each as dear as 110-140 meta-steps).
-    best = math.inf
+    best, best_state = math.inf, []
     if cfg.select == "prefit":
         best = val_loss()
         if not math.isfinite(best):
             raise NonFiniteLossError(f"{desc}: validation loss is {best} before training")
-    best_state = [p.detach().clone() for p in params] if cfg.select == "prefit" else []
+        best_state = [p.detach().clone() for p in params]
     bad_epochs = 0
     device_type = params[0].device.type if params else "cpu"
     bar = progress_bar(range(cfg.max_epochs), desc=desc, leave=False, enabled=progress, unit="epoch")
