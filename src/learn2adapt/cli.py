@@ -54,7 +54,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if given:
             raise ConfigError(
                 f"{given[0].replace('_', '-')} cannot be combined with --resume: a run keeps its configuration "
-                "(only --set iterations=N may change, to extend it)"
+                "(only --set iterations=N, to extend it, and --set device=DEV, to move it, may change)"
             )
         changes = dict(item.split("=", 1) if "=" in item else (item, "") for item in args.set or [])
         st = train(None, run_dir, resume=True, progress=not args.quiet, changes=changes)

@@ -44,6 +44,22 @@ def test_train_evaluate_and_resume(cli, one_line_error, tmp_path: Path, algo: st
     one_line_error(code, err, "baseline.learning_rate cannot change")
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_a_baseline_from_a_gpu_resumes_here_with_set_device(cli, one_line_error, tmp_path: Path) -> None:
+    run = tmp_path / "ppo"
+    code, _, err = cli("train", "--env", PENDULUM, "--algo", "ppo", "--run-dir", run, "--quiet",
+                       *as_sets([*TINY, "baseline.steps=100"]))  # fmt: skip
+    assert code == 0, err
+    saved = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**saved, "device": "cuda"}))  # as a GPU machine writes it
+    code, _, err = cli("train", "--resume", run, "--quiet", "--set", "baseline.steps=200")
+    one_line_error(code, err, "ran on 'cuda'", "--set device=cpu")
+    code, _, err = cli("train", "--resume", run, "--quiet", "--set", "baseline.steps=200", "--set", "device=cpu")
+    assert code == 0, err
+    assert json.loads((run / "config.json").read_text())["device"] == "cpu"
+    assert torch.load(run / "checkpoint.pt", weights_only=True)["env_steps"] >= 200
+
+
 def test_the_checkpoint_hook_runs_once_per_checkpoint(tmp_path: Path) -> None:
     from learn2adapt.baselines.sb3 import train_baseline
     from learn2adapt.training.config import apply_overrides, preset_config

@@ -96,6 +96,7 @@ def test_a_second_comparison_on_the_same_output_is_refused(cli, one_line_error, 
         (["--algo", "grbal"], "--algo cannot be combined with --resume"),
         (["--seed", "7"], "--seed cannot be combined"),
         (["--set", "planner.horizon=3"], "planner.horizon cannot change in the middle of a run"),
+        (["--set", "device=tpu"], "error: device 'tpu' is not a torch device"),
     ],
 )
 def test_resume_refuses_options_that_cannot_change(cli, one_line_error, run: Path, args, needle) -> None:
@@ -112,6 +113,91 @@ def test_resume_extends_a_finished_run(cli, run: Path) -> None:
     assert code == 0, err
     st = load_run(run)
     assert st.iteration == st.cfg.iterations == 2 and (run / "DONE").exists()
+
+
+def _as_if_it_ran_on(run: Path, device: str, legacy_digest: bool = False) -> None:
+    """Make ``run`` what a machine with ``device`` writes; ``legacy_digest``: and its checkpoint what
+    learn2adapt 0.1 wrote there (a configuration digest that counts the device), resuming a run
+    whose config.json an earlier version wrote (as if without ``nominal``, which 0.1 knew)."""
+    from learn2adapt.training.checkpoint import load_checkpoint, save_checkpoint
+    from learn2adapt.training.loop import LEGACY_LEFT_OUT, config_digest
+
+    path = run / "config.json"
+    saved = json.loads(path.read_text())
+    saved["device"] = device
+    if legacy_digest:
+        saved.pop("nominal")
+    path.write_text(json.dumps(saved, indent=2) + "\n")
+    if legacy_digest:
+        state = load_checkpoint(run / "checkpoint.pt")
+        state["config_digest"] = config_digest({**saved, "nominal": False}, LEGACY_LEFT_OUT)
+        assert state["config_digest"] != config_digest(saved)
+        save_checkpoint(run / "checkpoint.pt", state)
+
+
+def _on_device(st, device: str) -> bool:
+    """Whether the rule's parameters and its optimiser's state tensors are all on ``device``."""
+    tensors = [*st.rule.module.parameters(), *st.rule.module.buffers()]
+    opt = st.rule.optimizer
+    assert opt is not None and opt.state  # as loaded from the checkpoint
+    tensors += [v for s in opt.state.values() for k, v in s.items() if torch.is_tensor(v) and k != "step"]
+    return all(t.device == torch.device(device) for t in tensors)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_a_run_from_a_gpu_resumes_here_only_with_set_device(cli, one_line_error, run: Path) -> None:
+    from learn2adapt.training.loop import load_run
+
+    _as_if_it_ran_on(run, "cuda")
+    before = _snapshot(run)
+    for extra in ([], ["--set", "iterations=2"]):
+        code, _, err = cli("train", "--resume", run, "--quiet", *extra)
+        one_line_error(
+            code, err, f"{run} ran on 'cuda', which this machine cannot use",
+            f"`learn2adapt train --resume {run} --set device=cpu`",
+        )  # fmt: skip
+        assert _snapshot(run) == before
+    code, _, err = cli("train", "--resume", run, "--quiet", "--set", "device=cpu", "--set", "iterations=2")
+    assert code == 0, err
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["device"] == "cpu" and saved["iterations"] == 2
+    st = load_run(run)
+    assert st.iteration == 2 and (run / "DONE").exists() and _on_device(st, "cpu")
+    code, _, err = cli("train", "--resume", run, "--quiet", "--set", "iterations=3")  # now a cpu run
+    assert code == 0 and not err, err
+    assert load_run(run).iteration == 3
+
+
+@pytest.mark.parametrize("moved", [False, True])
+def test_a_checkpoint_whose_digest_counts_the_device_still_resumes(cli, run: Path, moved: bool) -> None:
+    # Written by learn2adapt 0.1 on this machine (moved=False) or on a GPU one (config.json says cuda).
+    from learn2adapt.training.loop import load_run
+
+    moved = moved and not torch.cuda.is_available()
+    _as_if_it_ran_on(run, "cuda" if moved else "cpu", legacy_digest=True)
+    code, _, err = cli("eval", run, "--quiet", "--episodes", "1")
+    assert code == 0, err
+    code, _, err = cli("train", "--resume", run, "--quiet", "--set", "iterations=2", *(["--set", "device=cpu"] * moved))
+    assert code == 0, err
+    assert load_run(run).iteration == 2
+
+
+def test_a_moved_run_stopped_before_its_next_checkpoint_still_resumes(cli, run: Path, monkeypatch) -> None:
+    # config.json is rewritten with the new device before the first iteration: the 0.1 checkpoint
+    # kept until then must match it, or the run could no more be resumed.
+    from learn2adapt.training.checkpoint import load_checkpoint
+    from learn2adapt.training.loop import config_digest, load_run
+
+    _as_if_it_ran_on(run, "cuda:7", legacy_digest=True)  # moved with --set device=cpu, whatever this machine has
+    with monkeypatch.context() as m:
+        m.setattr("learn2adapt.training.loop._iterate", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+        code, _, err = cli("train", "--resume", run, "--quiet", "--set", "device=cpu", "--set", "iterations=2")
+    assert code == 130, err
+    assert json.loads((run / "config.json").read_text())["device"] == "cpu"
+    assert load_checkpoint(run / "checkpoint.pt")["config_digest"] == config_digest(load_run(run).cfg)
+    code, _, err = cli("train", "--resume", run, "--quiet")
+    assert code == 0, err
+    assert load_run(run).iteration == 2
 
 
 # 3. no dead ends --------------------------------------------------------------------------------

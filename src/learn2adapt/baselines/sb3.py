@@ -33,7 +33,7 @@ from learn2adapt.envs import make_env
 from learn2adapt.errors import CheckpointError, ConfigError, UserError
 from learn2adapt.training.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from learn2adapt.training.config import RunConfig, load_config, save_config
-from learn2adapt.training.loop import changed_config, check_config_digest, config_digest
+from learn2adapt.training.loop import check_config_digest, config_digest, restamp_config_digest, resumed_config
 from learn2adapt.training.metrics_log import MetricsLog
 from learn2adapt.training.run_dir import RunLock, atomic_write_text, check_writable
 
@@ -201,9 +201,7 @@ def train_baseline(
     with RunLock(run_dir):
         check_writable(run_dir)
         if resume:
-            cfg = load_config(run_dir / "config.json")
-            if changes:
-                cfg = changed_config(cfg, changes)
+            cfg = resumed_config(run_dir, changes)
         assert cfg is not None
         env = make_env(cfg.env, max_episode_steps=cfg.episode_length)
         env = TrainingTasks(env, np.random.default_rng(cfg.seed), cfg.nominal)
@@ -214,6 +212,7 @@ def train_baseline(
             state = _restore_checkpoint(model, cfg, run_dir)
             iteration, wall_before = int(state["iteration"]), float(state["wall_time"])
             (run_dir / "DONE").unlink(missing_ok=True)
+            restamp_config_digest(run_dir / CHECKPOINT_NAME, state, cfg)
         elif (run_dir / CHECKPOINT_NAME).exists():
             raise UserError(f"{run_dir} already holds a run: continue it with `learn2adapt train --resume {run_dir}`")
         save_config(cfg, run_dir / "config.json")

@@ -62,4 +62,4 @@ def _saved_algo(run_dir: Path) -> str:
     path = run_dir / "config.json"
     if not path.exists():
         raise UserError(f"{run_dir} is not a run directory (no config.json)")
-    return load_config(path, on_this_machine=True).algo
+    return load_config(path, device="cpu").algo  # the algorithm only: on whichever device the run is used

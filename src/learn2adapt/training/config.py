@@ -97,6 +97,13 @@ def check_device(device: str) -> None:
         raise ConfigError(f"device {device!r} is not supported; use cpu, cuda or cuda:N")
 
 
+def _usable_device() -> str:
+    """The device a run moved to this machine is offered: ``cuda`` where torch can use one, else ``cpu``."""
+    import torch  # noqa: PLC0415
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 @dataclass
 class BaselineConfig:
     """Model-free baselines (``--algo ppo | sac``, stable-baselines3; docs/algorithms/baselines.md)."""
@@ -413,14 +420,17 @@ def save_config(cfg: RunConfig, path: Path) -> None:
 _NOTED_ON_CPU: set[Path] = set()
 
 
-def load_config(path: Path, *, on_this_machine: bool = False) -> RunConfig:
+def load_config(path: Path, *, on_this_machine: bool = False, device: str | None = None) -> RunConfig:
     """Read and validate a saved ``config.json``.
 
     Args:
         path: the file.
         on_this_machine: a run loaded to be used here (evaluated, diagnosed, filmed): if its
             ``device`` is one this machine cannot use (trained on a GPU, evaluated on a laptop), it
-            is loaded on the CPU instead, with a one-line note (a resumed run keeps its device).
+            is loaded on the CPU instead, with a one-line note. Without it (a run loaded to be
+            continued), such a device is refused with the resume that moves the run here.
+        device: the device to run on instead of the saved one (a resume moved to another
+            machine, ``--set device=...``).
 
     Raises:
         ConfigError: the file is empty, not JSON, or holds an impossible configuration (one line
@@ -437,10 +447,17 @@ def load_config(path: Path, *, on_this_machine: bool = False) -> RunConfig:
         ) from None
     if not isinstance(values, dict):
         raise ConfigError(f"{path} does not hold a configuration (a JSON object)")
-    if on_this_machine and isinstance(values.get("device"), str):
+    if device is not None:
+        values["device"] = device
+    elif isinstance(values.get("device"), str):
         try:
             check_device(values["device"])
         except ConfigError:
+            if not on_this_machine:
+                raise ConfigError(
+                    f"{path.parent} ran on {values['device']!r}, which this machine cannot use: continue it here "
+                    f"with `learn2adapt train --resume {path.parent} --set device={_usable_device()}`"
+                ) from None
             if path.resolve() not in _NOTED_ON_CPU:  # once per run and process
                 _NOTED_ON_CPU.add(path.resolve())
                 print(

@@ -16,7 +16,7 @@ import json
 import math
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,7 +48,14 @@ from learn2adapt.training.checkpoint import (
     save_checkpoint,
     tensors_to_arrays,
 )
-from learn2adapt.training.config import RunConfig, apply_overrides, load_config, save_config, to_dict
+from learn2adapt.training.config import (
+    RunConfig,
+    apply_overrides,
+    check_device,
+    load_config,
+    save_config,
+    to_dict,
+)
 from learn2adapt.training.eta import format_duration, remaining_seconds
 from learn2adapt.training.metrics_log import MetricsLog
 from learn2adapt.training.rollout import Policy, RandomPolicy, forward_velocities, run_episodes
@@ -143,13 +150,22 @@ def with_online_rule(st: RunState, algo: str, changes: Sequence[str] = ()) -> Ru
     return RunState(cfg, rule, st.buffer, st.iteration)
 
 
-def config_digest(cfg: RunConfig | dict[str, Any]) -> str:
+#: Options ``train --resume RUN --set KEY=VALUE`` may change mid-run (everything else is refused):
+#: how long it runs and where (the device, to move a run to another machine), not what it computes.
+#: The configuration digest of a checkpoint leaves them out (:func:`config_digest`).
+RESUMABLE_OPTIONS = ("iterations", "baseline.steps", "device")
+#: The options the digests of learn2adapt 0.1 left out (before a resume could change ``device``).
+LEGACY_LEFT_OUT = ("iterations", "baseline.steps")
+
+
+def config_digest(cfg: RunConfig | dict[str, Any], left_out: Sequence[str] = RESUMABLE_OPTIONS) -> str:
     """SHA-256 of the configuration, except the options a resume may change (:data:`RESUMABLE_OPTIONS`).
 
-    ``cfg`` may also be a saved ``config.json`` as read (a dict).
+    ``cfg`` may also be a saved ``config.json`` as read (a dict); ``left_out``: the options left
+    out (:data:`LEGACY_LEFT_OUT` for the digest of an earlier version's checkpoint).
     """
     values = to_dict(cfg) if isinstance(cfg, RunConfig) else copy.deepcopy(cfg)
-    for key in RESUMABLE_OPTIONS:
+    for key in left_out:
         *path, last = key.split(".")
         node = values
         for part in path:
@@ -164,17 +180,25 @@ def check_config_digest(state: dict[str, Any], cfg: RunConfig, cfg_path: Path) -
     Options added to learn2adapt after the run's ``config.json`` was written (loaded with their
     defaults) are no edit, whichever version wrote the checkpoint: it knew some of them, so the
     digest is compared with the configuration without each subset of those options (a handful:
-    ``2^k`` digests for ``k`` added options), the saved file as written included.
+    ``2^k`` digests for ``k`` added options), the saved file as written included. Each is also
+    digested as earlier versions did (:data:`LEGACY_LEFT_OUT`: the device counted, as saved).
     """
     digest = state.get("config_digest")
     if digest is None:
         return True
     saved = json.loads(cfg_path.read_text())
-    if digest == config_digest(saved):
-        return True
     full = to_dict(cfg)
+    full["device"] = saved.get("device", full["device"])  # where it ran (cfg may run elsewhere)
+    return any(
+        digest in (config_digest(values), config_digest(values, LEGACY_LEFT_OUT))
+        for values in itertools.chain([saved], _without_added_options(full, saved))
+    )
+
+
+def _without_added_options(full: dict[str, Any], saved: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """``full`` without each subset of the options ``saved`` lacks (the empty subset first)."""
     added = _added_options(full, saved)
-    for k in range(min(len(added), MAX_ADDED_OPTIONS) + 1):  # k = 0: the configuration as loaded
+    for k in range(min(len(added), MAX_ADDED_OPTIONS) + 1):
         for subset in itertools.combinations(added, k):
             values = copy.deepcopy(full)
             for *path, last in subset:
@@ -182,9 +206,19 @@ def check_config_digest(state: dict[str, Any], cfg: RunConfig, cfg_path: Path) -
                 for part in path:
                     node = node[part]
                 node.pop(last)
-            if config_digest(values) == digest:
-                return True
-    return False
+            yield values
+
+
+def restamp_config_digest(path: Path, state: dict[str, Any], cfg: RunConfig) -> None:
+    """Give the checkpoint ``state`` (as read from ``path``) the digest of ``cfg``, if it holds another.
+
+    Called before ``config.json`` is rewritten for ``cfg`` on a resume: a digest that only
+    :func:`check_config_digest`'s fallbacks match (an earlier version's, or one without options
+    added since) would not match the rewritten file, and a run stopped before its next
+    checkpoint could not be resumed.
+    """
+    if state.get("config_digest") not in (None, config_digest(cfg)):
+        save_checkpoint(path, {**state, "config_digest": config_digest(cfg)})
 
 
 #: Options added since a run was written that :func:`check_config_digest` tries leaving out.
@@ -265,8 +299,6 @@ def _what_is_kept(iteration: int, run_dir: Path) -> str:
     return f"the last good checkpoint (iteration {iteration}) is kept in {run_dir}"
 
 
-#: Options ``train --resume RUN --set KEY=VALUE`` may change mid-run (everything else is refused).
-RESUMABLE_OPTIONS = ("iterations", "baseline.steps")
 #: Files of a run that never finished an iteration, removed when it is started again in place.
 _STALE = ("metrics.csv", "DONE", "eval.json")
 
@@ -283,15 +315,24 @@ def check_config(cfg: RunConfig) -> None:
         env.close()
 
 
-def changed_config(cfg: RunConfig, changes: dict[str, str]) -> RunConfig:
-    """``cfg`` with the ``--set`` changes a resume allows (:data:`RESUMABLE_OPTIONS`)."""
+def resumed_config(run_dir: Path, changes: dict[str, str] | None = None) -> RunConfig:
+    """The saved configuration of ``run_dir`` with the ``--set`` changes a resume allows (:data:`RESUMABLE_OPTIONS`).
+
+    Raises:
+        ConfigError: another option is changed, or the run's device is one this machine cannot
+            use and ``changes`` gives none (the message names ``--set device=...``).
+    """
+    changes = changes or {}
     refused = sorted(set(changes) - set(RESUMABLE_OPTIONS))
     if refused:
         raise ConfigError(
             f"{refused[0]} cannot change in the middle of a run; only {', '.join(RESUMABLE_OPTIONS)} can be set "
             "with --resume (e.g. --set iterations=80 to extend it); start a new run with --run-dir for other options"
         )
-    return apply_overrides(copy.deepcopy(cfg), [f"{k}={v}" for k, v in changes.items()]).validate()
+    if "device" in changes:
+        check_device(changes["device"])  # refused as the --set value it is, not as config.json's
+    cfg = load_config(Path(run_dir) / "config.json", device=changes.get("device"))
+    return apply_overrides(cfg, [f"{k}={v}" for k, v in changes.items()]).validate()
 
 
 def train(
@@ -314,7 +355,8 @@ def train(
         resume: continue the run in ``run_dir`` from its last checkpoint.
         progress: show progress bars and per-iteration summaries.
         changes: with ``resume``, options to change (only :data:`RESUMABLE_OPTIONS`), e.g.
-            ``{"iterations": "80"}`` to extend a run.
+            ``{"iterations": "80"}`` to extend a run, ``{"device": "cpu"}`` to continue it on a
+            machine without the GPU it ran on.
         on_iteration: called after each iteration's fit; the figures it returns (e.g. a held-out
             return, for sample-efficiency curves) join that iteration's ``metrics.csv`` row. The
             training's random streams are restored after it, so it changes no training number.
@@ -337,9 +379,7 @@ def train(
     with RunLock(run_dir):
         check_writable(run_dir)
         if resume:
-            cfg = load_config(run_dir / "config.json")
-            if changes:
-                cfg = changed_config(cfg, changes)
+            cfg = resumed_config(run_dir, changes)
             has_checkpoint = (run_dir / CHECKPOINT_NAME).exists()
             if not has_checkpoint and progress:
                 print(f"{run_dir} holds no checkpoint (no iteration finished): starting it again from its config")
@@ -361,6 +401,7 @@ def train(
             env_steps, wall_before = int(ckpt["env_steps"]), float(ckpt["wall_time"])
             if changes:
                 (run_dir / "DONE").unlink(missing_ok=True)
+                restamp_config_digest(run_dir / CHECKPOINT_NAME, ckpt, cfg)
                 save_config(cfg, run_dir / "config.json")
         else:
             for name in _STALE:  # a run that never finished an iteration starts again in place
