@@ -8,8 +8,14 @@
 #
 # Environment: SEEDS (PE-TS seeds, default "0 1 2"), WITH_MB (1: also the deterministic MB
 # seed 0, the default; 0: not), CHECKS (1: the tests and the benchmark of step 1, the default;
-# 0: skip them and plan with CUDA graphs, which an earlier lease checked). KEY=VALUE options
-# are passed to every run (--set), e.g. fit.warm_start=false.
+# 0: skip them and plan with CUDA graphs, which an earlier lease checked), MPS (1: run the
+# processes under CUDA's Multi-Process Service, the default, stopped again at the end; 0: not).
+# KEY=VALUE options are passed to every run (--set), e.g. fit.warm_start=false.
+#
+# Why MPS: a plan is a few hundred small kernels (latency, not arithmetic, sets its time), and
+# without MPS the GPU runs one process's kernels at a time. Two PE-TS runs without it took 62 ms
+# a step each, one alone ~30; under MPS two 5-particle runs took 28 ms a step each
+# (docs/results/pets/nominal-gpu/README.md).
 #
 # 1. the CUDA-graph tests (tests/unit/test_cuda_graph.py) and `bench --only pets` on cuda;
 # 2. the `pets` preset (CEM 5 x 400, H = 30, 1000-step episodes, 50k steps) on the nominal
@@ -38,6 +44,17 @@ if [ "${CHECKS:-1}" = 1 ]; then
 fi
 echo "cuda graphs: $graph" | tee -a "$out/machine.txt"
 
+mps=off
+if [ "${MPS:-1}" = 1 ]; then
+    if timeout 10 nvidia-cuda-mps-control -d > /dev/null 2>&1 \
+        && timeout 60 python3 -c "import torch; torch.zeros(1, device='cuda')" > /dev/null 2>&1; then
+        mps=on
+    else  # a daemon that started but serves no client would fail every run: stop it
+        echo quit | timeout 5 nvidia-cuda-mps-control > /dev/null 2>&1
+    fi
+fi
+echo "mps: $mps" | tee -a "$out/machine.txt"
+
 env_id=learn2adapt/HalfCheetahDisabledJoint-v0
 common=(--env "$env_id" --preset pets --algo mb --quiet --set nominal=true --set eval.schedule=fixed
         --set device=cuda --set "planner.cuda_graph=$graph" "${sets[@]}")
@@ -53,6 +70,7 @@ if [ "${WITH_MB:-1}" = 1 ]; then
     pids+=($!)
 fi
 wait "${pids[@]}"
+[ "$mps" = on ] && { echo quit | timeout 5 nvidia-cuda-mps-control > /dev/null 2>&1; }
 for run in runs/pets-nominal-*; do
     tar czf "$out/$(basename "$run").tar.gz" --exclude=tb -C runs "$(basename "$run")"
 done
