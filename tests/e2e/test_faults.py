@@ -168,6 +168,26 @@ def test_a_run_from_a_gpu_resumes_here_only_with_set_device(cli, one_line_error,
     assert load_run(run).iteration == 3
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_a_comparison_begun_on_a_gpu_goes_on_here(cli, tmp_path: Path) -> None:
+    # Its run was stopped after its last checkpoint, before DONE, on a GPU machine: the same
+    # compare command here resumes it on the CPU instead of refusing it as another configuration.
+    from learn2adapt.training.loop import load_run
+
+    out = tmp_path / "cmp"
+    args = ("compare", "--env", PENDULUM, "--seeds", "1", "--algos", "mb", "--episodes", "1", "--out", out, "--quiet")
+    code, _, err = cli(*args, *as_sets([*TINY, "iterations=1"]))
+    assert code == 0, err
+    (run,) = (out / "runs").iterdir()
+    (run / "DONE").unlink()
+    (run / "eval.json").unlink()
+    _as_if_it_ran_on(run, "cuda")
+    code, _, err = cli(*args, *as_sets([*TINY, "iterations=1"]))
+    assert code == 0, err
+    assert json.loads((run / "config.json").read_text())["device"] == "cpu"
+    assert (run / "DONE").exists() and (run / "eval.json").exists() and load_run(run).iteration == 1
+
+
 @pytest.mark.parametrize("moved", [False, True])
 def test_a_checkpoint_whose_digest_counts_the_device_still_resumes(cli, run: Path, moved: bool) -> None:
     # Written by learn2adapt 0.1 on this machine (moved=False) or on a GPU one (config.json says cuda).

@@ -99,12 +99,15 @@ def _evaluated(run_dir: Path, schedules: Sequence[str], reuse_stale: bool = Fals
 def check_run_dir(job: Job) -> None:
     """Refuse to reuse a run directory that holds a run of another configuration.
 
+    The device is no part of it: a comparison continued on another machine (a GPU one's on a
+    laptop) continues its runs there (:func:`run_job`).
+
     Raises:
         ConfigError: naming the first differing options.
     """
     path = Path(job.run_dir) / "config.json"
     if path.exists():
-        diff = _differences(to_dict(load_config(path)), job.config)
+        diff = _differences(to_dict(load_config(path, device=job.config["device"])), job.config)
         if diff:
             raise ConfigError(
                 f"{job.run_dir} holds a run with another configuration ({'; '.join(diff[:3])}); "
@@ -139,7 +142,8 @@ def run_job(job: Job) -> JobResult:
         resume = (run_dir / CHECKPOINT_NAME).exists()
         print(f"{tag} {'resuming' if resume else 'training'} in {run_dir}", flush=True)
         probe = heldout_probe(seed=cfg.seed) if job.sample_efficiency else None
-        train(cfg, run_dir, resume=resume, progress=job.progress, probe=probe)
+        moved = {"device": cfg.device} if resume else None  # resumed where the comparison runs now
+        train(cfg, run_dir, resume=resume, progress=job.progress, changes=moved, probe=probe)
         trained = True
     evaluated = False
     if not _evaluated(run_dir, job.schedules, job.reuse_stale):
