@@ -248,8 +248,9 @@ def _load_run_and_checkpoint(run_dir: Path, cfg: RunConfig | None = None) -> tup
     state = load_checkpoint(run_dir / CHECKPOINT_NAME)
     if not check_config_digest(state, cfg, cfg_path):
         raise CheckpointError(
-            f"{cfg_path} was edited after the last checkpoint was written; restore it (only iterations may change, "
-            f"with `learn2adapt train --resume {run_dir} --set iterations=N`) or start a new run"
+            f"{cfg_path} was edited after the last checkpoint was written; restore it (only iterations and device "
+            f"may change, with `learn2adapt train --resume {run_dir} --set iterations=N` or `--set device=DEV`) "
+            "or start a new run"
         )
     env = make_env(cfg.env)
     rule = build_rule(cfg, env)
