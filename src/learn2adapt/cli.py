@@ -353,6 +353,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             oracle=args.oracle,
             variants=args.variant or [],
             reuse_stale=args.reuse_stale_evaluations,
+            eval_planners=[n.strip() for n in args.eval_planners.split(",") if n.strip()] if args.eval_planners else [],
         )
     _print_verdict(report)
     return 0
@@ -592,6 +593,14 @@ def _compare_args(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also evaluate MPC with the simulator as its model (MuJoCo families; the planner of the first "
         "model-based algorithm), reported as the bound a perfect model would reach",
+    )
+    p.add_argument(
+        "--eval-planners",
+        default=None,
+        metavar="P1,P2",
+        help="also evaluate every trained model-based run (and the oracle) planned with each of these planners "
+        "(rs, cem, mppi, icem), without retraining, e.g. rs,cem; the report tables them side by side. Training "
+        "keeps the preset's planner",
     )
     p.add_argument(
         "--reuse-stale-evaluations",

@@ -291,3 +291,47 @@ def test_compare_with_an_unknown_variant_fails_before_training(cli, one_line_err
     code, _, err = cli("compare", "--env", PENDULUM, "--algos", "mb,grbal+big", "--out", tmp_path / "x", "--quiet")
     one_line_error(code, err, "unknown variant 'big'", "--variant big:KEY=VALUE")
     assert not (tmp_path / "x").exists()
+
+
+def test_compare_evaluates_each_run_with_every_planner_as_a_separate_eval_would(cli, tmp_path):
+    out = tmp_path / "planners"
+    sets = [x for item in TINY for x in ("--set", item)]
+    argv = ("compare", "--env", PENDULUM, "--algos", "grbal,mb", "--seeds", "1", "--schedule", "fixed",
+            "--out", out, "--quiet", "--eval-planners", "rs,cem", "--sample-efficiency", *sets)  # fmt: skip
+    code, _, err = cli(*argv)
+    assert code == 0, err
+    summary = json.loads((out / "report" / "summary.json").read_text())
+    assert set(summary["fixed"]) == {"grbal@rs", "grbal@cem", "mb@rs", "mb@cem"}
+    run = out / "runs" / "grbal-s0"
+    assert json.loads((run / "config.json").read_text())["planner"]["name"] == "rs"  # trained with the preset's
+    for planner in ("rs", "cem"):
+        alone = tmp_path / f"alone-{planner}.json"
+        code, _, err = cli("eval", run, "--schedule", "fixed", "--set", f"planner.name={planner}", "--output", alone,
+                           "--quiet")  # fmt: skip
+        assert code == 0, err
+        separate = [x for t in json.loads(alone.read_text())["tasks"] for x in t["returns"]]
+        column = [e[-1] for e in summary["fixed"][f"grbal@{planner}"]["episodes"]]
+        assert column == separate
+    assert summary["fixed"]["grbal@cem"]["episodes"] != summary["fixed"]["grbal@rs"]["episodes"]
+    report = (out / "report" / "report.md").read_text()
+    assert "| GrBAL (CEM) |" in report and "CEM - RS (paired)" in report and "| GrBAL | " in report
+    assert "--eval-planners rs,cem" in report
+    header = (run / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert "heldout_return" in header and "heldout_return@cem" in header
+    # Run again: every planner's evaluation is reused, nothing is evaluated again.
+    code, printed, err = cli(*[a for a in argv if a != "--quiet"])
+    assert code == 0, err
+    assert "evaluating" not in printed and "training" not in printed
+
+
+def test_eval_planners_without_effect_or_unknown_are_refused_before_anything_runs(cli, one_line_error, tmp_path):
+    code, _, err = cli("compare", "--env", PENDULUM, "--algos", "mb", "--eval-planners", "rs,annealing",
+                       "--out", tmp_path / "a", "--quiet")  # fmt: skip
+    one_line_error(code, err, "unknown planner 'annealing'", "rs, cem")
+    code, _, err = cli("compare", "--env", PENDULUM, "--algos", "sac", "--eval-planners", "cem",
+                       "--out", tmp_path / "b", "--quiet")  # fmt: skip
+    one_line_error(code, err, "--eval-planners", "model-free")
+    code, _, err = cli("compare", "--env", PENDULUM, "--algos", "mb", "--eval-planners", "cem,CEM",
+                       "--out", tmp_path / "c", "--quiet")  # fmt: skip
+    one_line_error(code, err, "twice")
+    assert not any((tmp_path / d).exists() for d in "abc")

@@ -115,6 +115,57 @@ def test_resume_extends_a_finished_run(cli, run: Path) -> None:
     assert st.iteration == st.cfg.iterations == 2 and (run / "DONE").exists()
 
 
+@pytest.mark.parametrize("algo", ["grbal", "mb"])
+def test_a_run_extended_by_resume_is_the_run_trained_to_that_length(cli, tmp_path: Path, algo: str) -> None:
+    # What the equal-samples study rests on: a run taken to N iterations by `--resume --set
+    # iterations=N` is the run trained to N in one go (model, data and training log).
+    from learn2adapt.training.loop import load_run
+
+    args = ("--env", PENDULUM, "--algo", algo, "--quiet", *as_sets(TINY))
+    whole, extended = tmp_path / "whole", tmp_path / "extended"
+    assert cli("train", "--run-dir", whole, *args, "--set", "iterations=2")[0] == 0
+    assert cli("train", "--run-dir", extended, *args, "--set", "iterations=1")[0] == 0
+    code, _, err = cli("train", "--resume", extended, "--quiet", "--set", "iterations=2")
+    assert code == 0, err
+    a, b = load_run(whole), load_run(extended)
+    assert a.iteration == b.iteration == 2
+    weights_a, weights_b = _tensors(a.rule.state_dict()), _tensors(b.rule.state_dict())
+    assert weights_a.keys() == weights_b.keys() and weights_a
+    for name, x in weights_a.items():
+        assert torch.equal(x, weights_b[name]), name
+    assert len(a.buffer) == len(b.buffer) > 0
+    assert _plain(a.buffer.state_dict()) == _plain(b.buffer.state_dict())
+    read = [json.loads(json.dumps(_rows(r / "metrics.csv"))) for r in (whole, extended)]
+    assert read[0] == read[1]
+
+
+def _tensors(state: object, prefix: str = "") -> dict[str, torch.Tensor]:
+    """The tensors of a nested state dict, by dotted path."""
+    if isinstance(state, torch.Tensor):
+        return {prefix: state}
+    if isinstance(state, dict):
+        return {k: v for key, sub in state.items() for k, v in _tensors(sub, f"{prefix}{key}.").items()}
+    return {}
+
+
+def _plain(state: object) -> object:
+    """A nested state with its arrays as lists, to compare with ``==``."""
+    if isinstance(state, (np.ndarray, torch.Tensor)):
+        return state.tolist()
+    if isinstance(state, dict):
+        return {k: _plain(v) for k, v in state.items()}
+    if isinstance(state, (list, tuple)):
+        return [_plain(v) for v in state]
+    return state
+
+
+def _rows(path: Path) -> list[dict[str, object]]:
+    """``metrics.csv`` without its wall-clock columns."""
+    from learn2adapt.training.metrics_log import MetricsLog
+
+    return [{k: v for k, v in row.items() if "seconds" not in k} for row in MetricsLog.read(path)]
+
+
 def _as_if_it_ran_on(run: Path, device: str, legacy_digest: bool = False) -> None:
     """Make ``run`` what a machine with ``device`` writes; ``legacy_digest``: and its checkpoint what
     learn2adapt 0.1 wrote there (a configuration digest that counts the device), resuming a run

@@ -9,6 +9,7 @@ resumed, so a killed comparison is continued by running the same command again.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import io
 import json
@@ -25,7 +26,8 @@ from typing import TYPE_CHECKING, Any
 from learn2adapt.adaptation import MODEL_FREE, PAPER_ALGORITHMS
 from learn2adapt.errors import UnknownName
 from learn2adapt.experiments.runner import Runner, make_runner
-from learn2adapt.experiments.variants import Entry, label, parse_entries, parse_variants, variant_specs
+from learn2adapt.experiments.variants import Entry, label, parse_entries, parse_variants, planner_entry, variant_specs
+from learn2adapt.planning import canonical_name
 from learn2adapt.training.config import (
     ConfigError,
     RunConfig,
@@ -39,6 +41,7 @@ from learn2adapt.training.run_dir import atomic_write_text
 
 if TYPE_CHECKING:
     from learn2adapt.experiments.evaluation import EvalResult
+    from learn2adapt.experiments.report import RunRecord as RecordT
 
 #: Default algorithms of ``learn2adapt compare``: the paper's four.
 DEFAULT_ALGOS = PAPER_ALGORITHMS
@@ -62,6 +65,9 @@ class Job:
     #: Keep an evaluation written by other code (default: evaluate the run again; the old file
     #: is kept as ``eval-<code>.json``).
     reuse_stale: bool = False
+    #: Planners every model-based run is also evaluated with (``--eval-planners``), without retraining;
+    #: each into ``eval-planner-<name>.json`` (the run's own planner's evaluation is ``eval.json``).
+    eval_planners: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -89,11 +95,22 @@ def _differences(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list
     return out
 
 
-def _evaluated(run_dir: Path, schedules: Sequence[str], reuse_stale: bool = False) -> bool:
-    """``eval.json`` covers every schedule, evaluated by this code (by any, with ``reuse_stale``)."""
-    from learn2adapt.experiments.evaluation import load_current
+def _evaluated(run_dir: Path, schedules: Sequence[str], reuse_stale: bool = False, planner: str | None = None) -> bool:
+    """``eval.json`` (or, with ``planner``, the run's evaluation with that planner) covers every
+    schedule, evaluated by this code (by any, with ``reuse_stale``)."""
+    from learn2adapt.experiments.evaluation import load_current, planner_change, planner_eval_path
 
-    return set(schedules) <= set(load_current(run_dir / "eval.json", reuse_stale))
+    if planner is None:
+        return set(schedules) <= set(load_current(run_dir / "eval.json", reuse_stale))
+    saved = load_current(planner_eval_path(run_dir, planner), reuse_stale, planner_change(planner))
+    return set(schedules) <= set(saved)
+
+
+def other_planners(config: dict[str, Any], planners: Sequence[str]) -> list[str]:
+    """The planners of ``planners`` a run is evaluated with besides its own: none for a model-free run."""
+    if config["algo"] in MODEL_FREE:
+        return []
+    return [p for p in planners if p != canonical_name(config["planner"]["name"])]
 
 
 def check_run_dir(job: Job) -> None:
@@ -116,8 +133,17 @@ def check_run_dir(job: Job) -> None:
 
 
 def is_complete(job: Job) -> bool:
-    """The job's run finished (``DONE``) and was evaluated under every requested schedule."""
-    return (Path(job.run_dir) / "DONE").exists() and _evaluated(Path(job.run_dir), job.schedules, job.reuse_stale)
+    """The job's run finished (``DONE``) and was evaluated under every requested schedule, with
+    every requested planner."""
+    run_dir = Path(job.run_dir)
+    return (
+        (run_dir / "DONE").exists()
+        and _evaluated(run_dir, job.schedules, job.reuse_stale)
+        and all(
+            _evaluated(run_dir, job.schedules, job.reuse_stale, p)
+            for p in other_planners(job.config, job.eval_planners)
+        )
+    )
 
 
 def run_job(job: Job) -> JobResult:
@@ -141,7 +167,11 @@ def run_job(job: Job) -> JobResult:
     if not (run_dir / "DONE").exists():
         resume = (run_dir / CHECKPOINT_NAME).exists()
         print(f"{tag} {'resuming' if resume else 'training'} in {run_dir}", flush=True)
-        probe = heldout_probe(seed=cfg.seed) if job.sample_efficiency else None
+        probe = (
+            heldout_probe(seed=cfg.seed, planners=other_planners(job.config, job.eval_planners))
+            if job.sample_efficiency
+            else None
+        )
         moved = {"device": cfg.device} if resume else None  # resumed where the comparison runs now
         train(cfg, run_dir, resume=resume, progress=job.progress, changes=moved, probe=probe)
         trained = True
@@ -163,8 +193,64 @@ def run_job(job: Job) -> JobResult:
             print(f"{tag} its earlier evaluation (other code or settings) is kept as {kept.name}", flush=True)
         save_protocol(results, run_dir / "eval.json")
         evaluated = True
+    for planner in other_planners(job.config, job.eval_planners):
+        if not _evaluated(run_dir, job.schedules, job.reuse_stale, planner):
+            evaluate_with_planner(run_dir, planner, job, tag)
+            evaluated = True
     print(f"{tag} done ({time.time() - t0:.0f}s)", flush=True)
     return JobResult(job.name, cfg.seed, str(run_dir), trained, evaluated, time.time() - t0)
+
+
+def planner_records(run_dir: Path, name: str, job: Job) -> list[RecordT]:
+    """The report records of one run: one per evaluation planner of ``job`` (``ENTRY@PLANNER``), or
+    the run as it is without ``--eval-planners`` (and for a model-free run)."""
+    from learn2adapt.experiments.evaluation import planner_eval_path
+    from learn2adapt.experiments.report import RunRecord
+    from learn2adapt.experiments.runs import probe_key
+
+    if not job.eval_planners or job.config["algo"] in MODEL_FREE:
+        return [RunRecord.load(run_dir, name=name)]
+    others = other_planners(job.config, job.eval_planners)
+    return [
+        RunRecord.load(
+            run_dir,
+            name=planner_entry(name, p),
+            eval_file=planner_eval_path(run_dir, p).name if p in others else "eval.json",
+            curve_key=probe_key(p) if p in others else "heldout_return",
+        )
+        for p in job.eval_planners
+    ]
+
+
+def evaluate_with_planner(run_dir: Path, planner: str, job: Job, tag: str) -> None:
+    """Evaluate a trained run planned with ``planner`` under every schedule of ``job`` (the same
+    evaluation seed, hence the same initial states, as its own planner's) into
+    ``eval-planner-<planner>.json``; schedules this code already evaluated there are kept."""
+    from learn2adapt.experiments.evaluation import (
+        evaluate,
+        load_current,
+        planner_change,
+        planner_eval_path,
+        save_protocol,
+        set_aside_stale,
+    )
+    from learn2adapt.training.loop import load_run, with_online_rule
+
+    change = planner_change(planner)
+    path = planner_eval_path(run_dir, planner)
+    saved = load_current(path, job.reuse_stale, change)
+    st = load_run(run_dir)
+    planned = with_online_rule(st, st.cfg.algo, change)
+    for spec in job.schedules:
+        if spec in saved:
+            continue
+        print(f"{tag} evaluating with planner {planner} on held-out tasks, schedule {spec}", flush=True)
+        result = evaluate(planned, job.eval_episodes, seed=st.cfg.seed, progress=job.progress, schedule=spec)
+        result.test_time = change
+        saved[spec] = result
+        print(f"{tag} planner {planner}, schedule {spec}: held-out return {result.mean:.1f}", flush=True)
+    set_aside_stale(path, change)
+    save_protocol({spec: saved[spec] for spec in job.schedules}, path)
 
 
 class _IterationPrinter(threading.Thread):
@@ -231,14 +317,22 @@ def evaluate_oracle(
     out: Path,
     progress: bool,
     reuse_stale: bool = False,
+    planner: str | None = None,
 ) -> dict[str, list[EvalResult]]:
     """The oracle under every schedule, once per seed (its evaluation seed: as the runs'); files
-    reused if this code wrote them (or any code, with ``reuse_stale``)."""
+    reused if this code wrote them (or any code, with ``reuse_stale``).
+
+    ``planner``: plan with it instead of the first model-based algorithm's planner; its files go to
+    ``out/planner-<planner>/`` unless it is that algorithm's own planner (``out/``, as without).
+    """
     from learn2adapt.experiments.evaluation import evaluate, load_current, save_protocol, set_aside_stale
     from learn2adapt.experiments.oracle import OracleRun
 
     planned = next((c for c in configs if c.algo not in MODEL_FREE), None)
     assert planned is not None  # checked by compare() before any training
+    if planner is not None and planner != canonical_name(planned.planner.name):
+        planned = apply_overrides(copy.deepcopy(planned), [f"planner.name={planner}"]).validate()
+        out = out / f"planner-{planner}"
     found: dict[str, list[EvalResult]] = {s: [] for s in schedules}
     for seed in seeds:
         path = out / f"s{seed}.json"
@@ -350,6 +444,7 @@ def compare(
     oracle: bool = False,
     variants: Sequence[str] = (),
     reuse_stale: bool = False,
+    eval_planners: Sequence[str] = (),
 ) -> Path:
     """Train and evaluate every (algorithm, seed), then write the report.
 
@@ -377,6 +472,10 @@ def compare(
         reuse_stale: reuse evaluations written by other code too (default: evaluate those runs
             and oracle seeds again, keeping the old files as ``*-<code>.json``; the report names
             the code of every evaluation it shows).
+        eval_planners: also evaluate every model-based run (and the oracle) planned with each of
+            these planners, without retraining: the report tables them side by side, as entries
+            ``ENTRY@PLANNER``; training, and the sample-efficiency probe of each run's own
+            planner, keep the preset's planner (the probe also measures these).
 
     Returns:
         The path of ``report.md``.
@@ -391,9 +490,10 @@ def compare(
     configs = resolve_configs(env, preset, entries, seeds, overrides)
     names = [e.name for e in entries for _ in seeds]  # the order of ``configs``
     out = Path(out) if out is not None else Path("runs") / f"compare-{short_name(env)}-{preset}"
+    planners = check_eval_planners(eval_planners, configs)
     command = compare_command(
         env, preset, algos, seeds, out, overrides, schedules, eval_episodes, sample_efficiency, oracle,
-        variant_specs(entries),
+        variant_specs(entries), planners,
     )  # fmt: skip
     schedules = list(schedules) if schedules else default_schedules(configs[0])
     for spec in schedules:  # before hours of training, not after them
@@ -427,7 +527,24 @@ def compare(
             oracle,
             command,
             reuse_stale,
+            planners,
         )
+
+
+def check_eval_planners(names: Sequence[str], configs: Sequence[RunConfig]) -> list[str]:
+    """The registered names of ``--eval-planners``, checked before anything runs.
+
+    Raises:
+        UnknownName: an unknown planner.
+        ConfigError: a planner named twice, or no model-based run to plan with (the option would
+            have no effect).
+    """
+    planners = [canonical_name(n) for n in names]
+    if len(set(planners)) < len(planners):
+        raise ConfigError(f"--eval-planners names a planner twice: {','.join(names)}")
+    if planners and all(c.algo in MODEL_FREE for c in configs):
+        raise ConfigError("--eval-planners plans the model-based runs; every compared algorithm is model-free")
+    return planners
 
 
 def compare_command(
@@ -442,6 +559,7 @@ def compare_command(
     sample_efficiency: bool,
     oracle: bool,
     variants: Sequence[str] = (),
+    eval_planners: Sequence[str] = (),
 ) -> str:
     """The ``learn2adapt compare`` command line that regenerates a comparison (without runner options)."""
     seed_arg = str(len(seeds)) if list(seeds) == list(range(len(seeds))) else ",".join(map(str, seeds))
@@ -456,6 +574,7 @@ def compare_command(
     parts += [f"--set {shlex.quote(o)}" for o in overrides] + [f"--schedule {shlex.quote(s)}" for s in schedules or ()]
     parts += [f"--episodes {eval_episodes}"] if eval_episodes else []
     parts += (["--sample-efficiency"] if sample_efficiency else []) + (["--oracle"] if oracle else [])
+    parts += [f"--eval-planners {','.join(eval_planners)}"] if eval_planners else []
     return " ".join([*parts, f"--out {shlex.quote(str(out))}"])
 
 
@@ -480,9 +599,10 @@ def _compare_locked(
     oracle: bool = False,
     command: str = "",
     reuse_stale: bool = False,
+    planners: Sequence[str] = (),
 ) -> Path:
     """:func:`compare` once its output directory is locked."""
-    from learn2adapt.experiments.report import RunRecord, write_report
+    from learn2adapt.experiments.report import write_report
 
     jobs = [
         Job(
@@ -495,6 +615,7 @@ def _compare_locked(
             sample_efficiency,
             name,
             reuse_stale,
+            list(planners),
         )
         for name, cfg in zip(names, configs)
     ]
@@ -506,12 +627,18 @@ def _compare_locked(
             flush=True,
         )
     results = run_jobs(jobs, runner, progress, storage)
-    records = [RunRecord.load(Path(r.run_dir), name=r.algo) for r in results]
-    oracle_results = (
-        evaluate_oracle(configs, seeds, schedules, eval_episodes, out / "oracle", progress, reuse_stale)
-        if oracle
-        else {}
-    )
+    records = [rec for r, job in zip(results, jobs) for rec in planner_records(Path(r.run_dir), r.algo, job)]
+    reported = list(dict.fromkeys(rec.algo for rec in records))
+    oracle_results, planner_oracles = {}, {}
+    if oracle and planners:
+        planner_oracles = {
+            p: evaluate_oracle(configs, seeds, schedules, eval_episodes, out / "oracle", progress, reuse_stale, p)
+            for p in planners
+        }
+    elif oracle:
+        oracle_results = evaluate_oracle(
+            configs, seeds, schedules, eval_episodes, out / "oracle", progress, reuse_stale
+        )
     cfg0 = configs[0]
     notes = [
         f"Command: `{command}` (runs already complete in `--out` are reused; `--workers N` runs them in parallel).",
@@ -528,10 +655,12 @@ def _compare_locked(
         records,
         out / "report",
         title or f"{', '.join(map(label, algos))} on {env} ({preset})",
-        algos,
+        reported,
         schedules,
         notes,
         oracle_results,
+        planners,
+        planner_oracles,
     )
     atomic_write_text(
         out / "compare.json",
@@ -543,6 +672,7 @@ def _compare_locked(
                 "seeds": list(seeds),
                 "overrides": list(overrides),
                 "schedules": schedules,
+                "eval_planners": list(planners),
                 "runs": [r.__dict__ for r in results],
             },
             indent=2,

@@ -432,16 +432,29 @@ def _read_protocol(path: Path) -> dict[str, EvalResult] | None:
         return None
 
 
-def _reusable(result: EvalResult, reuse_stale: bool = False) -> bool:
-    """Written by this code (by any, with ``reuse_stale``) with the run's own settings."""
-    return (reuse_stale or result.code == code_version()) and not result.test_time
+def _reusable(result: EvalResult, reuse_stale: bool = False, test_time: Sequence[str] = ()) -> bool:
+    """Written by this code (by any, with ``reuse_stale``) with exactly the test-time changes
+    ``test_time`` (none: the run's own settings)."""
+    return (reuse_stale or result.code == code_version()) and list(result.test_time) == list(test_time)
 
 
-def load_current(path: Path, reuse_stale: bool = False) -> dict[str, EvalResult]:
-    """The results of a protocol file that this code may reuse as the run's evaluation
-    (:func:`_reusable`); none if the file is missing or unreadable."""
+def load_current(path: Path, reuse_stale: bool = False, test_time: Sequence[str] = ()) -> dict[str, EvalResult]:
+    """The results of a protocol file that this code may reuse as the run's evaluation (with the
+    test-time changes ``test_time``; :func:`_reusable`); none if the file is missing or unreadable."""
     saved = _read_protocol(path) or {}
-    return {spec: r for spec, r in saved.items() if _reusable(r, reuse_stale)}
+    return {spec: r for spec, r in saved.items() if _reusable(r, reuse_stale, test_time)}
+
+
+# --- the planner as an evaluation axis (``compare --eval-planners``) ---------------------
+def planner_change(planner: str) -> list[str]:
+    """The test-time change that plans a trained run with ``planner`` (``eval --set planner.name=...``)."""
+    return [f"planner.name={planner}"]
+
+
+def planner_eval_path(run_dir: Path, planner: str) -> Path:
+    """Where ``compare --eval-planners`` keeps a run's evaluation with a planner other than its own
+    (the run's own planner's is ``eval.json``)."""
+    return Path(run_dir) / f"eval-planner-{planner}.json"
 
 
 def add_to_protocol(result: EvalResult, path: Path) -> None:
@@ -454,17 +467,17 @@ def add_to_protocol(result: EvalResult, path: Path) -> None:
     save_protocol(kept, path)
 
 
-def set_aside_stale(path: Path) -> Path | None:
+def set_aside_stale(path: Path, test_time: Sequence[str] = ()) -> Path | None:
     """Before ``path`` is replaced: rename it to ``<stem>-<code>.json`` if it holds a result that
     :func:`load_current` would not reuse (of other code, ``unversioned`` when not recorded, or
-    with test-time changes), so no earlier evaluation is lost.
+    with other test-time changes than ``test_time``), so no earlier evaluation is lost.
 
     Returns:
         The new path, or None when nothing was moved.
     """
     path = Path(path)
     saved = _read_protocol(path)
-    if not saved or all(_reusable(r) for r in saved.values()):
+    if not saved or all(_reusable(r, test_time=test_time) for r in saved.values()):
         return None  # missing, unreadable, or all reusable: nothing to keep apart
     codes = {r.code for r in saved.values()}
     tag = "+".join(sorted(c or "unversioned" for c in codes))

@@ -35,7 +35,7 @@ from learn2adapt.errors import UserError
 from learn2adapt.experiments.evaluation import EvalResult, load_protocol
 from learn2adapt.experiments.plots import PLOTS, SAMPLE_EFFICIENCY_PLOT, plot_sample_efficiency, write_plots
 from learn2adapt.experiments.statistics import Stat, diff_ci95, mean_ci95, paired_diff_ci95, relative_change
-from learn2adapt.experiments.variants import base_algo, one_factor_pairs
+from learn2adapt.experiments.variants import PLANNER_LABELS, base_algo, one_factor_pairs, planner_entry, split_planner
 from learn2adapt.experiments.variants import label as display
 from learn2adapt.training.metrics_log import MetricsLog
 
@@ -66,10 +66,16 @@ class RunRecord:
     evals: dict[str, EvalResult]
     train_wall_seconds: float
     env_steps: int
+    #: The ``metrics.csv`` column of its held-out return during training (the sample-efficiency curve).
+    curve_key: str = "heldout_return"
 
     @classmethod
-    def load(cls, run_dir: Path, name: str | None = None) -> RunRecord:
-        """The run in ``run_dir``, named ``name`` in reports (default: its algorithm)."""
+    def load(
+        cls, run_dir: Path, name: str | None = None, eval_file: str = "eval.json", curve_key: str = "heldout_return"
+    ) -> RunRecord:
+        """The run in ``run_dir``, named ``name`` in reports (default: its algorithm), with the
+        evaluation of ``eval_file`` (another planner's: ``compare --eval-planners``) and the
+        training-time held-out returns of the ``metrics.csv`` column ``curve_key``."""
         run_dir = Path(run_dir)
         cfg = json.loads((run_dir / "config.json").read_text())
         metrics = MetricsLog.read(run_dir / "metrics.csv") if (run_dir / "metrics.csv").exists() else []
@@ -79,9 +85,10 @@ class RunRecord:
             int(cfg["seed"]),
             run_dir,
             metrics,
-            load_protocol(run_dir / "eval.json"),
+            load_protocol(run_dir / eval_file),
             float(last.get("wall_seconds", float("nan"))),
             int(last.get("env_steps", 0)),
+            curve_key,
         )
 
 
@@ -136,15 +143,16 @@ def heldout_curves(records: Sequence[RunRecord], algos: Sequence[str]) -> dict[s
     ``heldout_return`` of ``metrics.csv`` (``compare --sample-efficiency``); steps every seed reached."""
     out = {}
     for algo in algos:
-        runs = [[r for r in rec.metrics if isinstance(r.get("heldout_return"), (int, float))]
+        runs = [[r for r in rec.metrics if isinstance(r.get(rec.curve_key), (int, float))]
                 for rec in records if rec.algo == algo]  # fmt: skip
         runs = [r for r in runs if r]
         if not runs:
             continue
         by_step: dict[float, list[float]] = {}
+        key = next(rec.curve_key for rec in records if rec.algo == algo)
         for rows in runs:
             for row in rows:
-                by_step.setdefault(float(row["env_steps"]), []).append(float(row["heldout_return"]))
+                by_step.setdefault(float(row["env_steps"]), []).append(float(row[key]))
         steps = sorted(s for s, v in by_step.items() if len(v) == len(runs))
         out[algo] = (np.asarray(steps), np.asarray([np.mean(by_step[s]) for s in steps]))
     return out
@@ -260,7 +268,7 @@ def dynamic_eval_lines(records: Sequence[RunRecord]) -> list[str]:
 
 # --- reading a written summary ---------------------------------------------------------------
 #: Keys of ``summary.json`` that are not evaluation schedules.
-NOT_SCHEDULES = ("verdict", "oracle", "meta")
+NOT_SCHEDULES = ("verdict", "oracle", "oracle_planners", "meta")
 
 
 def load_summary(path: Path) -> tuple[str, dict[str, Any]]:
@@ -287,14 +295,17 @@ def schedules_of(summary: dict[str, Any]) -> list[str]:
 
 
 # --- computed verdicts --------------------------------------------------------------------
+def _episodes_of(results: Sequence[EvalResult]) -> dict[tuple[int, int, int], float]:
+    """Returns by (seed, task, episode) of per-seed evaluations (the keys :class:`AlgoSummary` pairs by)."""
+    return {(r.seed, i, j): float(v) for r in results for i, t in enumerate(r.tasks) for j, v in enumerate(t.returns)}
+
+
 def oracle_bound(results: Sequence[EvalResult], sums: Sequence[AlgoSummary]) -> dict[str, Any]:
     """The oracle's return (mean ± 95% CI over its episodes) and the best learned model's gap to it.
 
     Episodes are paired with the runs' by (seed, task, episode): the same initial states and schedules.
     """
-    episodes = {
-        (r.seed, i, j): float(v) for r in results for i, t in enumerate(r.tasks) for j, v in enumerate(t.returns)
-    }
+    episodes = _episodes_of(results)
     mean, ci = mean_ci95(list(episodes.values()))
     out: dict[str, Any] = {
         "return": {"mean": mean, "ci95": ci, "n": len(episodes)},
@@ -308,10 +319,12 @@ def oracle_bound(results: Sequence[EvalResult], sums: Sequence[AlgoSummary]) -> 
     return out
 
 
-def oracle_lines(bound: dict[str, Any]) -> list[str]:
+def oracle_lines(bound: dict[str, Any], planner: str | None = None) -> list[str]:
+    """The oracle's sentences; ``planner``: the planner it (and the runs it is set against) planned with."""
     r = bound["return"]
+    named = f"Oracle with {PLANNER_LABELS.get(planner, planner)}" if planner else "Oracle"
     lines = [
-        f"Oracle (MPC with the simulator as its model and the same planner, `learn2adapt oracle`): "
+        f"{named} (MPC with the simulator as its model and the same planner, `learn2adapt oracle`): "
         f"**{r['mean']:.1f} ± {_fmt_g(r['ci95'])}** over {r['n']} episodes (per-seed means "
         + ", ".join(f"{m:.1f}" for m in bound["seed_means"])
         + "): the return a perfect model would reach."
@@ -323,6 +336,50 @@ def oracle_lines(bound: dict[str, Any]) -> list[str]:
             f"(95% CI ±{_fmt_g(gap['ci95'])}, paired over {gap['pairs']} episodes)."
         )
     return lines
+
+
+def with_planner(sums: Sequence[AlgoSummary], planner: str) -> list[AlgoSummary]:
+    """The summaries of entries evaluated with ``planner``, and of model-free ones (which have no planner)."""
+    return [s for s in sums if split_planner(s.algo)[1] in (planner, None)]
+
+
+def planner_lines(
+    sums: Sequence[AlgoSummary], planners: Sequence[str], oracles: dict[str, list[EvalResult]]
+) -> list[str]:
+    """Held-out return by entry (rows) and evaluation planner (columns), the oracle's ceiling with
+    each planner as the last row, and each later planner's paired difference from the first."""
+    by_name = {s.algo: s for s in sums}
+    entries = list(dict.fromkeys(split_planner(s.algo)[0] for s in sums if split_planner(s.algo)[1]))
+    names = [PLANNER_LABELS.get(p, p) for p in planners]
+    header = ["entry", *names, *[f"{n} - {names[0]} (paired)" for n in names[1:]]]
+
+    def diff(a: dict[tuple[int, int, int], float], b: dict[tuple[int, int, int], float]) -> str:
+        d, h, n = paired_diff_ci95(a, b)
+        return f"{d:+.1f} ± {_fmt_g(h)}" if n else "-"
+
+    rows = []
+    for entry in entries:
+        found = [by_name.get(planner_entry(entry, p)) for p in planners]
+        cells = [f.return_stat.fmt() if f else "-" for f in found]
+        cells += [diff(f.episodes, found[0].episodes) if f and found[0] else "-" for f in found[1:]]
+        rows.append([display(entry), *cells])
+    if any(oracles.get(p) for p in planners):
+        episodes = [_episodes_of(oracles.get(p, [])) for p in planners]
+        cells = []
+        for e in episodes:
+            mean, ci = mean_ci95(list(e.values())) if e else (math.nan, math.nan)
+            cells.append(f"{mean:.1f} ± {_fmt_g(ci)}" if e else "-")
+        cells += [diff(e, episodes[0]) if e and episodes[0] else "-" for e in episodes[1:]]
+        rows.append(["oracle (the simulator as the model)", *cells])
+    return [
+        "Held-out return by the planner each trained model was evaluated with (the same runs, seeds and "
+        "initial states; `compare --eval-planners`), mean ± 95% CI, and each planner's paired difference:",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+        *["| " + " | ".join(r) + " |" for r in rows],
+        "",
+    ]
 
 
 def compare_sentence(
@@ -371,7 +428,10 @@ def verdicts(summaries: list[AlgoSummary], schedule: str) -> list[str]:
     pairs = one_factor_pairs([s.algo for s in summaries])
     if pairs:
         by_name = {s.algo: s for s in summaries}
-        out.append("- One factor at a time (entries that differ only in the algorithm or only in the variant):")
+        out.append(
+            "- One factor at a time (entries that differ only in the algorithm, only in the variant or only in "
+            "the planner they were evaluated with):"
+        )
         out += ["  - " + compare_sentence(by_name[a], by_name[b], "held-out return") for a, b in pairs]
     adaptive = [s for s in summaries if math.isfinite(s.pred_after.mean) and math.isfinite(s.pred_before.mean)]
     if adaptive:
@@ -442,12 +502,18 @@ def write_report(
     schedules: Sequence[str],
     notes: Sequence[str] = (),
     oracle: dict[str, list[EvalResult]] | None = None,
+    planners: Sequence[str] = (),
+    planner_oracles: dict[str, dict[str, list[EvalResult]]] | None = None,
 ) -> Path:
     """Write ``report.md``, the plots and ``summary.json`` to ``out_dir``; returns report.md's path.
 
     ``oracle``: per schedule, the oracle's evaluations (one per seed), reported beside the runs.
+    ``planners``: the evaluation planners of ``compare --eval-planners`` (entries named
+    ``ENTRY@PLANNER``), tabled side by side; ``planner_oracles``: per planner, the oracle planned
+    with it (per schedule, one evaluation per seed), each set against the runs of its planner.
     """
     oracle = oracle or {}
+    planner_oracles = planner_oracles or {}
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     by_schedule: dict[str, list[AlgoSummary]] = {}
@@ -459,7 +525,7 @@ def write_report(
     lines = [
         f"# {title}",
         "",
-        f"Generated {time.strftime('%Y-%m-%d %H:%M:%S')} from {len(records)} run directories. "
+        f"Generated {time.strftime('%Y-%m-%d %H:%M:%S')} from {len({r.run_dir for r in records})} run directories. "
         "Every number and sentence below is computed from them.",
         "",
     ]
@@ -489,6 +555,13 @@ def write_report(
         ]
         if oracle.get(schedule):
             lines += oracle_lines(oracle_bound(oracle[schedule], sums)) + [""]
+        for planner, by_schedule_p in planner_oracles.items():
+            if by_schedule_p.get(schedule):
+                bound = oracle_bound(by_schedule_p[schedule], with_planner(sums, planner))
+                lines += oracle_lines(bound, planner) + [""]
+        if planners:
+            oracles = {p: planner_oracles.get(p, {}).get(schedule, []) for p in planners}
+            lines += planner_lines(sums, planners, oracles)
         lines += [
             "| algorithm | pred. error before adaptation | after | early post-switch reward/step | "
             "pre-switch reward/step | env steps (training) | training wall-clock (s) | eval wall-clock (s) |",
@@ -569,7 +642,7 @@ def write_report(
         + [
             f"- {code_note(records, schedules, oracle)}",
             f"- Schedules evaluated: {', '.join(f'`{s}`' for s in schedules)}; held-out (test-split) tasks only.",
-            "- Runs: " + ", ".join(f"`{r.run_dir.name}`" for r in records) + ".",
+            "- Runs: " + ", ".join(dict.fromkeys(f"`{r.run_dir.name}`" for r in records)) + ".",
             "",
         ]
     )
@@ -607,5 +680,10 @@ def write_report(
     summary["meta"] = {"env": next((e.env for r in records for e in r.evals.values()), "")}
     if oracle:
         summary["oracle"] = {s: oracle_bound(oracle[s], by_schedule[s]) for s in oracle if oracle[s]}
+    if planner_oracles:
+        summary["oracle_planners"] = {
+            p: {s: oracle_bound(r[s], with_planner(by_schedule[s], p)) for s in r if r[s]}
+            for p, r in planner_oracles.items()
+        }
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return report

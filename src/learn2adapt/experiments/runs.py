@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +10,7 @@ from learn2adapt.adaptation import REGISTRY
 from learn2adapt.baselines import BaselineState, load_baseline, train_baseline
 from learn2adapt.errors import UserError
 from learn2adapt.training.config import RunConfig, load_config
-from learn2adapt.training.loop import RunState, load_run, train
+from learn2adapt.training.loop import RunState, load_run, train, with_online_rule
 
 #: What :func:`load_any` returns: both have ``cfg``, ``iteration``, ``train_env_steps`` and ``controller()``.
 AnyRun = RunState | BaselineState
@@ -39,14 +39,30 @@ def train_any(
     return train(cfg, run_dir, resume, progress, changes, probe)
 
 
-def heldout_probe(episodes: int = 1, schedule: str = "fixed", seed: int = 0) -> Callable[[Any], dict[str, float]]:
-    """A probe measuring the held-out return during training (the sample-efficiency curve)."""
+def probe_key(planner: str | None = None) -> str:
+    """The ``metrics.csv`` column of :func:`heldout_probe`'s held-out return (with ``planner``: planned with it)."""
+    return "heldout_return" if planner is None else f"heldout_return@{planner}"
+
+
+def heldout_probe(
+    episodes: int = 1, schedule: str = "fixed", seed: int = 0, planners: Sequence[str] = ()
+) -> Callable[[Any], dict[str, float]]:
+    """A probe measuring the held-out return during training (the sample-efficiency curve), with the
+    run's own planner and, for a model-based run, with each of ``planners`` (:func:`probe_key`)."""
 
     def probe(run: Any) -> dict[str, float]:
-        from learn2adapt.experiments.evaluation import evaluate
+        from learn2adapt.experiments.evaluation import evaluate, planner_change, torch_rng_preserved
 
-        result = evaluate(run, episodes, seed=seed, progress=False, schedule=schedule, measure_model=False)
-        return {"heldout_return": round(result.mean, 4)}
+        def heldout(r: Any) -> float:
+            result = evaluate(r, episodes, seed=seed, progress=False, schedule=schedule, measure_model=False)
+            return round(result.mean, 4)
+
+        figures = {probe_key(): heldout(run)}
+        for planner in planners if isinstance(run, RunState) else ():
+            with torch_rng_preserved():  # building the rule draws weights: the run's own stream must not move
+                planned = with_online_rule(run, run.cfg.algo, planner_change(planner))
+            figures[probe_key(planner)] = heldout(planned)
+        return figures
 
     return probe
 

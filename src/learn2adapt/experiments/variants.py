@@ -25,6 +25,10 @@ from learn2adapt.errors import ConfigError
 
 #: Joins an algorithm and a variant in an entry name.
 SEPARATOR = "+"
+#: Joins an entry and the planner it was evaluated with (``compare --eval-planners``): ``grbal@cem``.
+PLANNER_SEPARATOR = "@"
+#: How reports name the planners.
+PLANNER_LABELS = {"rs": "RS", "cem": "CEM", "mppi": "MPPI", "icem": "iCEM"}
 
 #: Variants every comparison knows: ``pe`` is a probabilistic ensemble of 5 Gaussian members
 #: planned with 20 trajectory-sampling particles (PE-TS; docs/algorithms/pets.md).
@@ -42,9 +46,20 @@ class Entry:
 
 
 def split(name: str) -> tuple[str, str | None]:
-    """``"grbal+pe"`` -> ``("grbal", "pe")``; ``"grbal"`` -> ``("grbal", None)``."""
-    algo, sep, variant = name.partition(SEPARATOR)
+    """``"grbal+pe"`` -> ``("grbal", "pe")``; ``"grbal"`` -> ``("grbal", None)`` (a planner suffix dropped)."""
+    algo, sep, variant = split_planner(name)[0].partition(SEPARATOR)
     return algo, (variant if sep else None)
+
+
+def planner_entry(name: str, planner: str) -> str:
+    """The report name of entry ``name`` evaluated with ``planner``: ``grbal@cem``."""
+    return f"{name}{PLANNER_SEPARATOR}{planner}"
+
+
+def split_planner(name: str) -> tuple[str, str | None]:
+    """``"grbal+pe@cem"`` -> ``("grbal+pe", "cem")``; ``"grbal"`` -> ``("grbal", None)``."""
+    entry, sep, planner = name.partition(PLANNER_SEPARATOR)
+    return entry, (planner if sep else None)
 
 
 def base_algo(name: str) -> str:
@@ -53,8 +68,12 @@ def base_algo(name: str) -> str:
 
 
 def label(name: str) -> str:
-    """How reports name an entry: PE-TS for ``mb+pe``, PE-TS + GrBAL for ``grbal+pe``, GrBAL [v] otherwise."""
-    algo, variant = split(name)
+    """How reports name an entry: PE-TS for ``mb+pe``, PE-TS + GrBAL for ``grbal+pe``, GrBAL [v] otherwise;
+    with the planner it was evaluated with in parentheses, ``GrBAL (CEM)`` for ``grbal@cem``."""
+    entry, planner = split_planner(name)
+    if planner is not None:
+        return f"{label(entry)} ({PLANNER_LABELS.get(planner, planner)})"
+    algo, variant = split(entry)
     if variant is None:
         return algo_label(algo)
     if variant == "pe":  # as the peers name them: PE-TS is MB on the ensemble
@@ -63,23 +82,32 @@ def label(name: str) -> str:
 
 
 def one_factor_pairs(names: Sequence[str]) -> list[tuple[str, str]]:
-    """The pairs of entries that differ in one part only, at least one of them with a variant.
+    """The pairs of entries that differ in one part only, at least one of them with a variant or
+    evaluated with several planners.
 
     First ``(ALGO+V, ALGO)``: what the variant does to an algorithm (PE-TS + GrBAL against
     GrBAL); then ``(B+V, A+V)`` for ``B`` after ``A`` in ``names``: what the algorithm does on
-    the variant (PE-TS + GrBAL against PE-TS). Reports state each pair's paired difference, the question a
-    comparison of ensembles and adaptation asks.
+    the variant (PE-TS + GrBAL against PE-TS); both under one planner. Then ``(E@P2, E@P1)``:
+    what a later planner does to the same trained entry (GrBAL (CEM) against GrBAL (RS)).
+    Reports state each pair's paired difference, the question a comparison of ensembles,
+    adaptation and planners asks.
     """
-    same_algo, same_variant = [], []
+    same_algo, same_variant, same_entry = [], [], []
     for i, later in enumerate(names):
+        entry_b, planner_b = split_planner(later)
         algo_b, var_b = split(later)
         for earlier in names[:i]:
+            entry_a, planner_a = split_planner(earlier)
+            if planner_a != planner_b:
+                if entry_a == entry_b:
+                    same_entry.append((later, earlier))
+                continue
             algo_a, var_a = split(earlier)
             if algo_a == algo_b and (var_a is None) != (var_b is None):
                 same_algo.append((later, earlier) if var_b is not None else (earlier, later))
             elif var_a is not None and var_a == var_b and algo_a != algo_b:
                 same_variant.append((later, earlier))
-    return same_algo + same_variant
+    return same_algo + same_variant + same_entry
 
 
 #: How much of its algorithm's colour a variant keeps (the rest is black), chosen by the variant's
@@ -89,14 +117,17 @@ VARIANT_SHADES = (0.55, 0.75, 0.35)
 
 
 def color(name: str) -> str | None:
-    """The plot colour of an entry: its algorithm's for a plain one, a darker shade of it for a variant."""
-    algo, variant = split(name)
+    """The plot colour of an entry: its algorithm's for a plain one, a darker shade of it for a variant
+    or a planner other than random shooting (each its own shade)."""
+    entry, planner = split_planner(name)
+    algo, variant = split(entry)
     base = algo_color(algo)
-    if variant is None or base is None:
+    shaded_by = "+".join(x for x in (variant, planner if planner != "rs" else None) if x)
+    if not shaded_by or base is None:
         return base
     from matplotlib.colors import to_hex, to_rgb  # plotting only
 
-    shade = VARIANT_SHADES[zlib.crc32(variant.encode()) % len(VARIANT_SHADES)]
+    shade = VARIANT_SHADES[zlib.crc32(shaded_by.encode()) % len(VARIANT_SHADES)]
     r, g, b = to_rgb(base)
     return to_hex((shade * r, shade * g, shade * b))
 

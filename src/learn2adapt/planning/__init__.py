@@ -47,12 +47,18 @@ __all__ = [
     "PredictFn",
     "RewardFn",
     "TerminationFn",
+    "canonical_name",
     "make_planner",
     "planner_class",
 ]
 
 
-def _key(name: str) -> str:
+def canonical_name(name: str) -> str:
+    """The registered name of a planner given by any accepted spelling (``random`` -> ``rs``).
+
+    Raises:
+        UnknownName: listing the registered names.
+    """
     key = ALIASES.get(name.lower(), name.lower())
     if key not in PLANNERS:
         raise UnknownName(f"unknown planner {name!r}; available: {', '.join(PLANNERS)}")
@@ -61,7 +67,7 @@ def _key(name: str) -> str:
 
 def planner_class(name: str) -> type[Planner]:
     """The planner class registered under ``name`` (:class:`UnknownName` listing the names if unknown)."""
-    entry = PLANNERS[_key(name)]
+    entry = PLANNERS[canonical_name(name)]
     return getattr(importlib.import_module(entry.module), entry.cls)
 
 
@@ -94,7 +100,7 @@ def make_planner(
         ConfigError: an option the planner does not have, or a value it refuses.
     """
     cfg = name if isinstance(name, PlannerConfig) else PlannerConfig(name=name)
-    key = _key(cfg.name)
+    key = canonical_name(cfg.name)
     entry = PLANNERS[key]
     cls = planner_class(key)
     section = getattr(cfg, entry.section) if entry.section else None
