@@ -307,6 +307,15 @@ def _algos(text: str) -> list[str]:
     return algos
 
 
+def _step_counts(text: str | None) -> list[int]:
+    if not text:
+        return []
+    try:
+        return [int(x.replace("_", "")) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(f"--at-steps {text!r}: expected comma-separated step counts, e.g. 12000,24000") from None
+
+
 def _workers(n: int | None) -> int:
     from learn2adapt.errors import ConfigError
 
@@ -354,6 +363,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             variants=args.variant or [],
             reuse_stale=args.reuse_stale_evaluations,
             eval_planners=[n.strip() for n in args.eval_planners.split(",") if n.strip()] if args.eval_planners else [],
+            at_steps=_step_counts(args.at_steps),
         )
     _print_verdict(report)
     return 0
@@ -601,6 +611,15 @@ def _compare_args(p: argparse.ArgumentParser) -> None:
         help="also evaluate every trained model-based run (and the oracle) planned with each of these planners "
         "(rs, cem, mppi, icem), without retraining, e.g. rs,cem; the report tables them side by side. Training "
         "keeps the preset's planner",
+    )
+    p.add_argument(
+        "--at-steps",
+        default=None,
+        metavar="N1,N2",
+        help="also evaluate every run while it trains, at the first checkpoint at or past each of these "
+        "environment-step counts (every schedule and --eval-planners planner), e.g. 12000,24000,36000,48000; "
+        "the report tables held-out return by budget, with paired differences against the model-free and global "
+        "models, and draws it",
     )
     p.add_argument(
         "--reuse-stale-evaluations",

@@ -335,3 +335,29 @@ def test_eval_planners_without_effect_or_unknown_are_refused_before_anything_run
                        "--out", tmp_path / "c", "--quiet")  # fmt: skip
     one_line_error(code, err, "twice")
     assert not any((tmp_path / d).exists() for d in "abc")
+
+
+def test_compare_at_steps_evaluates_each_run_where_its_training_first_reaches_each_count(cli, tmp_path):
+    out = tmp_path / "budgets"
+    sets = [x for item in [*TINY, "iterations=3"] for x in ("--set", item)]  # 80, 120, 160, 200 steps
+    code, _, err = cli("compare", "--env", PENDULUM, "--algos", "grbal,mb", "--seeds", "1", "--schedule", "fixed",
+                       "--out", out, "--quiet", "--at-steps", "100,160", "--eval-planners", "rs,cem", *sets)  # fmt: skip
+    assert code == 0, err
+    for name in ("grbal", "mb"):
+        for count, reached in ((100, 120), (160, 160)):
+            stage = out / "runs" / f"{name}-s0" / "steps" / str(count)
+            saved = json.loads((stage / "eval.json").read_text())
+            assert saved["train_env_steps"] == reached
+            assert json.loads((stage / "eval-planner-cem.json").read_text())["test_time"] == ["planner.name=cem"]
+    # The final evaluation (200 steps) is not any budget's.
+    assert json.loads((out / "runs" / "mb-s0" / "eval.json").read_text())["train_env_steps"] == 200
+    budgets = json.loads((out / "report" / "budgets.json").read_text())
+    assert budgets["steps"] == [100, 160]
+    assert budgets["schedules"]["fixed"]["actual_steps"]["grbal@cem"] == [120, 160]
+    assert "grbal@rs - mb@rs" in budgets["schedules"]["fixed"]["differences"]
+    report = (out / "report" / "report.md").read_text()
+    assert "## Held-out return by training budget" in report and "| GrBAL (CEM) - MB (CEM) |" in report
+    assert (out / "report" / "returns_by_budget-fixed.png").exists()
+    code, _, err = cli("compare", "--env", PENDULUM, "--algos", "mb", "--at-steps", "100,100", "--out", tmp_path / "x",
+                       "--quiet")  # fmt: skip
+    assert code == 2 and "--at-steps" in err and not (tmp_path / "x").exists()

@@ -18,7 +18,7 @@ import tarfile
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,6 +42,7 @@ from learn2adapt.training.run_dir import atomic_write_text
 if TYPE_CHECKING:
     from learn2adapt.experiments.evaluation import EvalResult
     from learn2adapt.experiments.report import RunRecord as RecordT
+    from learn2adapt.experiments.runs import AnyRun
 
 #: Default algorithms of ``learn2adapt compare``: the paper's four.
 DEFAULT_ALGOS = PAPER_ALGORITHMS
@@ -68,6 +69,9 @@ class Job:
     #: Planners every model-based run is also evaluated with (``--eval-planners``), without retraining;
     #: each into ``eval-planner-<name>.json`` (the run's own planner's evaluation is ``eval.json``).
     eval_planners: list[str] = dataclasses.field(default_factory=list)
+    #: Environment-step counts at which the run is evaluated while it trains (``--at-steps``), into
+    #: ``RUN/steps/<count>/`` (:mod:`~learn2adapt.experiments.budgets`).
+    at_steps: list[int] = dataclasses.field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -152,7 +156,6 @@ def run_job(job: Job) -> JobResult:
     Raises:
         ConfigError: the run directory holds a run with a different configuration.
     """
-    from learn2adapt.experiments.evaluation import evaluate, save_protocol, set_aside_stale
     from learn2adapt.experiments.runs import heldout_probe
     from learn2adapt.experiments.runs import load_any as load_run
     from learn2adapt.experiments.runs import train_any as train
@@ -167,65 +170,86 @@ def run_job(job: Job) -> JobResult:
     if not (run_dir / "DONE").exists():
         resume = (run_dir / CHECKPOINT_NAME).exists()
         print(f"{tag} {'resuming' if resume else 'training'} in {run_dir}", flush=True)
-        probe = (
-            heldout_probe(seed=cfg.seed, planners=other_planners(job.config, job.eval_planners))
-            if job.sample_efficiency
-            else None
-        )
+        probes = [heldout_probe(seed=cfg.seed, planners=other_planners(job.config, job.eval_planners))]
+        probes = (probes if job.sample_efficiency else []) + ([budget_probe(job, tag)] if job.at_steps else [])
+        probe = (lambda run: {k: v for p in probes for k, v in p(run).items()}) if probes else None
         moved = {"device": cfg.device} if resume else None  # resumed where the comparison runs now
         train(cfg, run_dir, resume=resume, progress=job.progress, changes=moved, probe=probe)
         trained = True
-    evaluated = False
-    if not _evaluated(run_dir, job.schedules, job.reuse_stale):
-        st = load_run(run_dir)
-        results = {}
-        for spec in job.schedules:
-            print(f"{tag} evaluating on held-out tasks, schedule {spec}", flush=True)
-            results[spec] = evaluate(st, job.eval_episodes, seed=cfg.seed, progress=job.progress, schedule=spec)
-            r = results[spec].to_json()
-            print(
-                f"{tag} schedule {spec}: held-out return {r['mean']:.1f} ± {r['ci95']:.1f}, prediction error "
-                f"{r['pred_error_before']:.3g} before / {r['pred_error_after']:.3g} after adaptation",
-                flush=True,
-            )
-        kept = set_aside_stale(run_dir / "eval.json")
-        if kept:
-            print(f"{tag} its earlier evaluation (other code or settings) is kept as {kept.name}", flush=True)
-        save_protocol(results, run_dir / "eval.json")
-        evaluated = True
-    for planner in other_planners(job.config, job.eval_planners):
-        if not _evaluated(run_dir, job.schedules, job.reuse_stale, planner):
-            evaluate_with_planner(run_dir, planner, job, tag)
-            evaluated = True
+    evaluated = evaluate_into(run_dir, lambda: load_run(run_dir), job, tag)
     print(f"{tag} done ({time.time() - t0:.0f}s)", flush=True)
     return JobResult(job.name, cfg.seed, str(run_dir), trained, evaluated, time.time() - t0)
 
 
-def planner_records(run_dir: Path, name: str, job: Job) -> list[RecordT]:
+def budget_probe(job: Job, tag: str) -> Callable[[AnyRun], dict[str, float]]:
+    """A training probe that evaluates the run (:func:`evaluate_into`) at the first iteration or
+    checkpoint whose environment steps reach each of ``job.at_steps``, into ``RUN/steps/<count>/``.
+
+    Only at that crossing: a count passed before (a run trained without ``--at-steps``) stays
+    unevaluated rather than be evaluated at another budget. A crossing redone after a kill
+    (the same model: resumes are exact) keeps what was already written for it.
+    """
+    from learn2adapt.experiments.budgets import steps_dir
+    from learn2adapt.training.metrics_log import MetricsLog
+
+    run_dir = Path(job.run_dir)
+    metrics = run_dir / "metrics.csv"
+    rows = MetricsLog.read(metrics) if metrics.exists() else []
+    before = {"steps": int(rows[-1]["env_steps"]) if rows else 0}  # the checkpoint's, read once at the start
+
+    def probe(run: AnyRun) -> dict[str, float]:
+        now = run.train_env_steps
+        for count in job.at_steps:
+            if before["steps"] < count <= now:
+                print(f"{tag} {now} environment steps: evaluating at the {count}-step budget", flush=True)
+                evaluate_into(steps_dir(run_dir, count), lambda: run, job, tag)
+        before["steps"] = now
+        return {}
+
+    return probe
+
+
+def planner_records(run_dir: Path, name: str, job: Job, steps: int | None = None) -> list[RecordT]:
     """The report records of one run: one per evaluation planner of ``job`` (``ENTRY@PLANNER``), or
-    the run as it is without ``--eval-planners`` (and for a model-free run)."""
+    the run as it is without ``--eval-planners`` (and for a model-free run); with ``steps``, of its
+    evaluation at that budget (none if it was not evaluated there)."""
+    from learn2adapt.experiments.budgets import steps_dir
     from learn2adapt.experiments.evaluation import planner_eval_path
     from learn2adapt.experiments.report import RunRecord
     from learn2adapt.experiments.runs import probe_key
 
+    at = "" if steps is None else str(steps_dir(Path("."), steps)) + "/"
+    if steps is not None and not (run_dir / at / "eval.json").exists():
+        return []
     if not job.eval_planners or job.config["algo"] in MODEL_FREE:
-        return [RunRecord.load(run_dir, name=name)]
+        return [RunRecord.load(run_dir, name=name, eval_file=f"{at}eval.json")]
     others = other_planners(job.config, job.eval_planners)
     return [
         RunRecord.load(
             run_dir,
             name=planner_entry(name, p),
-            eval_file=planner_eval_path(run_dir, p).name if p in others else "eval.json",
+            eval_file=at + (planner_eval_path(run_dir, p).name if p in others else "eval.json"),
             curve_key=probe_key(p) if p in others else "heldout_return",
         )
         for p in job.eval_planners
     ]
 
 
-def evaluate_with_planner(run_dir: Path, planner: str, job: Job, tag: str) -> None:
-    """Evaluate a trained run planned with ``planner`` under every schedule of ``job`` (the same
-    evaluation seed, hence the same initial states, as its own planner's) into
-    ``eval-planner-<planner>.json``; schedules this code already evaluated there are kept."""
+def evaluate_into(out_dir: Path, load: Callable[[], AnyRun], job: Job, tag: str) -> bool:
+    """Evaluate a trained run under every schedule of ``job``: with its own planner into
+    ``out_dir/eval.json``, with each other planner of ``job.eval_planners`` into
+    ``eval-planner-<name>.json`` (the same evaluation seed, hence the same initial states).
+
+    What this code already wrote there is kept and not evaluated again; a file holding results of
+    other code or settings is set aside first (:func:`~learn2adapt.experiments.evaluation.set_aside_stale`).
+
+    Args:
+        out_dir: where the files go (the run directory, or a directory of one of its step counts).
+        load: returns the run; called only when something is evaluated.
+
+    Returns:
+        Whether anything was evaluated.
+    """
     from learn2adapt.experiments.evaluation import (
         evaluate,
         load_current,
@@ -234,23 +258,40 @@ def evaluate_with_planner(run_dir: Path, planner: str, job: Job, tag: str) -> No
         save_protocol,
         set_aside_stale,
     )
-    from learn2adapt.training.loop import load_run, with_online_rule
+    from learn2adapt.training.loop import RunState, with_online_rule
 
-    change = planner_change(planner)
-    path = planner_eval_path(run_dir, planner)
-    saved = load_current(path, job.reuse_stale, change)
-    st = load_run(run_dir)
-    planned = with_online_rule(st, st.cfg.algo, change)
-    for spec in job.schedules:
-        if spec in saved:
+    evaluated, run = False, None
+    for planner in [None, *other_planners(job.config, job.eval_planners)]:
+        change = planner_change(planner) if planner else []
+        path = planner_eval_path(out_dir, planner) if planner else out_dir / "eval.json"
+        saved = load_current(path, job.reuse_stale, change)
+        missing = [spec for spec in job.schedules if spec not in saved]
+        if not missing:
             continue
-        print(f"{tag} evaluating with planner {planner} on held-out tasks, schedule {spec}", flush=True)
-        result = evaluate(planned, job.eval_episodes, seed=st.cfg.seed, progress=job.progress, schedule=spec)
-        result.test_time = change
-        saved[spec] = result
-        print(f"{tag} planner {planner}, schedule {spec}: held-out return {result.mean:.1f}", flush=True)
-    set_aside_stale(path, change)
-    save_protocol({spec: saved[spec] for spec in job.schedules}, path)
+        run = run or load()
+        planned = run
+        if planner:
+            assert isinstance(run, RunState)  # other_planners: model-based runs only
+            planned = with_online_rule(run, run.cfg.algo, change)
+        with_what = f" with planner {planner}" if planner else ""
+        for spec in missing:
+            print(f"{tag} evaluating{with_what} on held-out tasks, schedule {spec}", flush=True)
+            result = evaluate(planned, job.eval_episodes, seed=run.cfg.seed, progress=job.progress, schedule=spec)
+            result.test_time = change
+            saved[spec] = result
+            r = result.to_json()
+            print(
+                f"{tag}{with_what} schedule {spec}: held-out return {r['mean']:.1f} ± {r['ci95']:.1f}, prediction "
+                f"error {r['pred_error_before']:.3g} before / {r['pred_error_after']:.3g} after adaptation",
+                flush=True,
+            )
+        kept = set_aside_stale(path, change)
+        if kept:
+            print(f"{tag} its earlier evaluation (other code or settings) is kept as {kept.name}", flush=True)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        save_protocol({spec: saved[spec] for spec in job.schedules}, path)
+        evaluated = True
+    return evaluated
 
 
 class _IterationPrinter(threading.Thread):
@@ -445,6 +486,7 @@ def compare(
     variants: Sequence[str] = (),
     reuse_stale: bool = False,
     eval_planners: Sequence[str] = (),
+    at_steps: Sequence[int] = (),
 ) -> Path:
     """Train and evaluate every (algorithm, seed), then write the report.
 
@@ -476,6 +518,9 @@ def compare(
             these planners, without retraining: the report tables them side by side, as entries
             ``ENTRY@PLANNER``; training, and the sample-efficiency probe of each run's own
             planner, keep the preset's planner (the probe also measures these).
+        at_steps: environment-step counts at which every run is evaluated while it trains (the
+            first checkpoint at or past each; :mod:`~learn2adapt.experiments.budgets`), for the
+            report's held-out return by budget.
 
     Returns:
         The path of ``report.md``.
@@ -491,9 +536,12 @@ def compare(
     names = [e.name for e in entries for _ in seeds]  # the order of ``configs``
     out = Path(out) if out is not None else Path("runs") / f"compare-{short_name(env)}-{preset}"
     planners = check_eval_planners(eval_planners, configs)
+    if any(k < 1 for k in at_steps) or len(set(at_steps)) < len(at_steps):
+        raise ConfigError(f"--at-steps takes distinct step counts >= 1, got {','.join(map(str, at_steps))}")
+    at_steps = sorted(at_steps)
     command = compare_command(
         env, preset, algos, seeds, out, overrides, schedules, eval_episodes, sample_efficiency, oracle,
-        variant_specs(entries), planners,
+        variant_specs(entries), planners, at_steps,
     )  # fmt: skip
     schedules = list(schedules) if schedules else default_schedules(configs[0])
     for spec in schedules:  # before hours of training, not after them
@@ -528,6 +576,7 @@ def compare(
             command,
             reuse_stale,
             planners,
+            at_steps,
         )
 
 
@@ -560,6 +609,7 @@ def compare_command(
     oracle: bool,
     variants: Sequence[str] = (),
     eval_planners: Sequence[str] = (),
+    at_steps: Sequence[int] = (),
 ) -> str:
     """The ``learn2adapt compare`` command line that regenerates a comparison (without runner options)."""
     seed_arg = str(len(seeds)) if list(seeds) == list(range(len(seeds))) else ",".join(map(str, seeds))
@@ -575,6 +625,7 @@ def compare_command(
     parts += [f"--episodes {eval_episodes}"] if eval_episodes else []
     parts += (["--sample-efficiency"] if sample_efficiency else []) + (["--oracle"] if oracle else [])
     parts += [f"--eval-planners {','.join(eval_planners)}"] if eval_planners else []
+    parts += [f"--at-steps {','.join(map(str, at_steps))}"] if at_steps else []
     return " ".join([*parts, f"--out {shlex.quote(str(out))}"])
 
 
@@ -600,8 +651,10 @@ def _compare_locked(
     command: str = "",
     reuse_stale: bool = False,
     planners: Sequence[str] = (),
+    at_steps: Sequence[int] = (),
 ) -> Path:
     """:func:`compare` once its output directory is locked."""
+    from learn2adapt.experiments.budgets import budget_lines, write_budgets_json
     from learn2adapt.experiments.report import write_report
 
     jobs = [
@@ -616,6 +669,7 @@ def _compare_locked(
             name,
             reuse_stale,
             list(planners),
+            list(at_steps),
         )
         for name, cfg in zip(names, configs)
     ]
@@ -651,6 +705,16 @@ def _compare_locked(
         f"({sum(r.trained for r in results)} runs trained, {sum(r.evaluated for r in results)} evaluated, the rest reused; "
         "each run's own training and evaluation wall-clock is in the tables).",
     ]
+    sections: list[str] = []
+    if at_steps:
+        by_steps = {
+            k: [rec for r, job in zip(results, jobs) for rec in planner_records(Path(r.run_dir), r.algo, job, k)]
+            for k in at_steps
+        }
+        oracles = dict(planner_oracles) or ({"": oracle_results} if oracle_results else {})
+        (out / "report").mkdir(parents=True, exist_ok=True)
+        sections, data = budget_lines(by_steps, reported, schedules, oracles, out / "report")
+        write_budgets_json(data, out / "report" / "budgets.json")
     report = write_report(
         records,
         out / "report",
@@ -661,6 +725,7 @@ def _compare_locked(
         oracle_results,
         planners,
         planner_oracles,
+        sections,
     )
     atomic_write_text(
         out / "compare.json",
@@ -673,6 +738,7 @@ def _compare_locked(
                 "overrides": list(overrides),
                 "schedules": schedules,
                 "eval_planners": list(planners),
+                "at_steps": list(at_steps),
                 "runs": [r.__dict__ for r in results],
             },
             indent=2,

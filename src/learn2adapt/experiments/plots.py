@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from learn2adapt.experiments.statistics import Stat
-from learn2adapt.experiments.variants import color
+from learn2adapt.experiments.variants import PLANNER_LABELS, color
 from learn2adapt.experiments.variants import label as display
 
 if TYPE_CHECKING:
+    from learn2adapt.experiments.budgets import Budget
     from learn2adapt.experiments.report import AlgoSummary, RunRecord
 
 #: Plot files every report contains.
@@ -182,6 +183,33 @@ def plot_sample_efficiency(curves: dict[str, tuple[np.ndarray, np.ndarray]], pat
     ax.set_title("Sample efficiency", fontsize=9)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_returns_by_budget(
+    table: Sequence[Budget], names: Sequence[str], ceilings: dict[str, float], schedule: str, path: Path
+) -> None:
+    """Held-out return (95% CI bars) against training environment steps, every entry on one axis;
+    the oracle's return with each planner as a dashed line (``""``: the runs' own planner)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.8, 4.4))
+    for n in names:
+        points = [(b.actual_steps[n], b.summaries[n].return_stat) for b in table if n in b.summaries]
+        if not points:
+            continue
+        xs, stats = [p[0] for p in points], [p[1] for p in points]
+        ax.errorbar(xs, [s.mean for s in stats], yerr=[s.ci95 if math.isfinite(s.ci95) else 0 for s in stats],
+                    marker="o", ms=4, capsize=3, color=color(n), label=display(n))  # fmt: skip
+    for planner, value in ceilings.items():
+        named = f"oracle ({PLANNER_LABELS.get(planner, planner)})" if planner else "oracle"
+        ax.axhline(value, ls="--", lw=1, color="0.4" if planner in ("", "rs") else "0.1", label=named)
+    ax.set_xlabel("training environment steps")
+    ax.set_ylabel(f"held-out return ({schedule})")
+    ax.set_title("Held-out return by training budget (mean ± 95% CI over seeds' episodes)", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

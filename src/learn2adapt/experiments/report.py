@@ -504,6 +504,7 @@ def write_report(
     oracle: dict[str, list[EvalResult]] | None = None,
     planners: Sequence[str] = (),
     planner_oracles: dict[str, dict[str, list[EvalResult]]] | None = None,
+    sections: Sequence[str] = (),
 ) -> Path:
     """Write ``report.md``, the plots and ``summary.json`` to ``out_dir``; returns report.md's path.
 
@@ -511,6 +512,8 @@ def write_report(
     ``planners``: the evaluation planners of ``compare --eval-planners`` (entries named
     ``ENTRY@PLANNER``), tabled side by side; ``planner_oracles``: per planner, the oracle planned
     with it (per schedule, one evaluation per seed), each set against the runs of its planner.
+    ``sections``: Markdown lines the caller computed (the budget section of ``--at-steps``), placed
+    before the protocol.
     """
     oracle = oracle or {}
     planner_oracles = planner_oracles or {}
@@ -636,6 +639,7 @@ def write_report(
             *[f"| {display(a)} | {reach[a]} |" for a in algos if a in reach],
             "",
         ]
+    lines += list(sections)
     lines += (
         ["## Protocol", ""]
         + [f"- {n}" for n in notes]
