@@ -86,7 +86,7 @@ def references(names: Sequence[str]) -> list[tuple[str, str]]:
     return pairs
 
 
-def steps_to_reach(table: list[Budget], target: float) -> dict[str, str]:
+def first_budget_reaching(table: list[Budget], target: float) -> dict[str, str]:
     """Per entry: the first step count whose mean held-out return reaches ``target``."""
     out = {}
     names = dict.fromkeys(n for b in table for n in b.summaries)
@@ -171,7 +171,7 @@ def budget_lines(
         if model_free:
             best = max(model_free, key=lambda n: table[-1].summaries[n].return_stat.mean)
             target = table[-1].summaries[best].return_stat.mean
-            reach = steps_to_reach(table, target)
+            reach = first_budget_reaching(table, target)
             lines += [
                 f"Steps to reach {display(best)}'s return at {table[-1].steps} steps ({target:.1f}), among the "
                 "step counts evaluated:",

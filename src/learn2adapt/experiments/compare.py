@@ -99,15 +99,23 @@ def _differences(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list
     return out
 
 
+def _protocol_file(out_dir: Path, planner: str | None) -> tuple[Path, list[str]]:
+    """The protocol file of a run's evaluation (its own planner's with ``planner`` None) and the
+    test-time change that evaluation carries."""
+    from learn2adapt.experiments.evaluation import planner_change, planner_eval_path
+
+    if planner is None:
+        return Path(out_dir) / "eval.json", []
+    return planner_eval_path(out_dir, planner), planner_change(planner)
+
+
 def _evaluated(run_dir: Path, schedules: Sequence[str], reuse_stale: bool = False, planner: str | None = None) -> bool:
     """``eval.json`` (or, with ``planner``, the run's evaluation with that planner) covers every
     schedule, evaluated by this code (by any, with ``reuse_stale``)."""
-    from learn2adapt.experiments.evaluation import load_current, planner_change, planner_eval_path
+    from learn2adapt.experiments.evaluation import load_current
 
-    if planner is None:
-        return set(schedules) <= set(load_current(run_dir / "eval.json", reuse_stale))
-    saved = load_current(planner_eval_path(run_dir, planner), reuse_stale, planner_change(planner))
-    return set(schedules) <= set(saved)
+    path, change = _protocol_file(run_dir, planner)
+    return set(schedules) <= set(load_current(path, reuse_stale, change))
 
 
 def other_planners(config: dict[str, Any], planners: Sequence[str]) -> list[str]:
@@ -170,8 +178,11 @@ def run_job(job: Job) -> JobResult:
     if not (run_dir / "DONE").exists():
         resume = (run_dir / CHECKPOINT_NAME).exists()
         print(f"{tag} {'resuming' if resume else 'training'} in {run_dir}", flush=True)
-        probes = [heldout_probe(seed=cfg.seed, planners=other_planners(job.config, job.eval_planners))]
-        probes = (probes if job.sample_efficiency else []) + ([budget_probe(job, tag)] if job.at_steps else [])
+        probes = []
+        if job.sample_efficiency:
+            probes.append(heldout_probe(seed=cfg.seed, planners=other_planners(job.config, job.eval_planners)))
+        if job.at_steps:
+            probes.append(budget_probe(job, tag))
         probe = (lambda run: {k: v for p in probes for k, v in p(run).items()}) if probes else None
         moved = {"device": cfg.device} if resume else None  # resumed where the comparison runs now
         train(cfg, run_dir, resume=resume, progress=job.progress, changes=moved, probe=probe)
@@ -195,15 +206,16 @@ def budget_probe(job: Job, tag: str) -> Callable[[AnyRun], dict[str, float]]:
     run_dir = Path(job.run_dir)
     metrics = run_dir / "metrics.csv"
     rows = MetricsLog.read(metrics) if metrics.exists() else []
-    before = {"steps": int(rows[-1]["env_steps"]) if rows else 0}  # the checkpoint's, read once at the start
+    before = int(rows[-1]["env_steps"]) if rows else 0  # the checkpoint's, read once at the start
 
     def probe(run: AnyRun) -> dict[str, float]:
+        nonlocal before
         now = run.train_env_steps
         for count in job.at_steps:
-            if before["steps"] < count <= now:
+            if before < count <= now:
                 print(f"{tag} {now} environment steps: evaluating at the {count}-step budget", flush=True)
                 evaluate_into(steps_dir(run_dir, count), lambda: run, job, tag)
-        before["steps"] = now
+        before = now
         return {}
 
     return probe
@@ -214,25 +226,21 @@ def planner_records(run_dir: Path, name: str, job: Job, steps: int | None = None
     the run as it is without ``--eval-planners`` (and for a model-free run); with ``steps``, of its
     evaluation at that budget (none if it was not evaluated there)."""
     from learn2adapt.experiments.budgets import steps_dir
-    from learn2adapt.experiments.evaluation import planner_eval_path
     from learn2adapt.experiments.report import RunRecord
     from learn2adapt.experiments.runs import probe_key
 
-    at = "" if steps is None else str(steps_dir(Path("."), steps)) + "/"
-    if steps is not None and not (run_dir / at / "eval.json").exists():
+    where = run_dir if steps is None else steps_dir(run_dir, steps)
+    if steps is not None and not (where / "eval.json").exists():
         return []
     if not job.eval_planners or job.config["algo"] in MODEL_FREE:
-        return [RunRecord.load(run_dir, name=name, eval_file=f"{at}eval.json")]
+        return [RunRecord.load(run_dir, name=name, eval_file=str((where / "eval.json").relative_to(run_dir)))]
     others = other_planners(job.config, job.eval_planners)
-    return [
-        RunRecord.load(
-            run_dir,
-            name=planner_entry(name, p),
-            eval_file=at + (planner_eval_path(run_dir, p).name if p in others else "eval.json"),
-            curve_key=probe_key(p) if p in others else "heldout_return",
-        )
-        for p in job.eval_planners
-    ]
+    records = []
+    for p in job.eval_planners:
+        path, _ = _protocol_file(where, p if p in others else None)
+        key = probe_key(p if p in others else None)
+        records.append(RunRecord.load(run_dir, planner_entry(name, p), str(path.relative_to(run_dir)), key))
+    return records
 
 
 def evaluate_into(out_dir: Path, load: Callable[[], AnyRun], job: Job, tag: str) -> bool:
@@ -250,20 +258,12 @@ def evaluate_into(out_dir: Path, load: Callable[[], AnyRun], job: Job, tag: str)
     Returns:
         Whether anything was evaluated.
     """
-    from learn2adapt.experiments.evaluation import (
-        evaluate,
-        load_current,
-        planner_change,
-        planner_eval_path,
-        save_protocol,
-        set_aside_stale,
-    )
+    from learn2adapt.experiments.evaluation import evaluate, load_current, save_protocol, set_aside_stale
     from learn2adapt.training.loop import RunState, with_online_rule
 
     evaluated, run = False, None
     for planner in [None, *other_planners(job.config, job.eval_planners)]:
-        change = planner_change(planner) if planner else []
-        path = planner_eval_path(out_dir, planner) if planner else out_dir / "eval.json"
+        path, change = _protocol_file(out_dir, planner)
         saved = load_current(path, job.reuse_stale, change)
         missing = [spec for spec in job.schedules if spec not in saved]
         if not missing:

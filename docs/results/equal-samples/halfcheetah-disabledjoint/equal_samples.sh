@@ -5,7 +5,7 @@
 # usage: equal_samples.sh OUT ALGO SEED [ENV]
 set -uo pipefail
 OUT=$1; ALGO=$2; SEED=$3; ENV=${4:-learn2adapt/HalfCheetahDisabledJoint-v0}
-L2A=${L2A:-/work/exp/.venv/bin/learn2adapt}
+L2A=${L2A:-learn2adapt}  # this study ran a separate checkout at 8babbc1
 export OMP_NUM_THREADS=1
 run=$OUT/runs/$ALGO-s$SEED
 mkdir -p "$OUT/runs" "$OUT/snapshots"
