@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import sys
 import time
@@ -26,10 +27,17 @@ from learn2adapt.errors import ConfigError, UserError
 DEFAULT_ENV, DEFAULT_PRESET = "learn2adapt/PendulumVaried-v0", "quick"
 
 
+def _env_of(args: argparse.Namespace) -> str:
+    """``--env``, else the env a ``--preset FILE.toml`` names, else :data:`DEFAULT_ENV`."""
+    from learn2adapt.training.config import preset_env
+
+    return args.env or preset_env(args.preset) or DEFAULT_ENV
+
+
 def _resolve_config(args: argparse.Namespace):
     from learn2adapt.training.config import apply_overrides, preset_config
 
-    cfg = preset_config(args.env or DEFAULT_ENV, args.preset or DEFAULT_PRESET, args.algo)
+    cfg = preset_config(_env_of(args), args.preset or DEFAULT_PRESET, args.algo)
     apply_overrides(cfg, args.set or [])
     if args.seed is not None:
         cfg.seed = args.seed
@@ -108,6 +116,8 @@ def _print_eval(result, episodes: int, out: Path) -> None:
         print(f"  {json.dumps(t.task):50s} return {t.mean:10.2f} +- {t.ci95:.2f}")
     mean = result.to_json()
     print(f"  {'all test tasks':50s} return {mean['mean']:10.2f} +- {mean['ci95']:.2f}")
+    if math.isfinite(result.reward_error):
+        print(f"  learned reward: root-mean-square error {result.reward_error:.4g} on these episodes")
     print(f"saved {out}")
 
 
@@ -121,7 +131,7 @@ def cmd_oracle(args: argparse.Namespace) -> int:
     if args.episodes is not None and args.episodes < 1:
         raise ConfigError("--episodes must be >= 1")
     preset = args.preset or DEFAULT_PRESET
-    cfg = apply_overrides(preset_config(args.env or DEFAULT_ENV, preset, args.algo), args.set or [])
+    cfg = apply_overrides(preset_config(_env_of(args), preset, args.algo), args.set or [])
     if args.schedule:
         check_schedule(args.schedule)
         cfg.eval.schedule = args.schedule

@@ -172,7 +172,7 @@ def load_baseline(run_dir: Path) -> BaselineState:
     """Config and trained policy of a model-free run directory (for eval; a resume reads its own config)."""
     run_dir = Path(run_dir)
     cfg = load_config(run_dir / "config.json", on_this_machine=True)
-    model = _model(cfg, make_env(cfg.env, max_episode_steps=cfg.episode_length))
+    model = _model(cfg, make_env(cfg.env, max_episode_steps=cfg.episode_length, **cfg.env_options()))
     state = _restore_checkpoint(model, cfg, run_dir)
     return BaselineState(cfg, model, int(state["env_steps"]), int(state["iteration"]))
 
@@ -203,7 +203,7 @@ def train_baseline(
         if resume:
             cfg = resumed_config(run_dir, changes)
         assert cfg is not None
-        env = make_env(cfg.env, max_episode_steps=cfg.episode_length)
+        env = make_env(cfg.env, max_episode_steps=cfg.episode_length, **cfg.env_options())
         env = TrainingTasks(env, np.random.default_rng(cfg.seed), cfg.nominal)
         env = _sb3(cfg.algo).common.monitor.Monitor(env)
         model = _model(cfg, env)

@@ -1,19 +1,34 @@
-"""The registered task families: Gymnasium registration, ``make_env`` and ``describe_all``.
+"""The environments learn2adapt can make: its families, plugins, and any Gymnasium id.
 
-Every family is registered under the ``learn2adapt/`` namespace with a lazy entry
-point, so importing the package does not import MuJoCo.
+- Every built-in family is registered under the ``learn2adapt/`` namespace with a lazy entry
+  point, so importing the package does not import MuJoCo.
+- A package of the user's adds families without editing ours: an entry point in the group
+  :data:`PLUGIN_GROUP` names a :class:`Family` (or a list of them) whose environments implement
+  :class:`~learn2adapt.envs.task_env.TaskEnv`; ``learn2adapt envs`` lists them and ``--env``
+  finds them, and a preset file the family names is picked up (``Family.presets``).
+- Any other id that ``gymnasium.make`` accepts (``Hopper-v5``, ``my_pkg.envs:Robot-v0``) is made
+  by Gymnasium and wrapped in :class:`~learn2adapt.envs.gym_task_env.GymTaskEnv`: tasks from a
+  declarative task space, or the nominal task alone.
 """
 
 from __future__ import annotations
 
+import difflib
+import functools
+import importlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from importlib import metadata
 from typing import Any
 
 import gymnasium as gym
 
-from learn2adapt.errors import UnknownName
+from learn2adapt.envs.gym_task_env import LEARNED
+from learn2adapt.errors import ConfigError, UnknownName
 
 NAMESPACE = "learn2adapt"
+#: Entry-point group of environment plugins (``[project.entry-points."learn2adapt.envs"]``).
+PLUGIN_GROUP = "learn2adapt.envs"
 
 
 @dataclass(frozen=True)
@@ -26,6 +41,8 @@ class Family:
         max_episode_steps: time limit applied by ``gym.make``.
         summary: one line for ``learn2adapt envs``.
         kwargs: default constructor arguments.
+        presets: a plugin's preset file, ``package:file.toml`` (the format of our
+            ``presets/<family>.toml``, resolved on ``_base.toml``); ``""``: the base protocols.
     """
 
     id: str
@@ -33,6 +50,7 @@ class Family:
     max_episode_steps: int
     summary: str
     kwargs: dict[str, Any] = field(default_factory=dict)
+    presets: str = ""
 
 
 _M = "learn2adapt.envs"
@@ -96,9 +114,36 @@ FAMILIES: tuple[Family, ...] = (
 )
 
 
+@functools.cache
+def plugin_families() -> tuple[Family, ...]:
+    """The families that installed packages declare in the :data:`PLUGIN_GROUP` entry points."""
+    out: list[Family] = []
+    for point in sorted(metadata.entry_points(group=PLUGIN_GROUP), key=lambda p: p.name):
+        try:
+            value = point.load()
+        except Exception as e:  # noqa: BLE001  (a broken plugin must not break the others)
+            raise ConfigError(f"environment plugin {point.name!r} ({point.value}) fails to load: {e}") from None
+        items = value if isinstance(value, (list, tuple)) else [value]
+        if not items or not all(isinstance(f, Family) for f in items):
+            raise ConfigError(
+                f"environment plugin {point.name!r} ({point.value}) must name a learn2adapt.envs.Family or a list of them"
+            )
+        out += items
+    return tuple(out)
+
+
+def all_families() -> tuple[Family, ...]:
+    """The built-in families, then the plugins'."""
+    return FAMILIES + plugin_families()
+
+
 def register_all() -> None:
-    """Register every family with Gymnasium (idempotent)."""
-    for fam in FAMILIES:
+    """Register every built-in family with Gymnasium (idempotent; plugins register when first used)."""
+    _register(FAMILIES)
+
+
+def _register(families: Sequence[Family]) -> None:
+    for fam in families:
         if fam.id not in gym.registry:
             gym.register(
                 id=fam.id, entry_point=fam.entry_point, max_episode_steps=fam.max_episode_steps, kwargs=dict(fam.kwargs)
@@ -106,39 +151,99 @@ def register_all() -> None:
 
 
 def registered_ids() -> list[str]:
-    """Ids of every learn2adapt environment, in catalog order."""
-    return [fam.id for fam in FAMILIES]
+    """Ids of every learn2adapt family (built-in and plugins), in catalog order."""
+    return [fam.id for fam in all_families()]
 
 
 def short_name(env_id: str) -> str:
-    """``learn2adapt/HalfCheetahDisabledJoint-v0`` -> ``halfcheetahdisabledjoint`` (run-directory names)."""
-    return env_id.split("/")[-1].split("-v")[0].lower()
+    """``learn2adapt/HalfCheetahDisabledJoint-v0`` -> ``halfcheetahdisabledjoint``, ``pkg.mod:Robot-v0`` ->
+    ``robot`` (run-directory names)."""
+    return env_id.split("/")[-1].split(":")[-1].split("-v")[0].lower()
+
+
+def find_family(env_id: str) -> Family | None:
+    """The family (built-in or plugin) of ``env_id``, or ``None`` for any other Gymnasium id."""
+    for fam in all_families():
+        if fam.id == env_id:
+            return fam
+    return None
 
 
 def family(env_id: str) -> Family:
-    """The :class:`Family` of ``env_id``; ``ValueError`` listing the ids if unknown."""
-    for fam in FAMILIES:
-        if fam.id == env_id:
-            return fam
-    raise UnknownName(f"unknown environment {env_id!r}; available: {', '.join(registered_ids())}")
+    """The :class:`Family` of ``env_id``; :class:`UnknownName` listing the ids if it is not one."""
+    fam = find_family(env_id)
+    if fam is None:
+        raise UnknownName(f"unknown environment {env_id!r}; available: {', '.join(registered_ids())}")
+    return fam
 
 
-def make_env(env_id: str, schedule: str | None = None, **kwargs: Any) -> gym.Env:
-    """``gym.make`` for a learn2adapt id, optionally wrapped in a task schedule.
+def check_env_id(env_id: str) -> None:
+    """Refuse, with a suggestion, an id that is neither a family nor one ``gymnasium.make`` knows.
+
+    ``module:Name-v0`` imports ``module`` first (as ``gymnasium.make`` does), so a user's package
+    registers its ids.
+    """
+    if find_family(env_id) is not None:
+        return
+    module, sep, name = env_id.rpartition(":")
+    if sep:
+        try:
+            importlib.import_module(module)
+        except ImportError as e:
+            raise UnknownName(f"--env {env_id}: cannot import {module!r} ({e}); is its package installed?") from None
+    if name in gym.registry:
+        return
+    known = list(dict.fromkeys(registered_ids() + list(gym.registry)))
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.8)
+    hint = f"did you mean {', '.join(close)}?" if close else f"ours: {', '.join(registered_ids())};"
+    raise UnknownName(
+        f"unknown environment {env_id!r}: {hint} any id gymnasium.make accepts works too "
+        "(module:Name-v0 imports your package first)"
+    )
+
+
+def make_env(
+    env_id: str,
+    schedule: str | None = None,
+    *,
+    task_space: Sequence[str] = (),
+    reward: str = "",
+    termination: str = "",
+    **kwargs: Any,
+) -> gym.Env:
+    """``gym.make`` for a learn2adapt family, a plugin's or any Gymnasium id, optionally under a task schedule.
 
     Args:
-        env_id: a registered id (see :func:`registered_ids`).
+        env_id: a family's id (see :func:`registered_ids`) or any id ``gymnasium.make`` accepts.
         schedule: a schedule spec such as ``"switch:t=500"`` (see
             :func:`learn2adapt.envs.schedules.list_schedules`); ``None``: no wrapper.
+        task_space: for an environment that is not a family: its MuJoCo task space
+            (:mod:`learn2adapt.envs.task_space`).
+        reward, termination: for an environment that is not a family: ``module:function`` of
+            its batched reward / termination; ``"learned"`` (any environment): none here, the
+            run learns them (:mod:`learn2adapt.models.reward`).
         **kwargs: passed to ``gym.make`` (e.g. ``max_episode_steps``, ``render_mode``,
             constructor arguments).
 
     Raises:
-        ValueError: unknown id, or invalid schedule spec.
+        UnknownName: unknown id. ConfigError: options a family does not take, a bad task space
+        or function, or an invalid schedule spec.
     """
-    family(env_id)
-    register_all()
-    env = gym.make(env_id, **kwargs)
+    check_env_id(env_id)
+    fam = find_family(env_id)
+    if fam is not None:
+        options = (("task_space", task_space), ("reward", reward), ("termination", termination))
+        given = [k for k, v in options if v and v != LEARNED]  # a learned reward is the run's, not the env's
+        if given:
+            raise ConfigError(
+                f"{given[0]} is for environments without their own tasks and batched reward; {env_id} has both"
+            )
+        _register(plugin_families() if fam not in FAMILIES else FAMILIES)
+        env = gym.make(env_id, **kwargs)
+    else:
+        from learn2adapt.envs.gym_task_env import GymTaskEnv  # noqa: PLC0415
+
+        env = GymTaskEnv(gym.make(env_id, **kwargs), task_space, reward, termination)
     if schedule is not None:
         from learn2adapt.envs.schedules import wrap_schedule
 
@@ -169,5 +274,5 @@ def describe_family(env_id: str) -> dict[str, Any]:
 
 
 def describe_all() -> list[dict[str, Any]]:
-    """:func:`describe_family` for every registered family (for ``learn2adapt envs``)."""
-    return [describe_family(fam.id) for fam in FAMILIES]
+    """:func:`describe_family` for every family, built-in and plugins (for ``learn2adapt envs``)."""
+    return [describe_family(fam.id) for fam in all_families()]

@@ -31,6 +31,8 @@ class ScaleParam:
         test: held-out intervals, each disjoint from the training range.
         discrete: ``train`` is a set of values rather than an interval.
         nominal: the value of the unmodified simulator.
+        positive: values must be > 0 (otherwise >= 0: a scale of 0 disables a part). A test
+            interval may be a single value ``(v, v)``.
     """
 
     name: str
@@ -38,11 +40,12 @@ class ScaleParam:
     test: tuple[Interval, ...]
     discrete: bool = False
     nominal: float = 1.0
+    positive: bool = True
 
     def __post_init__(self) -> None:
         lo, hi = min(self.train), max(self.train)
         for a, b in self.test:
-            if not (a < b and (b < lo or a > hi)):
+            if not (a <= b and (b < lo or a > hi)):
                 raise ValueError(f"{self.name}: test interval {(a, b)} overlaps the training range {(lo, hi)}")
 
     def sample(self, split: str, rng: np.random.Generator) -> float:
@@ -119,10 +122,11 @@ class ParamSpace:
         if set(task) != set(self.names):
             raise ValueError(f"task {task!r} must have exactly the keys {self.names}")
         out = {}
-        for name in self.names:
-            value = float(task[name])
-            if not np.isfinite(value) or value <= 0:
-                raise ValueError(f"task parameter {name}={task[name]!r} must be a positive finite number")
+        for p in self.params:
+            name, value = p.name, float(task[p.name])
+            if not np.isfinite(value) or value < 0 or (p.positive and value == 0):
+                kind = "positive" if p.positive else "non-negative"
+                raise ValueError(f"task parameter {name}={task[name]!r} must be a {kind} finite number")
             out[name] = value
         return out
 

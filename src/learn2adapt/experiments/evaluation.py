@@ -37,6 +37,7 @@ from learn2adapt.data.segment_sampler import SegmentSampler
 from learn2adapt.data.trajectory_buffer import Episode, TrajectoryBuffer
 from learn2adapt.errors import NotEnoughSegments
 from learn2adapt.experiments.statistics import adjusted_rand_index, mean_ci95
+from learn2adapt.models.reward import LearnedReward
 from learn2adapt.provenance import code_version
 from learn2adapt.training.loop import RunState, _seed_for, make_envs
 from learn2adapt.training.rollout import forward_velocities, run_episodes
@@ -86,6 +87,9 @@ class TaskResult:
     #: With ``adaptation.guard``: the fraction of online steps (environment x member x control step)
     #: it reverted to the fitted model; NaN without the guard.
     guard_reverted: float = float("nan")
+    #: Under ``reward=learned``: the root-mean-square error of the learned reward against the
+    #: environment's on these episodes' transitions; NaN otherwise.
+    reward_error: float = float("nan")
 
     def __post_init__(self) -> None:
         self.mean, self.ci95 = mean_ci95(self.returns)
@@ -164,10 +168,17 @@ class EvalResult:
         after = [t.pred_error_after for t in self.tasks if math.isfinite(t.pred_error_after)]
         return (float(np.mean(before)) if before else float("nan"), float(np.mean(after)) if after else float("nan"))
 
+    @property
+    def reward_error(self) -> float:
+        """The learned reward's error (:attr:`TaskResult.reward_error`), averaged over test tasks."""
+        errors = [t.reward_error for t in self.tasks if math.isfinite(t.reward_error)]
+        return float(np.mean(errors)) if errors else float("nan")
+
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
         out["mean"], out["ci95"] = mean_ci95(self.all_returns)
         out["pred_error_before"], out["pred_error_after"] = self.pred_error
+        out["reward_error"] = self.reward_error
         return out
 
     @classmethod
@@ -180,6 +191,7 @@ class EvalResult:
                 pred_error_after=t.get("pred_error_after", float("nan")),
                 velocities=t.get("velocities", []),
                 guard_reverted=t.get("guard_reverted", float("nan")),
+                reward_error=t.get("reward_error", float("nan")),
             )
             for t in data.get("tasks", [])
         ]
@@ -303,6 +315,16 @@ def prediction_errors(
     return float(errors["before"]), float(errors["after"])
 
 
+def learned_reward_error(model: LearnedReward, episodes: Sequence[Episode]) -> float:
+    """Root-mean-square error of ``model``'s reward against the rewards the environment returned."""
+    device = model.in_mean.device
+    t = lambda parts: torch.as_tensor(np.concatenate(parts), dtype=torch.float32, device=device)  # noqa: E731
+    obs, act, nxt = (t([getattr(ep, k) for ep in episodes]) for k in ("obs", "act", "next_obs"))
+    with torch.no_grad():
+        error = model.reward_fn(obs, act, nxt) - t([ep.reward for ep in episodes])
+    return float(error.pow(2).mean().sqrt())
+
+
 def evaluate(
     st: AnyRun | OracleRun | DiagnosedRun,
     episodes_per_task: int | None = None,
@@ -384,6 +406,8 @@ def evaluate(
                     tr.guard_reverted = guard_count.fraction()  # before prediction_errors adapts again
                 if measure_model and isinstance(st, RunState):
                     tr.pred_error_before, tr.pred_error_after = prediction_errors(st, episodes, rng)
+                    if st.reward_model is not None:
+                        tr.reward_error = learned_reward_error(st.reward_model, episodes)
                 result.tasks.append(tr)
                 all_episodes += episodes
         finally:

@@ -143,14 +143,15 @@ class _FrameRecorder(gym.Wrapper):
         return obs, reward, term, trunc, info
 
 
-def _make_render_env(env_id: str, length: int) -> tuple[gym.Env, bool]:
-    """The environment with its own ``rgb_array`` renderer if it has one; (env, native)."""
+def _make_render_env(env_id: str, length: int, options: dict[str, Any]) -> tuple[gym.Env, bool]:
+    """The environment (``make_env`` options ``options``) with its own ``rgb_array`` renderer if it has one;
+    (env, native)."""
     from learn2adapt.envs import make_env
 
     try:
-        env = make_env(env_id, max_episode_steps=length, render_mode="rgb_array")
+        env = make_env(env_id, max_episode_steps=length, render_mode="rgb_array", **options)
     except TypeError:  # an environment without a render_mode argument
-        return make_env(env_id, max_episode_steps=length), False
+        return make_env(env_id, max_episode_steps=length, **options), False
     env.reset(seed=0)
     try:
         frame = env.render()
@@ -164,7 +165,7 @@ def _make_render_env(env_id: str, length: int) -> tuple[gym.Env, bool]:
     if isinstance(frame, np.ndarray) and frame.ndim == 3:
         return env, True
     env.close()
-    return make_env(env_id, max_episode_steps=length), False
+    return make_env(env_id, max_episode_steps=length, **options), False
 
 
 def render_episode(
@@ -208,7 +209,7 @@ def render_episode(
     st = load_run(run_dir)
     cfg = st.cfg
     length = steps or cfg.eval.episode_length or cfg.episode_length
-    env, native = _make_render_env(cfg.env, length)
+    env, native = _make_render_env(cfg.env, length, cfg.env_options())
     sketch = None if native else _SketchRenderer(cfg.env)
     if task is None:
         task = env.unwrapped.list_tasks("test")[0]

@@ -31,6 +31,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import functools
 import json
 import math
 import sys
@@ -50,19 +51,52 @@ from learn2adapt.adaptation import ALGORITHMS, ENSEMBLE_ALGORITHMS, MODEL_FREE, 
 from learn2adapt.adaptation.config import DE_SELECT, AdaptationConfig
 from learn2adapt.data.segment_sampler import SEGMENT_EPOCHS
 from learn2adapt.data.trajectory_buffer import VAL_SPLITS
-from learn2adapt.errors import ConfigError, UnknownName
+from learn2adapt.errors import ConfigError
 from learn2adapt.models.config import FitConfig, ModelConfig
 from learn2adapt.models.fitting import FIT_PRECISIONS, FIT_SELECTS
 from learn2adapt.planning.config import CUDA_GRAPH_NEEDS_FP32, PlannerConfig
 
 
-def check_env(env_id: str) -> None:
-    """Raise :class:`UnknownName` listing the registered ids if ``env_id`` is not one."""
-    from learn2adapt.envs import registered_ids  # noqa: PLC0415  (registration is lazy)
+def check_env(cfg: RunConfig) -> None:
+    """Refuse an unknown ``env`` (with a suggestion) and environment options it cannot take.
 
-    ids = registered_ids()
-    if env_id not in ids:
-        raise UnknownName(f"unknown environment {env_id!r}; run `learn2adapt envs` to list them ({', '.join(ids)})")
+    A learn2adapt family has its own tasks and exact reward, so ``task_space`` and reward or
+    termination *functions* are for other Gymnasium environments (``reward=learned`` works on
+    any: it measures what learning the reward costs); for those, the environment is built once
+    here (cached) so that a bad task space or function fails before anything is written.
+    """
+    from learn2adapt.envs.catalog import check_env_id, find_family  # noqa: PLC0415  (registration is lazy)
+    from learn2adapt.envs.gym_task_env import LEARNED  # noqa: PLC0415
+
+    check_env_id(cfg.env)
+    if cfg.algo in MODEL_FREE and (cfg.reward or cfg.termination):
+        raise ConfigError(
+            f"reward and termination are what a planner scores candidates with; --algo {cfg.algo} does not plan: "
+            "leave them unset"
+        )
+    if cfg.termination == LEARNED and cfg.reward != LEARNED:
+        raise ConfigError("termination=learned is learned with the reward: set reward=learned too")
+    if find_family(cfg.env) is not None:
+        named = [k for k in ("task_space", "reward", "termination") if getattr(cfg, k) not in ([], "", LEARNED)]
+        if named:
+            raise ConfigError(
+                f"{named[0]} is for Gymnasium environments without learn2adapt's tasks and batched reward; "
+                f"{cfg.env} has both: leave {named[0]} unset" + ("" if named[0] == "task_space" else f" (or {LEARNED})")
+            )
+        return
+    if cfg.algo not in MODEL_FREE and not cfg.reward:
+        raise ConfigError(
+            f"{cfg.env} has no batched reward for the planner: set reward=module:function "
+            f"(batched torch (obs, act, next_obs) -> reward, e.g. my_robot.rewards:reward) or reward={LEARNED}"
+        )
+    _check_env_options(cfg.env, tuple(cfg.task_space), cfg.reward, cfg.termination)
+
+
+@functools.cache
+def _check_env_options(env_id: str, task_space: tuple[str, ...], reward: str, termination: str) -> None:
+    from learn2adapt.envs import make_env  # noqa: PLC0415
+
+    make_env(env_id, task_space=task_space, reward=reward, termination=termination).close()
 
 
 def _positive(x: float) -> bool:
@@ -162,6 +196,31 @@ class RunConfig:
             "help": "train and evaluate on the unmodified robot only (the family's nominal task, no change of dynamics): what the controller reaches at this budget; needs eval.schedule=fixed"
         },
     )
+    task_space: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "tasks of a Gymnasium MuJoCo environment that is not a learn2adapt family: "
+            "KIND[:PATTERN]=TRAIN/TEST scales of the compiled model, e.g. mass:torso=0.5..1.5/1.7..2 "
+            "(kinds: mass inertia damping armature gear ctrlrange friction gravity; docs/your-robot.md); "
+            "empty: the nominal task only"
+        },
+    )
+    reward: str = field(
+        default="",
+        metadata={
+            "help": "batched reward the planner scores with: module:function, torch (obs, act, next_obs) -> (...,) "
+            "(environments that are not learn2adapt families), or learned (any: a network fitted with the model); "
+            "empty: the family's exact reward"
+        },
+    )
+    termination: str = field(
+        default="",
+        metadata={
+            "help": "batched termination flags for the planner: module:function, torch (obs, act, next_obs) -> "
+            "(...,) booleans (environments that are not families), or learned (with reward=learned); "
+            "empty: the family's, else never"
+        },
+    )
     model: ModelConfig = field(default_factory=ModelConfig)
     fit: FitConfig = field(default_factory=FitConfig)
     adaptation: AdaptationConfig = field(default_factory=AdaptationConfig)
@@ -169,10 +228,14 @@ class RunConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     baseline: BaselineConfig = field(default_factory=BaselineConfig)
 
+    def env_options(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`~learn2adapt.envs.make_env` this run's environment takes."""
+        return {"task_space": tuple(self.task_space), "reward": self.reward, "termination": self.termination}
+
     def validate(self) -> RunConfig:
         """Reject unknown names and impossible settings with a message that says what to change."""
-        check_env(self.env)
         check_algo(self.algo)
+        check_env(self)
         check_device(self.device)
         checks = [
             (self.iterations >= 0, "iterations must be >= 0"),
@@ -487,10 +550,7 @@ def _read_presets() -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
         if not entry.name.endswith(".toml"):
             continue
         name = entry.name[: -len(".toml")]
-        try:
-            data = tomllib.loads(entry.read_text())
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"presets/{entry.name}: {exc}") from None
+        data = _read_toml(entry.read_text(), f"presets/{entry.name}")
         if name == _BASE_FILE:
             base = data
         elif not name.startswith("_"):
@@ -587,26 +647,81 @@ def family_of(env_id: str) -> str | None:
     return None
 
 
+def split_preset(preset: str) -> tuple[Path | None, str]:
+    """``FILE.toml[:NAME]`` -> ``(FILE.toml, NAME)`` (``NAME`` defaults to ``quick``); a name -> ``(None, name)``."""
+    end = preset.find(".toml")
+    if end < 0:
+        return None, preset
+    end += len(".toml")
+    rest = preset[end:]
+    if rest and not rest.startswith(":"):
+        raise ConfigError(f"--preset {preset!r}: write FILE.toml or FILE.toml:NAME")
+    return Path(preset[:end]), rest[1:] or "quick"
+
+
+def _read_toml(text: str, where: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def preset_env(preset: str | None) -> str | None:
+    """The ``env`` a preset file names (``None`` for a preset name, or a file without one)."""
+    file = split_preset(preset)[0] if preset else None
+    return _preset_file(file).get("env") if file else None
+
+
+def _preset_file(file: Path) -> dict[str, Any]:
+    try:
+        text = file.read_text()
+    except OSError as e:
+        raise ConfigError(f"--preset {file}: cannot read it ({e.strerror})") from None
+    return _read_toml(text, str(file))
+
+
+def _family_presets(env_id: str) -> tuple[str, dict[str, Any]]:
+    """``(name for messages, family table)`` of ``env_id``: ours, a plugin's file, or none (the base protocols)."""
+    family = family_of(env_id)
+    if family is not None:
+        return family, _preset_files()[family]
+    from learn2adapt.envs.catalog import find_family  # noqa: PLC0415
+
+    fam = find_family(env_id)
+    if fam is None or not fam.presets:
+        return env_id, {}
+    package, _, name = fam.presets.partition(":")
+    try:
+        text = resources.files(package).joinpath(name).read_text()
+    except (ModuleNotFoundError, OSError) as e:
+        raise ConfigError(f"{env_id}: its presets {fam.presets!r} cannot be read ({e})") from None
+    return fam.presets, _read_toml(text, fam.presets)
+
+
 def preset_config(env_id: str, preset: str = "quick", algo: str | None = None) -> RunConfig:
     """The resolved config of ``preset`` for ``env_id`` (and ``algo``, whose table overrides).
 
     Resolution as in the module docstring: the base table, the family's differences,
     then the per-algorithm sub-table (e.g. ``[paper.mb]``) when that algorithm is chosen.
+    ``preset`` is a name, or a preset file of the user's, ``FILE.toml[:NAME]``, in the format
+    of a family file. An environment with no family file (any Gymnasium id, a plugin without
+    presets) gets the base protocols of ``_base.toml``.
     """
-    family = family_of(env_id)
     cfg = RunConfig(env=env_id)
     if algo is not None:
         cfg.algo = algo
-    if family is None:
-        return cfg
-    base, families = _read_presets()
-    data = families[family]
+    base, _ = _read_presets()
+    file, name = split_preset(preset)
+    if file is not None:
+        label, data = str(file), _preset_file(file)
+        if data.get("env", env_id) != env_id:
+            raise ConfigError(f"--preset {file} is written for --env {data['env']}, not {env_id}")
+    else:
+        label, data = _family_presets(env_id)
     names = _preset_names(base, data)
-    if preset not in names:
-        raise ConfigError(
-            f"preset {preset!r} not defined for {env_id} (family {family}); available: " + ", ".join(names)
-        )
-    table = _resolve_preset(family, data, base, preset)
+    if name not in names:
+        raise ConfigError(f"preset {name!r} not defined for {env_id} ({label}); available: " + ", ".join(names))
+    table = _resolve_preset(label, data, base, name)
     algo_tables = {k: table.pop(k) for k in list(table) if k in _ALGO_TABLES}
     update(cfg, table)
     if cfg.algo in algo_tables:

@@ -29,6 +29,7 @@ from learn2adapt.adaptation import make_rule
 from learn2adapt.adaptation.base import AdaptationRule
 from learn2adapt.data.trajectory_buffer import Episode, TrajectoryBuffer
 from learn2adapt.envs import make_env
+from learn2adapt.envs.gym_task_env import LEARNED
 from learn2adapt.errors import (
     CheckpointError,
     ConfigError,
@@ -38,6 +39,7 @@ from learn2adapt.errors import (
     TrainingDiverged,
     UserError,
 )
+from learn2adapt.models.reward import LearnedReward
 from learn2adapt.planning import check_planning_memory, make_planner
 from learn2adapt.planning.base import Planner
 from learn2adapt.training.agent import MPCAgent
@@ -72,6 +74,8 @@ class RunState:
     rule: AdaptationRule
     buffer: TrajectoryBuffer
     iteration: int  # last finished iteration (-1: none)
+    #: The learned reward (and termination) the planner scores with under ``reward=learned``.
+    reward_model: LearnedReward | None = None
 
     @property
     def train_env_steps(self) -> int:
@@ -80,11 +84,14 @@ class RunState:
 
     def controller(self, envs: Sequence[gym.Env], seed: int) -> MPCAgent:
         """The controller evaluation runs for ``envs``: the rule's adapted model + the configured planner."""
-        return mpc_agent(self.cfg, self.rule, envs[0], len(envs), seed)
+        return mpc_agent(self.cfg, self.rule, envs[0], len(envs), seed, self.reward_model)
 
 
 def make_envs(cfg: RunConfig, count: int, episode_length: int | None = None) -> list[gym.Env]:
-    return [make_env(cfg.env, max_episode_steps=episode_length or cfg.episode_length) for _ in range(count)]
+    return [
+        make_env(cfg.env, max_episode_steps=episode_length or cfg.episode_length, **cfg.env_options())
+        for _ in range(count)
+    ]
 
 
 def build_rule(cfg: RunConfig, env: gym.Env) -> AdaptationRule:
@@ -99,12 +106,30 @@ def build_planner(cfg: RunConfig, env: gym.Env, num_envs: int, seed: int) -> Pla
     )
 
 
-def mpc_agent(cfg: RunConfig, rule: AdaptationRule, env: gym.Env, num_envs: int, seed: int) -> MPCAgent:
-    """The controller used to collect and to evaluate: ``rule`` + the configured planner."""
+def build_reward_model(cfg: RunConfig, obs_dim: int, act_dim: int) -> LearnedReward | None:
+    """The learned reward of a ``reward=learned`` run (``None`` otherwise), on the run's device."""
+    if cfg.reward != LEARNED:
+        return None
+    return LearnedReward(obs_dim, act_dim, cfg.model.hidden, termination=cfg.termination == LEARNED).to(cfg.device)
+
+
+def mpc_agent(
+    cfg: RunConfig,
+    rule: AdaptationRule,
+    env: gym.Env,
+    num_envs: int,
+    seed: int,
+    reward_model: LearnedReward | None = None,
+) -> MPCAgent:
+    """The controller used to collect and to evaluate: ``rule`` + the configured planner, scoring with the
+    environment's batched reward and termination, or with ``reward_model``'s where the run learns them."""
     base = env.unwrapped
-    return MPCAgent(
-        rule, build_planner(cfg, env, num_envs, seed), base.reward_fn, num_envs, getattr(base, "termination_fn", None)
-    )
+    reward_fn, termination_fn = base.reward_fn, getattr(base, "termination_fn", None)
+    if reward_model is not None:
+        reward_fn = reward_model.reward_fn
+        if reward_model.termination:
+            termination_fn = reward_model.termination_fn
+    return MPCAgent(rule, build_planner(cfg, env, num_envs, seed), reward_fn, num_envs, termination_fn)
 
 
 def _seed_for(seed: int, *parts: int) -> int:
@@ -143,11 +168,11 @@ def with_online_rule(st: RunState, algo: str, changes: Sequence[str] = ()) -> Ru
         )
     cfg = apply_overrides(copy.deepcopy(st.cfg), list(changes)).validate()
     cfg.algo = algo
-    env = make_env(cfg.env)
+    env = make_env(cfg.env, **cfg.env_options())
     rule = build_rule(cfg, env)
     env.close()
     rule.load_state_dict(st.rule.state_dict())
-    return RunState(cfg, rule, st.buffer, st.iteration)
+    return RunState(cfg, rule, st.buffer, st.iteration, st.reward_model)
 
 
 #: Options ``train --resume RUN --set KEY=VALUE`` may change mid-run (everything else is refused):
@@ -252,11 +277,14 @@ def _load_run_and_checkpoint(run_dir: Path, cfg: RunConfig | None = None) -> tup
             f"may change, with `learn2adapt train --resume {run_dir} --set iterations=N` or `--set device=DEV`) "
             "or start a new run"
         )
-    env = make_env(cfg.env)
+    env = make_env(cfg.env, **cfg.env_options())
     rule = build_rule(cfg, env)
     env.close()
+    reward_model = build_reward_model(cfg, rule.obs_dim, rule.act_dim)
     try:
         rule.load_state_dict(state["rule"])
+        if reward_model is not None:
+            reward_model.load_state_dict(state["reward_model"])
         buffer = TrajectoryBuffer.from_state_dict(
             {"arrays": tensors_to_arrays(state["buffer"]), "tasks_json": state["tasks_json"]}
         )
@@ -272,7 +300,7 @@ def _load_run_and_checkpoint(run_dir: Path, cfg: RunConfig | None = None) -> tup
             f"checkpoint in {run_dir} is inconsistent: {episodes} episodes stored after iteration {iteration} "
             f"(expected {expected}); restore the file or delete the run directory and start again"
         )
-    return RunState(cfg, rule, buffer, iteration), state
+    return RunState(cfg, rule, buffer, iteration, reward_model), state
 
 
 def _checkpoint(run_dir: Path, st: RunState, rng: np.random.Generator, env_steps: int, wall: float) -> None:
@@ -290,6 +318,7 @@ def _checkpoint(run_dir: Path, st: RunState, rng: np.random.Generator, env_steps
             "env_steps": env_steps,
             "wall_time": wall,
             "config_digest": config_digest(st.cfg),
+            **({} if st.reward_model is None else {"reward_model": st.reward_model.state_dict()}),
         },
     )
 
@@ -307,7 +336,7 @@ _STALE = ("metrics.csv", "DONE", "eval.json")
 def check_config(cfg: RunConfig) -> None:
     """Everything that can be checked before a run directory is touched (raises :class:`ConfigError`)."""
     cfg.validate()
-    env = make_env(cfg.env)
+    env = make_env(cfg.env, **cfg.env_options())
     try:  # the parts check their own options
         rule = build_rule(cfg, env)
         planner = build_planner(cfg, env, cfg.num_envs, cfg.seed)
@@ -411,10 +440,11 @@ def train(
             torch.manual_seed(cfg.seed)
             rng = np.random.default_rng(cfg.seed)
             env_steps, wall_before = 0, 0.0
-            sizes_env = make_env(cfg.env)
+            sizes_env = make_env(cfg.env, **cfg.env_options())
             rule = build_rule(cfg, sizes_env)
             sizes_env.close()
-            st = RunState(cfg, rule, TrajectoryBuffer(rule.obs_dim, rule.act_dim), -1)
+            reward_model = build_reward_model(cfg, rule.obs_dim, rule.act_dim)
+            st = RunState(cfg, rule, TrajectoryBuffer(rule.obs_dim, rule.act_dim), -1, reward_model)
             save_config(cfg, run_dir / "config.json")
         return _iterate(cfg, st, run_dir, rng, env_steps, wall_before, progress, on_iteration)
 
@@ -456,7 +486,7 @@ def _iterate(
                 policy = RandomPolicy(space, cfg.num_envs, rng)
                 n_episodes = cfg.random_episodes
             else:
-                policy = mpc_agent(cfg, st.rule, envs[0], cfg.num_envs, _seed_for(cfg.seed, it))
+                policy = mpc_agent(cfg, st.rule, envs[0], cfg.num_envs, _seed_for(cfg.seed, it), st.reward_model)
                 n_episodes = cfg.episodes_per_iteration
             base = envs[0].unwrapped
             episode_seeds = rng.integers(0, 2**31 - 1, size=n_episodes)
@@ -486,6 +516,8 @@ def _iterate(
             t_collect = time.time() - t_iter
             try:
                 fit_metrics = st.rule.fit(st.buffer, rng, progress=progress)
+                if st.reward_model is not None:
+                    fit_metrics.update(st.reward_model.fit(st.buffer, cfg.fit, rng, progress=progress))
             except NonFiniteLossError as e:
                 raise TrainingDiverged(  # the data were checked finite at collection: the optimiser diverged
                     f"iteration {it}: {e}; {_what_is_kept(st.iteration, run_dir)}; "
