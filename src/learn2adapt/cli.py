@@ -28,10 +28,14 @@ DEFAULT_ENV, DEFAULT_PRESET = "learn2adapt/PendulumVaried-v0", "quick"
 
 
 def _env_of(args: argparse.Namespace) -> str:
-    """``--env``, else the env a ``--preset FILE.toml`` names, else :data:`DEFAULT_ENV`."""
+    """``--env``, else the env a ``--preset FILE.toml`` names, else the one ``--offline FILE`` was recorded on,
+    else :data:`DEFAULT_ENV`."""
+    from learn2adapt.data.recorded import load_recording
     from learn2adapt.training.config import preset_env
 
-    return args.env or preset_env(args.preset) or DEFAULT_ENV
+    offline = getattr(args, "offline", None)
+    recorded = load_recording(Path(offline)).env if offline and not (args.env or args.preset) else None
+    return args.env or preset_env(args.preset) or recorded or DEFAULT_ENV
 
 
 def _resolve_config(args: argparse.Namespace):
@@ -39,6 +43,8 @@ def _resolve_config(args: argparse.Namespace):
 
     cfg = preset_config(_env_of(args), args.preset or DEFAULT_PRESET, args.algo)
     apply_overrides(cfg, args.set or [])
+    if getattr(args, "offline", None):
+        cfg.offline = args.offline
     if args.seed is not None:
         cfg.seed = args.seed
     return cfg.validate()
@@ -57,7 +63,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume:
         run_dir = Path(args.resume)
         given = [
-            f"--{name}" for name in ("env", "algo", "preset", "seed", "run_dir") if getattr(args, name) is not None
+            f"--{name}"
+            for name in ("env", "algo", "preset", "seed", "run_dir", "offline")
+            if getattr(args, name) is not None
         ]
         if given:
             raise ConfigError(
@@ -506,7 +514,60 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     _config_args(p)
     p.add_argument("--run-dir", default=None, help="output directory (default: runs/<env>-<algo>-s<seed>-<time>)")
     p.add_argument("--resume", metavar="RUN_DIR", default=None, help="continue a killed run from its last checkpoint")
+    p.add_argument(
+        "--offline",
+        metavar="FILE",
+        default=None,
+        help="train from a recording (learn2adapt record) instead of iteration 0's random episodes; with "
+        "--set iterations=0 no environment is stepped (--env defaults to the one it was recorded on)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _record_args(p: argparse.ArgumentParser) -> None:
+    _config_args(p)
+    p.add_argument("--out", required=True, help="the recording to write (.npz; format: learn2adapt.data.recorded)")
+    p.add_argument("--episodes", type=int, default=10, help="episodes to record (default 10)")
+    p.add_argument(
+        "--policy", default="random", help="random (uniform actions) or a run directory whose controller acts"
+    )
+    p.add_argument("--split", default="train", help="train | test: where each episode's task is drawn from")
+    p.add_argument("--schedule", default="fixed", help="task schedule within episodes (default fixed)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def cmd_record(args: argparse.Namespace) -> int:
+    from learn2adapt.experiments.record import record
+    from learn2adapt.experiments.runs import load_any
+    from learn2adapt.training.config import check_schedule
+    from learn2adapt.training.loop import RunState
+    from learn2adapt.training.run_dir import check_writable
+
+    run = None
+    if args.policy != "random":
+        given = [f"--{k}" for k in ("env", "algo", "preset") if getattr(args, k) is not None] + (
+            ["--set"] * bool(args.set)
+        )
+        if given:
+            raise ConfigError(
+                f"{given[0]} cannot be combined with --policy RUN_DIR: the run's own configuration is used"
+            )
+        loaded = load_any(Path(args.policy))
+        if not isinstance(loaded, RunState):
+            raise ConfigError(
+                f"--policy {args.policy}: a {loaded.cfg.algo} run has no model-based controller to record"
+            )
+        run, cfg = loaded, loaded.cfg
+    else:
+        cfg = _resolve_config(args)
+    check_schedule(args.schedule)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    check_writable(out.parent)
+    seed = cfg.seed if args.seed is None else args.seed
+    rec = record(cfg, args.episodes, out, run, args.split, args.schedule, seed, progress=not args.quiet)
+    print(f"recorded {rec.num_episodes} episodes, {len(rec.obs)} transitions of {cfg.env} ({rec.policy}) to {out}")
+    return 0
 
 
 def _eval_args(p: argparse.ArgumentParser) -> None:
@@ -761,6 +822,11 @@ Handler = Callable[[argparse.Namespace], int]
 SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Handler]] = {
     "train": ("train a model-based agent; writes a run directory", _train_args, cmd_train),
     "eval": ("evaluate a run on the environment's held-out test tasks", _eval_args, cmd_eval),
+    "record": (
+        "record episodes of an environment (random actions or a run's controller) for train --offline",
+        _record_args,
+        cmd_record,
+    ),
     "compare": ("train and evaluate several algorithms x seeds, write a report", _compare_args, cmd_compare),
     "aggregate": (
         "IQM, median, mean with bootstrap CIs and performance profiles over several comparisons (rliable)",

@@ -221,6 +221,14 @@ class RunConfig:
             "empty: the family's, else never"
         },
     )
+    offline: str = field(
+        default="",
+        metadata={
+            "help": "a recording (learn2adapt record, the format of learn2adapt.data.recorded) that replaces "
+            "iteration 0's random episodes: with iterations=0 the model is trained with no environment stepped; "
+            "later iterations collect with MPC as usual"
+        },
+    )
     model: ModelConfig = field(default_factory=ModelConfig)
     fit: FitConfig = field(default_factory=FitConfig)
     adaptation: AdaptationConfig = field(default_factory=AdaptationConfig)
@@ -236,6 +244,10 @@ class RunConfig:
         """Reject unknown names and impossible settings with a message that says what to change."""
         check_algo(self.algo)
         check_env(self)
+        if self.offline and self.algo in MODEL_FREE:
+            raise ConfigError(
+                f"offline: --algo {self.algo} learns from its own interaction; train a model-based algorithm"
+            )
         check_device(self.device)
         checks = [
             (self.iterations >= 0, "iterations must be >= 0"),

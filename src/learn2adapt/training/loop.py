@@ -27,6 +27,7 @@ import torch
 
 from learn2adapt.adaptation import make_rule
 from learn2adapt.adaptation.base import AdaptationRule
+from learn2adapt.data.recorded import file_digest, load_recording
 from learn2adapt.data.trajectory_buffer import Episode, TrajectoryBuffer
 from learn2adapt.envs import make_env
 from learn2adapt.envs.gym_task_env import LEARNED
@@ -76,6 +77,8 @@ class RunState:
     iteration: int  # last finished iteration (-1: none)
     #: The learned reward (and termination) the planner scores with under ``reward=learned``.
     reward_model: LearnedReward | None = None
+    #: Under ``offline=FILE``: the file, its SHA-256 and its episode count (iteration 0's data).
+    offline: dict[str, Any] | None = None
 
     @property
     def train_env_steps(self) -> int:
@@ -172,7 +175,7 @@ def with_online_rule(st: RunState, algo: str, changes: Sequence[str] = ()) -> Ru
     rule = build_rule(cfg, env)
     env.close()
     rule.load_state_dict(st.rule.state_dict())
-    return RunState(cfg, rule, st.buffer, st.iteration, st.reward_model)
+    return RunState(cfg, rule, st.buffer, st.iteration, st.reward_model, st.offline)
 
 
 #: Options ``train --resume RUN --set KEY=VALUE`` may change mid-run (everything else is refused):
@@ -294,13 +297,15 @@ def _load_run_and_checkpoint(run_dir: Path, cfg: RunConfig | None = None) -> tup
             "restore the files or delete the run directory and start again"
         ) from None
     iteration, episodes = int(state["iteration"]), buffer.num_episodes
-    expected = cfg.random_episodes + iteration * cfg.episodes_per_iteration
+    offline = state.get("offline")
+    first = int(offline["episodes"]) if offline else cfg.random_episodes
+    expected = first + iteration * cfg.episodes_per_iteration
     if iteration < 0 or episodes != expected:
         raise CheckpointError(
             f"checkpoint in {run_dir} is inconsistent: {episodes} episodes stored after iteration {iteration} "
             f"(expected {expected}); restore the file or delete the run directory and start again"
         )
-    return RunState(cfg, rule, buffer, iteration, reward_model), state
+    return RunState(cfg, rule, buffer, iteration, reward_model, offline), state
 
 
 def _checkpoint(run_dir: Path, st: RunState, rng: np.random.Generator, env_steps: int, wall: float) -> None:
@@ -319,6 +324,7 @@ def _checkpoint(run_dir: Path, st: RunState, rng: np.random.Generator, env_steps
             "wall_time": wall,
             "config_digest": config_digest(st.cfg),
             **({} if st.reward_model is None else {"reward_model": st.reward_model.state_dict()}),
+            **({} if st.offline is None else {"offline": st.offline}),
         },
     )
 
@@ -341,6 +347,8 @@ def check_config(cfg: RunConfig) -> None:
         rule = build_rule(cfg, env)
         planner = build_planner(cfg, env, cfg.num_envs, cfg.seed)
         check_planning_memory(planner, cfg.num_envs, rule.obs_dim, max(cfg.model.hidden))
+        if cfg.offline:
+            load_recording(Path(cfg.offline), rule.obs_dim, rule.act_dim)
     finally:
         env.close()
 
@@ -449,6 +457,12 @@ def train(
         return _iterate(cfg, st, run_dir, rng, env_steps, wall_before, progress, on_iteration)
 
 
+def _offline_episodes(path: Path, st: RunState) -> tuple[list[Episode], dict[str, Any]]:
+    """The episodes of a recording (checked against the model's sizes) and what the checkpoint keeps of it."""
+    episodes = load_recording(path, st.rule.obs_dim, st.rule.act_dim).episodes()
+    return episodes, {"path": str(path), "sha256": file_digest(path), "episodes": len(episodes)}
+
+
 def _first_non_finite(ep: Episode) -> str | None:
     """``"<what> at step <t>"`` for the earliest NaN/inf the environment returned, else None."""
     found = []
@@ -488,19 +502,22 @@ def _iterate(
             else:
                 policy = mpc_agent(cfg, st.rule, envs[0], cfg.num_envs, _seed_for(cfg.seed, it), st.reward_model)
                 n_episodes = cfg.episodes_per_iteration
-            base = envs[0].unwrapped
-            episode_seeds = rng.integers(0, 2**31 - 1, size=n_episodes)
-            tasks = [base.training_task(rng, cfg.nominal) for _ in range(n_episodes)]
-            clock: dict[str, float] = {}
-            episodes = run_episodes(
-                envs,
-                policy,
-                n_episodes,
-                lambda k, tasks=tasks, seeds=episode_seeds: (tasks[k], int(seeds[k])),
-                desc=f"iter {it} collect",
-                progress=progress,
-                timing=clock,
-            )
+            clock: dict[str, float] = {"policy_seconds": 0.0, "env_seconds": 0.0}
+            if it == 0 and cfg.offline:  # recorded transitions instead of random actions: no environment steps
+                episodes, st.offline = _offline_episodes(Path(cfg.offline), st)
+            else:
+                base = envs[0].unwrapped
+                episode_seeds = rng.integers(0, 2**31 - 1, size=n_episodes)
+                tasks = [base.training_task(rng, cfg.nominal) for _ in range(n_episodes)]
+                episodes = run_episodes(
+                    envs,
+                    policy,
+                    n_episodes,
+                    lambda k, tasks=tasks, seeds=episode_seeds: (tasks[k], int(seeds[k])),
+                    desc=f"iter {it} collect",
+                    progress=progress,
+                    timing=clock,
+                )
             for k, ep in enumerate(episodes):
                 bad = _first_non_finite(ep)
                 if bad is not None:
