@@ -55,7 +55,9 @@ def test_offline_training_steps_no_environment_and_keeps_the_data(
     monkeypatch.setattr(loop, "run_episodes", no_steps)
     run = tmp_path / "run"
     options = [*OFFLINE, "iterations=0"]
-    code, out, err = cli("train", "--algo", "grbal", "--offline", recording, "--run-dir", run, "--quiet", *as_sets(options))
+    code, out, err = cli(
+        "train", "--algo", "grbal", "--offline", recording, "--run-dir", run, "--quiet", *as_sets(options)
+    )
     assert code == 0, err
     assert "200 environment steps" in out  # the env came from the recording's meta
     state = torch.load(run / "checkpoint.pt", weights_only=True)
