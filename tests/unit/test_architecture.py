@@ -25,6 +25,7 @@ LAYERS = {
     "training": 4,
     "baselines": 4.5,  # model-free training beside the model-based loop
     "experiments": 5,
+    "control": 5,  # a trained run as a real-time controller (loads runs like experiments)
     "benchmarks": 5.5,  # measures the layers below; may use experiments.statistics
     "cli": 6,
 }

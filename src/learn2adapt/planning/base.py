@@ -14,8 +14,9 @@ same result as planning for it alone with that slot's seed (see :meth:`Planner.e
 from __future__ import annotations
 
 import contextlib
+import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -31,6 +32,11 @@ PRECISIONS = ("fp32", "bf16", "auto")
 
 class Planner(ABC):
     """Model-predictive planner over action sequences of length ``horizon``.
+
+    A real-time caller sets :attr:`deadline` before a plan: iterative planners (CEM, MPPI,
+    iCEM) then stop before an iteration that would end past it (:meth:`_iterations`; at least
+    one always runs) and return what they return after the iterations done, and random
+    shooting evaluates only as many candidates as fit (:meth:`_candidates_that_fit`).
 
     Args:
         action_low: lower action bounds, shape ``(act_dim,)``.
@@ -110,6 +116,30 @@ class Planner(ABC):
         #: Recorded rollouts (None: every rollout runs eagerly).
         self.graphs = RolloutGraphs() if cuda_graph and self.device.type == "cuda" else None
         self._fallbacks = torch.zeros((), dtype=torch.long, device=self.device)
+        #: ``time.perf_counter()`` by which the next plan must return; ``None``: no deadline.
+        self.deadline: float | None = None
+        #: Iterations (or, for random shooting, candidates) the last plan evaluated.
+        self.last_work = 0
+        self._iteration_seconds = 0.0  # the last measured iteration
+
+    # --- deadlines ---------------------------------------------------------------------------
+    def _now(self) -> float:
+        if self.device.type == "cuda":  # kernels run asynchronously: the clock must wait for them
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter()
+
+    def _iterations(self, count: int) -> Iterator[int]:
+        """``range(count)``, stopping before an iteration that the last one's duration says would end past
+        :attr:`deadline` (the first always runs); :attr:`last_work` counts those run."""
+        self.last_work = 0
+        for i in range(count):
+            start = self._now() if self.deadline is not None else 0.0
+            if i > 0 and self.deadline is not None and start + self._iteration_seconds > self.deadline:
+                return
+            yield i
+            self.last_work = i + 1
+            if self.deadline is not None:
+                self._iteration_seconds = self._now() - start
 
     def _as_bound(self, value: object) -> torch.Tensor:
         if not isinstance(value, torch.Tensor):

@@ -126,7 +126,7 @@ class CEM(WarmStartPlanner):
             mean = self._warm_mean(num_envs)
             std = (self.init_std * self.action_half_range).expand_as(mean).clone()
             any_ok = torch.zeros(num_envs, dtype=torch.bool, device=self.device)
-            for _ in range(self.iterations):
+            for _ in self._iterations(self.iterations):
                 actions = self._candidates(self._sample_normal("actions", num_envs, self.num_candidates), mean, std)
                 returns = self.evaluate(predict, reward_fn, obs, actions, termination_fn)
                 mean, std, ok, _, _ = self._refit(actions, returns, mean, std, self.elites)

@@ -130,7 +130,8 @@ class ICEM(CEM):
             has_carried = self._has_elites.clone()
             best_ret = torch.full((num_envs,), -torch.inf, device=self.device)
             best_first = self.action_mid.expand(num_envs, self.act_dim).clone()
-            for i, pop in enumerate(self.population):
+            for i in self._iterations(self.iterations):
+                pop = self.population[i]
                 count = pop + self.num_keep
                 actions = self._candidates(self._coloured(f"actions{i}", num_envs, count), mean, std)
                 if carried is not None:

@@ -67,7 +67,7 @@ class MPPI(WarmStartPlanner):
             num_envs = obs.shape[0]
             mean = self._warm_mean(num_envs)
             any_ok = torch.zeros(num_envs, dtype=torch.bool, device=self.device)
-            for _ in range(self.iterations):
+            for _ in self._iterations(self.iterations):
                 actions = self._noise(num_envs).add_(mean.unsqueeze(1))
                 actions.clamp_(min=self.action_low, max=self.action_high)
                 returns = self.evaluate(predict, reward_fn, obs, actions, termination_fn)
