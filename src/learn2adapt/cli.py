@@ -30,11 +30,11 @@ DEFAULT_ENV, DEFAULT_PRESET = "learn2adapt/PendulumVaried-v0", "quick"
 def _env_of(args: argparse.Namespace) -> str:
     """``--env``, else the env a ``--preset FILE.toml`` names, else the one ``--offline FILE`` was recorded on,
     else :data:`DEFAULT_ENV`."""
-    from learn2adapt.data.recorded import load_recording
+    from learn2adapt.data.recorded import recorded_env
     from learn2adapt.training.config import preset_env
 
     offline = getattr(args, "offline", None)
-    recorded = load_recording(Path(offline)).env if offline and not (args.env or args.preset) else None
+    recorded = recorded_env(Path(offline)) if offline and not (args.env or args.preset) else None
     return args.env or preset_env(args.preset) or recorded or DEFAULT_ENV
 
 
@@ -545,9 +545,7 @@ def cmd_record(args: argparse.Namespace) -> int:
 
     run = None
     if args.policy != "random":
-        given = [f"--{k}" for k in ("env", "algo", "preset") if getattr(args, k) is not None] + (
-            ["--set"] * bool(args.set)
-        )
+        given = [f"--{k}" for k in ("env", "algo", "preset", "set") if getattr(args, k) is not None]
         if given:
             raise ConfigError(
                 f"{given[0]} cannot be combined with --policy RUN_DIR: the run's own configuration is used"

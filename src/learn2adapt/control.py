@@ -33,9 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from learn2adapt.envs import make_env
 from learn2adapt.errors import ConfigError
-from learn2adapt.training.loop import RunState, load_run, mpc_agent
+from learn2adapt.training.loop import RunState, load_run, mpc_agent, run_env
 
 #: Plans timed to find the smallest plan a deadline must allow.
 CALIBRATION_PLANS = 5
@@ -78,7 +77,7 @@ class Controller:
         if deadline_ms is not None and not (np.isfinite(deadline_ms) and deadline_ms > 0):
             raise ConfigError(f"deadline_ms must be a positive number of milliseconds (got {deadline_ms})")
         self.run, self.cfg = run, run.cfg
-        env = make_env(self.cfg.env, **self.cfg.env_options())  # its action bounds and reward only
+        env = run_env(self.cfg)  # its action bounds and reward only
         try:
             self.action_space: Any = env.action_space
             self.agent = mpc_agent(self.cfg, run.rule, env, 1, seed, run.reward_model)

@@ -29,11 +29,10 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from learn2adapt.envs import make_env
 from learn2adapt.errors import CheckpointError, ConfigError, UserError
 from learn2adapt.training.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from learn2adapt.training.config import RunConfig, load_config, save_config
-from learn2adapt.training.loop import check_config_digest, config_digest, restamp_config_digest, resumed_config
+from learn2adapt.training.loop import check_config_digest, config_digest, restamp_config_digest, resumed_config, run_env
 from learn2adapt.training.metrics_log import MetricsLog
 from learn2adapt.training.run_dir import RunLock, atomic_write_text, check_writable
 
@@ -172,7 +171,7 @@ def load_baseline(run_dir: Path) -> BaselineState:
     """Config and trained policy of a model-free run directory (for eval; a resume reads its own config)."""
     run_dir = Path(run_dir)
     cfg = load_config(run_dir / "config.json", on_this_machine=True)
-    model = _model(cfg, make_env(cfg.env, max_episode_steps=cfg.episode_length, **cfg.env_options()))
+    model = _model(cfg, run_env(cfg, max_episode_steps=cfg.episode_length))
     state = _restore_checkpoint(model, cfg, run_dir)
     return BaselineState(cfg, model, int(state["env_steps"]), int(state["iteration"]))
 
@@ -203,7 +202,7 @@ def train_baseline(
         if resume:
             cfg = resumed_config(run_dir, changes)
         assert cfg is not None
-        env = make_env(cfg.env, max_episode_steps=cfg.episode_length, **cfg.env_options())
+        env = run_env(cfg, max_episode_steps=cfg.episode_length)
         env = TrainingTasks(env, np.random.default_rng(cfg.seed), cfg.nominal)
         env = _sb3(cfg.algo).common.monitor.Monitor(env)
         model = _model(cfg, env)

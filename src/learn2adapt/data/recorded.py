@@ -32,6 +32,7 @@ import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -149,22 +150,11 @@ def load_recording(path: Path, obs_dim: int | None = None, act_dim: int | None =
     """
     path = Path(path)
     where = f"--offline {path}"
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {name: data[name] for name in data.files}
-    except FileNotFoundError:
-        raise ConfigError(f"{where}: no such file") from None
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-        raise ConfigError(f"{where} is not a recording (.npz, docs/your-robot.md): {e}") from None
+    arrays = _read(path)
     missing = [name for name in (*ARRAYS, "meta") if name not in arrays]
     if missing:
         raise ConfigError(f"{where}: missing {', '.join(missing)} (the format: learn2adapt.data.recorded)")
-    try:
-        meta = json.loads(str(arrays.pop("meta")))
-    except json.JSONDecodeError:
-        raise ConfigError(f"{where}: meta is not JSON") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise ConfigError(f"{where}: meta.format must be {FORMAT!r}")
+    meta = _meta(arrays.pop("meta"), where)
     _check_arrays(arrays, where, obs_dim, act_dim)
     tasks = meta.get("tasks", [])
     if not isinstance(tasks, list) or not all(isinstance(t, dict) for t in tasks):
@@ -178,6 +168,36 @@ def load_recording(path: Path, obs_dim: int | None = None, act_dim: int | None =
         env=str(meta.get("env", "")),
         policy=str(meta.get("policy", "")),
     )
+
+
+def _read(path: Path, names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    """The arrays ``names`` (all: ``None``) of a recording, each problem opening it one line."""
+    where = f"--offline {path}"
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {name: data[name] for name in (data.files if names is None else names) if name in data.files}
+    except FileNotFoundError:
+        raise ConfigError(f"{where}: no such file") from None
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        raise ConfigError(f"{where} is not a recording (.npz, docs/your-robot.md): {e}") from None
+
+
+def _meta(value: np.ndarray, where: str) -> dict[str, Any]:
+    try:
+        meta = json.loads(str(value))
+    except json.JSONDecodeError:
+        raise ConfigError(f"{where}: meta is not JSON") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ConfigError(f"{where}: meta.format must be {FORMAT!r}")
+    return meta
+
+
+def recorded_env(path: Path) -> str:
+    """The environment id a recording names (``""`` if none), reading its ``meta`` alone."""
+    arrays = _read(Path(path), ["meta"])
+    if "meta" not in arrays:
+        raise ConfigError(f"--offline {path}: missing meta (the format: learn2adapt.data.recorded)")
+    return str(_meta(arrays["meta"], f"--offline {path}").get("env", ""))
 
 
 def _check_arrays(arrays: dict[str, np.ndarray], where: str, obs_dim: int | None, act_dim: int | None) -> None:

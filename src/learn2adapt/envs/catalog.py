@@ -23,7 +23,7 @@ from typing import Any
 
 import gymnasium as gym
 
-from learn2adapt.envs.gym_task_env import LEARNED
+from learn2adapt.envs.gym_task_env import LEARNED, GymTaskEnv
 from learn2adapt.errors import ConfigError, UnknownName
 
 NAMESPACE = "learn2adapt"
@@ -202,6 +202,20 @@ def check_env_id(env_id: str) -> None:
     )
 
 
+def check_family_options(env_id: str, task_space: Sequence[str], reward: str, termination: str) -> None:
+    """Refuse a task space or reward / termination functions for a family, which has its own tasks and exact
+    reward (``"learned"`` is allowed: the run learns it, the environment is not involved)."""
+    if find_family(env_id) is None:
+        return
+    options = (("task_space", task_space), ("reward", reward), ("termination", termination))
+    given = [k for k, v in options if v and v != LEARNED]
+    if given:
+        raise ConfigError(
+            f"{given[0]} is for Gymnasium environments without learn2adapt's tasks and batched reward; "
+            f"{env_id} has both: leave {given[0]} unset" + ("" if given[0] == "task_space" else f" (or {LEARNED})")
+        )
+
+
 def make_env(
     env_id: str,
     schedule: str | None = None,
@@ -230,19 +244,11 @@ def make_env(
         or function, or an invalid schedule spec.
     """
     check_env_id(env_id)
-    fam = find_family(env_id)
-    if fam is not None:
-        options = (("task_space", task_space), ("reward", reward), ("termination", termination))
-        given = [k for k, v in options if v and v != LEARNED]  # a learned reward is the run's, not the env's
-        if given:
-            raise ConfigError(
-                f"{given[0]} is for environments without their own tasks and batched reward; {env_id} has both"
-            )
-        _register(plugin_families() if fam not in FAMILIES else FAMILIES)
+    check_family_options(env_id, task_space, reward, termination)
+    if find_family(env_id) is not None:
+        _register(all_families())
         env = gym.make(env_id, **kwargs)
     else:
-        from learn2adapt.envs.gym_task_env import GymTaskEnv  # noqa: PLC0415
-
         env = GymTaskEnv(gym.make(env_id, **kwargs), task_space, reward, termination)
     if schedule is not None:
         from learn2adapt.envs.schedules import wrap_schedule

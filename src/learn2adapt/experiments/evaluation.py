@@ -318,11 +318,10 @@ def prediction_errors(
 def learned_reward_error(model: LearnedReward, episodes: Sequence[Episode]) -> float:
     """Root-mean-square error of ``model``'s reward against the rewards the environment returned."""
     device = model.in_mean.device
-    t = lambda parts: torch.as_tensor(np.concatenate(parts), dtype=torch.float32, device=device)  # noqa: E731
-    obs, act, nxt = (t([getattr(ep, k) for ep in episodes]) for k in ("obs", "act", "next_obs"))
-    with torch.no_grad():
-        error = model.reward_fn(obs, act, nxt) - t([ep.reward for ep in episodes])
-    return float(error.pow(2).mean().sqrt())
+    t = lambda name: torch.as_tensor(  # noqa: E731
+        np.concatenate([getattr(ep, name) for ep in episodes]), dtype=torch.float32, device=device
+    )
+    return model.rmse(t("obs"), t("act"), t("next_obs"), t("reward"))
 
 
 def evaluate(

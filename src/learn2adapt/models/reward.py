@@ -28,6 +28,7 @@ from learn2adapt.data.trajectory_buffer import TrajectoryBuffer, split_episodes
 from learn2adapt.models.config import FitConfig
 from learn2adapt.models.fitting import fit_early_stopping
 from learn2adapt.models.mlp import MLP
+from learn2adapt.models.supervised import transition_tensors
 
 
 class LearnedReward(nn.Module):
@@ -73,6 +74,11 @@ class LearnedReward(nn.Module):
         """Batched predicted termination flags (logit > 0)."""
         return self._outputs(obs, act, next_obs)[..., 1] > 0
 
+    def rmse(self, obs: torch.Tensor, act: torch.Tensor, next_obs: torch.Tensor, reward: torch.Tensor) -> float:
+        """Root-mean-square error of the predicted reward against ``reward`` (the rewards observed)."""
+        with torch.no_grad():
+            return float((self.reward_fn(obs, act, next_obs) - reward).pow(2).mean().sqrt())
+
     def _set_statistics(self, x: np.ndarray, reward: np.ndarray) -> None:
         std = x.std(axis=0)
         self.in_mean.copy_(torch.as_tensor(x.mean(axis=0), dtype=torch.float32))
@@ -89,18 +95,17 @@ class LearnedReward(nn.Module):
         ``reward/val_relative`` the same divided by the rewards' standard deviation (0: exact,
         1: no better than their mean).
         """
-        device = self.in_mean.device
         x = np.concatenate([buffer.obs, buffer.act, buffer.next_obs - buffer.obs], axis=1).astype(np.float64)
         self._set_statistics(x, buffer.reward.astype(np.float64))
-        t = lambda a: torch.as_tensor(a, dtype=torch.float32, device=device)  # noqa: E731
-        obs, act, nxt = t(buffer.obs), t(buffer.act), t(buffer.next_obs)
-        target = (t(buffer.reward) - self.reward_mean) / self.reward_std
-        done = t(buffer.terminated)
+        train_mask, val_mask = split_episodes(buffer, cfg.val_fraction, rng, cfg.val_split)
+        obs, act, nxt, val_idx = transition_tensors(self, buffer, train_mask, val_mask)
+        device = obs.device
+        reward = torch.as_tensor(buffer.reward, device=device)
+        target = (reward - self.reward_mean) / self.reward_std
+        done = torch.as_tensor(buffer.terminated, dtype=torch.float32, device=device)
         positives = float(done.sum())
         pos_weight = torch.tensor((len(done) - positives) / positives if positives else 1.0, device=device)
-        train_mask, val_mask = split_episodes(buffer, cfg.val_fraction, rng, cfg.val_split)
         train_idx = np.flatnonzero(train_mask)
-        val_idx = torch.as_tensor(np.flatnonzero(val_mask if val_mask.any() else train_mask), device=device)
 
         def loss(idx: torch.Tensor) -> torch.Tensor:
             out = self._outputs(obs[idx], act[idx], nxt[idx]).float()
@@ -125,9 +130,7 @@ class LearnedReward(nn.Module):
             desc="fit reward",
             progress=progress,
         )
-        with torch.no_grad():
-            error = self.reward_fn(obs[val_idx], act[val_idx], nxt[val_idx]) - t(buffer.reward)[val_idx]
-            rmse = float(error.pow(2).mean().sqrt())
+        rmse = self.rmse(obs[val_idx], act[val_idx], nxt[val_idx], reward[val_idx])
         return {
             **result.metrics("reward"),
             "reward/val_rmse": rmse,

@@ -65,7 +65,7 @@ def check_env(cfg: RunConfig) -> None:
     any: it measures what learning the reward costs); for those, the environment is built once
     here (cached) so that a bad task space or function fails before anything is written.
     """
-    from learn2adapt.envs.catalog import check_env_id, find_family  # noqa: PLC0415  (registration is lazy)
+    from learn2adapt.envs.catalog import check_env_id, check_family_options, find_family  # noqa: PLC0415
     from learn2adapt.envs.gym_task_env import LEARNED  # noqa: PLC0415
 
     check_env_id(cfg.env)
@@ -76,13 +76,8 @@ def check_env(cfg: RunConfig) -> None:
         )
     if cfg.termination == LEARNED and cfg.reward != LEARNED:
         raise ConfigError("termination=learned is learned with the reward: set reward=learned too")
+    check_family_options(cfg.env, cfg.task_space, cfg.reward, cfg.termination)
     if find_family(cfg.env) is not None:
-        named = [k for k in ("task_space", "reward", "termination") if getattr(cfg, k) not in ([], "", LEARNED)]
-        if named:
-            raise ConfigError(
-                f"{named[0]} is for Gymnasium environments without learn2adapt's tasks and batched reward; "
-                f"{cfg.env} has both: leave {named[0]} unset" + ("" if named[0] == "task_space" else f" (or {LEARNED})")
-            )
         return
     if cfg.algo not in MODEL_FREE and not cfg.reward:
         raise ConfigError(

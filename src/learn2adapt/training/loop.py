@@ -90,11 +90,13 @@ class RunState:
         return mpc_agent(self.cfg, self.rule, envs[0], len(envs), seed, self.reward_model)
 
 
+def run_env(cfg: RunConfig, **kwargs: Any) -> gym.Env:
+    """The run's environment: ``cfg.env`` with its task space and reward options (``kwargs``: to ``make_env``)."""
+    return make_env(cfg.env, **cfg.env_options(), **kwargs)
+
+
 def make_envs(cfg: RunConfig, count: int, episode_length: int | None = None) -> list[gym.Env]:
-    return [
-        make_env(cfg.env, max_episode_steps=episode_length or cfg.episode_length, **cfg.env_options())
-        for _ in range(count)
-    ]
+    return [run_env(cfg, max_episode_steps=episode_length or cfg.episode_length) for _ in range(count)]
 
 
 def build_rule(cfg: RunConfig, env: gym.Env) -> AdaptationRule:
@@ -171,7 +173,7 @@ def with_online_rule(st: RunState, algo: str, changes: Sequence[str] = ()) -> Ru
         )
     cfg = apply_overrides(copy.deepcopy(st.cfg), list(changes)).validate()
     cfg.algo = algo
-    env = make_env(cfg.env, **cfg.env_options())
+    env = run_env(cfg)
     rule = build_rule(cfg, env)
     env.close()
     rule.load_state_dict(st.rule.state_dict())
@@ -280,7 +282,7 @@ def _load_run_and_checkpoint(run_dir: Path, cfg: RunConfig | None = None) -> tup
             f"may change, with `learn2adapt train --resume {run_dir} --set iterations=N` or `--set device=DEV`) "
             "or start a new run"
         )
-    env = make_env(cfg.env, **cfg.env_options())
+    env = run_env(cfg)
     rule = build_rule(cfg, env)
     env.close()
     reward_model = build_reward_model(cfg, rule.obs_dim, rule.act_dim)
@@ -342,7 +344,7 @@ _STALE = ("metrics.csv", "DONE", "eval.json")
 def check_config(cfg: RunConfig) -> None:
     """Everything that can be checked before a run directory is touched (raises :class:`ConfigError`)."""
     cfg.validate()
-    env = make_env(cfg.env, **cfg.env_options())
+    env = run_env(cfg)
     try:  # the parts check their own options
         rule = build_rule(cfg, env)
         planner = build_planner(cfg, env, cfg.num_envs, cfg.seed)
@@ -448,7 +450,7 @@ def train(
             torch.manual_seed(cfg.seed)
             rng = np.random.default_rng(cfg.seed)
             env_steps, wall_before = 0, 0.0
-            sizes_env = make_env(cfg.env, **cfg.env_options())
+            sizes_env = run_env(cfg)
             rule = build_rule(cfg, sizes_env)
             sizes_env.close()
             reward_model = build_reward_model(cfg, rule.obs_dim, rule.act_dim)
