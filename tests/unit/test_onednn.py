@@ -126,8 +126,8 @@ def test_packed_weights_follow_the_rules_own_optimiser_steps(ensemble) -> None:
 
 
 def test_batched_weights_in_bf16_only_as_parameters() -> None:
-    """In bf16, an ensemble's member weights (parameters, packed once) take the path; adapted
-    weights (new tensors at every plan) stay on ``baddbmm``."""
+    """In bf16, an ensemble's member weights (parameters, packed once) take the path; other batched
+    weights that are not marked reused stay on ``baddbmm``."""
     torch.manual_seed(0)
     net = MLP(32, 16, [24], "silu", members=4)
     x = torch.randn(4, 30, 32)
@@ -145,6 +145,32 @@ def test_batched_weights_in_bf16_only_as_parameters() -> None:
     close(out, plain, exact_bf16=False)
     assert out.dtype == torch.bfloat16 and out.shape == (4, 30, 16)
     close(*both(lambda: run(adapted)))
+
+
+def test_adapted_weights_marked_reused_are_packed_once_and_follow_changes() -> None:
+    """Per-environment weights marked reused (GrBAL's, once per plan) take the packed path in bf16
+    with the plain path's results, and a changed or new tensor is never served a stale packing."""
+    torch.manual_seed(0)
+    net = MLP(32, 16, [24], "relu")
+    x = torch.randn(3, 30, 32)
+    adapted = {name: p.detach().unsqueeze(0).repeat(3, *([1] * p.dim())) for name, p in net.named_parameters()}
+    adapted = {name: v + 0.01 * torch.randn_like(v) for name, v in adapted.items()}
+    onednn.mark_reused(adapted.values())
+
+    def run() -> torch.Tensor:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return net(x, adapted)
+
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert onednn.usable(x, adapted["w0"])
+        assert not onednn.usable(x, adapted["w0"].clone())  # an unmarked copy stays on baddbmm
+    first, plain = both(run)
+    close(first, plain)
+    with torch.no_grad():
+        adapted["w1"].mul_(-1.0)  # in place: the version counter moves, the packing is redone
+    changed, plain = both(run)
+    close(changed, plain)
+    assert not torch.equal(changed, first)
 
 
 def test_a_transposed_input_and_both_precisions_on_one_model() -> None:

@@ -67,6 +67,7 @@ import torch
 from torch import nn
 
 from learn2adapt.errors import ConfigError, UnknownName
+from learn2adapt.models import onednn
 from learn2adapt.models.dynamics import MLPDynamics
 from learn2adapt.models.ensemble import EnsembleDynamics
 from learn2adapt.models.mlp import MLP, linear
@@ -459,7 +460,9 @@ def online_params(
         adapted, keep = keep_improving(model.net, theta, adapted, x, y, mask)
         if guard_count is not None:
             guard_count.add(keep)
-    return {n: v.detach() for n, v in adapted.items()}
+    out = {n: v.detach() for n, v in adapted.items()}
+    onednn.mark_reused(out.values())  # one plan reads them H x iterations times: pack once
+    return out
 
 
 def keep_improving(

@@ -19,9 +19,9 @@ Shared ``(in, out)`` weights that are a module's parameters are packed once and
 reused until they change (their version counter moves at every optimiser step or load);
 batched weights ``(*batch, in, out)`` run one group at a time through every layer
 (:func:`layers_inference`): in fp32 always, in bf16 only when they are parameters (an
-ensemble's members, packed once per fit). Weights made anew for every plan (adapted per
-environment) stay on ``baddbmm`` in bf16, where the loop over unpacked weights measured
-slower (GrBAL's ``paper`` plan: 7%). Results match ``addmm`` bit for bit in bf16 with ReLU,
+ensemble's members, packed once per fit) or marked reused (:func:`mark_reused`: adapted per
+environment, packed once per plan). Other batched weights stay on ``baddbmm`` in bf16, where the
+loop over unpacked weights measured slower (GrBAL's ``paper`` plan: 7%). Results match ``addmm`` bit for bit in bf16 with ReLU,
 within one bf16 rounding with a fused tanh or SiLU (applied before the output is rounded, not
 after), and to fp32 rounding (another summation order) in fp32.
 
@@ -88,7 +88,7 @@ def inference_dtype(x: torch.Tensor, w: torch.Tensor) -> torch.dtype | None:
     dtype = torch.get_autocast_dtype("cpu") if autocast else x.dtype
     if dtype not in (torch.float32, torch.bfloat16):
         return None
-    if dtype == torch.bfloat16 and w.dim() > 2 and not isinstance(w, torch.nn.Parameter):
+    if dtype == torch.bfloat16 and w.dim() > 2 and not _reusable(w):
         return None
     return dtype if available(dtype) else None
 
@@ -98,7 +98,34 @@ def usable(x: torch.Tensor, w: torch.Tensor) -> bool:
     return inference_dtype(x, w) is not None
 
 
-# Packed weights of parameters, by (id, dtype) (the bf16 check plans a model in both): one per
+# Weights that are not parameters but are read by many forward passes (per-environment adapted
+# weights, used by every horizon step and iteration of one plan): packed once like a parameter.
+# (By id with a weak reference: tensors compare elementwise, so a WeakSet cannot hold them.)
+_reused: dict[int, weakref.ref] = {}
+
+
+def mark_reused(weights: Iterator[torch.Tensor] | Sequence[torch.Tensor]) -> None:
+    """Pack these batched weights once and reuse the packing while they are unchanged.
+
+    Why: GrBAL's adapted weights are new at every plan, but one plan evaluates the model
+    ``H x iterations`` times with them; left unpacked they run on ``baddbmm`` in bf16, which made
+    an adapted ``paper`` plan ~1.3x an unadapted one (docs/experiments.md, "Adapted weights,
+    packed"). Packing costs one reorder per layer per plan.
+    """
+    for w in weights:
+        if w.dim() > 2 and w.device.type == "cpu" and not w.requires_grad:
+            key = id(w)
+            _reused[key] = weakref.ref(w, lambda _, key=key: _reused.pop(key, None))
+
+
+def _reusable(w: torch.Tensor) -> bool:
+    if isinstance(w, torch.nn.Parameter):
+        return True
+    ref = _reused.get(id(w))
+    return ref is not None and ref() is w
+
+
+# Packed weights of parameters (and of weights marked reused), by (id, dtype) (the bf16 check plans a model in both): one per
 # group of a batched parameter (ensemble members). An entry holds a weak reference to its tensor
 # and dies with it, and is valid while the tensor's version counter is unchanged.
 _packed: dict[tuple[int, torch.dtype], tuple[weakref.ref, int, list[torch.Tensor]]] = {}
@@ -121,9 +148,9 @@ def _packed_weights(w: torch.Tensor, dtype: torch.dtype, rows: int) -> list[torc
 
 
 def _group_weights(w: torch.Tensor, dtype: torch.dtype, rows: int) -> Sequence[torch.Tensor]:
-    """``w (*batch, in, out)`` as ``(out, in)`` weights per group: packed once for a parameter,
-    transposed views of other tensors (adapted weights, new at every plan)."""
-    if isinstance(w, torch.nn.Parameter):
+    """``w (*batch, in, out)`` as ``(out, in)`` weights per group: packed once for a parameter or
+    a tensor marked reused (:func:`mark_reused`), transposed views of other tensors."""
+    if _reusable(w):
         return _packed_weights(w, dtype, rows)
     return w.reshape(-1, *w.shape[-2:]).transpose(-1, -2).to(dtype).unbind(0)
 
