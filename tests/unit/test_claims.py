@@ -51,3 +51,44 @@ def test_each_claim_is_paired_and_signed_as_the_paper_states_it():
     four = checks[(4, "GrBAL - MB")]
     assert four.verdict == "supports" and math.isclose(four.diff, (2.0 + 1.9 + 1.9) / 3, rel_tol=1e-9)
     assert checks[(1, "ReBAL - MB")].verdict == "not measured"  # not in this comparison
+
+
+def test_equal_samples_against_sac_per_planner_and_only_at_equal_steps():
+    """Claim 5 pairs each adaptive entry with SAC per episode, per planner it was evaluated with,
+    and refuses a verdict when the two were trained on different numbers of steps."""
+    cem = _row([300.0 + k for k in range(6)], [1.0] * 3, [0.8] * 3)
+    rs = _row([10.0 + k for k in range(6)], [1.0] * 3, [0.9] * 3)
+    sac = _row([100.0 + 3 * k for k in range(6)], [math.nan] * 3, [math.nan] * 3)
+    for row in (cem, rs, sac):
+        row["env_steps"] = 48000.0
+    mb_cem = _row([50.0] * 6, [1.0] * 3, [1.0] * 3)
+    summary = {"fixed": {"grbal@rs": rs, "grbal@cem": cem, "mb@cem": mb_cem, "sac": sac}, "meta": {}}
+    checks = {(c.claim, c.comparison): c for c in check_domain("learn2adapt/Test-v0", summary)}
+    assert checks[(5, "GrBAL (CEM) - SAC")].verdict == "supports"
+    assert checks[(5, "GrBAL (RS) - SAC")].verdict == "contradicts"
+    assert checks[(5, "GrBAL (CEM) - SAC")].pairs == 6
+    assert checks[(1, "GrBAL (CEM) - MB (CEM)")].verdict == "supports"  # against MB with the same planner
+    assert checks[(1, "GrBAL (RS) - MB (RS)")].verdict == "not measured"
+    sac["env_steps"] = 24000.0
+    unequal = {(c.claim, c.comparison): c for c in check_domain("learn2adapt/Test-v0", summary)}
+    assert unequal[(5, "GrBAL (CEM) - SAC")].verdict == "not measured"
+
+
+def test_equal_samples_at_every_budget_the_comparison_evaluated():
+    """With ``budgets.json`` (``compare --at-steps``), claim 5 has one row per step count, read from
+    its paired differences, and no verdict where the two entries' actual steps differ."""
+    sac = _row([0.0] * 6, [math.nan] * 3, [math.nan] * 3)
+    cem = _row([1.0] * 6, [1.0] * 3, [0.9] * 3)
+    summary = {"fixed": {"grbal@cem": cem, "sac": sac}, "meta": {}}
+    budgets = {
+        "steps": [12000, 24000, 48000],
+        "schedules": {
+            "fixed": {
+                "actual_steps": {"grbal@cem": [12000, 24000, 48000], "sac": [12000, 30000, 48000]},
+                "differences": {"grbal@cem - sac": [[175.0, 38.0, 9], [220.0, 130.0, 9], [-25.0, 222.0, 9]]},
+            }
+        },
+    }
+    rows = [c for c in check_domain("learn2adapt/Test-v0", summary, budgets) if c.claim == 5]
+    assert [c.verdict for c in rows] == ["supports", "not measured", "within noise"]
+    assert rows[0].basis == "return at 12000 steps, paired by episode" and rows[0].diff == 175.0

@@ -8,15 +8,21 @@ Nagabandi, Clavera et al. (ICLR 2019, Sec. 6) make four claims on each of their 
    transitions after adapting on M: after < before);
 4. adaptation helps most right after a mid-episode change of dynamics: the adaptive method's
    lead over MB in reward per step over the first steps after a switch is larger than its lead
-   before the switch.
+   before the switch;
+
+and the question a reader asks first (the paper's premise, sample efficiency):
+
+5. at equal environment steps, GrBAL and ReBAL beat a stock SAC on held-out return.
 
 ``learn2adapt claims DIR...`` reads the ``summary.json`` of each comparison (a ``compare``
 output or a committed report) and gives every claim, per domain and schedule, the measured
 difference with its 95% CI and a verdict: **supports** (the CI excludes 0 in the claimed
 direction), **contradicts** (it excludes 0 the other way), **within noise**, or **not
-measured** (an algorithm or a measure is missing). Returns are paired by episode (seed, test
-task, episode index: the same initial state and schedule for every method); prediction errors
-and post-switch rewards by seed.
+measured** (an algorithm or a measure is missing, or, for claim 5, the two were trained on
+different numbers of steps). Returns are paired by episode (seed, test task, episode index: the
+same initial state and schedule for every method); prediction errors and post-switch rewards by
+seed. An entry evaluated with several planners (``grbal@cem``, ``compare --eval-planners``) is
+checked per planner, against the baseline evaluated with the same planner.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from typing import Any
 from learn2adapt.errors import UserError
 from learn2adapt.experiments.report import RECOVERY_WINDOW, load_summary, schedules_of
 from learn2adapt.experiments.statistics import paired_diff_ci95
-from learn2adapt.experiments.variants import label
+from learn2adapt.experiments.variants import PLANNER_SEPARATOR, label, split_planner
 
 #: The adaptive methods the claims are about, and the baselines they are compared with.
 ADAPTIVE = ("grbal", "rebal")
@@ -43,6 +49,7 @@ CLAIMS = {
         f"adaptation helps most right after a mid-episode change: the lead over MB in reward per step "
         f"over the {RECOVERY_WINDOW} steps after a switch exceeds the lead before it"
     ),
+    5: "at equal environment steps, GrBAL and ReBAL beat SAC on held-out return",
 }
 
 
@@ -83,30 +90,57 @@ def _per_seed(row: dict[str, Any], name: str) -> dict[int, float]:
     return {int(s): float(v) for s, v in zip(row["seeds"], values) if v is not None and math.isfinite(float(v))}
 
 
-def check_domain(env: str, summary: dict[str, Any]) -> list[Check]:
-    """Every claim of the module docstring on one comparison, for each schedule it evaluated."""
+def check_domain(env: str, summary: dict[str, Any], budgets: dict[str, Any] | None = None) -> list[Check]:
+    """Every claim of the module docstring on one comparison, for each schedule it evaluated.
+
+    Args:
+        env: the comparison's environment id.
+        summary: its ``summary.json``.
+        budgets: its ``budgets.json`` (``compare --at-steps``), if any: claim 5 is then checked at
+            every step count evaluated, from the paired differences recorded there, rather than
+            at the final budget alone.
+    """
     checks = []
     for schedule in schedules_of(summary):
         rows = summary[schedule]
+        by_budget = (budgets or {}).get("schedules", {}).get(schedule)
+        budget_steps = (budgets or {}).get("steps", [])
 
         def add(claim: int, comparison: str, d: float, h: float, n: int, basis: str, schedule: str = schedule) -> None:
             checks.append(Check(claim, env, schedule, comparison, d, h, n, basis, verdict(d, h, n)))
 
-        for algo in ADAPTIVE:
-            row = rows.get(algo)
-            for claim, base in ((1, "mb"), (2, "mbde")):
+        for algo, planner in _adaptive_entries(rows):
+            entry = algo + planner
+            row = rows.get(entry)
+            for claim, base in ((1, "mb" + planner), (2, "mbde" + planner)):
                 other = rows.get(base)
                 if row is None or other is None:
-                    add(claim, f"{label(algo)} - {label(base)}", math.nan, math.nan, 0, "not in this comparison")
+                    add(claim, f"{label(entry)} - {label(base)}", math.nan, math.nan, 0, "not in this comparison")
                     continue
                 d, h, n = paired_diff_ci95(_episodes(row), _episodes(other))
-                add(claim, f"{label(algo)} - {label(base)}", d, h, n, "return, paired by episode")
+                add(claim, f"{label(entry)} - {label(base)}", d, h, n, "return, paired by episode")
             if row is None:
-                add(3, f"{label(algo)}: before - after", math.nan, math.nan, 0, "not in this comparison")
+                add(3, f"{label(entry)}: before - after", math.nan, math.nan, 0, "not in this comparison")
                 continue
             d, h, n = paired_diff_ci95(_per_seed(row, "pred_error_before"), _per_seed(row, "pred_error_after"))
-            add(3, f"{label(algo)}: before - after", d, h, n, "prediction error, paired by seed")
-            mb = rows.get("mb")
+            add(3, f"{label(entry)}: before - after", d, h, n, "prediction error, paired by seed")
+            sac = rows.get("sac")
+            if sac is not None and by_budget is not None and f"{entry} - sac" in by_budget["differences"]:
+                steps = by_budget["actual_steps"]
+                for i, target in enumerate(budget_steps):
+                    d, h, n = by_budget["differences"][f"{entry} - sac"][i]
+                    if steps[entry][i] != steps["sac"][i]:
+                        add(5, f"{label(entry)} - SAC", math.nan, math.nan, 0, f"unequal env steps near {target}")
+                    else:
+                        add(5, f"{label(entry)} - SAC", d, h, n, f"return at {target} steps, paired by episode")
+            elif sac is not None:  # claim 5 is asked only of comparisons that ran SAC
+                steps = (row.get("env_steps"), sac.get("env_steps"))
+                if steps[0] != steps[1]:
+                    add(5, f"{label(entry)} - SAC", math.nan, math.nan, 0, f"unequal env steps {steps[0]} vs {steps[1]}")
+                else:
+                    d, h, n = paired_diff_ci95(_episodes(row), _episodes(sac))
+                    add(5, f"{label(entry)} - SAC", d, h, n, f"return at {steps[0]:.0f} steps, paired by episode")
+            mb = rows.get("mb" + planner)
             if mb is None:
                 continue
             early, pre = _per_seed(row, "early_recovery"), _per_seed(row, "pre_switch")
@@ -117,8 +151,23 @@ def check_domain(env: str, summary: dict[str, Any]) -> list[Check]:
             after_lead = {s: early[s] - early_mb[s] for s in seeds}
             before_lead = {s: pre[s] - pre_mb[s] for s in seeds}
             d, h, n = paired_diff_ci95(after_lead, before_lead)
-            add(4, f"{label(algo)} - MB: lead after - lead before", d, h, n, "reward per step, paired by seed")
+            add(4, f"{label(entry)} - {label('mb' + planner)}: lead after - lead before", d, h, n, "reward per step, paired by seed")
     return checks
+
+
+def _adaptive_entries(rows: dict[str, Any]) -> list[tuple[str, str]]:
+    """``(algorithm, planner suffix)`` of each adaptive entry to check: every planner an adaptive
+    entry was evaluated with (``("grbal", "@cem")``), or each adaptive algorithm once with no suffix
+    when none was (so a missing one is reported as not measured)."""
+    planners = {split_planner(name)[1] for name in rows} - {None}
+    suffixes = sorted(PLANNER_SEPARATOR + str(p) for p in planners)
+    return [(algo, planner) for algo in ADAPTIVE for planner in (suffixes or [""])]
+
+
+def _load_budgets(path: Path) -> dict[str, Any] | None:
+    """A comparison's ``budgets.json``, beside its summary (see ``load_summary``), or None."""
+    found = next((p for p in (path / "report" / "budgets.json", path / "budgets.json") if p.exists()), None)
+    return None if found is None else json.loads(found.read_text())
 
 
 def _fmt(x: float) -> str:
@@ -134,7 +183,7 @@ def write_claims(paths: Sequence[Path], out: Path) -> Path:
     """
     if not paths:
         raise UserError("claims needs at least one comparison directory (a `compare` --out, or a report directory)")
-    checks = [c for p in paths for c in check_domain(*load_summary(p))]
+    checks = [c for p in paths for c in check_domain(*load_summary(p), _load_budgets(Path(p)))]
     out.mkdir(parents=True, exist_ok=True)
     lines = [
         "# The paper's claims, domain by domain",
