@@ -516,9 +516,10 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", metavar="RUN_DIR", default=None, help="continue a killed run from its last checkpoint")
     p.add_argument(
         "--offline",
-        metavar="FILE",
+        metavar="PATH",
         default=None,
-        help="train from a recording (learn2adapt record) instead of iteration 0's random episodes; with "
+        help="train from a recording (learn2adapt record) or a local Minari dataset's directory instead of "
+        "iteration 0's random episodes; with "
         "--set iterations=0 no environment is stepped (--env defaults to the one it was recorded on)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -152,3 +152,48 @@ def test_a_file_that_is_not_a_recording(cli, one_line_error, tmp_path: Path) -> 
     code, _, err = cli("train", "--env", PENDULUM, "--offline", tmp_path / "none.npz", "--run-dir", tmp_path / "run")
     one_line_error(code, err, "no such file")
     assert not (tmp_path / "run").exists()
+
+
+def _as_minari(recording: Path, root: Path, env_id: str = PENDULUM) -> Path:
+    """The recording rewritten as a local Minari dataset (HDF5 storage, its documented layout)."""
+    h5py = pytest.importorskip("h5py")
+    rec = load_recording(recording)
+    data = root / "pendulum-random-v0" / "data"
+    data.mkdir(parents=True)
+    with h5py.File(data / "main_data.hdf5", "w") as f:
+        for k, ep in enumerate(rec.episodes()):
+            group = f.create_group(f"episode_{k}")
+            group["observations"] = np.concatenate([ep.obs, ep.next_obs[-1:]])
+            group["actions"] = ep.act
+            group["rewards"] = ep.reward
+            group["terminations"] = ep.terminated
+            group["truncations"] = np.arange(len(ep)) == len(ep) - 1
+    (data / "metadata.json").write_text(json.dumps({"env_spec": json.dumps({"id": env_id})}))
+    return data.parent
+
+
+def test_a_minari_dataset_from_a_local_path_trains_like_a_recording(recording: Path, cli, tmp_path: Path) -> None:
+    dataset = _as_minari(recording, tmp_path)
+    rec, minari = load_recording(recording), load_recording(dataset)
+    for name in ("obs", "act", "next_obs", "reward", "terminated", "episode"):
+        assert np.array_equal(getattr(minari, name), getattr(rec, name)), name
+    assert minari.env == PENDULUM and (minari.task == -1).all()
+    run = tmp_path / "run"
+    code, out, err = cli("train", "--algo", "grbal", "--offline", dataset, "--run-dir", run, "--quiet",
+                         *as_sets([*OFFLINE, "iterations=0"]))  # fmt: skip
+    assert code == 0, err
+    assert "200 environment steps" in out  # the env came from the dataset's metadata.json
+    state = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert np.array_equal(state["buffer"]["obs"].numpy(), rec.obs)
+
+
+def test_a_broken_minari_dataset_is_one_line(recording: Path, cli, one_line_error, tmp_path: Path) -> None:
+    h5py = pytest.importorskip("h5py")
+    dataset = _as_minari(recording, tmp_path)
+    with h5py.File(dataset / "data" / "main_data.hdf5", "a") as f:
+        del f["episode_2"]["rewards"]
+    code, _, err = cli("train", "--env", PENDULUM, "--offline", dataset, "--run-dir", tmp_path / "run")
+    one_line_error(code, err, "episode_2 has no rewards")
+    code, _, err = cli("train", "--env", PENDULUM, "--offline", tmp_path, "--run-dir", tmp_path / "run")
+    one_line_error(code, err, "must be a Minari dataset holding data/main_data.hdf5")
+    assert not (tmp_path / "run").exists()

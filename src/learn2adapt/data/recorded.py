@@ -21,7 +21,9 @@ array          shape, dtype    meaning
 
 Only the time order matters to GrBAL and ReBAL, which meta-train on windows of consecutive
 transitions; task labels are kept where known (for reports), never required. A log of a real
-robot is written in this format by the user's own code (:func:`save_recording`).
+robot is written in this format by the user's own code (:func:`save_recording`). A Minari
+dataset on a local path (:mod:`learn2adapt.data.minari`) is read into the same arrays and checked
+the same way.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from learn2adapt.data.minari import is_minari, minari_file, read_minari
 from learn2adapt.data.trajectory_buffer import Episode, Task
 from learn2adapt.errors import ConfigError
 
@@ -133,7 +136,10 @@ def save_recording(rec: Recording, path: Path) -> None:
 
 
 def file_digest(path: Path) -> str:
-    """SHA-256 of a file (what an offline run records of the data it was trained on)."""
+    """SHA-256 of a file (what an offline run records of the data it was trained on; of a Minari
+    dataset, its HDF5 file)."""
+    if is_minari(Path(path)):
+        path = minari_file(Path(path))
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -150,11 +156,14 @@ def load_recording(path: Path, obs_dim: int | None = None, act_dim: int | None =
     """
     path = Path(path)
     where = f"--offline {path}"
-    arrays = _read(path)
-    missing = [name for name in (*ARRAYS, "meta") if name not in arrays]
-    if missing:
-        raise ConfigError(f"{where}: missing {', '.join(missing)} (the format: learn2adapt.data.recorded)")
-    meta = _meta(arrays.pop("meta"), where)
+    if is_minari(path):
+        arrays, meta = read_minari(path)
+    else:
+        arrays = _read(path)
+        missing = [name for name in (*ARRAYS, "meta") if name not in arrays]
+        if missing:
+            raise ConfigError(f"{where}: missing {', '.join(missing)} (the format: learn2adapt.data.recorded)")
+        meta = _meta(arrays.pop("meta"), where)
     _check_arrays(arrays, where, obs_dim, act_dim)
     tasks = meta.get("tasks", [])
     if not isinstance(tasks, list) or not all(isinstance(t, dict) for t in tasks):
@@ -193,7 +202,10 @@ def _meta(value: np.ndarray, where: str) -> dict[str, Any]:
 
 
 def recorded_env(path: Path) -> str:
-    """The environment id a recording names (``""`` if none), reading its ``meta`` alone."""
+    """The environment id a recording (or a Minari dataset) names (``""`` if none), reading its
+    ``meta`` alone."""
+    if is_minari(Path(path)):
+        return read_minari(Path(path))[1]["env"]
     arrays = _read(Path(path), ["meta"])
     if "meta" not in arrays:
         raise ConfigError(f"--offline {path}: missing meta (the format: learn2adapt.data.recorded)")

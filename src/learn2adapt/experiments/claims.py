@@ -136,7 +136,9 @@ def check_domain(env: str, summary: dict[str, Any], budgets: dict[str, Any] | No
             elif sac is not None:  # claim 5 is asked only of comparisons that ran SAC
                 steps = (row.get("env_steps"), sac.get("env_steps"))
                 if steps[0] != steps[1]:
-                    add(5, f"{label(entry)} - SAC", math.nan, math.nan, 0, f"unequal env steps {steps[0]} vs {steps[1]}")
+                    add(
+                        5, f"{label(entry)} - SAC", math.nan, math.nan, 0, f"unequal env steps {steps[0]} vs {steps[1]}"
+                    )
                 else:
                     d, h, n = paired_diff_ci95(_episodes(row), _episodes(sac))
                     add(5, f"{label(entry)} - SAC", d, h, n, f"return at {steps[0]:.0f} steps, paired by episode")
@@ -151,7 +153,14 @@ def check_domain(env: str, summary: dict[str, Any], budgets: dict[str, Any] | No
             after_lead = {s: early[s] - early_mb[s] for s in seeds}
             before_lead = {s: pre[s] - pre_mb[s] for s in seeds}
             d, h, n = paired_diff_ci95(after_lead, before_lead)
-            add(4, f"{label(entry)} - {label('mb' + planner)}: lead after - lead before", d, h, n, "reward per step, paired by seed")
+            add(
+                4,
+                f"{label(entry)} - {label('mb' + planner)}: lead after - lead before",
+                d,
+                h,
+                n,
+                "reward per step, paired by seed",
+            )
     return checks
 
 

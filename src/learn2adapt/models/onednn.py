@@ -37,7 +37,7 @@ import functools
 import math
 import os
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import torch
 
@@ -104,7 +104,7 @@ def usable(x: torch.Tensor, w: torch.Tensor) -> bool:
 _reused: dict[int, weakref.ref] = {}
 
 
-def mark_reused(weights: Iterator[torch.Tensor] | Sequence[torch.Tensor]) -> None:
+def mark_reused(weights: Iterable[torch.Tensor]) -> None:
     """Pack these batched weights once and reuse the packing while they are unchanged.
 
     Why: GrBAL's adapted weights are new at every plan, but one plan evaluates the model
@@ -114,8 +114,11 @@ def mark_reused(weights: Iterator[torch.Tensor] | Sequence[torch.Tensor]) -> Non
     """
     for w in weights:
         if w.dim() > 2 and w.device.type == "cpu" and not w.requires_grad:
-            key = id(w)
-            _reused[key] = weakref.ref(w, lambda _, key=key: _reused.pop(key, None))
+            _reused[id(w)] = weakref.ref(w, functools.partial(_forget_reused, id(w)))
+
+
+def _forget_reused(key: int, _: weakref.ref) -> None:
+    _reused.pop(key, None)
 
 
 def _reusable(w: torch.Tensor) -> bool:

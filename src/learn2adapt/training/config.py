@@ -219,7 +219,8 @@ class RunConfig:
     offline: str = field(
         default="",
         metadata={
-            "help": "a recording (learn2adapt record, the format of learn2adapt.data.recorded) that replaces "
+            "help": "a recording (learn2adapt record, the format of learn2adapt.data.recorded) or a local Minari "
+            "dataset (learn2adapt.data.minari) that replaces "
             "iteration 0's random episodes: with iterations=0 the model is trained with no environment stepped; "
             "later iterations collect with MPC as usual"
         },
