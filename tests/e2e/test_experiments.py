@@ -167,6 +167,34 @@ def test_compare_refuses_a_changed_config_in_the_same_directory(tiny_compare, ca
     assert code == 2 and len(err.strip().splitlines()) == 1 and "another configuration" in err
 
 
+def test_compare_extends_a_shorter_run_and_sets_its_old_evaluation_aside(tmp_path, capsys):
+    """More ``iterations`` on the same ``--out`` resume the finished run (``train --resume --set
+    iterations=N``) rather than refuse or retrain it; its evaluation of the shorter run is moved to
+    ``discarded/``, never reused for the longer one. Fewer iterations stay refused."""
+    out = tmp_path / "out"
+    argv = ["compare", "--env", PENDULUM, "--algos", "mb", "--seeds", "1", "--out", str(out), "--quiet"]
+    argv += [a for item in TINY for a in ("--set", item)]
+    assert main(argv) == 0
+    run = out / "runs" / "mb-s0"
+    first = json.loads((run / "eval.json").read_text())
+    rows = (run / "metrics.csv").read_text().splitlines()
+    capsys.readouterr()
+    assert main(argv + ["--set", "iterations=2"]) == 0
+    printed = capsys.readouterr().out
+    assert f"extending the run in {run} to iterations=2" in printed
+    (moved,) = (run / "discarded").iterdir()
+    assert json.loads((moved / "eval.json").read_text()) == first and str(moved) in printed
+    longer = json.loads((run / "eval.json").read_text())
+    assert longer["train_env_steps"] == first["train_env_steps"] + 40  # one more iteration of one episode
+    extended = (run / "metrics.csv").read_text().splitlines()
+    assert extended[: len(rows)] == rows and len(extended) == len(rows) + 1  # nothing retrained
+    assert json.loads((run / "config.json").read_text())["iterations"] == 2
+    assert main(argv + ["--set", "iterations=2"]) == 0  # now complete: reused as it is
+    assert len(list((run / "discarded").iterdir())) == 1
+    code = main(argv)  # iterations=1 again: a shorter run cannot be made from a longer one
+    assert code == 2 and "another configuration (iterations: 2 -> 1)" in capsys.readouterr().err
+
+
 def test_video_of_a_numpy_env_is_drawn(tiny_compare, tmp_path, capsys):
     out, _ = tiny_compare
     gif = tmp_path / "ep.gif"

@@ -125,23 +125,52 @@ def other_planners(config: dict[str, Any], planners: Sequence[str]) -> list[str]
     return [p for p in planners if p != canonical_name(config["planner"]["name"])]
 
 
-def check_run_dir(job: Job) -> None:
-    """Refuse to reuse a run directory that holds a run of another configuration.
+#: Options in which a run directory may hold a shorter run than the job asks for: the comparison
+#: then extends it (``train --resume --set iterations=N``), keeping everything it trained.
+EXTENSIBLE = ("iterations", "baseline.steps")
+
+
+def check_run_dir(job: Job) -> dict[str, str]:
+    """Refuse to reuse a run directory that holds a run of another configuration; return the
+    changes that extend a shorter run of the same configuration (``{}``: none needed).
 
     The device is no part of it: a comparison continued on another machine (a GPU one's on a
-    laptop) continues its runs there (:func:`run_job`).
+    laptop) continues its runs there (:func:`run_job`). A run that differs only by fewer
+    ``iterations`` or ``baseline.steps`` (:data:`EXTENSIBLE`) is extended, not refused.
 
     Raises:
         ConfigError: naming the first differing options.
     """
     path = Path(job.run_dir) / "config.json"
-    if path.exists():
-        diff = _differences(to_dict(load_config(path, device=job.config["device"])), job.config)
-        if diff:
-            raise ConfigError(
-                f"{job.run_dir} holds a run with another configuration ({'; '.join(diff[:3])}); "
-                "use another --out or delete that run directory"
-            )
+    if not path.exists():
+        return {}
+    saved = to_dict(load_config(path, device=job.config["device"]))
+    diff = _differences(saved, job.config)
+    longer = {}
+    for key in EXTENSIBLE:
+        section, _, name = key.rpartition(".")
+        old, new = (c[section][name] if section else c[name] for c in (saved, job.config))
+        if new > old:
+            longer[key] = str(new)
+    if [d for d in diff if d.split(":")[0] not in longer]:
+        raise ConfigError(
+            f"{job.run_dir} holds a run with another configuration ({'; '.join(diff[:3])}); "
+            "use another --out or delete that run directory"
+        )
+    return longer
+
+
+def set_aside_evaluations(run_dir: Path) -> Path | None:
+    """Move a run's evaluations (``eval*.json``: of the run before it was extended) into a dated
+    ``discarded/`` folder inside it, never deleting them; returns that folder (None: nothing to move)."""
+    files = sorted(Path(run_dir).glob("eval*.json"))
+    if not files:
+        return None
+    folder = Path(run_dir) / "discarded" / time.strftime("%Y%m%d-%H%M%S")
+    folder.mkdir(parents=True, exist_ok=True)
+    for f in files:
+        f.replace(folder / f.name)
+    return folder
 
 
 def is_complete(job: Job) -> bool:
@@ -149,7 +178,8 @@ def is_complete(job: Job) -> bool:
     every requested planner."""
     run_dir = Path(job.run_dir)
     return (
-        (run_dir / "DONE").exists()
+        not check_run_dir(job)
+        and (run_dir / "DONE").exists()
         and _evaluated(run_dir, job.schedules, job.reuse_stale)
         and all(
             _evaluated(run_dir, job.schedules, job.reuse_stale, p)
@@ -173,11 +203,17 @@ def run_job(job: Job) -> JobResult:
     cfg = from_dict(job.config)
     run_dir = Path(job.run_dir)
     tag = f"[{job.name} seed {cfg.seed}]"
-    check_run_dir(job)
+    extension = check_run_dir(job)
     trained = False
-    if not (run_dir / "DONE").exists():
+    if extension or not (run_dir / "DONE").exists():
         resume = (run_dir / CHECKPOINT_NAME).exists()
-        print(f"{tag} {'resuming' if resume else 'training'} in {run_dir}", flush=True)
+        if extension:
+            moved_to = set_aside_evaluations(run_dir)
+            kept = f"; its evaluations moved to {moved_to}" if moved_to else ""
+            extended = ", ".join(f"{k}={v}" for k, v in extension.items())
+            print(f"{tag} extending the run in {run_dir} to {extended}{kept}", flush=True)
+        else:
+            print(f"{tag} {'resuming' if resume else 'training'} in {run_dir}", flush=True)
         probes = []
         if job.sample_efficiency:
             probes.append(heldout_probe(seed=cfg.seed, planners=other_planners(job.config, job.eval_planners)))
@@ -185,7 +221,8 @@ def run_job(job: Job) -> JobResult:
             probes.append(budget_probe(job, tag))
         probe = (lambda run: {k: v for p in probes for k, v in p(run).items()}) if probes else None
         moved = {"device": cfg.device} if resume else None  # resumed where the comparison runs now
-        train(cfg, run_dir, resume=resume, progress=job.progress, changes=moved, probe=probe)
+        changes = {**(moved or {}), **extension} if resume else None
+        train(cfg, run_dir, resume=resume, progress=job.progress, changes=changes, probe=probe)
         trained = True
     evaluated = evaluate_into(run_dir, lambda: load_run(run_dir), job, tag)
     print(f"{tag} done ({time.time() - t0:.0f}s)", flush=True)
