@@ -458,3 +458,32 @@ def test_nan_from_the_environment_names_it_and_keeps_the_last_checkpoint(
     code, _, err = cli("train", "--resume", run, "--quiet", "--set", "iterations=2")
     one_line_error(code, err, "iteration 2", PENDULUM, "non-finite", "step 7", "iteration 1) is kept")
     assert (run / "checkpoint.pt").read_bytes() == before
+
+
+@pytest.mark.parametrize("what", ["observation", "reward", "initial observation"])
+def test_nan_from_the_environment_during_eval_is_one_line_and_writes_nothing(
+    cli, one_line_error, run: Path, monkeypatch, what
+) -> None:
+    """Issue 40, case 3: ``eval`` refuses NaN from the environment as ``train`` does, rather than
+    save "return nan" (a NaN reward) or a finite return (a NaN observation) with exit 0."""
+    from learn2adapt.envs.pendulum import PendulumVariedEnv
+
+    step, reset = PendulumVariedEnv.step, PendulumVariedEnv.reset
+
+    def broken_step(self, action):
+        obs, reward, term, trunc, info = step(self, action)
+        self._l2a_steps = getattr(self, "_l2a_steps", 0) + 1
+        if self._l2a_steps == 5 and what != "initial observation":
+            obs, reward = (obs * np.nan, reward) if what == "observation" else (obs, float("nan"))
+        return obs, reward, term, trunc, info
+
+    def broken_reset(self, **kwargs):
+        obs, info = reset(self, **kwargs)
+        return (obs * np.nan if what == "initial observation" else obs), info
+
+    monkeypatch.setattr(PendulumVariedEnv, "step", broken_step)
+    monkeypatch.setattr(PendulumVariedEnv, "reset", broken_reset)
+    before = sorted(p.name for p in run.iterdir())
+    code, _, err = cli("eval", run, "--quiet")
+    one_line_error(code, err, "eval:", PENDULUM, f"non-finite {what}", "no evaluation was written")
+    assert sorted(p.name for p in run.iterdir()) == before and not (run / "eval.json").exists()

@@ -17,26 +17,35 @@ class MixtureConfig:
     )
     alpha: float = field(
         default=1.0,
-        metadata={"help": "concentration of the Chinese-restaurant-process prior (> 0): weight of a new task"},
+        metadata={
+            "positive": True,
+            "help": "concentration of the Chinese-restaurant-process prior (> 0): weight of a new task",
+        },
     )
     sticky: float = field(
-        default=0.0, metadata={"help": "pseudo-count added to the previous step's task in the prior (>= 0)"}
+        default=0.0,
+        metadata={"nonnegative": True, "help": "pseudo-count added to the previous step's task in the prior (>= 0)"},
     )
     temperature: float = field(
         default=1.0,
         metadata={
-            "help": "multiplies the likelihood's variance (the post-adaptation validation error); > 1 flattens the posterior"
+            "positive": True,
+            "help": "multiplies the likelihood's variance (the post-adaptation validation error); > 1 flattens the posterior",
         },
     )
     variance: float = field(
         default=0.0,
         metadata={
-            "help": "likelihood variance of a normalised state change (0: the meta-trained model's post-adaptation validation error)"
+            "nonnegative": True,
+            "help": "likelihood variance of a normalised state change (0: the meta-trained model's post-adaptation validation error)",
         },
     )
     lr: float = field(
         default=0.0,
-        metadata={"help": "M-step step size on the newest transitions (0: GrBAL's inner step size, learned or fixed)"},
+        metadata={
+            "nonnegative": True,
+            "help": "M-step step size on the newest transitions (0: GrBAL's inner step size, learned or fixed)",
+        },
     )
     recent: int = field(
         default=0,

@@ -38,6 +38,23 @@ class Episode:
     def total_reward(self) -> float:
         return float(self.reward.sum())
 
+    def first_non_finite(self) -> str | None:
+        """``"<what> at step <t>"`` for the earliest NaN/inf the environment returned, else None
+        (what ``train`` and ``eval`` refuse, rather than learn from or report it)."""
+        found = []
+        for what, values in (
+            ("observation", self.next_obs),
+            ("reward", self.reward),
+            ("initial observation", self.obs),
+        ):
+            bad = ~np.isfinite(values.reshape(len(self), -1)).all(axis=1)
+            if bad.any():
+                found.append((int(np.argmax(bad)), what))
+        if not found:
+            return None
+        step, what = min(found)
+        return f"{what} at step {step}"
+
 
 class TrajectoryBuffer:
     """Growable store of episodes.

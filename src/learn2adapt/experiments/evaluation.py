@@ -35,7 +35,7 @@ import torch
 
 from learn2adapt.data.segment_sampler import SegmentSampler
 from learn2adapt.data.trajectory_buffer import Episode, TrajectoryBuffer
-from learn2adapt.errors import NotEnoughSegments
+from learn2adapt.errors import NonFiniteData, NotEnoughSegments
 from learn2adapt.experiments.statistics import adjusted_rand_index, mean_ci95
 from learn2adapt.models.reward import LearnedReward
 from learn2adapt.provenance import code_version
@@ -396,6 +396,13 @@ def evaluate(
                     progress=progress,
                     on_step=record,
                 )
+                for k, ep in enumerate(episodes):
+                    bad = ep.first_non_finite()
+                    if bad is not None:  # never a NaN return saved as a result
+                        raise NonFiniteData(
+                            f"eval: {cfg.env} returned a non-finite {bad} of episode {k} on held-out task "
+                            f"{json.dumps(task)} (schedule {spec}); no evaluation was written"
+                        )
                 all_models += [models[k] for k in range(len(episodes))] if models else []
                 tr = TaskResult(task, [ep.total_reward for ep in episodes])
                 velocities = forward_velocities(envs[0], episodes)

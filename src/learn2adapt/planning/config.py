@@ -29,7 +29,8 @@ class CEMOptions:
         default=0.1, metadata={"help": "smoothing, new = alpha * old + (1 - alpha) * elite statistics"}
     )
     init_std: float = field(
-        default=0.5, metadata={"help": "initial standard deviation as a fraction of the half action range"}
+        default=0.5,
+        metadata={"positive": True, "help": "initial standard deviation as a fraction of the half action range"},
     )
     sampling: str = field(
         default="clipped",
@@ -45,10 +46,15 @@ class MPPIOptions:
 
     iterations: int = field(default=1, metadata={"help": "weighted-average updates per step (N candidates each)"})
     temperature: float = field(
-        default=1.0, metadata={"help": "temperature lambda of the weights exp(return / lambda); smaller is greedier"}
+        default=1.0,
+        metadata={
+            "positive": True,
+            "help": "temperature lambda of the weights exp(return / lambda); smaller is greedier",
+        },
     )
     noise_std: float = field(
-        default=0.5, metadata={"help": "perturbation standard deviation as a fraction of the half action range"}
+        default=0.5,
+        metadata={"positive": True, "help": "perturbation standard deviation as a fraction of the half action range"},
     )
     smoothing: float = field(
         default=0.0,
@@ -64,14 +70,19 @@ class ICEMOptions(CEMOptions):
     elites: int = field(default=10, metadata={"help": "elites per environment"})
     alpha: float = field(default=0.1, metadata={"help": "momentum of mean and std updates"})
     noise_beta: float = field(
-        default=2.0, metadata={"help": "coloured-noise exponent beta, power spectrum ~ 1/f^beta (0: white)"}
+        default=2.0,
+        metadata={"nonnegative": True, "help": "coloured-noise exponent beta, power spectrum ~ 1/f^beta (0: white)"},
     )
     keep_elites: float = field(
         default=0.3,
-        metadata={"help": "fraction of elites carried to the next iteration (and, shifted, to the next step)"},
+        metadata={
+            "nonnegative": True,
+            "help": "fraction of elites carried to the next iteration (and, shifted, to the next step)",
+        },
     )
     population_decay: float = field(
-        default=1.25, metadata={"help": "population shrinks by this factor per iteration (1: constant)"}
+        default=1.25,
+        metadata={"positive": True, "help": "population shrinks by this factor per iteration (1: constant)"},
     )
 
 

@@ -98,6 +98,39 @@ def _positive(x: float) -> bool:
     return math.isfinite(x) and x > 0
 
 
+#: The largest integer an option may hold: what torch, NumPy and the checkpoint store (int64).
+INT64_MAX = 2**63 - 1
+
+
+def check_numbers(cfg: Any, prefix: str = "") -> None:
+    """Refuse a float option that is not finite, or not > 0 / >= 0 where its field's metadata says
+    ``positive`` / ``nonnegative``, and an integer beyond int64, in every (nested) options dataclass.
+
+    Derived from each field's type and metadata, not written per option, so a new option gets it
+    for free (``tests/unit/test_config.py`` scans every field).
+
+    Raises:
+        ConfigError: one line naming the option and the accepted values.
+    """
+    hints = _field_types(type(cfg))
+    for f in dataclasses.fields(cfg):
+        name, value, kind = prefix + f.name, getattr(cfg, f.name), hints[f.name]
+        if dataclasses.is_dataclass(value):
+            check_numbers(value, name + ".")
+        elif kind is float and isinstance(value, (int, float)):
+            if not math.isfinite(value):
+                raise ConfigError(f"{name} must be a finite number (got {value})")
+            if f.metadata.get("positive") and not value > 0:
+                raise ConfigError(f"{name} must be > 0 (got {value})")
+            if f.metadata.get("nonnegative") and not value >= 0:
+                raise ConfigError(f"{name} must be >= 0 (got {value})")
+        else:
+            ints = value if isinstance(value, (list, tuple)) else [value]
+            for v in ints:
+                if isinstance(v, int) and not isinstance(v, bool) and abs(v) > INT64_MAX:
+                    raise ConfigError(f"{name}={v} is beyond a 64-bit integer (at most {INT64_MAX})")
+
+
 def check_schedule(spec: str) -> None:
     """Raise :class:`ConfigError` unless ``spec`` is a valid evaluation schedule (before any training)."""
     from learn2adapt.envs.schedules import parse_schedule  # noqa: PLC0415
@@ -238,6 +271,7 @@ class RunConfig:
 
     def validate(self) -> RunConfig:
         """Reject unknown names and impossible settings with a message that says what to change."""
+        check_numbers(self)
         check_algo(self.algo)
         check_env(self)
         if self.offline and self.algo in MODEL_FREE:

@@ -465,19 +465,6 @@ def _offline_episodes(path: Path, st: RunState) -> tuple[list[Episode], dict[str
     return episodes, {"path": str(path), "sha256": file_digest(path), "episodes": len(episodes)}
 
 
-def _first_non_finite(ep: Episode) -> str | None:
-    """``"<what> at step <t>"`` for the earliest NaN/inf the environment returned, else None."""
-    found = []
-    for what, values in (("observation", ep.next_obs), ("reward", ep.reward), ("initial observation", ep.obs)):
-        bad = ~np.isfinite(values.reshape(len(ep), -1)).all(axis=1)
-        if bad.any():
-            found.append((int(np.argmax(bad)), what))
-    if not found:
-        return None
-    step, what = min(found)
-    return f"{what} at step {step}"
-
-
 def _iterate(
     cfg: RunConfig,
     st: RunState,
@@ -521,7 +508,7 @@ def _iterate(
                     timing=clock,
                 )
             for k, ep in enumerate(episodes):
-                bad = _first_non_finite(ep)
+                bad = ep.first_non_finite()
                 if bad is not None:
                     raise NonFiniteData(
                         f"iteration {it}: {cfg.env} returned a non-finite {bad} of episode {k} "
