@@ -7,17 +7,20 @@ lists every configuration field with its help and current value.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import re
+import signal
 import sys
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from learn2adapt.allocator import keep_freed_memory
 from learn2adapt.cpus import usable_cpus
-from learn2adapt.errors import ConfigError, UserError
+from learn2adapt.errors import ConfigError, Terminated, UserError
 
 # MUJOCO_GL=egl (headless rendering) is set by `learn2adapt video` only: with EGL loaded,
 # MPC collection on MuJoCo envs grows RSS by several MB/s (measured; see docs/experiments.md).
@@ -57,6 +60,16 @@ def _default_run_dir(cfg) -> Path:
     return Path("runs") / f"{short}-{cfg.algo}-s{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
+@contextlib.contextmanager
+def _naming_run_on_interrupt(run_dir: Path) -> Iterator[None]:
+    """Tag a Ctrl-C or SIGTERM inside the block with the run it stopped (for ``main``'s message)."""
+    try:
+        yield
+    except KeyboardInterrupt as e:
+        e.run_dir = run_dir  # type: ignore[attr-defined]
+        raise
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from learn2adapt.experiments.runs import train_any as train
 
@@ -73,26 +86,55 @@ def cmd_train(args: argparse.Namespace) -> int:
                 "(only --set iterations=N, to extend it, and --set device=DEV, to move it, may change)"
             )
         changes = dict(item.split("=", 1) if "=" in item else (item, "") for item in args.set or [])
-        st = train(None, run_dir, resume=True, progress=not args.quiet, changes=changes)
+        with _naming_run_on_interrupt(run_dir):
+            st = train(None, run_dir, resume=True, progress=not args.quiet, changes=changes)
     else:
         cfg = _resolve_config(args)
         run_dir = Path(args.run_dir) if args.run_dir else _default_run_dir(cfg)
-        st = train(cfg, run_dir, progress=not args.quiet)
+        with _naming_run_on_interrupt(run_dir):
+            st = train(cfg, run_dir, progress=not args.quiet)
     print(f"run finished: {run_dir} (iteration {st.iteration}, {st.train_env_steps} environment steps)")
     return 0
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from learn2adapt.experiments.evaluation import add_to_protocol, evaluate, save_eval
     from learn2adapt.experiments.runs import load_any as load_run
     from learn2adapt.training.config import check_schedule
-    from learn2adapt.training.loop import RunState, with_online_rule
-    from learn2adapt.training.run_dir import check_writable
 
     if args.episodes is not None and args.episodes < 1:
         raise ConfigError("--episodes must be >= 1")
     if args.schedule:
         check_schedule(args.schedule)
+    if not Path(args.run_dir).is_dir():
+        load_run(Path(args.run_dir))  # a missing run: its own message, before a lock file could create it
+    with _run_lock_if_possible(Path(args.run_dir)):  # never while `train` writes the run
+        return _evaluate_run(args)
+
+
+@contextlib.contextmanager
+def _run_lock_if_possible(run_dir: Path) -> Iterator[None]:
+    """Hold the run's lock (:class:`RunDirBusy` if another process writes it); a run directory that
+    cannot hold a lock file (read-only) is evaluated unlocked, as nothing can write it either."""
+    from learn2adapt.errors import RunDirBusy
+    from learn2adapt.training.run_dir import RunLock
+
+    try:
+        lock = RunLock(run_dir)
+    except RunDirBusy:
+        raise
+    except UserError:
+        yield
+        return
+    with lock:
+        yield
+
+
+def _evaluate_run(args: argparse.Namespace) -> int:
+    from learn2adapt.experiments.evaluation import add_to_protocol, evaluate, save_eval
+    from learn2adapt.experiments.runs import load_any as load_run
+    from learn2adapt.training.loop import RunState, with_online_rule
+    from learn2adapt.training.run_dir import check_writable
+
     st = load_run(Path(args.run_dir))
     seed = st.cfg.seed if args.seed is None else args.seed
     test_time = [f"seed={seed}"] if seed != st.cfg.seed else []
@@ -110,15 +152,27 @@ def cmd_eval(args: argparse.Namespace) -> int:
         st.cfg.eval.schedule = args.schedule
     result = evaluate(st, episodes_per_task=args.episodes, seed=seed, progress=not args.quiet)
     result.test_time = test_time
-    if args.output:
-        save_eval(result, out)
-    else:
-        add_to_protocol(result, out)
-    _print_eval(result, args.episodes or st.cfg.eval.episodes_per_task, out)
+    write = save_eval if args.output else add_to_protocol
+    _print_and_save(result, args.episodes or st.cfg.eval.episodes_per_task, out, lambda: write(result, out))
     return 0
 
 
-def _print_eval(result, episodes: int, out: Path) -> None:
+def _print_and_save(result, episodes: int, out: Path, write: Callable[[], None]) -> None:
+    """Print an evaluation, then write it (``write``): a write that fails (a full disk) is one
+    line, and the results it could not save are on the screen above it."""
+    from learn2adapt.training.run_dir import os_error_message
+
+    _print_eval(result, episodes)
+    try:
+        write()
+    except OSError as e:
+        raise UserError(f"{os_error_message(e, f'write {out}')}; the results are printed above") from None
+    except UserError as e:  # an atomic write's own line (the file unchanged)
+        raise UserError(f"{e}; the results are printed above") from None
+    print(f"saved {out}")
+
+
+def _print_eval(result, episodes: int) -> None:
     print(f"{result.algo} on {result.env}, held-out test tasks under {result.schedule} ({episodes} episodes each):")
     for t in result.tasks:
         print(f"  {json.dumps(t.task):50s} return {t.mean:10.2f} +- {t.ci95:.2f}")
@@ -126,7 +180,6 @@ def _print_eval(result, episodes: int, out: Path) -> None:
     print(f"  {'all test tasks':50s} return {mean['mean']:10.2f} +- {mean['ci95']:.2f}")
     if math.isfinite(result.reward_error):
         print(f"  learned reward: root-mean-square error {result.reward_error:.4g} on these episodes")
-    print(f"saved {out}")
 
 
 def cmd_oracle(args: argparse.Namespace) -> int:
@@ -152,8 +205,7 @@ def cmd_oracle(args: argparse.Namespace) -> int:
         run, episodes_per_task=args.episodes, seed=args.seed, progress=not args.quiet, measure_model=False
     )
     result.algo = "oracle"
-    save_eval(result, out)
-    _print_eval(result, args.episodes or cfg.eval.episodes_per_task, out)
+    _print_and_save(result, args.episodes or cfg.eval.episodes_per_task, out, lambda: save_eval(result, out))
     return 0
 
 
@@ -874,19 +926,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
     keep_freed_memory()
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    before = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
     try:
         return func(args)
     except (UserError, FileNotFoundError, FileExistsError) as e:
         print(f"learn2adapt: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("learn2adapt: interrupted; a run resumes with `learn2adapt train --resume RUN_DIR`", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (Terminated): exit 130 / 143, as shells count them
+        how = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted"
+        run_dir = getattr(e, "run_dir", None)
+        where = (
+            f"{run_dir} keeps its last checkpoint: resume it with `learn2adapt train --resume {run_dir}`"
+            if run_dir
+            else "a run resumes with `learn2adapt train --resume RUN_DIR`"
+        )
+        print(f"learn2adapt: {how}; {where}", file=sys.stderr)
+        return 143 if isinstance(e, Terminated) else 130
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, before)
 
 
 if __name__ == "__main__":

@@ -42,3 +42,8 @@ class NonFiniteData(UserError, RuntimeError):
 
 class NonFiniteLossError(RuntimeError):
     """A loss became NaN or infinite inside a fit (the training loop turns it into :class:`TrainingDiverged`)."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what Slurm, Ray and Kubernetes send first), raised where the process is, so that it
+    unwinds like Ctrl-C: the current iteration is abandoned, the last checkpoint kept."""

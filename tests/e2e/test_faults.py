@@ -487,3 +487,87 @@ def test_nan_from_the_environment_during_eval_is_one_line_and_writes_nothing(
     code, _, err = cli("eval", run, "--quiet")
     one_line_error(code, err, "eval:", PENDULUM, f"non-finite {what}", "no evaluation was written")
     assert sorted(p.name for p in run.iterdir()) == before and not (run / "eval.json").exists()
+
+
+# Issue 40: the last defects around training ---------------------------------------------------
+def test_eval_waits_for_no_one_and_refuses_a_run_that_train_is_writing(cli, one_line_error, run: Path) -> None:
+    """Case 1: ``eval`` takes the run's lock, so it never evaluates (and records) a run mid-write."""
+    holder = _holder(run)
+    try:
+        code, _, err = cli("eval", run, "--quiet")
+        one_line_error(code, err, f"{run} is in use by another run")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not (run / "eval.json").exists()
+    code, _, err = cli("eval", run, "--quiet")
+    assert code == 0, err
+
+
+def test_a_full_disk_at_the_end_of_eval_prints_the_results_it_could_not_save(
+    cli, one_line_error, run: Path, monkeypatch
+) -> None:
+    """Case 13: the evaluation is not wasted: its results are on the screen above the one line."""
+    import learn2adapt.training.run_dir as run_dir_module
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(run_dir_module.os, "fsync", full)
+    code, out, err = cli("eval", run, "--quiet")
+    one_line_error(code, err, "no space left on the device", "the results are printed above")
+    assert "all test tasks" in out and "return" in out and "saved" not in out
+    monkeypatch.undo()
+    assert not (run / "eval.json").exists() and not list(run.glob(".*.tmp"))
+
+
+def test_leftover_temporaries_of_a_killed_write_go_at_the_next_start(cli, run: Path) -> None:
+    """Case 5: a kill during an atomic write leaves ``.NAME.*.tmp`` (a full checkpoint copy); the
+    next process to hold the run's lock removes them, and only it."""
+    leftovers = [run / ".checkpoint.pt.abc123.tmp", run / ".DONE.x.tmp", run / ".config.json.y.tmp"]
+    holder = _holder(run)  # while another process holds the lock (and may be writing), nobody touches them
+    for path in leftovers:
+        path.write_bytes(b"partial")
+    try:
+        code, _, _ = cli("train", "--resume", run, "--quiet", "--set", "iterations=2")
+        assert code == 2 and all(p.exists() for p in leftovers)
+    finally:
+        holder.kill()
+        holder.wait()
+    code, _, err = cli("train", "--resume", run, "--quiet", "--set", "iterations=2")
+    assert code == 0, err
+    assert not any(p.exists() for p in leftovers)
+
+
+TRAIN_LONG = [*TINY, "iterations=50"]
+
+
+@pytest.mark.parametrize(("sig", "code"), [("SIGTERM", 143), ("SIGINT", 130)])
+def test_sigterm_and_sigint_stop_cleanly_name_the_run_and_resume(tmp_path: Path, sig: str, code: int) -> None:
+    """Case 7: SIGTERM (what schedulers send first) is handled like Ctrl-C: exit 143, one line that
+    names the run's path (not the literal RUN_DIR), and the run resumes from its last checkpoint."""
+    import os
+    import signal
+    import time
+
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "learn2adapt.cli", "train", "--env", PENDULUM, "--run-dir", str(run), "--quiet"]
+    proc = subprocess.Popen(
+        [*cmd, *as_sets(TRAIN_LONG)], env=dict(os.environ, OMP_NUM_THREADS="1"),
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.time() + 120
+    while not (run / "checkpoint.pt").exists():
+        assert proc.poll() is None and time.time() < deadline, "training ended before its first checkpoint"
+        time.sleep(0.05)
+    time.sleep(0.2)
+    proc.send_signal(getattr(signal, sig))
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == code, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and str(run) in lines[0] and "RUN_DIR" not in lines[0], err
+    assert f"learn2adapt train --resume {run}" in lines[0]
+    assert not list(run.glob(".*.tmp")) and not (run / "DONE").exists()
+    from learn2adapt.training.loop import load_run
+
+    assert load_run(run).iteration >= 0  # the last checkpoint loads

@@ -39,6 +39,20 @@ def os_error_message(e: OSError, what: str) -> str:
     return f"cannot {what}: {reason}"
 
 
+def remove_leftover_temporaries(directory: Path) -> list[Path]:
+    """Delete the ``.NAME.*.tmp`` files that atomic writes (:func:`atomic_write_bytes`) left behind
+    when the process was killed mid-write, in ``directory`` and its ``steps/<N>/`` folders.
+
+    Called by :class:`RunLock` once it holds the lock, so never while another writer may be
+    filling one: a killed run's leftovers (a full copy of the checkpoint each) go at its next start.
+    """
+    root = Path(directory)
+    found = [*root.glob(".*.tmp"), *root.glob("steps/*/.*.tmp")]
+    for path in found:
+        path.unlink(missing_ok=True)
+    return found
+
+
 class RunLock:
     """Exclusive lock on a directory, held until :meth:`release` or the process ends.
 
@@ -69,6 +83,7 @@ class RunLock:
             ) from None
         os.ftruncate(self._fd, 0)
         os.pwrite(self._fd, f"{os.getpid()}\n".encode(), 0)
+        self.removed = remove_leftover_temporaries(self.path.parent)
 
     def release(self) -> None:
         if self._fd >= 0:
