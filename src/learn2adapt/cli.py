@@ -86,9 +86,12 @@ def cmd_train(args: argparse.Namespace) -> int:
                 "(only --set iterations=N, to extend it, and --set device=DEV, to move it, may change)"
             )
         changes = dict(item.split("=", 1) if "=" in item else (item, "") for item in args.set or [])
+        _restamp_if_asked(args, run_dir)
         with _naming_run_on_interrupt(run_dir):
             st = train(None, run_dir, resume=True, progress=not args.quiet, changes=changes)
     else:
+        if args.restamp_checkpoint:
+            raise ConfigError("--restamp-checkpoint needs --resume RUN_DIR (a new run's checkpoints are stamped)")
         cfg = _resolve_config(args)
         run_dir = Path(args.run_dir) if args.run_dir else _default_run_dir(cfg)
         with _naming_run_on_interrupt(run_dir):
@@ -108,6 +111,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if not Path(args.run_dir).is_dir():
         load_run(Path(args.run_dir))  # a missing run: its own message, before a lock file could create it
     with _run_lock_if_possible(Path(args.run_dir)):  # never while `train` writes the run
+        _restamp_if_asked(args, Path(args.run_dir))
         return _evaluate_run(args)
 
 
@@ -566,6 +570,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     _config_args(p)
     p.add_argument("--run-dir", default=None, help="output directory (default: runs/<env>-<algo>-s<seed>-<time>)")
     p.add_argument("--resume", metavar="RUN_DIR", default=None, help="continue a killed run from its last checkpoint")
+    _restamp_arg(p)
     p.add_argument(
         "--offline",
         metavar="PATH",
@@ -621,8 +626,25 @@ def cmd_record(args: argparse.Namespace) -> int:
     return 0
 
 
+def _restamp_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--restamp-checkpoint",
+        action="store_true",
+        help="accept, once, a checkpoint that has no checksum (written before checkpoints were stamped) "
+        "and write it again with one; a checkpoint whose checksum does not match is never accepted",
+    )
+
+
+def _restamp_if_asked(args: argparse.Namespace, run_dir: Path) -> None:
+    from learn2adapt.training.checkpoint import CHECKPOINT_NAME, restamp_checkpoint
+
+    if getattr(args, "restamp_checkpoint", False) and restamp_checkpoint(run_dir / CHECKPOINT_NAME):
+        print(f"re-stamped {run_dir / CHECKPOINT_NAME} with a checksum", flush=True)
+
+
 def _eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", help="a run directory written by `learn2adapt train`")
+    _restamp_arg(p)
     p.add_argument(
         "--episodes", type=int, default=None, help="episodes per test task (default: the run's eval.episodes_per_task)"
     )

@@ -313,8 +313,41 @@ def test_inconsistent_arrays_are_refused_even_without_a_checksum(cli, one_line_e
         state["buffer"][field][5] = value
 
     _rewrite_checkpoint(run, damage)
-    code, _, err = cli("eval", run, "--quiet")
+    code, _, err = cli("eval", run, "--quiet", "--restamp-checkpoint")  # trusted, re-stamped: still checked
     one_line_error(code, err, "inconsistent")
+
+
+def test_a_checkpoint_without_its_checksum_is_refused_unless_accepted_once(cli, one_line_error, run: Path) -> None:
+    """Issue 40, case 8: the checksum is required; ``--restamp-checkpoint`` accepts a trusted one once."""
+    from learn2adapt.training.checkpoint import load_checkpoint
+
+    def unstamped_nan(state):
+        state.pop("digest")
+        next(v for k, v in state["rule"]["module"].items() if k.endswith("w0"))[0, 0] = float(
+            "nan"
+        )  # loaded, it would plan
+
+    _rewrite_checkpoint(run, unstamped_nan)
+    before = _snapshot(run)
+    for argv in (("eval", run, "--quiet"), ("train", "--resume", run, "--quiet", "--set", "iterations=2")):
+        code, _, err = cli(*argv)
+        one_line_error(code, err, "has no checksum", "--restamp-checkpoint")
+        assert _snapshot(run) == before
+    _rewrite_checkpoint(run, lambda state: state.pop("digest", None))
+    code, out, err = cli("eval", run, "--quiet", "--restamp-checkpoint")
+    assert "re-stamped" in out
+    load_checkpoint(run / "checkpoint.pt")  # stamped now: loads without the flag
+
+
+def test_a_checksum_that_does_not_match_is_never_restamped(cli, one_line_error, run: Path) -> None:
+    def flip(state):
+        state["buffer"]["obs"][3, 0] += 1.0
+
+    _rewrite_checkpoint(run, flip)
+    before = _snapshot(run)
+    code, _, err = cli("eval", run, "--quiet", "--restamp-checkpoint")
+    one_line_error(code, err, "corrupt", "checksum")
+    assert _snapshot(run) == before
 
 
 def test_an_edited_config_is_refused(cli, one_line_error, run: Path) -> None:

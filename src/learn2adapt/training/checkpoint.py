@@ -8,7 +8,9 @@ while saving keeps its previous checkpoint intact. Loading uses
 
 Integrity: the checkpoint carries ``digest``, a SHA-256 of its whole content (every
 tensor's dtype, shape and bytes, every other value), verified on load, so a flipped
-byte inside a stored array is refused instead of training or evaluating on corrupt data.
+byte inside a stored array is refused instead of training or evaluating on corrupt data. The
+checksum is required: a checkpoint without one is refused too, unless the user accepts it once
+(:func:`restamp_checkpoint`, ``--restamp-checkpoint``), which writes it again with one.
 """
 
 from __future__ import annotations
@@ -96,9 +98,47 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     if not isinstance(state, dict) or "format" not in state:
         raise CheckpointError(f"{path} is not a learn2adapt checkpoint")
     digest = state.pop("digest", None)
-    if digest is not None and digest != content_digest(state):
+    if digest is None:
+        raise CheckpointError(
+            f"checkpoint {path} has no checksum: it was altered, or written before checkpoints were stamped; "
+            f"if you trust it, accept it once with `learn2adapt eval {path.parent} {RESTAMP_FLAG}` "
+            "(or train --resume with it), else restore the file or delete the run directory"
+        )
+    if digest != content_digest(state):
         raise CheckpointError(
             f"checkpoint {path} is corrupt (its contents do not match their checksum); restore the file or "
             "delete the run directory and start again"
         )
     return state
+
+
+#: The command-line flag of ``eval`` and ``train --resume`` that calls :func:`restamp_checkpoint`.
+RESTAMP_FLAG = "--restamp-checkpoint"
+
+
+def restamp_checkpoint(path: Path) -> bool:
+    """Accept a checkpoint that carries no checksum, once, by writing it again with one (atomically).
+
+    For a checkpoint the user trusts (written before checksums existed); the run's own
+    consistency checks still apply when it loads. A checkpoint whose checksum is present is never
+    re-stamped: a mismatch stays an error. Returns whether it was re-stamped.
+
+    Raises:
+        CheckpointError: no checkpoint, not a checkpoint, or one whose checksum does not match.
+    """
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"{RESTAMP_FLAG}: no checkpoint at {path}") from None
+    except Exception as e:  # torch raises several types for truncated/corrupt files
+        raise CheckpointError(
+            f"{RESTAMP_FLAG}: checkpoint {path} is truncated or corrupt ({type(e).__name__})"
+        ) from None
+    if not isinstance(state, dict) or "format" not in state:
+        raise CheckpointError(f"{RESTAMP_FLAG}: {path} is not a learn2adapt checkpoint")
+    if "digest" in state:
+        load_checkpoint(path)  # a present checksum must match: never overwritten
+        return False
+    save_checkpoint(path, state)
+    return True
