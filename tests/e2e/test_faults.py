@@ -275,6 +275,7 @@ def test_a_moved_run_stopped_before_its_next_checkpoint_still_resumes(cli, run: 
 def test_a_run_stopped_before_its_first_checkpoint_starts_again_in_place(cli, one_line_error, run: Path) -> None:
     (run / "checkpoint.pt").unlink()
     (run / "DONE").unlink()
+    (run / "metrics.csv").write_text((run / "metrics.csv").read_text().splitlines()[0] + "\n")  # header only
     code, _, err = cli("eval", run, "--quiet")
     one_line_error(code, err, "no checkpoint", "start it again")
     code, out, err = cli("train", "--resume", run, "--quiet")
@@ -604,3 +605,36 @@ def test_sigterm_and_sigint_stop_cleanly_name_the_run_and_resume(tmp_path: Path,
     from learn2adapt.training.loop import load_run
 
     assert load_run(run).iteration >= 0  # the last checkpoint loads
+
+
+def test_a_finished_run_that_lost_its_checkpoint_keeps_its_results(cli, one_line_error, run: Path) -> None:
+    """Issue 40, case 2: the diagnosis is accurate, and a restart moves the old results to a dated
+    ``discarded/`` folder (named in its output) instead of deleting them."""
+    code, _, err = cli("eval", run, "--quiet")
+    assert code == 0, err
+    (run / "checkpoint.pt").unlink()
+    results = {name: (run / name).read_bytes() for name in ("eval.json", "metrics.csv", "DONE")}
+    code, _, err = cli("eval", run, "--quiet")
+    one_line_error(code, err, "checkpoint.pt is missing, though the run got further", "DONE", "untouched")
+    assert "never finished" not in err and all((run / n).read_bytes() == b for n, b in results.items())
+    code, out, err = cli("train", "--resume", run)
+    assert code == 0, err
+    (kept,) = (run / "discarded").iterdir()
+    assert f"moved to {kept}" in out
+    assert all((kept / n).read_bytes() == b for n, b in results.items())  # every result, as it was
+    assert (kept / "tb").is_dir() and (run / "DONE").exists()
+
+
+@pytest.mark.parametrize("garbage", [b"", b'{"env": "learn2', b"\xff\xfe\x00binary"])
+def test_a_garbled_config_beside_a_checkpoint_is_never_advised_away(cli, one_line_error, run: Path, garbage) -> None:
+    """Issue 40, case 10: the advice for a garbled config.json of a trained run keeps the run."""
+    good = (run / "config.json").read_bytes()
+    (run / "config.json").write_bytes(garbage)
+    before = _snapshot(run)
+    for argv in (("eval", run, "--quiet"), ("train", "--resume", run, "--quiet")):
+        code, _, err = cli(*argv)
+        one_line_error(code, err, "holds a checkpoint", "do not delete it", "restore config.json")
+        assert "delete " + str(run) not in err and _snapshot(run) == before
+    (run / "config.json").write_bytes(good)  # restored: the run is whole again
+    code, _, err = cli("eval", run, "--quiet")
+    assert code == 0, err

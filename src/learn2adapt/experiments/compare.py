@@ -37,7 +37,7 @@ from learn2adapt.training.config import (
     preset_config,
     to_dict,
 )
-from learn2adapt.training.run_dir import atomic_write_text
+from learn2adapt.training.run_dir import atomic_write_text, move_to_discarded
 
 if TYPE_CHECKING:
     from learn2adapt.experiments.evaluation import EvalResult
@@ -160,19 +160,6 @@ def check_run_dir(job: Job) -> dict[str, str]:
     return longer
 
 
-def set_aside_evaluations(run_dir: Path) -> Path | None:
-    """Move a run's evaluations (``eval*.json``: of the run before it was extended) into a dated
-    ``discarded/`` folder inside it, never deleting them; returns that folder (None: nothing to move)."""
-    files = sorted(Path(run_dir).glob("eval*.json"))
-    if not files:
-        return None
-    folder = Path(run_dir) / "discarded" / time.strftime("%Y%m%d-%H%M%S")
-    folder.mkdir(parents=True, exist_ok=True)
-    for f in files:
-        f.replace(folder / f.name)
-    return folder
-
-
 def is_complete(job: Job) -> bool:
     """The job's run finished (``DONE``) and was evaluated under every requested schedule, with
     every requested planner."""
@@ -208,7 +195,7 @@ def run_job(job: Job) -> JobResult:
     if extension or not (run_dir / "DONE").exists():
         resume = (run_dir / CHECKPOINT_NAME).exists()
         if extension:
-            moved_to = set_aside_evaluations(run_dir)
+            moved_to = move_to_discarded(run_dir, sorted(run_dir.glob("eval*.json")))  # of the shorter run
             kept = f"; its evaluations moved to {moved_to}" if moved_to else ""
             extended = ", ".join(f"{k}={v}" for k, v in extension.items())
             print(f"{tag} extending the run in {run_dir} to {extended}{kept}", flush=True)

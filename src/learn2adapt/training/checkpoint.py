@@ -83,6 +83,16 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         CheckpointError: with a one-line explanation of what to do.
     """
     path = Path(path)
+    finished = [name for name in ("DONE", "eval.json") if (path.parent / name).exists()]
+    metrics = path.parent / "metrics.csv"
+    if metrics.exists() and metrics.read_bytes().count(b"\n") > 1:  # a row past the header: an iteration ended
+        finished.append("metrics.csv")
+    if not path.exists() and finished:
+        raise CheckpointError(
+            f"{path} is missing, though the run got further ({', '.join(finished)} present, untouched): "
+            f"restore {path.name} from a copy; `learn2adapt train --resume {path.parent}` would instead train "
+            f"it again from its config, moving those files to {path.parent}/discarded/"
+        )
     if not path.exists():
         raise CheckpointError(
             f"no checkpoint at {path}: the run never finished an iteration; start it again with "

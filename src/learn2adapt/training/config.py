@@ -546,6 +546,12 @@ def load_config(path: Path, *, on_this_machine: bool = False, device: str | None
         values = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         what = "empty" if path.stat().st_size == 0 else f"not valid JSON ({type(e).__name__})"
+        if (path.parent / "checkpoint.pt").exists():  # a trained run: never advise deleting it
+            raise ConfigError(
+                f"{path} is {what}, but {path.parent} holds a checkpoint (a trained run; do not delete it): "
+                f"restore {path.name} from a copy of the run; the checkpoint's configuration digest checks "
+                "that the restored file is the run's own"
+            ) from None
         raise ConfigError(
             f"{path} is {what}: the run was stopped while it was being set up; delete {path.parent} "
             f"(or run `learn2adapt train --run-dir {path.parent}` to start it again in place)"

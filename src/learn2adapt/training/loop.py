@@ -14,7 +14,6 @@ import hashlib
 import itertools
 import json
 import math
-import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -62,7 +61,7 @@ from learn2adapt.training.config import (
 from learn2adapt.training.eta import format_duration, remaining_seconds
 from learn2adapt.training.metrics_log import MetricsLog
 from learn2adapt.training.rollout import Policy, RandomPolicy, forward_velocities, run_episodes
-from learn2adapt.training.run_dir import RunLock, atomic_write_text, check_writable
+from learn2adapt.training.run_dir import RunLock, atomic_write_text, check_writable, move_to_discarded
 
 CHECKPOINT_FORMAT = 1
 
@@ -338,7 +337,8 @@ def _what_is_kept(iteration: int, run_dir: Path) -> str:
 
 
 #: Files of a run that never finished an iteration, removed when it is started again in place.
-_STALE = ("metrics.csv", "DONE", "eval.json")
+#: What a run that lost its checkpoint leaves, set aside when it starts again in place (with ``eval*.json``).
+_STALE = ("metrics.csv", "DONE", "tb", "steps")
 
 
 def check_config(cfg: RunConfig) -> None:
@@ -422,7 +422,7 @@ def train(
             cfg = resumed_config(run_dir, changes)
             has_checkpoint = (run_dir / CHECKPOINT_NAME).exists()
             if not has_checkpoint and progress:
-                print(f"{run_dir} holds no checkpoint (no iteration finished): starting it again from its config")
+                print(f"{run_dir} holds no checkpoint: starting it again from its config")
         else:
             assert cfg is not None
             if (run_dir / CHECKPOINT_NAME).exists():
@@ -444,9 +444,12 @@ def train(
                 restamp_config_digest(run_dir / CHECKPOINT_NAME, ckpt, cfg)
                 save_config(cfg, run_dir / "config.json")
         else:
-            for name in _STALE:  # a run that never finished an iteration starts again in place
-                (run_dir / name).unlink(missing_ok=True)
-            shutil.rmtree(run_dir / "tb", ignore_errors=True)
+            # Starting again in place: whatever a lost run left (results, logs) is kept aside, never deleted.
+            kept = move_to_discarded(
+                run_dir, [*(run_dir / name for name in _STALE), *sorted(run_dir.glob("eval*.json"))]
+            )
+            if kept is not None:
+                print(f"{run_dir}: the files of the run before this restart were moved to {kept}", flush=True)
             torch.manual_seed(cfg.seed)
             rng = np.random.default_rng(cfg.seed)
             env_steps, wall_before = 0, 0.0

@@ -17,7 +17,8 @@ import errno
 import fcntl
 import os
 import tempfile
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
@@ -37,6 +38,31 @@ def os_error_message(e: OSError, what: str) -> str:
         errno.EPERM: "operation not permitted",
     }.get(e.errno or 0, e.strerror or type(e).__name__)
     return f"cannot {what}: {reason}"
+
+
+#: The folder inside a run where files a restart or an extension replaces are kept, by date.
+DISCARDED = "discarded"
+
+
+def move_to_discarded(run_dir: Path, paths: Sequence[Path]) -> Path | None:
+    """Move ``paths`` (files or folders inside ``run_dir``) into ``run_dir/discarded/<date-time>/``
+    rather than delete them; returns that folder, or None when none of them exists."""
+    present = [Path(p) for p in paths if Path(p).exists()]
+    if not present:
+        return None
+    stamp = Path(run_dir) / DISCARDED / time.strftime("%Y%m%d-%H%M%S")
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    folder, n = stamp, 1
+    while True:  # two restarts within a second get two folders
+        try:
+            folder.mkdir()
+            break
+        except FileExistsError:
+            n += 1
+            folder = stamp.with_name(f"{stamp.name}-{n}")
+    for path in present:
+        path.replace(folder / path.name)
+    return folder
 
 
 def remove_leftover_temporaries(directory: Path) -> list[Path]:
