@@ -638,3 +638,54 @@ def test_a_garbled_config_beside_a_checkpoint_is_never_advised_away(cli, one_lin
     (run / "config.json").write_bytes(good)  # restored: the run is whole again
     code, _, err = cli("eval", run, "--quiet")
     assert code == 0, err
+
+
+def _tb_steps(run: Path, tag: str = "return_mean") -> list[int]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    steps = []
+    for events in sorted((run / "tb").glob("events.*")):
+        acc = EventAccumulator(str(events))
+        acc.Reload()
+        steps += [e.step for e in acc.Scalars(tag)] if tag in acc.Tags()["scalars"] else []
+    return sorted(steps)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda p: p.unlink(),  # lost
+        lambda p: p.write_bytes(b"\x00\xff\xfe garbage \x81\n" * 10),  # binary: no UnicodeDecodeError any more
+        lambda p: p.write_text(p.read_text() + "".join(p.read_text().splitlines(keepends=True)[1:])),  # doubled
+        lambda p: p.write_text("iteration,bogus\n1,2\n" + p.read_text()),  # garbage merged into the header
+    ],
+    ids=["lost", "binary", "doubled", "garbled-header"],
+)
+def test_metrics_are_rebuilt_exactly_from_the_checkpoint_on_resume(cli, run: Path, damage) -> None:
+    """Issue 40, cases 9 and 6: whatever happened to metrics.csv, a resume rebuilds it from the
+    checkpoint's own per-iteration record, then appends the new iterations."""
+    original = (run / "metrics.csv").read_text()
+    damage(run / "metrics.csv")
+    code, _, err = cli("train", "--resume", run, "--quiet", "--set", "iterations=2")
+    assert code == 0, err
+    rebuilt = (run / "metrics.csv").read_text().splitlines()
+    assert rebuilt[: len(original.splitlines())] == original.splitlines()
+    assert [line.split(",")[0] for line in rebuilt[1:]] == ["0", "1", "2"]
+
+
+def test_a_redone_iteration_does_not_repeat_its_tensorboard_scalars(cli, run: Path) -> None:
+    """Issue 40, case 12: killed after logging an iteration but before checkpointing it, the run redoes
+    that iteration on resume; TensorBoard then holds each step once, not twice."""
+    from learn2adapt.training.metrics_log import MetricsLog
+
+    steps_before = _tb_steps(run)
+    log = MetricsLog(run)  # as the killed process had: the row of iteration 2 logged, never checkpointed
+    log.log({**log.rows[-1], "iteration": 2, "env_steps": 10**6}, 10**6)
+    log.close()
+    assert _tb_steps(run) == [*steps_before, 10**6]
+    code, _, err = cli("train", "--resume", run, "--quiet", "--set", "iterations=2")
+    assert code == 0, err
+    steps = _tb_steps(run)
+    assert len(steps) == len(set(steps)) == 3 and 10**6 not in steps
+    assert steps[:2] == steps_before
+    assert (run / "discarded").is_dir()  # the old logs are kept aside, not deleted

@@ -309,7 +309,9 @@ def _load_run_and_checkpoint(run_dir: Path, cfg: RunConfig | None = None) -> tup
     return RunState(cfg, rule, buffer, iteration, reward_model, offline), state
 
 
-def _checkpoint(run_dir: Path, st: RunState, rng: np.random.Generator, env_steps: int, wall: float) -> None:
+def _checkpoint(
+    run_dir: Path, st: RunState, rng: np.random.Generator, env_steps: int, wall: float, metrics: list[dict[str, Any]]
+) -> None:
     bufstate = st.buffer.state_dict()
     save_checkpoint(
         run_dir / CHECKPOINT_NAME,
@@ -324,6 +326,8 @@ def _checkpoint(run_dir: Path, st: RunState, rng: np.random.Generator, env_steps
             "env_steps": env_steps,
             "wall_time": wall,
             "config_digest": config_digest(st.cfg),
+            # Every iteration's metrics row up to this one: metrics.csv and tb/ are rebuilt from it.
+            "metrics_json": json.dumps(metrics),
             **({} if st.reward_model is None else {"reward_model": st.reward_model.state_dict()}),
             **({} if st.offline is None else {"offline": st.offline}),
         },
@@ -439,6 +443,7 @@ def train(
             rng.bit_generator.state = json.loads(ckpt["numpy_rng"])
             torch.set_rng_state(ckpt["torch_rng"])
             env_steps, wall_before = int(ckpt["env_steps"]), float(ckpt["wall_time"])
+            history = json.loads(ckpt["metrics_json"]) if "metrics_json" in ckpt else None
             if changes:
                 (run_dir / "DONE").unlink(missing_ok=True)
                 restamp_config_digest(run_dir / CHECKPOINT_NAME, ckpt, cfg)
@@ -452,14 +457,14 @@ def train(
                 print(f"{run_dir}: the files of the run before this restart were moved to {kept}", flush=True)
             torch.manual_seed(cfg.seed)
             rng = np.random.default_rng(cfg.seed)
-            env_steps, wall_before = 0, 0.0
+            env_steps, wall_before, history = 0, 0.0, []
             sizes_env = run_env(cfg)
             rule = build_rule(cfg, sizes_env)
             sizes_env.close()
             reward_model = build_reward_model(cfg, rule.obs_dim, rule.act_dim)
             st = RunState(cfg, rule, TrajectoryBuffer(rule.obs_dim, rule.act_dim), -1, reward_model)
             save_config(cfg, run_dir / "config.json")
-        return _iterate(cfg, st, run_dir, rng, env_steps, wall_before, progress, on_iteration)
+        return _iterate(cfg, st, run_dir, rng, env_steps, wall_before, progress, on_iteration, history)
 
 
 def _offline_episodes(path: Path, st: RunState) -> tuple[list[Episode], dict[str, Any]]:
@@ -477,10 +482,12 @@ def _iterate(
     wall_before: float,
     progress: bool,
     on_iteration: Callable[[RunState], dict[str, float]] | None = None,
+    history: list[dict[str, Any]] | None = None,
 ) -> RunState:
-    """The iterations of :func:`train` from ``st.iteration + 1`` on (the run directory is locked)."""
+    """The iterations of :func:`train` from ``st.iteration + 1`` on (the run directory is locked);
+    ``history``: the checkpoint's metrics rows (None: a checkpoint from before they were kept)."""
     envs = make_envs(cfg, cfg.num_envs)
-    log = MetricsLog(run_dir)
+    log = MetricsLog(run_dir, history=history)
     t_start = time.time() - wall_before
     try:
         for it in range(st.iteration + 1, cfg.iterations + 1):
@@ -559,7 +566,7 @@ def _iterate(
                 row.update(on_iteration(st))
                 torch.set_rng_state(torch_state)
             log.log(row, env_steps)
-            _checkpoint(run_dir, st, rng, env_steps, time.time() - t_start)
+            _checkpoint(run_dir, st, rng, env_steps, time.time() - t_start, log.rows)
             if progress:
                 eta = remaining_seconds(log.rows, cfg.iterations)
                 print(
