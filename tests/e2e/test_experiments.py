@@ -389,3 +389,38 @@ def test_compare_at_steps_evaluates_each_run_where_its_training_first_reaches_ea
     code, _, err = cli("compare", "--env", PENDULUM, "--algos", "mb", "--at-steps", "100,100", "--out", tmp_path / "x",
                        "--quiet")  # fmt: skip
     assert code == 2 and "--at-steps" in err and not (tmp_path / "x").exists()
+
+
+def test_video_into_a_full_or_read_only_directory_is_one_line_and_leaves_nothing(
+    tiny_compare, tmp_path, capsys, monkeypatch
+):
+    """Issue 40, case 6: refused before rendering where the directory cannot be written; a disk that
+    fills during the write leaves no partial .gif or empty .mp4."""
+    import errno
+
+    import learn2adapt.training.run_dir as run_dir_module
+
+    out, _ = tiny_compare
+    run = str(out / "runs" / "grbal-s0")
+    real_mkstemp = run_dir_module.tempfile.mkstemp
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(run_dir_module.tempfile, "mkstemp", read_only)
+    code = main(["video", run, "--out", str(tmp_path / "ro" / "ep.gif"), "--steps", "4", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "read-only" in err
+    monkeypatch.setattr(run_dir_module.tempfile, "mkstemp", real_mkstemp)
+
+    import imageio.v2 as imageio
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(imageio, "mimsave", full)
+    for name in ("ep.gif", "ep.mp4"):
+        code = main(["video", run, "--out", str(tmp_path / name), "--steps", "4", "--quiet"])
+        err = capsys.readouterr().err
+        assert code == 2 and "no space left" in err and "nothing was written" in err
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == []

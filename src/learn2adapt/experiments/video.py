@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,8 @@ os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering, before mujoco i
 import gymnasium as gym
 import numpy as np
 
-from learn2adapt.errors import ConfigError
+from learn2adapt.errors import ConfigError, UserError
+from learn2adapt.training.run_dir import check_writable, os_error_message
 
 #: File types ``learn2adapt video`` writes.
 FORMATS = (".mp4", ".gif")
@@ -206,6 +208,7 @@ def render_episode(
     out = Path(out) if out is not None else run_dir / "episode.mp4"
     if out.suffix.lower() not in FORMATS:
         raise ConfigError(f"cannot write {out.name}: the video format must be one of {', '.join(FORMATS)}")
+    check_writable(out.parent)  # before rendering the whole episode, not after it
     st = load_run(run_dir)
     cfg = st.cfg
     length = steps or cfg.eval.episode_length or cfg.episode_length
@@ -221,12 +224,23 @@ def render_episode(
             (episode,) = run_episodes([recorder], agent, 1, lambda k: (task, seed), desc="render", progress=progress)
         except (KeyError, ValueError, TypeError) as e:
             raise ConfigError(f"cannot run task {json.dumps(task)} on {cfg.env}: {e}") from None
-        out.parent.mkdir(parents=True, exist_ok=True)
         frames = recorder.frames
+        options: dict[str, Any]
         if out.suffix.lower() == ".gif":
-            imageio.mimsave(out, list(frames), duration=1000 / fps, loop=0)
+            options = {"format": "GIF", "duration": 1000 / fps, "loop": 0}
         else:
-            imageio.mimsave(out, list(frames), fps=fps, codec="libx264", quality=7, macro_block_size=8)
+            options = {"format": "FFMPEG", "fps": fps, "codec": "libx264", "quality": 7, "macro_block_size": 8}
+        # Written whole, then renamed: a full disk leaves no partial .gif or empty .mp4 behind.
+        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+        os.close(fd)
+        try:
+            imageio.mimsave(tmp, list(frames), **options)
+            os.replace(tmp, out)
+        except OSError as e:
+            raise UserError(os_error_message(e, f"write {out}") + "; nothing was written") from None
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
     finally:
         recorder.close()
         if sketch is not None:
