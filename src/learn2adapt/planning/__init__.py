@@ -125,26 +125,3 @@ def available_memory_bytes() -> int | None:
     except OSError:
         pass
     return None
-
-
-def planning_memory_bytes(planner: Planner, num_envs: int, obs_dim: int, model_width: int) -> int:
-    """Rough peak memory of one plan: the candidate actions, the states and one model layer's activations.
-
-    ``num_envs x N x P x (H x act_dim + 4 obs_dim + 3 width)`` float32 values, ``N`` the candidates
-    evaluated at once and ``P`` the particles of each; the dominant terms for every planner (a lower bound, not an exact figure).
-    """
-    per_candidate = planner.horizon * planner.act_dim + 4 * obs_dim + 3 * model_width
-    return 4 * num_envs * planner.num_candidates * planner.particles * per_candidate
-
-
-def check_planning_memory(planner: Planner, num_envs: int, obs_dim: int, model_width: int) -> None:
-    """Refuse, in one line, a plan that would need more than half of the available memory."""
-    need = planning_memory_bytes(planner, num_envs, obs_dim, model_width)
-    have = available_memory_bytes()
-    if have is not None and need > have // 2:
-        gib = 1 << 30
-        raise ConfigError(
-            f"planning would need about {need / gib:.1f} GiB (num_envs {num_envs} x planner.num_candidates "
-            f"{planner.num_candidates} x horizon {planner.horizon} ...), more than half of the {have / gib:.1f} GiB "
-            "available; lower planner.num_candidates or num_envs"
-        )

@@ -40,7 +40,7 @@ from learn2adapt.errors import (
     UserError,
 )
 from learn2adapt.models.reward import LearnedReward
-from learn2adapt.planning import check_planning_memory, make_planner
+from learn2adapt.planning import make_planner
 from learn2adapt.planning.base import Planner
 from learn2adapt.training.agent import MPCAgent
 from learn2adapt.training.checkpoint import (
@@ -61,6 +61,7 @@ from learn2adapt.training.config import (
 from learn2adapt.training.eta import format_duration, remaining_seconds
 from learn2adapt.training.metrics_log import MetricsLog
 from learn2adapt.training.rollout import Policy, RandomPolicy, forward_velocities, run_episodes
+from learn2adapt.training.memory import check_run_memory
 from learn2adapt.training.run_dir import RunLock, atomic_write_text, check_writable, move_to_discarded
 
 CHECKPOINT_FORMAT = 1
@@ -340,7 +341,6 @@ def _what_is_kept(iteration: int, run_dir: Path) -> str:
     return f"the last good checkpoint (iteration {iteration}) is kept in {run_dir}"
 
 
-#: Files of a run that never finished an iteration, removed when it is started again in place.
 #: What a run that lost its checkpoint leaves, set aside when it starts again in place (with ``eval*.json``).
 _STALE = ("metrics.csv", "DONE", "tb", "steps")
 
@@ -349,10 +349,10 @@ def check_config(cfg: RunConfig) -> None:
     """Everything that can be checked before a run directory is touched (raises :class:`ConfigError`)."""
     cfg.validate()
     env = run_env(cfg)
-    try:  # the parts check their own options
+    try:  # sizes first (nothing allocated yet), then the parts check their own options
+        check_run_memory(cfg, env.observation_space.shape[0], env.action_space.shape[0])
         rule = build_rule(cfg, env)
-        planner = build_planner(cfg, env, cfg.num_envs, cfg.seed)
-        check_planning_memory(planner, cfg.num_envs, rule.obs_dim, max(cfg.model.hidden))
+        build_planner(cfg, env, cfg.num_envs, cfg.seed)
         if cfg.offline:
             load_recording(Path(cfg.offline), rule.obs_dim, rule.act_dim)
     finally:
