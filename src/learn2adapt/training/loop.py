@@ -59,9 +59,9 @@ from learn2adapt.training.config import (
     to_dict,
 )
 from learn2adapt.training.eta import format_duration, remaining_seconds
+from learn2adapt.training.memory import check_run_memory
 from learn2adapt.training.metrics_log import MetricsLog
 from learn2adapt.training.rollout import Policy, RandomPolicy, forward_velocities, run_episodes
-from learn2adapt.training.memory import check_run_memory
 from learn2adapt.training.run_dir import RunLock, atomic_write_text, check_writable, move_to_discarded
 
 CHECKPOINT_FORMAT = 1
