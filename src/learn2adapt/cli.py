@@ -953,13 +953,15 @@ def _terminate(signum: int, frame: object) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    func: Callable[[argparse.Namespace], int] = args.func
-    keep_freed_memory()
+    # First of all: a signal while the parser imports its registries (seconds on a loaded machine)
+    # is handled like one during the work, not a traceback.
     in_main_thread = threading.current_thread() is threading.main_thread()
     before = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
     try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        func: Callable[[argparse.Namespace], int] = args.func
+        keep_freed_memory()
         return func(args)
     except (UserError, FileNotFoundError, FileExistsError) as e:
         print(f"learn2adapt: error: {e}", file=sys.stderr)

@@ -692,3 +692,14 @@ def test_a_redone_iteration_does_not_repeat_its_tensorboard_scalars(cli, run: Pa
     assert len(steps) == len(set(steps)) == 3 and 10**6 not in steps
     assert steps[:2] == steps_before
     assert (run / "discarded").is_dir()  # the old logs are kept aside, not deleted
+
+
+def test_resuming_a_run_killed_before_its_config_was_written_says_how_to_start_it(cli, one_line_error, tmp_path):
+    """Found by the hostile probe: SIGKILL before config.json's first rename leaves only the lock and
+    a temporary file; the resume says that no run exists yet and how to start it."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / ".lock").write_text("123\n")
+    (run / ".config.json.abc.tmp").write_text("{")
+    code, _, err = cli("train", "--resume", run)
+    one_line_error(code, err, "holds no run yet", f"learn2adapt train --run-dir {run}")

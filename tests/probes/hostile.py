@@ -116,6 +116,9 @@ def signals(root: Path, count: int = 10, seed: int = 0) -> list[tuple[str, str]]
         verdict = "ok" if resume is None or resume.returncode == 0 else f"resume exit {resume.returncode}"
         if resume is not None and resume.returncode == 0:
             verdict = whole(d, 6)
+        if proc.returncode == 0:
+            out.append((f"{sig.name} after {delay:.1f} s", "the run had finished before the signal; ok"))
+            continue
         status = f"exit {proc.returncode}" + ("" if named else ", message without the run's path")
         out.append(
             (

@@ -419,6 +419,11 @@ def train(
             raise ValueError("train needs a config unless resume=True")
         check_config(cfg)
     elif not (run_dir / "config.json").exists():
+        if run_dir.is_dir() and not any(p.name != ".lock" and not p.name.endswith(".tmp") for p in run_dir.iterdir()):
+            raise UserError(
+                f"cannot resume: {run_dir} holds no run yet (it was stopped before its config was written); "
+                f"start it with `learn2adapt train --run-dir {run_dir}` and its options"
+            )
         raise UserError(f"cannot resume: {run_dir} is not a run directory (no config.json)")
     with RunLock(run_dir):
         check_writable(run_dir)
