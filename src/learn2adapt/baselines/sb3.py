@@ -34,7 +34,7 @@ from learn2adapt.training.checkpoint import CHECKPOINT_NAME, load_checkpoint, sa
 from learn2adapt.training.config import RunConfig, load_config, save_config
 from learn2adapt.training.loop import check_config_digest, config_digest, restamp_config_digest, resumed_config, run_env
 from learn2adapt.training.metrics_log import MetricsLog
-from learn2adapt.training.run_dir import RunLock, atomic_write_text, check_writable
+from learn2adapt.training.run_dir import RunLock, atomic_write_text, check_writable, no_config_error
 
 #: How the optional dependency is installed (named in the error when it is missing).
 SB3_INSTALL = 'pip install "learn2adapt[baselines]"  (or: pip install stable-baselines3)'
@@ -196,7 +196,7 @@ def train_baseline(
         cfg.validate()
         _sb3(cfg.algo)
     elif not (run_dir / "config.json").exists():
-        raise UserError(f"cannot resume: {run_dir} is not a run directory (no config.json)")
+        raise no_config_error(run_dir, "resume")
     with RunLock(run_dir):
         check_writable(run_dir)
         if resume:

@@ -11,6 +11,7 @@ from learn2adapt.baselines import BaselineState, load_baseline, train_baseline
 from learn2adapt.errors import UserError
 from learn2adapt.training.config import RunConfig, load_config
 from learn2adapt.training.loop import RunState, load_run, train, with_online_rule
+from learn2adapt.training.run_dir import no_config_error
 
 #: What :func:`load_any` returns: both have ``cfg``, ``iteration``, ``train_env_steps`` and ``controller()``.
 AnyRun = RunState | BaselineState
@@ -77,5 +78,5 @@ def _saved_algo(run_dir: Path) -> str:
         raise UserError(f"run directory {run_dir} does not exist")
     path = run_dir / "config.json"
     if not path.exists():
-        raise UserError(f"{run_dir} is not a run directory (no config.json)")
+        raise no_config_error(run_dir)
     return load_config(path, device="cpu").algo  # the algorithm only: on whichever device the run is used

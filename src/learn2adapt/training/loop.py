@@ -62,7 +62,13 @@ from learn2adapt.training.eta import format_duration, remaining_seconds
 from learn2adapt.training.memory import check_run_memory
 from learn2adapt.training.metrics_log import MetricsLog
 from learn2adapt.training.rollout import Policy, RandomPolicy, forward_velocities, run_episodes
-from learn2adapt.training.run_dir import RunLock, atomic_write_text, check_writable, move_to_discarded
+from learn2adapt.training.run_dir import (
+    RunLock,
+    atomic_write_text,
+    check_writable,
+    move_to_discarded,
+    no_config_error,
+)
 
 CHECKPOINT_FORMAT = 1
 
@@ -272,7 +278,7 @@ def _load_run_and_checkpoint(run_dir: Path, cfg: RunConfig | None = None) -> tup
         raise FileNotFoundError(f"run directory {run_dir} does not exist")
     cfg_path = run_dir / "config.json"
     if not cfg_path.exists():
-        raise FileNotFoundError(f"{run_dir} is not a run directory (no config.json)")
+        raise no_config_error(run_dir)
     if cfg is None:  # loaded to be used here (a resume passes its own)
         cfg = load_config(cfg_path, on_this_machine=True)
     state = load_checkpoint(run_dir / CHECKPOINT_NAME)
@@ -419,12 +425,7 @@ def train(
             raise ValueError("train needs a config unless resume=True")
         check_config(cfg)
     elif not (run_dir / "config.json").exists():
-        if run_dir.is_dir() and not any(p.name != ".lock" and not p.name.endswith(".tmp") for p in run_dir.iterdir()):
-            raise UserError(
-                f"cannot resume: {run_dir} holds no run yet (it was stopped before its config was written); "
-                f"start it with `learn2adapt train --run-dir {run_dir}` and its options"
-            )
-        raise UserError(f"cannot resume: {run_dir} is not a run directory (no config.json)")
+        raise no_config_error(run_dir, "resume")
     with RunLock(run_dir):
         check_writable(run_dir)
         if resume:

@@ -65,6 +65,20 @@ def move_to_discarded(run_dir: Path, paths: Sequence[Path]) -> Path | None:
     return folder
 
 
+def no_config_error(run_dir: Path, doing: str = "") -> UserError:
+    """The error for a directory without ``config.json``: one a run was stopped in before its config
+    was written (only the lock and temporary files), which says how to start it, or any other."""
+    run_dir = Path(run_dir)
+    prefix = f"cannot {doing}: " if doing else ""
+    leftovers = run_dir.is_dir() and all(p.name == LOCK_NAME or p.name.endswith(".tmp") for p in run_dir.iterdir())
+    if leftovers:
+        return UserError(
+            f"{prefix}{run_dir} holds no run yet (it was stopped before its config was written); "
+            f"start it with `learn2adapt train --run-dir {run_dir}` and its options"
+        )
+    return UserError(f"{prefix}{run_dir} is not a run directory (no config.json)")
+
+
 def remove_leftover_temporaries(directory: Path) -> list[Path]:
     """Delete the ``.NAME.*.tmp`` files that atomic writes (:func:`atomic_write_bytes`) left behind
     when the process was killed mid-write, in ``directory`` and its ``steps/<N>/`` folders.
