@@ -703,3 +703,16 @@ def test_resuming_a_run_killed_before_its_config_was_written_says_how_to_start_i
     (run / ".config.json.abc.tmp").write_text("{")
     code, _, err = cli("train", "--resume", run)
     one_line_error(code, err, "holds no run yet", f"learn2adapt train --run-dir {run}")
+
+
+def test_extending_a_finished_run_sets_its_evaluation_aside(cli, run: Path) -> None:
+    """Issue 40, case 1: an evaluation is never reused for a model it was not computed from: a
+    finished run trained further moves its old eval.json to discarded/ (compare then re-evaluates)."""
+    code, _, err = cli("eval", run, "--quiet")
+    assert code == 0, err
+    old = (run / "eval.json").read_bytes()
+    code, out, err = cli("train", "--resume", run, "--quiet", "--set", "iterations=2")
+    assert code == 0, err
+    (kept,) = (run / "discarded").iterdir()
+    assert (kept / "eval.json").read_bytes() == old and not (run / "eval.json").exists()
+    assert f"moved to {kept}" in out

@@ -34,7 +34,13 @@ from learn2adapt.training.checkpoint import CHECKPOINT_NAME, load_checkpoint, sa
 from learn2adapt.training.config import RunConfig, load_config, save_config
 from learn2adapt.training.loop import check_config_digest, config_digest, restamp_config_digest, resumed_config, run_env
 from learn2adapt.training.metrics_log import MetricsLog
-from learn2adapt.training.run_dir import RunLock, atomic_write_text, check_writable, no_config_error
+from learn2adapt.training.run_dir import (
+    RunLock,
+    atomic_write_text,
+    check_writable,
+    no_config_error,
+    set_aside_evaluations,
+)
 
 #: How the optional dependency is installed (named in the error when it is missing).
 SB3_INSTALL = 'pip install "learn2adapt[baselines]"  (or: pip install stable-baselines3)'
@@ -210,6 +216,8 @@ def train_baseline(
         if resume and (run_dir / CHECKPOINT_NAME).exists():
             state = _restore_checkpoint(model, cfg, run_dir)
             iteration, wall_before = int(state["iteration"]), float(state["wall_time"])
+            if (run_dir / "DONE").exists() and cfg.baseline.steps > int(model.num_timesteps):
+                set_aside_evaluations(run_dir)
             (run_dir / "DONE").unlink(missing_ok=True)
             restamp_config_digest(run_dir / CHECKPOINT_NAME, state, cfg)
         elif (run_dir / CHECKPOINT_NAME).exists():

@@ -37,7 +37,7 @@ from learn2adapt.training.config import (
     preset_config,
     to_dict,
 )
-from learn2adapt.training.run_dir import atomic_write_text, move_to_discarded
+from learn2adapt.training.run_dir import atomic_write_text
 
 if TYPE_CHECKING:
     from learn2adapt.experiments.evaluation import EvalResult
@@ -194,11 +194,9 @@ def run_job(job: Job) -> JobResult:
     trained = False
     if extension or not (run_dir / "DONE").exists():
         resume = (run_dir / CHECKPOINT_NAME).exists()
-        if extension:
-            moved_to = move_to_discarded(run_dir, sorted(run_dir.glob("eval*.json")))  # of the shorter run
-            kept = f"; its evaluations moved to {moved_to}" if moved_to else ""
+        if extension:  # train sets the shorter run's evaluations aside
             extended = ", ".join(f"{k}={v}" for k, v in extension.items())
-            print(f"{tag} extending the run in {run_dir} to {extended}{kept}", flush=True)
+            print(f"{tag} extending the run in {run_dir} to {extended}", flush=True)
         else:
             print(f"{tag} {'resuming' if resume else 'training'} in {run_dir}", flush=True)
         probes = []

@@ -68,6 +68,7 @@ from learn2adapt.training.run_dir import (
     check_writable,
     move_to_discarded,
     no_config_error,
+    set_aside_evaluations,
 )
 
 CHECKPOINT_FORMAT = 1
@@ -451,6 +452,8 @@ def train(
             env_steps, wall_before = int(ckpt["env_steps"]), float(ckpt["wall_time"])
             history = json.loads(ckpt["metrics_json"]) if "metrics_json" in ckpt else None
             if changes:
+                if (run_dir / "DONE").exists() and cfg.iterations > st.iteration:
+                    set_aside_evaluations(run_dir)
                 (run_dir / "DONE").unlink(missing_ok=True)
                 restamp_config_digest(run_dir / CHECKPOINT_NAME, ckpt, cfg)
                 save_config(cfg, run_dir / "config.json")

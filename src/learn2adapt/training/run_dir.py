@@ -65,6 +65,15 @@ def move_to_discarded(run_dir: Path, paths: Sequence[Path]) -> Path | None:
     return folder
 
 
+def set_aside_evaluations(run_dir: Path) -> Path | None:
+    """Before a finished run trains further: its evaluations (``eval*.json``) were of the shorter
+    run, so they move to ``discarded/`` (printed), never to be reused for the longer one."""
+    kept = move_to_discarded(run_dir, sorted(Path(run_dir).glob("eval*.json")))
+    if kept is not None:
+        print(f"{run_dir}: the evaluations of the run before it was extended were moved to {kept}", flush=True)
+    return kept
+
+
 def no_config_error(run_dir: Path, doing: str = "") -> UserError:
     """The error for a directory without ``config.json``: one a run was stopped in before its config
     was written (only the lock and temporary files), which says how to start it, or any other."""
