@@ -969,11 +969,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (Terminated): exit 130 / 143, as shells count them
         how = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted"
         run_dir = getattr(e, "run_dir", None)
-        where = (
-            f"{run_dir} keeps its last checkpoint: resume it with `learn2adapt train --resume {run_dir}`"
-            if run_dir
-            else "a run resumes with `learn2adapt train --resume RUN_DIR`"
-        )
+        if run_dir is None:
+            where = "a run resumes with `learn2adapt train --resume RUN_DIR`"
+        elif (Path(run_dir) / "checkpoint.pt").exists():
+            where = f"{run_dir} keeps its last checkpoint: resume it with `learn2adapt train --resume {run_dir}`"
+        else:
+            where = f"{run_dir} holds no checkpoint yet: `learn2adapt train --resume {run_dir}` starts it again"
         print(f"learn2adapt: {how}; {where}", file=sys.stderr)
         return 143 if isinstance(e, Terminated) else 130
     finally:
