@@ -195,6 +195,29 @@ def test_compare_extends_a_shorter_run_and_sets_its_old_evaluation_aside(tmp_pat
     assert code == 2 and "another configuration (iterations: 2 -> 1)" in capsys.readouterr().err
 
 
+def test_compare_never_reuses_an_evaluation_of_an_earlier_checkpoint(tmp_path, capsys):
+    """Issue 40, case 1: an eval.json whose recorded training steps are not the finished run's (an
+    `eval` of a killed run, then resumed) is evaluated again; the old file is kept beside it."""
+    out = tmp_path / "out"
+    argv = ["compare", "--env", PENDULUM, "--algos", "mb", "--seeds", "1", "--out", str(out), "--quiet"]
+    argv += [a for item in TINY for a in ("--set", item)]
+    assert main(argv) == 0
+    run = out / "runs" / "mb-s0"
+    data = json.loads((run / "eval.json").read_text())
+    steps = data["train_env_steps"]
+    for result in [data, *data["schedules"].values()]:
+        result["train_env_steps"] = 80  # as if evaluated after iteration 0
+    (run / "eval.json").write_text(json.dumps(data))
+    assert main(argv) == 0
+    runs = json.loads((out / "compare.json").read_text())["runs"]
+    assert [r["evaluated"] for r in runs] == [True]
+    assert json.loads((run / "eval.json").read_text())["train_env_steps"] == steps
+    (kept,) = [p for p in run.glob("eval-*.json")]
+    assert json.loads(kept.read_text())["train_env_steps"] == 80
+    assert main(argv) == 0  # now current: reused
+    assert not any(r["evaluated"] for r in json.loads((out / "compare.json").read_text())["runs"])
+
+
 def test_video_of_a_numpy_env_is_drawn(tiny_compare, tmp_path, capsys):
     out, _ = tiny_compare
     gif = tmp_path / "ep.gif"

@@ -115,7 +115,16 @@ def _evaluated(run_dir: Path, schedules: Sequence[str], reuse_stale: bool = Fals
     from learn2adapt.experiments.evaluation import load_current
 
     path, change = _protocol_file(run_dir, planner)
-    return set(schedules) <= set(load_current(path, reuse_stale, change))
+    return set(schedules) <= set(load_current(path, reuse_stale, change, finished_steps(run_dir)))
+
+
+def finished_steps(run_dir: Path) -> int | None:
+    """The environment steps of a finished run's final model (its ``DONE``), None if unfinished:
+    an evaluation recorded for another number was of an earlier checkpoint and is not reused."""
+    try:
+        return int(json.loads((Path(run_dir) / "DONE").read_text())["env_steps"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def other_planners(config: dict[str, Any], planners: Sequence[str]) -> list[str]:
@@ -286,7 +295,8 @@ def evaluate_into(out_dir: Path, load: Callable[[], AnyRun], job: Job, tag: str)
     evaluated, run = False, None
     for planner in [None, *other_planners(job.config, job.eval_planners)]:
         path, change = _protocol_file(out_dir, planner)
-        saved = load_current(path, job.reuse_stale, change)
+        steps = finished_steps(out_dir)
+        saved = load_current(path, job.reuse_stale, change, steps)
         missing = [spec for spec in job.schedules if spec not in saved]
         if not missing:
             continue
@@ -307,7 +317,7 @@ def evaluate_into(out_dir: Path, load: Callable[[], AnyRun], job: Job, tag: str)
                 f"error {r['pred_error_before']:.3g} before / {r['pred_error_after']:.3g} after adaptation",
                 flush=True,
             )
-        kept = set_aside_stale(path, change)
+        kept = set_aside_stale(path, change, steps)
         if kept:
             print(f"{tag} its earlier evaluation (other code or settings) is kept as {kept.name}", flush=True)
         out_dir.mkdir(parents=True, exist_ok=True)
