@@ -256,9 +256,20 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
 
 def cmd_envs(args: argparse.Namespace) -> int:
     from learn2adapt.envs import describe_all
+    from learn2adapt.envs.catalog import describe_env
 
-    for fam in describe_all():
+    if args.env or args.preset or args.set:  # one environment, as a run with these options sees it
+        from learn2adapt.training.config import apply_overrides, preset_config
+
+        # Not validated as a run (a reward is not needed to list tasks); make_env checks the task space.
+        cfg = apply_overrides(preset_config(_env_of(args), args.preset or DEFAULT_PRESET, None), args.set or [])
+        described = [describe_env(cfg.env, cfg.task_space)]
+    else:
+        described = describe_all()
+    for fam in described:
         print(f"{fam['id']}  obs {fam['obs_dim']}  act {fam['act_dim']}")
+        if len(described) == 1:
+            print(f"    {fam['summary']}")
         for key in ("train", "test"):
             tasks = fam[key]
             shown = ", ".join(json.dumps(t) for t in tasks[:6]) + (" ..." if len(tasks) > 6 else "")
@@ -266,6 +277,13 @@ def cmd_envs(args: argparse.Namespace) -> int:
         if fam.get("schedules"):
             print(f"    schedules: {', '.join(fam['schedules'])}")
     return 0
+
+
+def _envs_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--env", default=None, help="describe this environment only (any Gymnasium id)")
+    p.add_argument("--preset", default=None, help="a preset name or FILE.toml[:NAME] whose task space to use")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="e.g. task_space=mass:torso=0.5/1.5")
+    p.set_defaults(algo=None, seed=None)
 
 
 def cmd_options(args: argparse.Namespace) -> int:
@@ -928,7 +946,11 @@ SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Han
         _diagnose_args,
         cmd_diagnose,
     ),
-    "envs": ("list environment families, their train/test tasks and schedules", _no_args, cmd_envs),
+    "envs": (
+        "list environment families, their train/test tasks and schedules (or one environment's, with --env / --preset / --set task_space=...)",
+        _envs_args,
+        cmd_envs,
+    ),
     "options": ("list every configuration option with its help and resolved value", _config_args, cmd_options),
     "bench": ("measure planning, adaptation and meta-training speed on this machine", _bench_args, cmd_bench),
 }

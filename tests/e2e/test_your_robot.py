@@ -83,6 +83,22 @@ def test_any_gymnasium_mujoco_id_trains_and_evaluates_with_a_preset_file(
     assert '"mass:torso": 1.85' in out
 
 
+def test_envs_describes_a_generic_id_under_its_task_space(robot: Path, cli, one_line_error) -> None:
+    """`learn2adapt envs --preset FILE.toml` lists the tasks a preset's task space makes, as for a
+    family; with no task space, the nominal task alone; a wrong name is one line."""
+    code, out, err = cli("envs", "--preset", robot / "hopper.toml")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0] == "Hopper-v5  obs 11  act 3" and "task space mass:torso=0.5..1.5/1.7..2" in lines[1]
+    train = next(line for line in lines if line.strip().startswith("train"))
+    assert '"mass:torso"' in train and '"gear:foot_joint": 1.0' in train
+    code, out, err = cli("envs", "--env", "Hopper-v5")
+    assert code == 0, err
+    assert "nominal task alone" in out and "train: {}" in out
+    code, _, err = cli("envs", "--env", "Hopper-v5", "--set", "task_space=mass:nosuch=0.5/1.5")
+    one_line_error(code, err, "no body matching 'nosuch'", "torso")
+
+
 @pytest.mark.parametrize("reward", [["reward=my_hopper:reward"], ["reward=learned", "termination=learned"]])
 def test_an_environment_without_tasks_runs_on_its_nominal_task(robot: Path, cli, reward: list[str]) -> None:
     run = robot / "nominal"

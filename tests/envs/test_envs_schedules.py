@@ -9,7 +9,7 @@ import pytest
 
 import learn2adapt  # noqa: F401
 from learn2adapt.envs import make_env
-from learn2adapt.envs.catalog import describe_family
+from learn2adapt.envs.catalog import describe_env
 from learn2adapt.envs.schedules import (
     KINDS,
     PRESETS,
@@ -157,5 +157,5 @@ def test_wrap_fixed_is_identity_and_describe_lists_schedules() -> None:
     env = make_env(PENDULUM)
     assert wrap_schedule(env, "fixed") is env
     assert isinstance(wrap_schedule(env, "switch:t=3"), TaskSchedule)
-    desc = describe_family(PENDULUM)
+    desc = describe_env(PENDULUM)
     assert desc["obs_dim"] == 3 and desc["act_dim"] == 1 and "switch:t=500" in desc["schedules"]

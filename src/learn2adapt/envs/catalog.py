@@ -257,20 +257,31 @@ def make_env(
     return env
 
 
-def describe_family(env_id: str) -> dict[str, Any]:
-    """Id, sizes, train/test tasks and schedules of one family (builds the env once)."""
+def describe_env(env_id: str, task_space: Sequence[str] = ()) -> dict[str, Any]:
+    """Id, sizes, train/test tasks and schedules of a family, or of any Gymnasium id under its
+    task space (none: the nominal task alone); builds the env once."""
     from learn2adapt.envs.schedules import schedules_for
 
-    fam = family(env_id)
-    env = make_env(env_id)
+    fam = find_family(env_id)
+    env = make_env(env_id, task_space=task_space)
     try:
         base = env.unwrapped
+        summary = (
+            fam.summary
+            if fam is not None
+            else (
+                f"Gymnasium environment, task space {', '.join(task_space)}"
+                if task_space
+                else "Gymnasium environment, no task space: its nominal task alone"
+            )
+        )
+        spec = getattr(env, "spec", None)
         return {
-            "id": fam.id,
-            "summary": fam.summary,
+            "id": env_id,
+            "summary": summary,
             "obs_dim": int(env.observation_space.shape[0]),
             "act_dim": int(env.action_space.shape[0]),
-            "max_episode_steps": fam.max_episode_steps,
+            "max_episode_steps": fam.max_episode_steps if fam is not None else getattr(spec, "max_episode_steps", None),
             "train": base.list_tasks("train"),
             "test": base.list_tasks("test"),
             "schedules": schedules_for(env_id),
@@ -280,5 +291,5 @@ def describe_family(env_id: str) -> dict[str, Any]:
 
 
 def describe_all() -> list[dict[str, Any]]:
-    """:func:`describe_family` for every family, built-in and plugins (for ``learn2adapt envs``)."""
-    return [describe_family(fam.id) for fam in all_families()]
+    """:func:`describe_env` for every family, built-in and plugins (for ``learn2adapt envs``)."""
+    return [describe_env(fam.id) for fam in all_families()]
