@@ -39,7 +39,7 @@ from learn2adapt.errors import NonFiniteData, NotEnoughSegments
 from learn2adapt.experiments.statistics import adjusted_rand_index, mean_ci95
 from learn2adapt.models.reward import LearnedReward
 from learn2adapt.provenance import code_version
-from learn2adapt.training.loop import RunState, _seed_for, make_envs
+from learn2adapt.training.loop import RunState, child_seed, make_envs
 from learn2adapt.training.rollout import forward_velocities, run_episodes
 from learn2adapt.training.run_dir import atomic_write_text
 
@@ -368,15 +368,15 @@ def evaluate(
     )
     all_episodes: list[Episode] = []
     all_models: list[list[tuple[int, int]]] = []
-    rng = np.random.default_rng(_seed_for(seed, 20_000))
+    rng = np.random.default_rng(child_seed(seed, 20_000))
     # An ensemble samples its predictions from torch's global generator: seeded per task, so an
     # evaluation gives the same result whatever ran before it in the process (a resumed
     # `compare`, a probe during training), and restored afterwards, so the caller's stream is untouched.
     with torch_rng_preserved():
         try:
             for i, task in enumerate(test_tasks):
-                torch.manual_seed(_seed_for(seed, 30_000 + i))
-                agent = st.controller(envs, _seed_for(seed, 10_000 + i))
+                torch.manual_seed(child_seed(seed, 30_000 + i))
+                agent = st.controller(envs, child_seed(seed, 10_000 + i))
                 guard_count = getattr(getattr(st, "rule", None), "guard_count", None)
                 if guard_count is not None:
                     guard_count.reset()
@@ -391,7 +391,7 @@ def evaluate(
                     envs,
                     agent,
                     n,
-                    lambda k, task=task, i=i: (task, _seed_for(seed, i, k) % (2**31)),
+                    lambda k, task=task, i=i: (task, child_seed(seed, i, k) % (2**31)),
                     desc=f"eval {spec} task {i + 1}/{len(test_tasks)}",
                     progress=progress,
                     on_step=record,

@@ -144,7 +144,7 @@ def mpc_agent(
     return MPCAgent(rule, build_planner(cfg, env, num_envs, seed), reward_fn, num_envs, termination_fn)
 
 
-def _seed_for(seed: int, *parts: int) -> int:
+def child_seed(seed: int, *parts: int) -> int:
     """A child seed that depends only on the run seed and the given counters."""
     return int(np.random.SeedSequence([seed, *parts]).generate_state(1)[0])
 
@@ -508,7 +508,7 @@ def _iterate(
                 policy = RandomPolicy(space, cfg.num_envs, rng)
                 n_episodes = cfg.random_episodes
             else:
-                policy = mpc_agent(cfg, st.rule, envs[0], cfg.num_envs, _seed_for(cfg.seed, it), st.reward_model)
+                policy = mpc_agent(cfg, st.rule, envs[0], cfg.num_envs, child_seed(cfg.seed, it), st.reward_model)
                 n_episodes = cfg.episodes_per_iteration
             clock: dict[str, float] = {"policy_seconds": 0.0, "env_seconds": 0.0}
             if it == 0 and cfg.offline:  # recorded transitions instead of random actions: no environment steps
