@@ -680,7 +680,8 @@ def _eval_args(p: argparse.ArgumentParser) -> None:
         "--online",
         default=None,
         metavar="ALGO",
-        help="evaluate with another online rule on the same meta-trained model, e.g. --online mole for a grbal run",
+        help="evaluate with another online rule on the same meta-trained model, e.g. --online mole for a grbal run "
+        "(mole-oracle: the mixture told the true task, an upper bound on recall)",
     )
     _test_time_args(p)
 

@@ -54,6 +54,14 @@ def test_parse_every_kind_and_preset() -> None:
         ("switch:when=3", "bad options"),
         ("random:rate=2", "rate=2.0 must be a number in"),
         ("switch:t=3,pool=valid", "pool='valid'"),
+        ("switch:t=3,t=4", "t is given twice"),
+        ("sequence:A=20", "at least two segments"),
+        ("sequence:A=20,A=30,B=5", "A follows itself; merge"),
+        ("sequence:A=20,2b=30", "task name '2b' must be a name"),
+        ("sequence:A=20,B=fast", "B \\(its length\\)='fast' must be a number"),
+        ("sequence:A=20,B=-3", "must be positive"),
+        ("sequence:A=20,B=2.5", "integer number of steps"),
+        ("sequence:A=20,B", "must be key=value"),
     ],
 )
 def test_bad_specs_are_clear(spec: str, match: str) -> None:
@@ -131,6 +139,34 @@ def test_recurring_with_more_tasks_than_the_pool_holds_is_a_clear_error() -> Non
     env.unwrapped.set_task(env.unwrapped.list_tasks("test")[0])
     with pytest.raises(ValueError, match="needs 4 tasks besides .* which has 3"):
         env.reset(seed=0)
+
+
+def test_sequence_switches_at_exactly_the_given_steps_and_names_come_back() -> None:
+    env = make_env(PENDULUM, schedule="sequence:A=5,B=3,A=4,C=2,B=3")
+    a = env.unwrapped.list_tasks("test")[0]
+    env.unwrapped.set_task(a)
+    _, tasks = _run(env, 20)
+    during = tasks[1:]
+    b, c = during[5], during[12]
+    assert len({json.dumps(t, sort_keys=True) for t in (a, b, c)}) == 3
+    tests = [json.dumps(t, sort_keys=True) for t in env.unwrapped.list_tasks("test")]
+    assert json.dumps(b, sort_keys=True) in tests and json.dumps(c, sort_keys=True) in tests  # pool=test
+    # Unequal segments in the given order; after the last segment its task stays in force.
+    assert during == [a] * 5 + [b] * 3 + [a] * 4 + [c] * 2 + [b] * 6
+    _, again = _run(env, 20, seed=0)
+    assert again == tasks  # the draw comes from the reset seed
+
+
+def test_sequence_lengths_may_be_fractions_and_the_pool_must_hold_its_tasks() -> None:
+    env = make_env(PENDULUM, schedule="sequence:A=0.25,B=0.5,A=5", max_episode_steps=20)
+    a = env.unwrapped.list_tasks("test")[0]
+    env.unwrapped.set_task(a)
+    _, tasks = _run(env, 20)
+    assert tasks[1:6] == [a] * 5 and tasks[6] != a and tasks[6:16] == [tasks[6]] * 10 and tasks[16:] == [a] * 5
+    many = make_env(PENDULUM, schedule="sequence:A=2,B=2,C=2,D=2,E=2")  # 4 test tasks: A + 3 others at most
+    many.unwrapped.set_task(a)
+    with pytest.raises(ValueError, match="names 5 tasks .* pool 'test' has 3 besides"):
+        many.reset(seed=0)
 
 
 def test_onset_starts_nominal_and_fraction_of_time_limit() -> None:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
 
 from learn2adapt.adaptation.config import AdaptationConfig, MixtureConfig
 from learn2adapt.adaptation.grbal import GrBAL
-from learn2adapt.adaptation.mole import MOLe
+from learn2adapt.adaptation.mole import MOLe, OracleIdentityMixture
 from learn2adapt.data.recent_history import RecentHistory
+from learn2adapt.experiments.evaluation import recall_measures
 from learn2adapt.models.config import FitConfig, ModelConfig
 from tests.synthetic_tasks import LinearTaskFamily
 
@@ -31,21 +34,29 @@ def trained() -> tuple[LinearTaskFamily, GrBAL]:
     return fam, rule
 
 
-def _mole(rule: GrBAL, **mixture) -> MOLe:
+def _mole(rule: GrBAL, kind: type[MOLe] = MOLe, **mixture) -> MOLe:
     cfg = AdaptationConfig(past=M, future=M, inner_lr=0.1, step_size="scalar", mixture=MixtureConfig(**mixture))
-    mole = MOLe(rule.obs_dim, rule.act_dim, ModelConfig(hidden=[64, 64]), rule.fit_cfg, cfg)
+    mole = kind(rule.obs_dim, rule.act_dim, ModelConfig(hidden=[64, 64]), rule.fit_cfg, cfg)
     mole.load_state_dict(rule.state_dict())
     return mole
 
 
-def _run(fam: LinearTaskFamily, rule, tasks, steps: int, seed: int = 3, nan_at: int | None = None):
-    """Feed one environment's transitions step by step; per step: (MAP slot, models held, one-step error)."""
-    schedule = [tasks[(t // BLOCK) % len(tasks)] for t in range(steps)]
+def _run(fam: LinearTaskFamily, rule, tasks, steps: int, seed: int = 3, nan_at: int | None = None, order=None):
+    """Feed one environment's transitions step by step; per step: (MAP model, models held, one-step error).
+
+    ``order``: the task of each block (indices into ``tasks``); default: ``tasks`` in turn.
+    """
+    order = order or [b % len(tasks) for b in range(steps // BLOCK + 1)]
+    schedule = [tasks[order[t // BLOCK]] for t in range(steps)]
     ep = fam.episode(schedule, steps, np.random.default_rng(seed))
     state = rule.online_state(1) if isinstance(rule, MOLe) else None
+    now = [0]
+    if isinstance(rule, OracleIdentityMixture):  # told the task of the newest transition
+        state.task_source = lambda: [json.dumps(schedule[max(now[0] - 1, 0)], sort_keys=True)]
     hist = RecentHistory(1, M, fam.obs_dim, fam.act_dim)
     slots, models, errors = [], [], []
     for t in range(steps):
+        now[0] = t
         predict = state.predictor(hist.data) if state is not None else rule.predictor(hist.data)
         o, a, n = (torch.as_tensor(x[t : t + 1]) for x in (ep.obs, ep.act, ep.next_obs))
         with torch.no_grad():
@@ -58,6 +69,15 @@ def _run(fam: LinearTaskFamily, rule, tasks, steps: int, seed: int = 3, nan_at: 
             o = o * float("nan")
         hist.push(o, a, n)
     return np.array(slots), np.array(models), np.array(errors), state
+
+
+def _recall(fam, rule, tasks, order, seed: int = 3):
+    """The evaluation's recall measures of one episode, and its one-step errors."""
+    steps = len(order) * BLOCK
+    slots, models, errors, _ = _run(fam, rule, tasks, steps, seed=seed, order=order)
+    schedule = [tasks[order[t // BLOCK]] for t in range(steps)]
+    ep = fam.episode(schedule, steps, np.random.default_rng(seed))
+    return recall_measures([ep], [list(zip(slots.tolist(), models.tolist()))]), errors
 
 
 #: Two tasks a single model cannot follow quickly: opposite drifts and action signs.
@@ -131,3 +151,37 @@ def test_unused_slots_change_nothing(trained) -> None:
     np.testing.assert_array_equal(slots4, slots8)
     np.testing.assert_array_equal(models4, models8)
     np.testing.assert_allclose(errors4, errors8, rtol=1e-5)
+
+
+#: A third task, far from A and B: the drift of neither, the action signs of both mixed.
+C = {"drift": 0.0, "gain": [1.0, 1.0]}
+#: Unequal visits in no fixed order, each task coming back (in blocks of BLOCK steps).
+ORDER = [0, 1, 1, 0, 2, 1, 0, 0, 2, 1]
+
+
+def test_the_oracle_identity_mixture_recalls_each_task_exactly(trained) -> None:
+    fam, grbal = trained
+    recall, errors = _recall(fam, _mole(grbal, OracleIdentityMixture), [A, B, C], ORDER)
+    assert recall.recall_rate == 1.0 and recall.models_per_task == 1.0
+    # Wrong only at the switch steps: that plan is made before a transition of the new task arrives.
+    switches = sum(a != b for a, b in zip(ORDER, ORDER[1:]))
+    assert recall.purity == pytest.approx(1 - switches / (len(ORDER) * BLOCK))
+    _, _, grbal_errors, _ = _run(fam, grbal, [A, B, C], len(ORDER) * BLOCK, order=ORDER)
+    assert errors[3 * BLOCK :].mean() < grbal_errors[3 * BLOCK :].mean()  # continued adaptation, recalled
+
+
+def test_the_oracle_identity_mixture_is_evaluation_only(trained) -> None:
+    _, grbal = trained
+    state = _mole(grbal, OracleIdentityMixture).online_state(1)
+    hist = RecentHistory(1, M, grbal.obs_dim, grbal.act_dim)
+    hist.push(torch.zeros(1, grbal.obs_dim), torch.zeros(1, grbal.act_dim), torch.zeros(1, grbal.obs_dim))
+    with pytest.raises(ValueError, match="evaluation only"):
+        state.predictor(hist.data)
+
+
+def test_mole_recalls_clearly_separable_tasks(trained) -> None:
+    fam, grbal = trained
+    recall, _ = _recall(fam, _mole(grbal), [A, B, C], ORDER)
+    assert recall.recall_rate >= 0.95, recall
+    assert 0.9 <= recall.models_per_task <= 1.5, recall
+    assert recall.purity >= 0.9, recall

@@ -33,6 +33,10 @@ class Algorithm:
     in_paper: bool = True  # one of the paper's four methods (compared by default)
     model_free: bool = False  # a policy trained by stable-baselines3, not a dynamics model + MPC
     ensembles: bool = False  # runs on a probabilistic ensemble too (model.ensemble > 1: PE-TS + this rule)
+    #: The meta-trained model its checkpoints hold: rules with the same prior evaluate each
+    #: other's runs (``eval --online``). Empty: a model of its own.
+    prior: str = ""
+    evaluation_only: bool = False  # an online rule for ``eval --online`` only; never trained
 
 
 #: ``--algo`` name -> :class:`Algorithm`. Order is the order shown to users.
@@ -60,6 +64,7 @@ REGISTRY: dict[str, Algorithm] = {
         "tab:blue",
         "meta-trained for a gradient step on the last M transitions (MAML)",
         ensembles=True,
+        prior="grbal",
     ),
     "rebal": Algorithm(
         "learn2adapt.adaptation.rebal",
@@ -76,6 +81,18 @@ REGISTRY: dict[str, Algorithm] = {
         "tab:purple",
         "GrBAL's meta-trained prior plus an online mixture of task models that remembers past dynamics",
         in_paper=False,
+        prior="grbal",
+    ),
+    "mole-oracle": Algorithm(
+        "learn2adapt.adaptation.mole",
+        "OracleIdentityMixture",
+        "MOLe (true task)",
+        "tab:pink",
+        "evaluation only: MOLe's mixture told the true task (one model per task, recalled exactly), "
+        "an upper bound on recall",
+        in_paper=False,
+        prior="grbal",
+        evaluation_only=True,
     ),
     "ppo": Algorithm(
         "stable_baselines3",
@@ -97,12 +114,15 @@ REGISTRY: dict[str, Algorithm] = {
     ),
 }
 
-#: Names accepted by :func:`make_rule` (and ``--algo``).
-ALGORITHMS: tuple[str, ...] = tuple(REGISTRY)
+#: What ``--algo`` trains (every registered name but the evaluation-only rules, which
+#: :func:`make_rule` builds for ``eval --online`` too).
+ALGORITHMS: tuple[str, ...] = tuple(name for name, a in REGISTRY.items() if not a.evaluation_only)
 #: Model-free baselines (trained by :mod:`learn2adapt.baselines`).
 MODEL_FREE: tuple[str, ...] = tuple(name for name, a in REGISTRY.items() if a.model_free)
 #: Rules that also run on a probabilistic ensemble (``model.ensemble > 1``).
 ENSEMBLE_ALGORITHMS: tuple[str, ...] = tuple(name for name, a in REGISTRY.items() if a.ensembles)
+#: Online rules that are never trained, only used to evaluate another rule's run (``eval --online``).
+EVALUATION_ONLY: tuple[str, ...] = tuple(name for name, a in REGISTRY.items() if a.evaluation_only)
 #: The paper's methods: what ``compare`` runs unless told otherwise.
 PAPER_ALGORITHMS: tuple[str, ...] = tuple(name for name, a in REGISTRY.items() if a.in_paper)
 
@@ -121,6 +141,13 @@ def check_algo(algo: str) -> None:
     """Raise :class:`UnknownName` listing the algorithms if ``algo`` is not one."""
     if algo not in REGISTRY:
         raise UnknownName(f"unknown algorithm {algo!r}; available: {', '.join(ALGORITHMS)}")
+
+
+def same_prior(a: str, b: str) -> bool:
+    """Whether rules ``a`` and ``b`` run on the same meta-trained model (one evaluates the other's run)."""
+    check_algo(a)
+    check_algo(b)
+    return bool(REGISTRY[a].prior) and REGISTRY[a].prior == REGISTRY[b].prior
 
 
 def rule_class(algo: str) -> type[AdaptationRule]:
@@ -156,6 +183,7 @@ def make_rule(
 __all__ = [
     "ALGORITHMS",
     "ENSEMBLE_ALGORITHMS",
+    "EVALUATION_ONLY",
     "REGISTRY",
     "Algorithm",
     "check_algo",
@@ -163,4 +191,5 @@ __all__ = [
     "label",
     "make_rule",
     "rule_class",
+    "same_prior",
 ]

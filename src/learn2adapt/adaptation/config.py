@@ -53,6 +53,14 @@ class MixtureConfig:
             "help": "size of D2, the newest transitions scored in the E step (0: M / 4); D1 = the M - D2 before it"
         },
     )
+    surprise: float = field(
+        default=5.0,
+        metadata={
+            "nonnegative": True,
+            "help": "a model whose error on D2 exceeds surprise x its own running error takes no M step "
+            "there, so a task change cannot drag it to the new task (0: off; docs/algorithms/mole.md)",
+        },
+    )
     keep_across_episodes: bool = field(
         default=False,
         metadata={"help": "keep the task models across the episodes of one environment (recall across episodes)"},

@@ -37,6 +37,8 @@ first step).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 
@@ -67,6 +69,23 @@ class MOLe(GrBAL):
         return MixtureState(self, num_envs)
 
 
+#: Weight of the newest D2 error in a model's running error (:attr:`MixtureState.level`): about 10 steps.
+LEVEL_RATE = 0.1
+
+
+@dataclass(frozen=True)
+class _Evidence:
+    """One step's window of every environment, as the E and M steps read it."""
+
+    window: Window  # padding and non-finite rows zeroed
+    x: torch.Tensor  # normalised model inputs (E, M, in)
+    y: torch.Tensor  # normalised state changes (E, M, obs_dim)
+    in_d1: torch.Tensor  # (E, M) rows of the older part D1
+    in_d2: torch.Tensor  # (E, M) rows of the newest part D2
+    k2: torch.Tensor  # (E,) valid rows in D2
+    ok: torch.Tensor  # (E,) environments that update this step
+
+
 class MixtureState:
     """The task models of ``num_envs`` environments, updated once per control step.
 
@@ -88,6 +107,11 @@ class MixtureState:
         self.active = torch.zeros(num_envs, self.n, dtype=torch.bool, device=device)
         self.age = torch.zeros(num_envs, self.n, device=device)
         self.current = torch.zeros(num_envs, dtype=torch.long, device=device)
+        #: ``(E, n)`` each model's running error on D2 while it is the MAP model (the surprise test's scale).
+        self.level = torch.zeros(num_envs, self.n, device=device)
+        #: ``(E, n)`` an identity per model, new for every model made (a slot is reused after a drop).
+        self.ids = torch.zeros(num_envs, self.n, dtype=torch.long, device=device)
+        self._next_id = torch.ones(num_envs, dtype=torch.long, device=device)
         self.reset()
 
     # --- episode boundaries -------------------------------------------------------------------
@@ -111,6 +135,9 @@ class MixtureState:
         self.active[sel, 0] = True
         self.age[sel] = float(self.rule.adapt_cfg.past)  # theta* is no straddling model to supersede
         self.current[sel] = 0
+        self.ids[sel] = 0
+        self._next_id[sel] = 1
+        self.level[sel] = self._start_level()
 
     @property
     def num_models(self) -> torch.Tensor:
@@ -119,10 +146,14 @@ class MixtureState:
 
     @property
     def assignment(self) -> torch.Tensor:
-        """The MAP model slot of each environment at the last step ``(E,)``."""
-        return self.current
+        """The identity of each environment's MAP model at the last step ``(E,)`` (:attr:`ids`)."""
+        return self.ids.gather(1, self.current[:, None])[:, 0]
 
     # --- one control step ---------------------------------------------------------------------
+    def _start_level(self) -> float:
+        """A new model's running error before it has any: the meta-trained model's post-adaptation error."""
+        return float(self.rule.calibration.post_adapt_mse) if self.cfg.surprise > 0 else 0.0
+
     def _variance(self) -> float:
         if self.cfg.variance > 0:
             return self.cfg.variance * self.cfg.temperature
@@ -152,14 +183,8 @@ class MixtureState:
             return total / self.rule.adapt_cfg.past
         return total / mask.unsqueeze(1).to(err.dtype).sum(-1).clamp(min=1.0)
 
-    def update(self, recent: Window) -> None:
-        """E step, new task, M step on the newest transitions of each environment (batched)."""
-        rule, cfg = self.rule, self.cfg
-        # Only the slots in use are scored and stepped (views, written in place): a new model
-        # takes the lowest free slot, so the models sit at the front, and a mixture of 1-2 models
-        # costs what they cost, not max_models' worth. The view grows when a new model needs it.
-        n = int(self.active.any(0).nonzero().max()) + 1
-        params, active, counts, age = self._slots(n)
+    def _evidence(self, recent: Window) -> _Evidence | None:
+        """The normalised window of each environment, split into D1 and D2 (None: no environment updates)."""
         E, T = self.num_envs, recent.length
         count = recent.count if recent.count is not None else torch.full((E,), T, device=recent.obs.device)
         k2 = torch.clamp(count, max=self.d2)  # valid rows in D2
@@ -169,11 +194,27 @@ class MixtureState:
         finite = torch.stack([t.isfinite().all(-1) for t in (recent.obs, recent.act, recent.next_obs)]).all(0)
         ok = (k2 > 0) & ((finite | ~(in_d1 | in_d2)).all(1))  # environments that update this step
         if not bool(ok.any()):
-            return
+            return None
         keep = ((in_d1 | in_d2) & finite)[..., None]  # padding and non-finite rows become zeros
         obs, act, nxt = (torch.where(keep, t, 0.0) for t in (recent.obs, recent.act, recent.next_obs))
         with torch.no_grad():
-            x, y = normalised(rule.model, obs, act, nxt)
+            x, y = normalised(self.rule.model, obs, act, nxt)
+        return _Evidence(Window(obs, act, nxt), x, y, in_d1, in_d2, k2, ok)
+
+    def update(self, recent: Window) -> None:
+        """E step, new task, M step on the newest transitions of each environment (batched)."""
+        rule, cfg = self.rule, self.cfg
+        # Only the slots in use are scored and stepped (views, written in place): a new model
+        # takes the lowest free slot, so the models sit at the front, and a mixture of 1-2 models
+        # costs what they cost, not max_models' worth. The view grows when a new model needs it.
+        n = self._in_use()
+        params, active, counts, age = self._slots(n)
+        ev = self._evidence(recent)
+        if ev is None:
+            return
+        E, x, y, in_d1, in_d2, k2, ok = self.num_envs, ev.x, ev.y, ev.in_d1, ev.in_d2, ev.k2, ev.ok
+        obs, act, nxt = ev.window.obs, ev.window.act, ev.window.next_obs
+        with torch.no_grad():
             losses = self._losses(params, x, y, in_d2)  # (E, n)
         # The new-task candidate: theta* adapted on D1 with GrBAL's step, scored on D2.
         allow_new = self.n > 1
@@ -224,6 +265,8 @@ class MixtureState:
                     shape = (E, n) + (1,) * (v.dim() - 2)
                     v.copy_(torch.where(take.view(shape), cand_params[k].detach().unsqueeze(1), v))
             active |= take
+            self.ids[:, :n] = torch.where(take, self._next_id[:, None], self.ids[:, :n])
+            self._next_id += wins.to(self._next_id.dtype)
             # A superseded young model's evidence was the new task's: its count stays.
             counts = torch.where(take & ~young[:, None], 0.0, counts)
             age = torch.where(take, 0.0, age)
@@ -243,7 +286,32 @@ class MixtureState:
         self.counts[:, :n] = counts + post
         self.age[:, :n] = age + ok[:, None].to(age.dtype)
         self.current = torch.where(ok, post.argmax(1), self.current)
-        self._m_step(params, x, y, in_d2, post)
+        weights = self._surprise_gate(losses, post, take if allow_new else None, ok) if cfg.surprise > 0 else post
+        self._m_step(params, x, y, in_d2, weights)
+
+    def _surprise_gate(
+        self, losses: torch.Tensor, post: torch.Tensor, made: torch.Tensor | None, ok: torch.Tensor
+    ) -> torch.Tensor:
+        """The M step's weights: the posterior, less the models that D2 surprises (see ``surprise``).
+
+        A model is surprised when its error on D2 exceeds ``surprise`` x its running error while it
+        was the MAP model (:attr:`level`). Without this, the MAP model's M steps follow a new task
+        within a few steps of a switch, before the new-task candidate (adapted on the older D1) has
+        any of its data: the tasks merge into one model that forgets the first.
+        """
+        E, n = post.shape
+        losses = torch.nn.functional.pad(losses, (0, n - losses.shape[1]))  # a model made this step: no score
+        made = made if made is not None else torch.zeros_like(post, dtype=torch.bool)
+        level = self.level[:, :n]
+        surprised = (losses > self.cfg.surprise * level) & ~made
+        level.copy_(torch.where(made, self._start_level(), level))
+        follows = torch.nn.functional.one_hot(self.current, n).bool() & ~surprised & ~made & ok[:, None]
+        level.copy_(torch.where(follows, (1 - LEVEL_RATE) * level + LEVEL_RATE * losses, level))
+        return post * ~surprised
+
+    def _in_use(self) -> int:
+        """Slots up to the last one holding a model in any environment."""
+        return int(self.active.any(0).nonzero().max()) + 1
 
     def _slots(self, n: int) -> tuple[Params, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Views of the first ``n`` slots: params, active, counts, age."""
@@ -277,6 +345,86 @@ class MixtureState:
             return model.predict(obs, act, params=chosen)
 
         return predict
+
+
+class OracleIdentityMixture(MOLe):
+    """MOLe's mixture told the true task: an upper bound on what recall is worth (evaluation only).
+
+    One model per true task: a task seen for the first time gets a model started from theta*,
+    every model is adapted continually by MOLe's M step while its task is in force, and when a
+    task comes back its own model is recalled exactly. Nothing is inferred: the task of the
+    newest transition is read from the environment (:attr:`OracleMixtureState.task_source`), so
+    this measures recall with a perfect task identifier, not a method. Evaluate a ``grbal`` or
+    ``mole`` run with it: ``learn2adapt eval RUN --online mole-oracle``.
+    """
+
+    algo = "mole-oracle"
+
+    def online_state(self, num_envs: int) -> OracleMixtureState:
+        return OracleMixtureState(self, num_envs)
+
+
+class OracleMixtureState(MixtureState):
+    """:class:`MixtureState` whose E step is the true task (see :class:`OracleIdentityMixture`).
+
+    :attr:`task_source` returns, for every environment, a key of the task of the newest
+    transition; the evaluation sets it to read ``env.unwrapped.task``.
+    """
+
+    def __init__(self, rule: MOLe, num_envs: int) -> None:
+        self.task_source: Callable[[], Sequence[str]] | None = None
+        self._slot_of: list[dict[str, int]] = [{} for _ in range(num_envs)]
+        super().__init__(rule, num_envs)
+
+    def reset(self, env_index: int | None = None, episode_start: bool = False) -> None:
+        if episode_start and self.cfg.keep_across_episodes and self.params:
+            return
+        super().reset(env_index, episode_start)
+        for e in range(self.num_envs) if env_index is None else (env_index,):
+            self._slot_of[e] = {}
+
+    def _slot_for(self, e: int, key: str) -> int:
+        """The slot of task ``key`` in environment ``e``; a new task takes a free slot, holding theta*."""
+        slots = self._slot_of[e]
+        if key in slots:
+            return slots[key]
+        if not slots:  # the first task of the episode: theta*, which reset put in slot 0
+            slots[key] = 0
+            return 0
+        free = (~self.active[e]).nonzero()
+        if free.numel() == 0:
+            raise ConfigError(
+                f"mole-oracle: more distinct tasks in one episode than adaptation.mixture.max_models={self.n}; "
+                "raise it with --set adaptation.mixture.max_models=N"
+            )
+        slot = int(free[0])
+        theta = self.rule.model.params()
+        for k, v in self.params.items():
+            v[e, slot] = theta[k].detach()
+        self.active[e, slot] = True
+        self.ids[e, slot] = self._next_id[e]
+        self._next_id[e] += 1
+        slots[key] = slot
+        return slot
+
+    def update(self, recent: Window) -> None:
+        """The true task's model takes MOLe's M step on D2; the planner will use it."""
+        if self.task_source is None:
+            raise ConfigError(
+                "mole-oracle reads the true task from the environment: it is evaluation only "
+                "(learn2adapt eval RUN --online mole-oracle)"
+            )
+        keys = list(self.task_source())
+        ev = self._evidence(recent)
+        slots = [self._slot_for(e, key) for e, key in enumerate(keys)]
+        self.current = torch.tensor(slots, dtype=torch.long, device=self.current.device)
+        if ev is None:
+            return
+        n = self._in_use()
+        post = torch.nn.functional.one_hot(self.current, n).to(ev.x.dtype) * ev.ok[:, None]
+        self.counts[:, :n] += post
+        self.age[:, :n] += ev.ok[:, None].to(self.age.dtype)
+        self._m_step(self._slots(n)[0], ev.x, ev.y, ev.in_d2, post)
 
 
 def _right_aligned(window: Window, rows: torch.Tensor) -> Window:

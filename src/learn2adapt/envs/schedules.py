@@ -13,7 +13,13 @@ spec                             meaning
 ``recurring:period=200``         ``A`` for ``period`` steps, ``B`` for ``period``, ``A``...
 ``recurring:period=200,tasks=3`` ``A``, ``B``, ``C``, ``A``, ...: a return after several others
 ``onset:t=500``                  the nominal (unperturbed) dynamics, then ``A`` from ``t``
+``sequence:A=200,B=40,A=150``    the named tasks in this order, each for its number of steps
 ===============================  ==========================================================
+
+In ``sequence`` the first name is the episode's base task ``A``; every other name stands for
+one task drawn per episode (distinct names, distinct tasks) from ``pool`` (default ``test``:
+the held-out tasks). After the last segment its task stays in force. A name may come back
+any number of times, in any order, with any segment lengths: the pattern of a robot's day.
 
 Options shared by the switching schedules: ``pool=all|train|test`` (where ``B`` is
 drawn from: that split's ``list_tasks``, minus ``A``; default ``all``). A step
@@ -208,6 +214,45 @@ class Recurring(_PoolSchedule):
         return self._cycle[(t // self._every) % self.tasks]
 
 
+class TaskSequence(_PoolSchedule):
+    """Named tasks in a given order and for given lengths, e.g. ``A=200,B=40,A=150,C=100``."""
+
+    def __init__(self, segments: list[tuple[str, Any]], pool: str = "test") -> None:
+        super().__init__(pool)
+        if len(segments) < 2:
+            raise ConfigError("schedule sequence needs at least two segments, e.g. sequence:A=200,B=40,A=150")
+        for (name, _), (following, _) in zip(segments, segments[1:]):
+            if name == following:
+                raise ConfigError(f"schedule sequence: {name} follows itself; merge the two segments into one")
+        for name, length in segments:
+            if not name.isidentifier():
+                raise ConfigError(f"schedule sequence: task name {name!r} must be a name such as A, B or slow")
+            _positive(length, f"{name} (its length)")
+        self.segments = [(name, float(length)) for name, length in segments]
+        self.names = list(dict.fromkeys(name for name, _ in segments))
+
+    def start(self, base: Task, env: Any, rng: np.random.Generator, horizon: int | None) -> Task:
+        self._begin(base, env, rng)
+        need = len(self.names) - 1
+        if len(self._others) < need:
+            raise ConfigError(
+                f"schedule sequence names {len(self.names)} tasks ({', '.join(self.names)}) but pool "
+                f"{self.pool!r} has {len(self._others)} besides the episode's own"
+            )
+        picks = self._rng.choice(len(self._others), size=need, replace=False)
+        task_of = dict(zip(self.names, [base, *(self._others[int(i)] for i in picks)]))
+        self._changes: dict[int, Task] = {}
+        t = 0
+        for i, (name, length) in enumerate(self.segments):
+            if i:
+                self._changes[t] = task_of[name]
+            t += _steps(length, horizon, f"{name} (its length)")
+        return base
+
+    def task_at(self, t: int) -> Task | None:
+        return self._changes.get(t)
+
+
 class Onset(Schedule):
     """Nominal (unperturbed) dynamics until step ``t``, then the base task."""
 
@@ -250,6 +295,12 @@ KINDS: dict[str, ScheduleKind] = {
             "A -> B -> A ... every period steps (tasks=3: A -> B -> C -> A ...)",
         ),
         ScheduleKind("onset", Onset, "onset:t=500", "nominal dynamics, then the episode's task from step t"),
+        ScheduleKind(
+            "sequence",
+            TaskSequence,
+            "sequence:A=200,B=40,A=150,C=100",
+            "named tasks in this order and for these steps; A is the episode's, the others drawn (pool=test)",
+        ),
     )
 }
 
@@ -283,11 +334,20 @@ def parse_schedule(spec: str) -> Schedule:
     if kind is None:
         raise UnknownName(f"unknown schedule {name!r}; available: {', '.join([*KINDS, *PRESETS])}")
     options: dict[str, Any] = {}
+    segments: list[tuple[str, Any]] = []  # sequence's NAME=STEPS, in order (names repeat)
     for item in filter(None, (s.strip() for s in rest.split(","))):
         key, eq, value = item.partition("=")
+        key = key.strip()
         if not eq:
             raise ConfigError(f"schedule option {item!r} in {spec!r} must be key=value (e.g. {kind.example})")
-        options[key.strip()] = _parse_value(value.strip())
+        if kind.factory is TaskSequence and key != "pool":
+            segments.append((key, _parse_value(value.strip())))
+            continue
+        if key in options:
+            raise ConfigError(f"schedule option {key} is given twice in {spec!r}")
+        options[key] = _parse_value(value.strip())
+    if kind.factory is TaskSequence:
+        options["segments"] = segments
     try:
         sched = kind.factory(**options)
     except TypeError:

@@ -54,6 +54,8 @@ PRED_SEGMENTS = 256
 PRE_SWITCH_WINDOW = 20
 #: Steps after a switch over which first-visit and revisit rewards are averaged.
 RECALL_WINDOW = 50
+#: Steps at the start of a revisit not counted in the recall rate (the window still holds the last task).
+RECALL_SETTLE = 10
 
 
 @contextlib.contextmanager
@@ -114,9 +116,17 @@ class Recall:
 
     Rewards are per step over the :data:`RECALL_WINDOW` steps after each switch (or until the
     next one), split by whether the new task was already in force earlier in that episode.
-    For rules that keep a mixture of task models (MOLe): the mean number of models held,
-    and the MAP model per step against the true task (cluster purity, adjusted Rand index;
-    per episode, then averaged).
+    ``revisit_gain`` pairs them within each episode that has both: its mean reward after the
+    revisits minus its mean reward after the first visits that began at a switch (an episode's
+    start is no switch), with a 95% CI over those episodes; ``episode_gains`` lists them (NaN:
+    no pair), so two rules evaluated on the same episodes can be compared by episode.
+
+    For rules that keep a mixture of task models (MOLe), per episode, then averaged: the mean
+    number of models held, ``models_per_task`` (models held at the last step over the distinct
+    tasks of the episode), the MAP model per step against the true task (cluster purity, adjusted
+    Rand index), and ``recall_rate``: the share of revisit steps, after the first
+    :data:`RECALL_SETTLE` of each revisit, planned with the model that was the MAP model for most
+    of that task's first visit (pooled over the revisits).
     """
 
     first_visit_reward: float
@@ -126,6 +136,11 @@ class Recall:
     mean_models: float = float("nan")
     purity: float = float("nan")
     ari: float = float("nan")
+    revisit_gain: float = float("nan")
+    revisit_gain_ci95: float = float("nan")
+    episode_gains: list[float] = field(default_factory=list)
+    recall_rate: float = float("nan")
+    models_per_task: float = float("nan")
 
 
 @dataclass
@@ -251,6 +266,13 @@ def recovery_curve(episodes: Sequence[Episode]) -> Recovery | None:
     )
 
 
+def _visits(episode: Episode) -> list[tuple[str, int, int, bool]]:
+    """``(task key, start, end, revisit)`` of every stretch of one task, the episode's first included."""
+    keys = [json.dumps(t, sort_keys=True) for t in episode.tasks]
+    starts = [0, *switch_steps(episode)]
+    return [(keys[s], s, e, keys[s] in keys[:s]) for s, e in zip(starts, [*starts[1:], len(episode)])]
+
+
 def recall_measures(
     episodes: Sequence[Episode], models: Sequence[Sequence[tuple[int, int]]] | None = None
 ) -> Recall | None:
@@ -258,41 +280,65 @@ def recall_measures(
 
     Args:
         episodes: evaluation episodes (``tasks`` holds the task in force at each step).
-        models: per episode and step, ``(MAP model, models held)`` of a mixture rule; None otherwise.
+        models: per episode and step, ``(MAP model's identity, models held)`` of a mixture rule;
+            None otherwise.
     """
     first: list[float] = []
     again: list[float] = []
+    gains: list[float] = []
     n_first = n_again = 0
     for ep in episodes:
-        keys = [json.dumps(t, sort_keys=True) for t in ep.tasks]
-        switches = switch_steps(ep)
-        for s, end in zip(switches, [*switches[1:], len(ep)]):
+        ep_first: list[float] = []
+        ep_again: list[float] = []
+        for _, s, end, revisit in _visits(ep)[1:]:
             window = ep.reward[s : min(end, s + RECALL_WINDOW)].tolist()
-            if keys[s] in keys[:s]:
-                again += window
-                n_again += 1
-            else:
-                first += window
-                n_first += 1
+            (ep_again if revisit else ep_first).extend(window)
+            n_again, n_first = n_again + revisit, n_first + (not revisit)
+        first += ep_first
+        again += ep_again
+        gains.append(float(np.mean(ep_again) - np.mean(ep_first)) if ep_first and ep_again else float("nan"))
     if n_first + n_again == 0:
         return None
+    paired = [g for g in gains if math.isfinite(g)]
     out = Recall(
         float(np.mean(first)) if first else float("nan"),
         float(np.mean(again)) if again else float("nan"),
         n_first,
         n_again,
+        episode_gains=gains,
     )
+    if paired:
+        out.revisit_gain, out.revisit_gain_ci95 = mean_ci95(paired)
     if models:
-        purity, ari, held = [], [], []
-        for ep, steps in zip(episodes, models):
-            truth = [json.dumps(t, sort_keys=True) for t in ep.tasks[: len(steps)]]
-            assigned = [m for m, _ in steps]
-            held += [h for _, h in steps]
-            ari.append(adjusted_rand_index(truth, assigned))
-            majority = sum(max(Counter(t for t, a in zip(truth, assigned) if a == c).values()) for c in set(assigned))
-            purity.append(majority / len(steps))
-        out.mean_models, out.purity, out.ari = float(np.mean(held)), float(np.mean(purity)), float(np.nanmean(ari))
+        _assignment_measures(out, episodes, models)
     return out
+
+
+def _assignment_measures(out: Recall, episodes: Sequence[Episode], models: Sequence[Sequence[tuple[int, int]]]) -> None:
+    """Fill ``out``'s mixture measures from each step's ``(MAP model, models held)``."""
+    purity, ari, held, per_task = [], [], [], []
+    recalled = revisit_steps = 0
+    for ep, steps in zip(episodes, models):
+        truth = [json.dumps(t, sort_keys=True) for t in ep.tasks[: len(steps)]]
+        assigned = [m for m, _ in steps]
+        held += [h for _, h in steps]
+        ari.append(adjusted_rand_index(truth, assigned))
+        majority = sum(max(Counter(t for t, a in zip(truth, assigned) if a == c).values()) for c in set(assigned))
+        purity.append(majority / len(steps))
+        per_task.append(steps[-1][1] / len(set(truth)))
+        first_model: dict[str, int] = {}
+        for key, s, end, revisit in _visits(ep):
+            if end > len(steps):  # the recorded steps end early (a diverged episode)
+                break
+            if not revisit:
+                first_model[key] = Counter(assigned[s:end]).most_common(1)[0][0]
+                continue
+            counted = assigned[s + RECALL_SETTLE : end]
+            recalled += sum(m == first_model[key] for m in counted)
+            revisit_steps += len(counted)
+    out.mean_models, out.purity, out.ari = float(np.mean(held)), float(np.mean(purity)), float(np.nanmean(ari))
+    out.models_per_task = float(np.mean(per_task))
+    out.recall_rate = recalled / revisit_steps if revisit_steps else float("nan")
 
 
 def prediction_errors(

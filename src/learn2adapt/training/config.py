@@ -47,7 +47,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from learn2adapt.adaptation import ALGORITHMS, ENSEMBLE_ALGORITHMS, MODEL_FREE, check_algo
+from learn2adapt.adaptation import ALGORITHMS, ENSEMBLE_ALGORITHMS, EVALUATION_ONLY, MODEL_FREE, check_algo
 from learn2adapt.adaptation.config import DE_SELECT, AdaptationConfig
 from learn2adapt.data.segment_sampler import SEGMENT_EPOCHS
 from learn2adapt.data.trajectory_buffer import VAL_SPLITS
@@ -273,6 +273,11 @@ class RunConfig:
         """Reject unknown names and impossible settings with a message that says what to change."""
         check_numbers(self)
         check_algo(self.algo)
+        if self.algo in EVALUATION_ONLY:
+            raise ConfigError(
+                f"--algo {self.algo} is evaluation only: train --algo grbal, then "
+                f"learn2adapt eval RUN --online {self.algo}"
+            )
         check_env(self)
         if self.offline and self.algo in MODEL_FREE:
             raise ConfigError(

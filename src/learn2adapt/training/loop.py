@@ -24,7 +24,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from learn2adapt.adaptation import make_rule
+from learn2adapt.adaptation import REGISTRY, make_rule, same_prior
 from learn2adapt.adaptation.base import AdaptationRule
 from learn2adapt.data.recorded import file_digest, load_recording
 from learn2adapt.data.trajectory_buffer import Episode, TrajectoryBuffer
@@ -94,7 +94,10 @@ class RunState:
 
     def controller(self, envs: Sequence[gym.Env], seed: int) -> MPCAgent:
         """The controller evaluation runs for ``envs``: the rule's adapted model + the configured planner."""
-        return mpc_agent(self.cfg, self.rule, envs[0], len(envs), seed, self.reward_model)
+        agent = mpc_agent(self.cfg, self.rule, envs[0], len(envs), seed, self.reward_model)
+        if hasattr(agent.online, "task_source"):  # an evaluation-only rule told the true task (mole-oracle)
+            agent.online.task_source = lambda: [json.dumps(env.unwrapped.task, sort_keys=True) for env in envs]
+        return agent
 
 
 def run_env(cfg: RunConfig, **kwargs: Any) -> gym.Env:
@@ -154,10 +157,6 @@ def load_run(run_dir: Path) -> RunState:
     return _load_run_and_checkpoint(run_dir)[0]
 
 
-#: Online rules that can replace each other on one meta-trained model (same parameters).
-_SHARED_PRIOR = ("grbal", "mole")
-
-
 #: Options an evaluation may change on a trained run (``eval --set``): what acts at test time only.
 TEST_TIME_OPTIONS = ("planner.", "adaptation.mixture.", "adaptation.guard", "eval.")
 
@@ -173,10 +172,11 @@ def with_online_rule(st: RunState, algo: str, changes: Sequence[str] = ()) -> Ru
         )
     if algo == st.cfg.algo and not changes:
         return st
-    if algo != st.cfg.algo and (algo not in _SHARED_PRIOR or st.cfg.algo not in _SHARED_PRIOR):
+    if algo != st.cfg.algo and not same_prior(algo, st.cfg.algo):
+        shared = [a for a, entry in REGISTRY.items() if entry.prior and same_prior(a, "grbal")]
         raise ConfigError(
             f"--online {algo}: a {st.cfg.algo} run cannot be evaluated with {algo}; "
-            f"the rules that share a meta-trained model are {', '.join(_SHARED_PRIOR)}"
+            f"the rules that share GrBAL's meta-trained model are {', '.join(shared)}"
         )
     cfg = apply_overrides(copy.deepcopy(st.cfg), list(changes)).validate()
     cfg.algo = algo
