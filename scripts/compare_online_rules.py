@@ -23,7 +23,15 @@ from pathlib import Path
 from learn2adapt.cli import main as cli
 from learn2adapt.experiments.statistics import mean_ci95, paired_diff_ci95
 
-RECALL = ("first_visit_reward", "revisit_reward", "mean_models", "purity", "ari")
+RECALL = (
+    "first_visit_reward",
+    "revisit_reward",
+    "revisit_gain",
+    "recall_rate",
+    "models_per_task",
+    "purity",
+    "ari",
+)
 
 
 def _slug(schedule: str) -> str:
@@ -66,6 +74,16 @@ def _episode_returns(result: dict) -> dict[tuple, float]:
     return {(i, j): float(r) for i, task in enumerate(result["tasks"]) for j, r in enumerate(task["returns"])}
 
 
+def _gains(runs: dict) -> dict[tuple, float]:
+    """Each episode's revisit gain (``recall.episode_gains``), keyed by (run, episode); NaN: no pair."""
+    out = {}
+    for name, result in runs.items():
+        for i, g in enumerate((result.get("recall") or {}).get("episode_gains", [])):
+            if g == g:
+                out[(name, i)] = float(g)
+    return out
+
+
 def summarise(results: dict, rules: list[str]) -> tuple[str, dict]:
     """The markdown tables and their figures as JSON."""
     lines, summary = [], {}
@@ -74,7 +92,10 @@ def summarise(results: dict, rules: list[str]) -> tuple[str, dict]:
         head = "| rule | held-out return (mean ± 95% CI over runs) | per run |"
         has_recall = any(r.get("recall") for rr in by_rule.values() for r in rr.values())
         if has_recall:
-            head += " reward/step after a first visit | after a revisit | models held | purity | ARI |"
+            head += (
+                " reward/step after a first visit | after a revisit | revisit - first visit (paired by episode)"
+                " | recall rate | models per task | purity | ARI |"
+            )
         lines += [head, "|" + "---|" * (head.count("|") - 1)]
         summary[schedule] = {}
         for rule in rules:
@@ -85,6 +106,12 @@ def summarise(results: dict, rules: list[str]) -> tuple[str, dict]:
             cells = [rule, f"{m:.1f} ± {h:.1f}", " / ".join(f"{v:.1f}" for v in means)]
             if has_recall:
                 for key in RECALL:
+                    if key == "revisit_gain":  # over every episode of every run that has both
+                        g, gh = mean_ci95([x for x in _gains(runs).values() if x == x])
+                        row[key], row[key + "_ci95"] = g, gh
+                        verdict = "**" if abs(g) > gh else ""
+                        cells.append(f"{verdict}{g:+.2f} ± {gh:.2f}{verdict}" if g == g else "-")
+                        continue
                     vals = [float(r["recall"].get(key, "nan")) for r in runs.values() if r.get("recall")]
                     vals = [v for v in vals if v == v]  # GrBAL holds no mixture: no models, purity, ARI
                     row[key] = sum(vals) / len(vals) if vals else None
@@ -110,6 +137,14 @@ def summarise(results: dict, rules: list[str]) -> tuple[str, dict]:
                 "by_episode": {"diff": d, "ci95": h, "pairs": n},
                 "by_run": {"diff": ds, "ci95": hs, "pairs": ns},
             }
+            if has_recall:  # what recall adds: the revisit gain of one rule against the other's, same episodes
+                dd, dh, dn = paired_diff_ci95(_gains(by_rule[rule]), _gains(by_rule[base]))
+                if dn:
+                    lines.append(
+                        f"revisit gain, {rule} - {base}: {dd:+.2f} ± {dh:.2f} reward per step "
+                        f"(difference in differences, {dn} episodes)."
+                    )
+                    summary[schedule][f"{rule}-{base}"]["revisit_gain"] = {"diff": dd, "ci95": dh, "pairs": dn}
         lines.append("")
     return "\n".join(lines), summary
 

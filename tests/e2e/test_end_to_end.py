@@ -157,6 +157,15 @@ def test_a_grbal_run_is_evaluated_with_the_mixture(cli, one_line_error, tmp_path
                        "--set", "adaptation.mixture.max_models=1", "--output", tmp_path / "one.json")  # fmt: skip
     assert code == 0, err
     assert json.loads((tmp_path / "one.json").read_text())["recall"]["mean_models"] == 1.0
+    # The mixture told the true task recalls each task's own model on every revisit.
+    code, _, err = cli("eval", run, "--quiet", "--episodes", "1", "--online", "mole-oracle", "--schedule",
+                       "sequence:A=15,B=10,A=20,C=5,B=10", "--output", tmp_path / "oracle.json")  # fmt: skip
+    assert code == 0, err
+    recall = json.loads((tmp_path / "oracle.json").read_text())["recall"]
+    assert recall["revisits"] == 4 * 2 and recall["recall_rate"] == 1.0 and recall["models_per_task"] == 1.0
+    code, _, err = cli("train", "--env", PENDULUM, "--algo", "mole-oracle", "--run-dir", tmp_path / "o", "--quiet")
+    one_line_error(code, err, "mole-oracle is evaluation only", "--online mole-oracle")
+    assert not (tmp_path / "o").exists()
     code, _, err = cli("eval", run, "--quiet", "--set", "model.hidden=8")
     one_line_error(code, err, "--set model.hidden=8", "test-time options")
     # The run's own evaluations join eval.json schedule by schedule; one with options changed (a
