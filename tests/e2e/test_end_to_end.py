@@ -175,6 +175,11 @@ def test_a_grbal_run_is_evaluated_with_the_mixture(cli, one_line_error, tmp_path
         assert code == 0, err
     own = json.loads((run / "eval.json").read_text())
     assert list(own["schedules"]) == ["fixed", "switch:t=20"] and own["schedule"] == "fixed"
+    # It records the checkpoint it evaluated: the checksum stored in it and its iteration.
+    import torch
+
+    stored = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert own["checkpoint"] == stored["digest"] and own["train_iteration"] == stored["iteration"] == 1
     assert own["seed"] == own["run_seed"] == 0 and own["test_time"] == []
     code, _, err = cli("eval", run, "--quiet", "--episodes", "1", "--seed", "3", "--set", "planner.num_candidates=8")
     assert code == 0, err

@@ -95,6 +95,7 @@ class BaselineState:
     model: Any
     env_steps: int
     iteration: int  # checkpoints written so far
+    checkpoint: str = ""  # the checksum of the checkpoint it was loaded from ("": in memory)
 
     @property
     def train_env_steps(self) -> int:
@@ -179,7 +180,7 @@ def load_baseline(run_dir: Path) -> BaselineState:
     cfg = load_config(run_dir / "config.json", on_this_machine=True)
     model = _model(cfg, run_env(cfg, max_episode_steps=cfg.episode_length))
     state = _restore_checkpoint(model, cfg, run_dir)
-    return BaselineState(cfg, model, int(state["env_steps"]), int(state["iteration"]))
+    return BaselineState(cfg, model, int(state["env_steps"]), int(state["iteration"]), str(state["digest"]))
 
 
 # --- training -------------------------------------------------------------------------------------

@@ -160,6 +160,10 @@ class EvalResult:
     recall: Recall | None = None
     #: Environment steps the run collected in training (its sample cost).
     train_env_steps: int = 0
+    #: The checkpoint evaluated: its checksum ("": a run in memory, e.g. a probe during training,
+    #: or a file written before it was recorded) and its iteration (-1: unknown).
+    checkpoint: str = ""
+    train_iteration: int = -1
     eval_env_steps: int = 0
     eval_wall_seconds: float = 0.0
     #: The code that evaluated (:func:`~learn2adapt.provenance.code_version`); empty in files
@@ -410,6 +414,8 @@ def evaluate(
         past=cfg.adaptation.past,
         future=cfg.adaptation.future,
         train_env_steps=st.train_env_steps,
+        checkpoint=getattr(st, "checkpoint", ""),
+        train_iteration=getattr(st, "iteration", -1),
         code=code_version(),
     )
     all_episodes: list[Episode] = []

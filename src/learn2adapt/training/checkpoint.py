@@ -72,12 +72,13 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """
     from learn2adapt.training.run_dir import atomic_write_bytes
 
-    full = {**state, "digest": content_digest(state)}
+    body = {k: v for k, v in state.items() if k != "digest"}  # a loaded state carries its old one
+    full = {**body, "digest": content_digest(body)}
     atomic_write_bytes(Path(path), writer=lambda f: torch.save(full, f))
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Read a checkpoint written by :func:`save_checkpoint`.
+    """Read a checkpoint written by :func:`save_checkpoint` (``"digest"``: its verified checksum).
 
     Raises:
         CheckpointError: with a one-line explanation of what to do.
@@ -119,6 +120,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
             f"checkpoint {path} is corrupt (its contents do not match their checksum); restore the file or "
             "delete the run directory and start again"
         )
+    state["digest"] = digest  # verified: what an evaluation records of the checkpoint it evaluated
     return state
 
 

@@ -86,6 +86,8 @@ class RunState:
     reward_model: LearnedReward | None = None
     #: Under ``offline=FILE``: the file, its SHA-256 and its episode count (iteration 0's data).
     offline: dict[str, Any] | None = None
+    #: The checksum of the checkpoint this state was loaded from ("": built in memory, e.g. while training).
+    checkpoint: str = ""
 
     @property
     def train_env_steps(self) -> int:
@@ -184,7 +186,7 @@ def with_online_rule(st: RunState, algo: str, changes: Sequence[str] = ()) -> Ru
     rule = build_rule(cfg, env)
     env.close()
     rule.load_state_dict(st.rule.state_dict())
-    return RunState(cfg, rule, st.buffer, st.iteration, st.reward_model, st.offline)
+    return RunState(cfg, rule, st.buffer, st.iteration, st.reward_model, st.offline, st.checkpoint)
 
 
 #: Options ``train --resume RUN --set KEY=VALUE`` may change mid-run (everything else is refused):
@@ -314,7 +316,7 @@ def _load_run_and_checkpoint(run_dir: Path, cfg: RunConfig | None = None) -> tup
             f"checkpoint in {run_dir} is inconsistent: {episodes} episodes stored after iteration {iteration} "
             f"(expected {expected}); restore the file or delete the run directory and start again"
         )
-    return RunState(cfg, rule, buffer, iteration, reward_model, offline), state
+    return RunState(cfg, rule, buffer, iteration, reward_model, offline, str(state["digest"])), state
 
 
 def _checkpoint(
