@@ -69,6 +69,8 @@ class MOLe(GrBAL):
         return MixtureState(self, num_envs)
 
 
+#: Posterior weight below which a model takes no M step (:meth:`MixtureState._m_step`).
+M_STEP_MIN_WEIGHT = 1e-6
 #: Weight of the newest D2 error in a model's running error (:attr:`MixtureState.level`): about 10 steps.
 LEVEL_RATE = 0.1
 
@@ -321,17 +323,26 @@ class MixtureState:
     def _m_step(self, params: Params, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, post: torch.Tensor) -> None:
         """Every model's gradient step on D2, weighted by its posterior (one batched backward).
 
-        ``params``: views of :attr:`params` (the slots in use), stepped in place.
+        ``params``: views of :attr:`params` (the slots in use), stepped in place. Only the models
+        whose weight exceeds :data:`M_STEP_MIN_WEIGHT` in some environment are computed (the
+        ``k`` heaviest of each): the posterior is nearly one-hot, and a step of 1e-6 x a gradient
+        changes nothing a plan can see, while stepping every model cost most of an update.
         """
-        leaves = {k: v.detach().requires_grad_(True) for k, v in params.items()}
+        k = int((post > M_STEP_MIN_WEIGHT).sum(1).max())
+        if k == 0:
+            return
+        weight, slot = post.topk(k, dim=1)  # (E, k)
+        envs = torch.arange(post.shape[0], device=post.device)[:, None]
+        leaves = {name: v[envs, slot].requires_grad_(True) for name, v in params.items()}  # copies (E, k, ...)
         with torch.inference_mode(False), torch.enable_grad():
-            loss = (self._losses(leaves, x, y, mask, per_row=False) * post).sum()
+            loss = (self._losses(leaves, x, y, mask, per_row=False) * weight).sum()
             grads = torch.autograd.grad(loss, list(leaves.values()))
         lr = self.cfg.lr
         with torch.no_grad():
-            for (k, v), g in zip(params.items(), grads):
-                step = lr if lr > 0 else self.rule.step_size.for_param(k)
-                v.sub_(step * torch.nan_to_num(g, nan=0.0, posinf=0.0, neginf=0.0))
+            for (name, v), g in zip(params.items(), grads):
+                step = lr if lr > 0 else self.rule.step_size.for_param(name)
+                leaf = leaves[name].detach()
+                v[envs, slot] = leaf - step * torch.nan_to_num(g, nan=0.0, posinf=0.0, neginf=0.0)
 
     def predictor(self, recent: Window | None) -> PredictFn:
         """Update on the newest transitions, then predict with each environment's MAP model."""
