@@ -8,10 +8,8 @@ Importing the package registers the ``learn2adapt/...`` Gymnasium environments.
 """
 
 from learn2adapt import envs as _envs  # noqa: F401  (registers environments)
-
-__version__ = "0.1.0"
-
-from learn2adapt.provenance import code_version as _code_version  # noqa: E402
+from learn2adapt.provenance import VERSION as __version__  # noqa: F401  (the package version)
+from learn2adapt.provenance import code_version as _code_version
 
 # Fingerprint the sources now, as this process loads them: a file edited on disk while a long
 # comparison runs must not be credited with evaluations the old code makes.

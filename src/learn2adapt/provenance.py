@@ -16,6 +16,9 @@ import functools
 import hashlib
 from pathlib import Path
 
+#: The package version (``learn2adapt.__version__``; pyproject.toml holds the same string).
+VERSION = "0.1.0"
+
 #: The files whose content makes up the fingerprint (relative to the package directory).
 _PATTERNS = ("**/*.py", "presets/*.toml", "envs/assets/*.xml")
 
@@ -32,6 +35,4 @@ def fingerprint(root: Path) -> str:
 @functools.cache
 def code_version() -> str:
     """``"<version>+<fingerprint>"`` of the installed package, e.g. ``0.1.0+3f2a9c0d1e4b``."""
-    from learn2adapt import __version__
-
-    return f"{__version__}+{fingerprint(Path(__file__).parent)}"
+    return f"{VERSION}+{fingerprint(Path(__file__).parent)}"

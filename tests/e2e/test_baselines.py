@@ -91,7 +91,7 @@ def test_a_comparison_mixes_baselines_and_model_based_methods(cli, tmp_path: Pat
 def test_steps_to_reach_the_best_model_based_return() -> None:
     import numpy as np
 
-    from learn2adapt.experiments.report import steps_to_reach
+    from learn2adapt.experiments.records import steps_to_reach
 
     curves = {
         "grbal": (np.array([1e3, 2e3]), np.array([-50.0, 10.0])),

@@ -23,11 +23,11 @@ LAYERS = {
     "planning": 2,
     "adaptation": 3,
     "training": 4,
-    "baselines": 4.5,  # model-free training beside the model-based loop
-    "experiments": 5,
-    "control": 5,  # a trained run as a real-time controller (loads runs like experiments)
-    "benchmarks": 5.5,  # measures the layers below; may use experiments.statistics
-    "cli": 6,
+    "baselines": 5,  # model-free training beside the model-based loop
+    "experiments": 6,
+    "control": 6,  # a trained run as a real-time controller (loads runs like experiments)
+    "benchmarks": 7,  # measures the layers below; may use experiments.statistics
+    "cli": 8,
 }
 
 
@@ -44,6 +44,10 @@ def _imports(path: Path) -> set[str]:
     return out
 
 
+def test_layers_are_whole_numbers() -> None:
+    assert all(isinstance(layer, int) for layer in LAYERS.values())
+
+
 def test_imports_only_point_down() -> None:
     upward = []
     for path in sorted(ROOT.rglob("*.py")):
@@ -56,3 +60,94 @@ def test_imports_only_point_down() -> None:
             if LAYERS[target] >= LAYERS[part]:
                 upward.append(f"{path.relative_to(ROOT)} imports learn2adapt.{target}")
     assert not upward, "imports that do not point down:\n" + "\n".join(upward)
+
+
+def _module(path: Path) -> str:
+    parts = list(path.relative_to(ROOT.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _file_graph() -> dict[str, set[str]]:
+    """Module -> the modules of ours it imports, anywhere in the file (TYPE_CHECKING blocks and
+    function bodies included): ``from learn2adapt.a import b`` counts as importing ``a.b`` if that
+    is a module, else ``a``."""
+    modules = {_module(p): p for p in ROOT.rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("learn2adapt"):
+                for alias in node.names:
+                    full = f"{node.module}.{alias.name}"
+                    deps.add(full if full in modules else node.module)
+            elif isinstance(node, ast.Import):
+                deps |= {a.name for a in node.names if a.name.startswith("learn2adapt")}
+        graph[name] = {d for d in deps if d in modules and d != name}
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    out: list[list[str]] = []
+    for root in sorted(graph):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(graph[child]))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    out.append(sorted(component))
+    return out
+
+
+def test_no_import_cycle_between_files() -> None:
+    cycles = _cycles(_file_graph())
+    assert not cycles, "modules that import each other (TYPE_CHECKING included):\n" + "\n".join(map(str, cycles))
+
+
+def test_the_cycle_finder_finds_a_cycle() -> None:
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_package_imports_another_packages_private_names() -> None:
+    private = []
+    for path in sorted(ROOT.rglob("*.py")):
+        package = path.relative_to(ROOT).parts[0].removesuffix(".py")
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("learn2adapt."):
+                if node.module.split(".")[1] != package:
+                    private += [
+                        f"{path.relative_to(ROOT)}: {node.module}.{a.name}"
+                        for a in node.names
+                        if a.name.startswith("_")
+                    ]
+    assert not private, "private names used across packages:\n" + "\n".join(private)

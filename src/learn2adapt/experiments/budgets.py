@@ -18,13 +18,12 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from learn2adapt.adaptation import MODEL_FREE
 from learn2adapt.experiments.evaluation import EvalResult
-from learn2adapt.experiments.report import AlgoSummary, RunRecord, summarize
+from learn2adapt.experiments.records import Budget, RunRecord, summarize
 from learn2adapt.experiments.statistics import paired_diff_ci95
 from learn2adapt.experiments.variants import base_algo, split, split_planner
 from learn2adapt.experiments.variants import label as display
@@ -38,17 +37,6 @@ GLOBAL_MODEL = "mb"
 def steps_dir(run_dir: Path, steps: int) -> Path:
     """Where a run's evaluation at ``steps`` environment steps goes."""
     return Path(run_dir) / "steps" / str(int(steps))
-
-
-@dataclass
-class Budget:
-    """Every entry under one schedule at one step count."""
-
-    steps: int
-    summaries: dict[str, AlgoSummary]
-    #: Mean training environment steps of the runs evaluated there (>= ``steps``: the first
-    #: checkpoint past it).
-    actual_steps: dict[str, float]
 
 
 def budgets(records_by_steps: Mapping[int, Sequence[RunRecord]], names: Sequence[str], schedule: str) -> list[Budget]:

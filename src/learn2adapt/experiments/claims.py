@@ -35,7 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from learn2adapt.errors import UserError
-from learn2adapt.experiments.report import RECOVERY_WINDOW, load_summary, schedules_of
+from learn2adapt.experiments.records import RECOVERY_WINDOW
+from learn2adapt.experiments.report import load_summary, schedules_of
 from learn2adapt.experiments.statistics import paired_diff_ci95
 from learn2adapt.experiments.variants import PLANNER_SEPARATOR, label, split_planner
 

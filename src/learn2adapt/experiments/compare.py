@@ -41,7 +41,7 @@ from learn2adapt.training.run_dir import atomic_write_text
 
 if TYPE_CHECKING:
     from learn2adapt.experiments.evaluation import EvalResult
-    from learn2adapt.experiments.report import RunRecord as RecordT
+    from learn2adapt.experiments.records import RunRecord as RecordT
     from learn2adapt.experiments.runs import AnyRun
 
 #: Default algorithms of ``learn2adapt compare``: the paper's four.
@@ -257,7 +257,7 @@ def planner_records(run_dir: Path, name: str, job: Job, steps: int | None = None
     the run as it is without ``--eval-planners`` (and for a model-free run); with ``steps``, of its
     evaluation at that budget (none if it was not evaluated there)."""
     from learn2adapt.experiments.budgets import steps_dir
-    from learn2adapt.experiments.report import RunRecord
+    from learn2adapt.experiments.records import RunRecord
     from learn2adapt.experiments.runs import probe_key
 
     where = run_dir if steps is None else steps_dir(run_dir, steps)

@@ -27,7 +27,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import gymnasium as gym
 import numpy as np
@@ -39,14 +39,29 @@ from learn2adapt.errors import NonFiniteData, NotEnoughSegments
 from learn2adapt.experiments.statistics import adjusted_rand_index, mean_ci95
 from learn2adapt.models.reward import LearnedReward
 from learn2adapt.provenance import code_version
+from learn2adapt.training.config import RunConfig
 from learn2adapt.training.loop import RunState, child_seed, make_envs
-from learn2adapt.training.rollout import forward_velocities, run_episodes
+from learn2adapt.training.rollout import Policy, forward_velocities, run_episodes
 from learn2adapt.training.run_dir import atomic_write_text
 
-if TYPE_CHECKING:
-    from learn2adapt.experiments.oracle import OracleRun
-    from learn2adapt.experiments.planning_diagnosis import DiagnosedRun
-    from learn2adapt.experiments.runs import AnyRun
+
+class Evaluable(Protocol):
+    """What :func:`evaluate` needs of a run: a model-based or model-free run, the oracle
+    (:mod:`learn2adapt.experiments.oracle`), a diagnosed run
+    (:mod:`learn2adapt.experiments.planning_diagnosis`). A run loaded from disk also has
+    ``checkpoint`` and ``iteration``, which the result records."""
+
+    @property
+    def cfg(self) -> RunConfig:
+        """The run's configuration."""
+
+    @property
+    def train_env_steps(self) -> int:
+        """Environment steps the run collected in training."""
+
+    def controller(self, envs: Sequence[gym.Env], seed: int) -> Policy:
+        """The policy that acts in ``envs`` (one batched call for all of them)."""
+
 
 #: Segments per test task on which the prediction error is measured.
 PRED_SEGMENTS = 256
@@ -375,7 +390,7 @@ def learned_reward_error(model: LearnedReward, episodes: Sequence[Episode]) -> f
 
 
 def evaluate(
-    st: AnyRun | OracleRun | DiagnosedRun,
+    st: Evaluable,
     episodes_per_task: int | None = None,
     tasks: list[dict[str, Any]] | None = None,
     seed: int = 0,

@@ -20,8 +20,7 @@ from learn2adapt.experiments.variants import PLANNER_LABELS, color
 from learn2adapt.experiments.variants import label as display
 
 if TYPE_CHECKING:
-    from learn2adapt.experiments.budgets import Budget
-    from learn2adapt.experiments.report import AlgoSummary, RunRecord
+    from learn2adapt.experiments.records import AlgoSummary, Budget, RunRecord
 
 #: Plot files every report contains.
 #: Written only when runs measured their held-out return during training.

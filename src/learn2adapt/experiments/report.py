@@ -24,7 +24,6 @@ import json
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,210 +31,20 @@ import numpy as np
 
 from learn2adapt.adaptation import MODEL_FREE
 from learn2adapt.errors import UserError
-from learn2adapt.experiments.evaluation import EvalResult, load_protocol
+from learn2adapt.experiments.evaluation import EvalResult
 from learn2adapt.experiments.plots import PLOTS, SAMPLE_EFFICIENCY_PLOT, plot_sample_efficiency, write_plots
-from learn2adapt.experiments.statistics import Stat, diff_ci95, mean_ci95, paired_diff_ci95, relative_change
+from learn2adapt.experiments.records import (
+    RECOVERY_WINDOW,
+    AlgoSummary,
+    RunRecord,
+    fmt_g,
+    heldout_curves,
+    steps_to_reach,
+    summarize,
+)
+from learn2adapt.experiments.statistics import diff_ci95, mean_ci95, paired_diff_ci95, relative_change
 from learn2adapt.experiments.variants import PLANNER_LABELS, base_algo, one_factor_pairs, planner_entry, split_planner
 from learn2adapt.experiments.variants import label as display
-from learn2adapt.training.metrics_log import MetricsLog
-
-#: Steps after a switch over which the "early recovery" reward per step is averaged.
-RECOVERY_WINDOW = 50
-
-
-def task_label(task: dict[str, Any]) -> str:
-    """A short label for a task dict, e.g. ``mass=0.3, length=1.7``."""
-    parts = []
-    for k, v in task.items():
-        if isinstance(v, float):
-            v = f"{v:.3g}"
-        elif isinstance(v, (list, dict)):
-            v = json.dumps(v, separators=(",", ":"))
-        parts.append(f"{k}={v}")
-    return ", ".join(parts) or "default"
-
-
-@dataclass
-class RunRecord:
-    """What one finished and evaluated run directory holds."""
-
-    algo: str
-    seed: int
-    run_dir: Path
-    metrics: list[dict[str, Any]]
-    evals: dict[str, EvalResult]
-    train_wall_seconds: float
-    env_steps: int
-    #: The ``metrics.csv`` column of its held-out return during training (the sample-efficiency curve).
-    curve_key: str = "heldout_return"
-
-    @classmethod
-    def load(
-        cls, run_dir: Path, name: str | None = None, eval_file: str = "eval.json", curve_key: str = "heldout_return"
-    ) -> RunRecord:
-        """The run in ``run_dir``, named ``name`` in reports (default: its algorithm), with the
-        evaluation of ``eval_file`` (another planner's: ``compare --eval-planners``) and the
-        training-time held-out returns of the ``metrics.csv`` column ``curve_key``."""
-        run_dir = Path(run_dir)
-        cfg = json.loads((run_dir / "config.json").read_text())
-        metrics = MetricsLog.read(run_dir / "metrics.csv") if (run_dir / "metrics.csv").exists() else []
-        last = metrics[-1] if metrics else {}
-        return cls(
-            name or cfg["algo"],
-            int(cfg["seed"]),
-            run_dir,
-            metrics,
-            load_protocol(run_dir / eval_file),
-            float(last.get("wall_seconds", float("nan"))),
-            int(last.get("env_steps", 0)),
-            curve_key,
-        )
-
-
-def _fmt_g(x: float, digits: int = 3) -> str:
-    return f"{x:.{digits}g}" if math.isfinite(x) else "n/a"
-
-
-# --- aggregation over seeds ---------------------------------------------------------------
-@dataclass
-class AlgoSummary:
-    """One algorithm under one schedule, aggregated over training seeds."""
-
-    algo: str
-    seeds: list[int]
-    #: Mean return over the test tasks, CI over every episode of every seed (stratified by task).
-    ret: Stat
-    #: Mean return over all test tasks of each seed.
-    seed_means: list[float]
-    #: Per test task, over every episode of every seed.
-    per_task: list[tuple[str, Stat]]
-    #: Return of every episode by (seed, task index, episode index): the same key means the same
-    #: initial state and schedule for every algorithm, so differences can be paired.
-    episodes: dict[tuple[int, int, int], float]
-    pred_before: Stat
-    pred_after: Stat
-    #: Reward per step in the first :data:`RECOVERY_WINDOW` steps after a switch, per seed.
-    early_recovery: Stat
-    pre_switch: Stat
-    recovery_curve: np.ndarray | None
-    #: Reward per step after switches to a task first seen vs seen before in the episode, per seed.
-    first_visit: Stat
-    revisit: Stat
-    #: Mixture rules (MOLe): models held, and the MAP model against the true task, per seed.
-    mean_models: Stat
-    purity: Stat
-    ari: Stat
-    #: Mean forward velocity (m/s) over every episode of every seed (locomotion families).
-    velocity: Stat
-    env_steps: Stat
-    train_wall: Stat
-    eval_wall: Stat
-    #: Per seed (in :attr:`seeds` order, NaN where not measured): the figures a claim pairs by seed.
-    per_seed: dict[str, list[float]] = field(default_factory=dict)
-
-    @property
-    def return_stat(self) -> Stat:
-        return self.ret
-
-
-def heldout_curves(records: Sequence[RunRecord], algos: Sequence[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Per algorithm: environment steps and the held-out return there (mean over seeds), from the
-    ``heldout_return`` of ``metrics.csv`` (``compare --sample-efficiency``); steps every seed reached."""
-    out = {}
-    for algo in algos:
-        runs = [[r for r in rec.metrics if isinstance(r.get(rec.curve_key), (int, float))]
-                for rec in records if rec.algo == algo]  # fmt: skip
-        runs = [r for r in runs if r]
-        if not runs:
-            continue
-        by_step: dict[float, list[float]] = {}
-        key = next(rec.curve_key for rec in records if rec.algo == algo)
-        for rows in runs:
-            for row in rows:
-                by_step.setdefault(float(row["env_steps"]), []).append(float(row[key]))
-        steps = sorted(s for s, v in by_step.items() if len(v) == len(runs))
-        out[algo] = (np.asarray(steps), np.asarray([np.mean(by_step[s]) for s in steps]))
-    return out
-
-
-def steps_to_reach(
-    curves: dict[str, tuple[np.ndarray, np.ndarray]], model_free: Sequence[str]
-) -> tuple[float, dict[str, str]]:
-    """The target X (the best model-based method's final held-out return) and, per algorithm, the
-    first environment-step count where its mean held-out return reaches X ("not reached within N")."""
-    based = {a: c for a, c in curves.items() if base_algo(a) not in model_free and len(c[1])}
-    if not based:
-        return math.nan, {}
-    target = max(float(c[1][-1]) for c in based.values())
-    table = {}
-    for algo, (steps, values) in curves.items():
-        hit = np.nonzero(values >= target)[0]
-        table[algo] = f"{steps[hit[0]]:.0f}" if hit.size else f"not reached within {steps[-1]:.0f}"
-    return target, table
-
-
-def _recall_stat(evals: Sequence[EvalResult], name: str) -> Stat:
-    """One recall figure over seeds (finite values only)."""
-    values = [getattr(e.recall, name) for e in evals if e.recall is not None]
-    return Stat.of([v for v in values if math.isfinite(v)])
-
-
-def summarize(algo: str, records: Sequence[RunRecord], schedule: str) -> AlgoSummary | None:
-    runs = [r for r in records if r.algo == algo and schedule in r.evals]
-    if not runs:
-        return None
-    evals = [r.evals[schedule] for r in runs]
-    labels = [task_label(t.task) for t in evals[0].tasks]
-    per_task = []
-    for i, label in enumerate(labels):
-        per_task.append((label, Stat.of([x for e in evals if i < len(e.tasks) for x in e.tasks[i].returns])))
-    curves, early, pre = [], [], []
-    for e in evals:
-        if e.recovery is not None and e.recovery.reward:
-            curve = np.asarray(e.recovery.reward, np.float64)
-            curves.append(curve)
-            early.append(float(curve[:RECOVERY_WINDOW].mean()))
-            pre.append(e.recovery.pre_switch_reward)
-        else:
-            early.append(math.nan)
-            pre.append(math.nan)
-    mean_curve: np.ndarray | None = None
-    if curves:
-        n = min(len(c) for c in curves)
-        mean_curve = np.mean([c[:n] for c in curves], axis=0)
-    return AlgoSummary(
-        algo=algo,
-        seeds=[r.seed for r in runs],
-        ret=Stat.stratified([st.samples for _, st in per_task]),
-        seed_means=[float(np.mean([t.mean for t in e.tasks])) for e in evals],
-        per_task=per_task,
-        episodes={
-            (r.seed, i, k): x
-            for r, e in zip(runs, evals)
-            for i, t in enumerate(e.tasks)
-            for k, x in enumerate(t.returns)
-        },
-        pred_before=Stat.of([e.pred_error[0] for e in evals]),
-        pred_after=Stat.of([e.pred_error[1] for e in evals]),
-        early_recovery=Stat.of(early),
-        pre_switch=Stat.of(pre),
-        recovery_curve=mean_curve,
-        first_visit=_recall_stat(evals, "first_visit_reward"),
-        revisit=_recall_stat(evals, "revisit_reward"),
-        mean_models=_recall_stat(evals, "mean_models"),
-        purity=_recall_stat(evals, "purity"),
-        ari=_recall_stat(evals, "ari"),
-        velocity=Stat.of([v for e in evals for t in e.tasks for v in t.velocities]),
-        env_steps=Stat.of([r.env_steps for r in runs]),
-        train_wall=Stat.of([r.train_wall_seconds for r in runs]),
-        eval_wall=Stat.of([e.eval_wall_seconds for e in evals]),
-        per_seed={
-            "pred_error_before": [e.pred_error[0] for e in evals],
-            "pred_error_after": [e.pred_error[1] for e in evals],
-            "early_recovery": early,
-            "pre_switch": pre,
-        },
-    )
 
 
 def dynamic_eval_lines(records: Sequence[RunRecord]) -> list[str]:
@@ -325,7 +134,7 @@ def oracle_lines(bound: dict[str, Any], planner: str | None = None) -> list[str]
     named = f"Oracle with {PLANNER_LABELS.get(planner, planner)}" if planner else "Oracle"
     lines = [
         f"{named} (MPC with the simulator as its model and the same planner, `learn2adapt oracle`): "
-        f"**{r['mean']:.1f} ± {_fmt_g(r['ci95'])}** over {r['n']} episodes (per-seed means "
+        f"**{r['mean']:.1f} ± {fmt_g(r['ci95'])}** over {r['n']} episodes (per-seed means "
         + ", ".join(f"{m:.1f}" for m in bound["seed_means"])
         + "): the return a perfect model would reach."
     ]
@@ -333,7 +142,7 @@ def oracle_lines(bound: dict[str, Any], planner: str | None = None) -> list[str]
     if gap:
         lines.append(
             f"Return lost to model error by the best learned model, {display(gap['algo'])}: {gap['diff']:+.4g} "
-            f"(95% CI ±{_fmt_g(gap['ci95'])}, paired over {gap['pairs']} episodes)."
+            f"(95% CI ±{fmt_g(gap['ci95'])}, paired over {gap['pairs']} episodes)."
         )
     return lines
 
@@ -355,7 +164,7 @@ def planner_lines(
 
     def diff(a: dict[tuple[int, int, int], float], b: dict[tuple[int, int, int], float]) -> str:
         d, h, n = paired_diff_ci95(a, b)
-        return f"{d:+.1f} ± {_fmt_g(h)}" if n else "-"
+        return f"{d:+.1f} ± {fmt_g(h)}" if n else "-"
 
     rows = []
     for entry in entries:
@@ -368,7 +177,7 @@ def planner_lines(
         cells = []
         for e in episodes:
             mean, ci = mean_ci95(list(e.values())) if e else (math.nan, math.nan)
-            cells.append(f"{mean:.1f} ± {_fmt_g(ci)}" if e else "-")
+            cells.append(f"{mean:.1f} ± {fmt_g(ci)}" if e else "-")
         cells += [diff(e, episodes[0]) if e and episodes[0] else "-" for e in episodes[1:]]
         rows.append(["oracle (the simulator as the model)", *cells])
     return [
@@ -407,7 +216,7 @@ def compare_sentence(
         verdict = "the 95% CI of the difference includes 0, so this is within noise"
     return (
         f"{display(best.algo)} {verb} {display(other.algo)} on {what} by {d:+.4g} ({relative_change(d, ref)}; "
-        f"95% CI of the difference ±{_fmt_g(h)}, {basis}): {verdict}."
+        f"95% CI of the difference ±{fmt_g(h)}, {basis}): {verdict}."
     )
 
 
@@ -439,11 +248,11 @@ def verdicts(summaries: list[AlgoSummary], schedule: str) -> list[str]:
         parts = []
         for s in adaptive:
             if s.pred_before.samples == s.pred_after.samples:
-                parts.append(f"{display(s.algo)} {_fmt_g(s.pred_before.mean)} (does not adapt)")
+                parts.append(f"{display(s.algo)} {fmt_g(s.pred_before.mean)} (does not adapt)")
                 continue
             cut = 1 - s.pred_after.mean / s.pred_before.mean if s.pred_before.mean > 0 else float("nan")
             parts.append(
-                f"{display(s.algo)} {_fmt_g(s.pred_before.mean)} → {_fmt_g(s.pred_after.mean)} "
+                f"{display(s.algo)} {fmt_g(s.pred_before.mean)} → {fmt_g(s.pred_after.mean)} "
                 f"({'-' if cut >= 0 else '+'}{abs(100 * cut):.0f}%)"
             )
         out.append(
@@ -454,7 +263,7 @@ def verdicts(summaries: list[AlgoSummary], schedule: str) -> list[str]:
     if recov:
         ranked_r = sorted(recov, key=lambda s: s.early_recovery.mean, reverse=True)
         parts = [
-            f"{display(s.algo)} {_fmt_g(s.early_recovery.mean, 4)} (before the switch {_fmt_g(s.pre_switch.mean, 4)})"
+            f"{display(s.algo)} {fmt_g(s.early_recovery.mean, 4)} (before the switch {fmt_g(s.pre_switch.mean, 4)})"
             for s in ranked_r
         ]
         out.append(

@@ -30,7 +30,7 @@ FORMATS = (".mp4", ".gif")
 
 
 def _caption(step: int, reward: float, total: float, task: dict[str, Any], switched: bool) -> str:
-    from learn2adapt.experiments.report import task_label
+    from learn2adapt.experiments.records import task_label
 
     return f"step {step}  reward {reward:+.2f}  return {total:+.1f}  task {task_label(task)}" + (
         "  << SWITCH" if switched else ""
