@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -21,6 +22,28 @@ PredictFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 RewardFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 #: ``termination_fn(obs, act, next_obs) -> bool[...]``.
 TerminationFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class AdaptedPredictor:
+    """A one-step model with weights computed once per plan: ``forward(obs, act, params=params)``.
+
+    What GrBAL and MOLe hand the planner. It is a :data:`PredictFn`, and it says what a plain
+    closure hides: the method it runs (``forward``, a bound method of the model, the same object
+    from plan to plan) and the tensors that change from plan to plan (``params``, ``(E, *shape)``
+    per name). A CUDA graph can then record the rollout once over static copies of ``params``
+    and replay it after copying each plan's weights in (:mod:`learn2adapt.planning.cuda_graph`).
+    """
+
+    forward: Callable[..., torch.Tensor]
+    params: dict[str, torch.Tensor]
+
+    def __call__(self, obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
+        return self.forward(obs, act, params=self.params)
+
+    def with_params(self, params: dict[str, Any]) -> AdaptedPredictor:
+        """The same model over other tensors of the same shapes (a graph's static copies)."""
+        return AdaptedPredictor(self.forward, params)
 
 
 def right_aligned_mask(count: torch.Tensor, length: int) -> torch.Tensor:

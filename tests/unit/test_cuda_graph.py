@@ -11,10 +11,16 @@ from learn2adapt.models.config import ModelConfig
 from learn2adapt.models.dynamics import MLPDynamics
 from learn2adapt.models.ensemble import EnsembleDynamics
 from learn2adapt.planning import PLANNERS, make_planner
-from learn2adapt.planning.cuda_graph import RolloutGraphs, _Recorded, storage_key
+from learn2adapt.planning.cuda_graph import CallCapture, RolloutGraphs, storage_key
 from learn2adapt.training.config import RunConfig
+from learn2adapt.types import AdaptedPredictor
 
-needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
+
+def needs_cuda(test):
+    """A test of the ``gpu`` marker (``pytest -m gpu``, the device check's), skipped without CUDA."""
+    return pytest.mark.gpu(pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")(test))
+
+
 CHEETAH = "learn2adapt/HalfCheetahDisabledJoint-v0"
 
 
@@ -71,33 +77,16 @@ def test_graphs_with_bf16_rollouts_are_refused_before_a_run_starts(monkeypatch):
     cfg.validate()
 
 
-class _ReplayByCalling:
-    """Stands in for a recorded graph on a CPU: a replay runs the rollout on the static tensors."""
-
-    def __init__(self, rollout, obs, actions):
-        self.rollout, self.obs, self.actions = rollout, obs, actions
-        self.returns = rollout(obs, actions).clone()
-
-    def replay(self):
-        self.returns.copy_(self.rollout(self.obs, self.actions))
-
-
-def test_replays_read_the_inputs_of_each_call_and_records_follow_the_storage(monkeypatch):
-    def record(self, rollout, obs, actions):
-        self.records += 1
-        fake = _ReplayByCalling(rollout, obs.clone(), actions.clone())
-        return _Recorded(fake, fake.obs, fake.actions, fake.returns)
-
-    monkeypatch.setattr(RolloutGraphs, "_record", record)
+def test_replays_read_the_inputs_of_each_call_and_records_follow_the_storage():
     model, env = _model(), make_env(CHEETAH)
     reward = env.unwrapped.reward_fn
     planner = make_planner("rs", -torch.ones(6), torch.ones(6), num_envs=2, seed=0, horizon=5, num_candidates=16)
-    graphs = RolloutGraphs()
+    graphs = RolloutGraphs(CallCapture())
     g = torch.Generator().manual_seed(2)
+    rollout = lambda p, o, a: planner.evaluate(p, reward, o, a)  # noqa: E731
     for _ in range(3):  # new inputs each call: the replay must see them, not the recorded ones
         obs, actions = torch.randn(2, 17, generator=g), torch.rand(2, 16, 5, 6, generator=g) * 2 - 1
         eager = planner.evaluate(model.predict, reward, obs, actions).clone()
-        rollout = lambda o, a: planner.evaluate(model.predict, reward, o, a)
         replayed = graphs.run(rollout, model.predict, (reward, None), obs, actions)
         torch.testing.assert_close(replayed, eager, rtol=0, atol=0)
     assert (graphs.records, graphs.replays) == (1, 3)
@@ -108,6 +97,50 @@ def test_replays_read_the_inputs_of_each_call_and_records_follow_the_storage(mon
     torch.testing.assert_close(graphs.run(rollout, model.predict, (reward, None), obs, actions), eager)
     assert graphs.records == 3
     assert graphs.run(rollout, lambda o, a: model.predict(o, a), (reward, None), obs, actions) is None
+
+
+def _adapted(model: nn.Module, scale: float) -> AdaptedPredictor:
+    """Per-environment weights as GrBAL hands them to the planner: (E, *shape), new tensors each plan."""
+    return AdaptedPredictor(
+        model.predict, {k: (v * scale).expand(2, *v.shape).clone() for k, v in model.params().items()}
+    )
+
+
+def test_adapted_weights_are_copied_into_one_recording_per_shape():
+    """GrBAL's and MOLe's predictors: new weight tensors every plan, one recording, each plan's weights used."""
+    model, env = _model(), make_env(CHEETAH)
+    reward = env.unwrapped.reward_fn
+    planner = make_planner("rs", -torch.ones(6), torch.ones(6), num_envs=2, seed=0, horizon=5, num_candidates=16)
+    graphs = RolloutGraphs(CallCapture())
+    rollout = lambda p, o, a: planner.evaluate(p, reward, o, a)  # noqa: E731
+    g = torch.Generator().manual_seed(4)
+    obs, actions = torch.randn(2, 17, generator=g), torch.rand(2, 16, 5, 6, generator=g) * 2 - 1
+    results = []
+    for scale in (1.0, 0.5, -1.0):
+        predict = _adapted(model, scale)
+        assert storage_key(predict) == storage_key(model.predict)
+        eager = planner.evaluate(predict, reward, obs, actions).clone()
+        replayed = graphs.run(rollout, predict, (reward, None), obs, actions).clone()
+        torch.testing.assert_close(replayed, eager, rtol=0, atol=0)
+        results.append(replayed)
+    assert (graphs.records, graphs.replays) == (1, 3)
+    assert not torch.equal(results[0], results[2])  # the replay read each plan's weights, not the first's
+
+
+@pytest.mark.parametrize("name", list(PLANNERS))
+def test_every_planner_plans_the_same_with_recorded_adapted_rollouts(name):
+    """The planner's own path (``planner.graphs`` set) with the CPU capture: plans equal eager plans."""
+    model, env = _model(), make_env(CHEETAH)
+    reward, done = env.unwrapped.reward_fn, env.unwrapped.termination_fn
+    obs = torch.randn(2, 17, generator=torch.Generator().manual_seed(1))
+    plans = []
+    for graphed in (False, True):
+        planner = make_planner(name, -torch.ones(6), torch.ones(6), num_envs=2, seed=3, horizon=6, num_candidates=32)
+        if graphed:
+            planner.graphs = RolloutGraphs(CallCapture())
+        plans.append(torch.stack([planner.plan(_adapted(model, s), reward, obs, done) for s in (1.0, 0.7, 1.3)]))
+    assert planner.graphs.records >= 1 and planner.graphs.replays >= 3
+    torch.testing.assert_close(plans[1], plans[0], rtol=0, atol=0)
 
 
 # --- on a GPU ---------------------------------------------------------------------------------
@@ -185,3 +218,21 @@ def test_a_graphed_ensemble_still_samples():
     second = planner.evaluate(model.predict, env.unwrapped.reward_fn, obs, actions).clone()
     assert planner.graphs.replays == 2
     assert not torch.equal(first, second)  # each replay draws new noise
+
+
+@needs_cuda
+@pytest.mark.parametrize("name", list(PLANNERS))
+def test_graphed_adapted_plans_equal_eager_plans(name):
+    """GrBAL's and MOLe's per-environment weights on a GPU: one recording, each plan's weights."""
+    model, env = _model().cuda(), make_env(CHEETAH)
+    reward, done = env.unwrapped.reward_fn, env.unwrapped.termination_fn
+    obs = torch.randn(2, 17, generator=torch.Generator().manual_seed(1)).cuda()
+    low, high = -torch.ones(6, device="cuda"), torch.ones(6, device="cuda")
+    plans = []
+    for graph in (False, True):
+        planner = make_planner(
+            name, low, high, num_envs=2, seed=3, device="cuda", horizon=6, num_candidates=64, cuda_graph=graph
+        )
+        plans.append(torch.stack([planner.plan(_adapted(model, s), reward, obs, done) for s in (1.0, 0.7, 1.3)]))
+    assert planner.graphs.failure is None and planner.graphs.records >= 1 and planner.graphs.replays >= 3
+    torch.testing.assert_close(plans[1], plans[0], rtol=1e-5, atol=1e-5)

@@ -71,7 +71,7 @@ from learn2adapt.models import onednn
 from learn2adapt.models.dynamics import MLPDynamics
 from learn2adapt.models.ensemble import EnsembleDynamics
 from learn2adapt.models.mlp import MLP, linear
-from learn2adapt.types import PredictFn, Window
+from learn2adapt.types import AdaptedPredictor, PredictFn, Window
 
 Params = dict[str, torch.Tensor]
 #: The models GrBAL's inner step adapts: one MLP, or an ensemble adapted member by member.
@@ -505,8 +505,4 @@ def adapted_predictor(
     """
     params = None if recent is None else online_params(model, recent, step, steps, guard, guard_count)
     forward = model.predict_mean if mean and isinstance(model, EnsembleDynamics) else model.predict
-
-    def predict(obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
-        return forward(obs, act, params=params)
-
-    return predict
+    return forward if params is None else AdaptedPredictor(forward, params)

@@ -45,7 +45,7 @@ import torch
 from learn2adapt.adaptation.grbal import GrBAL
 from learn2adapt.adaptation.inner_update import Params, normalised, online_params
 from learn2adapt.errors import ConfigError
-from learn2adapt.types import PredictFn, Window
+from learn2adapt.types import AdaptedPredictor, PredictFn, Window
 
 
 class MOLe(GrBAL):
@@ -351,11 +351,7 @@ class MixtureState:
         model = self.rule.model
         envs = torch.arange(self.num_envs, device=self.current.device)
         chosen = {k: v[envs, self.current] for k, v in self.params.items()}  # (E, *shape)
-
-        def predict(obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
-            return model.predict(obs, act, params=chosen)
-
-        return predict
+        return AdaptedPredictor(model.predict, chosen)
 
 
 class OracleIdentityMixture(MOLe):

@@ -222,9 +222,9 @@ class Planner(ABC):
             ``(E, N)`` fp32 returns (a reused buffer: copy it to keep it past the next call); with
             particles, the mean over each candidate's particles.
         """
-        if self.graphs is not None and obs.is_cuda:
+        if self.graphs is not None:
             returns = self.graphs.run(
-                lambda o, a: self._evaluate(predict, reward_fn, o, a, termination_fn),
+                lambda p, o, a: self._evaluate(p, reward_fn, o, a, termination_fn),
                 predict,
                 (reward_fn, termination_fn),
                 obs,

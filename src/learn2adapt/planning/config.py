@@ -122,7 +122,7 @@ class PlannerConfig:
     cuda_graph: bool = field(
         default=False,
         metadata={
-            "help": "on a GPU in fp32, replay each plan's model rollout from a recorded CUDA graph (non-adaptive models: MB, PE-TS; others plan eagerly); ignored on a CPU"
+            "help": "on a GPU in fp32, replay each plan's model rollout from a recorded CUDA graph (MB and PE-TS, and GrBAL's and MOLe's adapted weights; ReBAL and MB+DE plan eagerly); ignored on a CPU"
         },
     )
     cem: CEMOptions = field(default_factory=CEMOptions)
