@@ -484,6 +484,8 @@ def test_adaptation_benchmark_smoke():
         "plan_ms",
         "adapt_plan_ms",
         "adapt_plan_over_plan",
+        "mole_plan_ms",
+        "mole_plan_over_adapt_plan",
         "meta_step_ratio",
         "meta_step_lowrank_ratio",
         "meta_step_batched_ratio",

@@ -3,10 +3,15 @@
 At HalfCheetah sizes (obs 17, act 6), MLP 512x512x512 ReLU, M = K = 16:
 
 * ``plan_ms``: one random-shooting plan (N=500, H=10, E=1) with the unadapted model;
+* ``mole_plan_ms``: MOLe's update with 5 task models settled on one task (E step over all five,
+  a new-task candidate, the M step of the MAP model) plus the same plan; its ratio to
+  ``adapt_plan_ms`` (target <= 1.3);
 * ``adapt_plan_ms``: one online adaptation on M=16 transitions (``predictor(recent)``:
   an inner gradient step per environment, adapted weights ``(E, in, out)``) plus the same
   plan with the adapted model; ``adapt_ms`` the adaptation alone;
   ``adapt_plan_over_plan`` their ratio (targets: <= 1.15 and adapt_plan_ms <= 35 ms);
+* on a GPU, ``plan_graph_ms``, ``adapt_plan_graph_ms``, ``mole_plan_graph_ms``: the same
+  three with ``planner.cuda_graph`` (each rollout replayed from a recorded CUDA graph);
 * ``meta_step_ratio``: one second-order meta-training step (meta-batch 10 segments,
   M = K = 16, default inner update, Adam update included) over one plain supervised
   step on the same 320 transitions (target <= 5);
@@ -50,8 +55,13 @@ def _mixture(rule: GrBAL, num_envs: int, models: int) -> MixtureState:
     mole.load_state_dict(rule.state_dict())
     mole.calibration.post_adapt_mse.fill_(0.05)
     state = mole.online_state(num_envs)
-    state.active.fill_(True)  # a full mixture: every model scored and stepped, and a candidate made
-    state.counts.fill_(10.0)
+    state.active.fill_(True)  # a full mixture: every model scored and a candidate made, every step
+    # Settled on one task, as between switches: the MAP model holds the posterior, so it alone
+    # takes the M step (the others' weights fall below M_STEP_MIN_WEIGHT). The models here are
+    # untrained copies of one network, so the likelihood cannot tell them apart: the counts do.
+    state.counts.fill_(1e-4)
+    state.counts[:, 0] = 1000.0
+    state.level.fill_(float("inf"))  # untrained weights must not trip the surprise gate
     return state
 
 
@@ -101,19 +111,27 @@ def run(
     obs = torch.randn(num_envs, obs_dim, generator=g).to(d)
     recent = random_recent(num_envs, past, obs_dim, act_dim, g, d)
     low, high = -torch.ones(act_dim, device=d), torch.ones(act_dim, device=d)
-    planners = [RandomShooting(low, high, horizon, num_candidates, d, seed=0, num_envs=num_envs) for _ in range(3)]
+    # On a GPU the three plans are timed eagerly and with planner.cuda_graph (recorded rollouts).
+    graphs = (False, True) if torch.device(d).type == "cuda" else (False,)
+    planners = {
+        (name, g): RandomShooting(low, high, horizon, num_candidates, d, seed=0, num_envs=num_envs, cuda_graph=g)
+        for name in ("plan", "adapt_plan", "mole_plan")
+        for g in graphs
+    }
     reward = cheetah_like_reward()
     mixture = _mixture(rule, num_envs, models=5)
-    plan, adapt_plan, adapt, mole_plan = interleaved_median_ms(
-        [
-            lambda: planners[0].plan(rule.predictor(None), reward, obs),
-            lambda: planners[1].plan(rule.predictor(recent), reward, obs),
-            lambda: rule.predictor(recent),
-            lambda: planners[2].plan(mixture.predictor(recent), reward, obs),
-        ],
-        rounds,
-        repeats,
-    )
+    predictors = {
+        "plan": lambda: rule.predictor(None),
+        "adapt_plan": lambda: rule.predictor(recent),
+        "mole_plan": lambda: mixture.predictor(recent),
+    }
+    timed = [(lambda p=p, name=name: p.plan(predictors[name](), reward, obs)) for (name, _), p in planners.items()]
+    online_ms = interleaved_median_ms([*timed, lambda: rule.predictor(recent)], rounds, repeats)
+    by_key = dict(zip(planners, online_ms))
+    plan, adapt_plan, mole_plan = (by_key[(name, False)] for name in ("plan", "adapt_plan", "mole_plan"))
+    adapt = online_ms[-1]
+    if len(graphs) > 1:
+        out.update({f"{name}_graph_ms": round(by_key[(name, True)], 2) for name in ("plan", "adapt_plan", "mole_plan")})
     out.update(
         {
             "plan_ms": round(plan, 2),
