@@ -245,6 +245,8 @@ class MixtureState:
         post = torch.softmax(logits, 1)  # (E, n [+1])
         if allow_new:
             wins = ok & (post.argmax(1) == n)
+            if cfg.surprise > 0:  # the recall test: a new task only if no model held is within surprise x the candidate
+                wins &= torch.where(active, losses > cfg.surprise * cand_loss[:, None], True).all(1)
             young = age[torch.arange(E, device=self.current.device), self.current] < rule.adapt_cfg.past
             slot = torch.where(
                 young,
