@@ -9,7 +9,8 @@ import torch
 from learn2adapt.adaptation import make_rule
 from learn2adapt.adaptation.config import AdaptationConfig
 from learn2adapt.adaptation.grbal import GrBAL
-from learn2adapt.adaptation.inner_update import normalised, online_params
+from learn2adapt.adaptation.inner_update import normalised
+from learn2adapt.adaptation.online import online_params
 from learn2adapt.data.segment_sampler import SegmentSampler
 from learn2adapt.data.trajectory_buffer import Episode, TrajectoryBuffer
 from learn2adapt.models.config import FitConfig, ModelConfig

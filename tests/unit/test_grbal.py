@@ -312,7 +312,7 @@ def test_the_guard_keeps_the_fitted_model_where_the_step_overshoots(online_rule)
 
 
 def test_the_guard_decides_per_ensemble_member_and_environment():
-    from learn2adapt.adaptation.inner_update import keep_improving
+    from learn2adapt.adaptation.online import keep_improving
     from learn2adapt.models.mlp import MLP
 
     torch.manual_seed(0)

@@ -34,8 +34,9 @@ import numpy as np
 import torch
 
 from learn2adapt.adaptation.config import AdaptationConfig
-from learn2adapt.adaptation.inner_update import GuardCount, StepSize, adapted_predictor
+from learn2adapt.adaptation.inner_update import StepSize
 from learn2adapt.adaptation.mb import ModelBased
+from learn2adapt.adaptation.online import GuardCount, adapted_predictor
 from learn2adapt.data.segment_sampler import SegmentSampler, split_segment_starts
 from learn2adapt.data.trajectory_buffer import TrajectoryBuffer
 from learn2adapt.models.config import FitConfig, ModelConfig

@@ -42,14 +42,8 @@ from torch import nn
 
 from learn2adapt.adaptation.base import AdaptationRule
 from learn2adapt.adaptation.config import AdaptationConfig
-from learn2adapt.adaptation.inner_update import (
-    GuardCount,
-    StepSize,
-    adapted_forward,
-    adapted_predictor,
-    normalised,
-    resolve_impl,
-)
+from learn2adapt.adaptation.inner_update import StepSize, adapted_forward, normalised, resolve_impl
+from learn2adapt.adaptation.online import GuardCount, adapted_predictor
 from learn2adapt.data.normalizer import Normalizer
 from learn2adapt.data.segment_sampler import SegmentSampler, short_past_counts, split_segment_starts
 from learn2adapt.data.trajectory_buffer import TrajectoryBuffer, split_episodes

@@ -7,8 +7,9 @@ model's parameters on the M most recent transitions with gradient steps
 
 where ``L`` is the mean squared error on normalised state changes. Meta-training needs
 this update for a meta-batch of B segments, differentiably (MAML, Finn et al., 2017);
-online control needs it for E environments at every step. Both are done here in one
-batched pass, with no Python loop over segments or environments.
+online control needs it for E environments at every step (:mod:`learn2adapt.adaptation.online`
+builds the planner's predictor from it). Both are done in one batched pass, with no Python
+loop over segments or environments.
 
 Why it can be batched exactly. For a layer ``z = h W + b`` evaluated on a segment's M
 past transitions, the gradient of that segment's loss is ``dL/dW = h^T G`` and
@@ -67,11 +68,9 @@ import torch
 from torch import nn
 
 from learn2adapt.errors import ConfigError, UnknownName
-from learn2adapt.models import onednn
 from learn2adapt.models.dynamics import MLPDynamics
 from learn2adapt.models.ensemble import EnsembleDynamics
 from learn2adapt.models.mlp import MLP, linear
-from learn2adapt.types import AdaptedPredictor, PredictFn, Window
 
 Params = dict[str, torch.Tensor]
 #: The models GrBAL's inner step adapts: one MLP, or an ensemble adapted member by member.
@@ -228,13 +227,13 @@ def adapt_batched(
             w, b = f"w{i}", f"b{i}"
             dw, db = torch.matmul(h.transpose(-1, -2), g), g.sum(-2)
             # addcmul: one pass over the (B, in, out) tensors instead of a product then a difference
-            new[w] = torch.addcmul(_per_batch(p[w], dw, -3), _per_batch(step.for_param(w), dw, -3), dw, value=-1.0)
-            new[b] = torch.addcmul(_per_batch(p[b], db, -2), _per_batch(step.for_param(b), db, -2), db, value=-1.0)
+            new[w] = torch.addcmul(per_batch(p[w], dw, -3), per_batch(step.for_param(w), dw, -3), dw, value=-1.0)
+            new[b] = torch.addcmul(per_batch(p[b], db, -2), per_batch(step.for_param(b), db, -2), db, value=-1.0)
         p = new
     return p
 
 
-def _per_batch(t: torch.Tensor, like: torch.Tensor, axis: int) -> torch.Tensor:
+def per_batch(t: torch.Tensor, like: torch.Tensor, axis: int) -> torch.Tensor:
     """``t`` (a weight or its step size, shared by the batch) given ``like``'s batch axis to broadcast on.
 
     Needed for an ensemble, whose shared ``(members, in, out)`` must meet ``(members, B, in, out)``.
@@ -398,111 +397,3 @@ def adapted_forward(
         return forward_loop(net, params, x, y, mask, step, steps, first_order, x_future)
     adapt = adapt_vmap if impl == "vmap" else adapt_batched
     return net(x_future, adapt(net, params, x, y, mask, step, steps, first_order))
-
-
-# --- online adaptation ----------------------------------------------------------------------
-class GuardCount:
-    """How many adaptations ``adaptation.guard`` checked and how many it reverted to theta*
-    (one per environment, member and call; the reverted count stays a tensor, so counting never
-    waits for the device)."""
-
-    def __init__(self) -> None:
-        self.reset()
-
-    def reset(self) -> None:
-        self.checked = 0
-        self.reverted: torch.Tensor | None = None
-
-    def add(self, keep: torch.Tensor) -> None:
-        self.checked += keep.numel()
-        reverted = (~keep).sum()
-        self.reverted = reverted if self.reverted is None else self.reverted + reverted
-
-    def fraction(self) -> float:
-        """Reverted / checked, NaN before any check."""
-        return float(self.reverted) / self.checked if self.reverted is not None and self.checked else float("nan")
-
-
-def online_params(
-    model: Dynamics,
-    recent: Window,
-    step: StepSize,
-    steps: int = 1,
-    guard: bool = False,
-    guard_count: GuardCount | None = None,
-) -> Params | None:
-    """Per-environment adapted parameters ``(E, ...)`` from theta* and the recent windows.
-
-    An ensemble's are ``(members, E, ...)``: every member takes its own step on the same window.
-    With ``guard``, an environment (member) whose adapted loss on its window exceeds theta*'s
-    keeps theta* (:func:`keep_improving`), counted in ``guard_count`` when given.
-
-    Starts from the fitted parameters at every call (nothing is carried between calls);
-    environments with ``count == 0`` keep theta* exactly, those with ``count < M`` adapt
-    on their valid transitions (a step scaled by ``count / M``, see the module
-    docstring). Returns None when no environment has any transition (the caller then
-    predicts with theta* and skips the adaptation altogether).
-    """
-    count = recent.count if recent.count is not None else torch.full((len(recent),), recent.length)
-    if recent.obs.shape[1] == 0 or steps == 0 or not bool((count > 0).any()):
-        return None
-    # Detached leaves: the inner gradient must not reach (or accumulate into) theta*.
-    theta = {n: p.detach().requires_grad_(True) for n, p in model.params().items()}
-    mask = recent.mask
-    # Padding rows are zeroed, not just masked: NaN padding times a zero gradient would be NaN.
-    obs, act, nxt = (torch.where(mask[..., None], t, 0.0) for t in (recent.obs, recent.act, recent.next_obs))
-    with torch.inference_mode(False), torch.enable_grad():
-        x, y = normalised(model, obs, act, nxt)
-        if model.net.members:
-            x, y = (t.expand(model.net.members, *t.shape) for t in (x, y))
-        adapted = adapt_batched(model.net, theta, x, y, mask, step, steps, first_order=True)
-    if guard:
-        adapted, keep = keep_improving(model.net, theta, adapted, x, y, mask)
-        if guard_count is not None:
-            guard_count.add(keep)
-    out = {n: v.detach() for n, v in adapted.items()}
-    onednn.mark_reused(out.values())  # one plan reads them H x iterations times: pack once
-    return out
-
-
-def keep_improving(
-    net: MLP, theta: Params, adapted: Params, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor
-) -> tuple[Params, torch.Tensor]:
-    """``adapted`` where it fits the adaptation window at least as well as ``theta`` (per environment,
-    and per member of an ensemble), ``theta`` elsewhere; and where it was kept (``(E,)`` or
-    ``(members, E)``).
-
-    Why: a learned step size is meta-trained on the training tasks' windows; on states far from
-    them the inner gradient can be orders of magnitude larger and the step overshoot, making the
-    model worse on the very transitions it adapted to (measured: a post-adaptation error of
-    1.6e5 against 143 before, on HalfCheetahMassDamping's lightest held-out cheetah). That is
-    checked on the window alone, so no future transition is used.
-    """
-    with torch.no_grad():
-        before = segment_losses(net(x, theta), y, mask)
-        after = segment_losses(net(x, adapted), y, mask)
-    keep = after <= before  # NaN: not kept
-    out: Params = {}
-    for name, new in adapted.items():
-        old = _per_batch(theta[name], new, -3 if name.startswith("w") else -2)
-        out[name] = torch.where(keep.view(*keep.shape, *([1] * (new.dim() - keep.dim()))), new, old)
-    return out, keep
-
-
-def adapted_predictor(
-    model: Dynamics,
-    recent: Window | None,
-    step: StepSize,
-    steps: int = 1,
-    mean: bool = False,
-    guard: bool = False,
-    guard_count: GuardCount | None = None,
-) -> PredictFn:
-    """A planner's ``predict`` using per-environment adapted parameters (see :func:`online_params`).
-
-    An ensemble's predictor samples (trajectory sampling); ``mean=True`` gives its members'
-    mean prediction instead (prediction-error measurements).
-    """
-    params = None if recent is None else online_params(model, recent, step, steps, guard, guard_count)
-    forward = model.predict_mean if mean and isinstance(model, EnsembleDynamics) else model.predict
-    return forward if params is None else AdaptedPredictor(forward, params)

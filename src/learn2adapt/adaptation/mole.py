@@ -43,7 +43,8 @@ from dataclasses import dataclass
 import torch
 
 from learn2adapt.adaptation.grbal import GrBAL
-from learn2adapt.adaptation.inner_update import Params, normalised, online_params
+from learn2adapt.adaptation.inner_update import Params, normalised
+from learn2adapt.adaptation.online import online_params
 from learn2adapt.errors import ConfigError
 from learn2adapt.types import AdaptedPredictor, PredictFn, Window
 

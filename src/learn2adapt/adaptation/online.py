@@ -1,0 +1,135 @@
+"""Online adaptation: the adapted model the planner calls at every control step.
+
+GrBAL's online rule (Nagabandi, Clavera et al., ICLR 2019, Alg. 2): from the fitted theta*, one
+inner step (or ``steps``) on each environment's last M transitions, batched over environments
+by :func:`~learn2adapt.adaptation.inner_update.adapt_batched` (first order: nothing is
+differentiated through online), optionally guarded so that a step which worsens the window's
+fit is reverted (:func:`keep_improving`). :func:`adapted_predictor` hands the planner the
+result as an :class:`~learn2adapt.types.AdaptedPredictor`. MB+DE, MOLe and the PE-TS ensembles
+use the same pieces.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from learn2adapt.adaptation.inner_update import (
+    Dynamics,
+    Params,
+    StepSize,
+    adapt_batched,
+    normalised,
+    per_batch,
+    segment_losses,
+)
+from learn2adapt.models import onednn
+from learn2adapt.models.ensemble import EnsembleDynamics
+from learn2adapt.models.mlp import MLP
+from learn2adapt.types import AdaptedPredictor, PredictFn, Window
+
+
+class GuardCount:
+    """How many adaptations ``adaptation.guard`` checked and how many it reverted to theta*
+    (one per environment, member and call; the reverted count stays a tensor, so counting never
+    waits for the device)."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.checked = 0
+        self.reverted: torch.Tensor | None = None
+
+    def add(self, keep: torch.Tensor) -> None:
+        self.checked += keep.numel()
+        reverted = (~keep).sum()
+        self.reverted = reverted if self.reverted is None else self.reverted + reverted
+
+    def fraction(self) -> float:
+        """Reverted / checked, NaN before any check."""
+        return float(self.reverted) / self.checked if self.reverted is not None and self.checked else float("nan")
+
+
+def online_params(
+    model: Dynamics,
+    recent: Window,
+    step: StepSize,
+    steps: int = 1,
+    guard: bool = False,
+    guard_count: GuardCount | None = None,
+) -> Params | None:
+    """Per-environment adapted parameters ``(E, ...)`` from theta* and the recent windows.
+
+    An ensemble's are ``(members, E, ...)``: every member takes its own step on the same window.
+    With ``guard``, an environment (member) whose adapted loss on its window exceeds theta*'s
+    keeps theta* (:func:`keep_improving`), counted in ``guard_count`` when given.
+
+    Starts from the fitted parameters at every call (nothing is carried between calls);
+    environments with ``count == 0`` keep theta* exactly, those with ``count < M`` adapt
+    on their valid transitions (a step scaled by ``count / M``, see the module
+    docstring). Returns None when no environment has any transition (the caller then
+    predicts with theta* and skips the adaptation altogether).
+    """
+    count = recent.count if recent.count is not None else torch.full((len(recent),), recent.length)
+    if recent.obs.shape[1] == 0 or steps == 0 or not bool((count > 0).any()):
+        return None
+    # Detached leaves: the inner gradient must not reach (or accumulate into) theta*.
+    theta = {n: p.detach().requires_grad_(True) for n, p in model.params().items()}
+    mask = recent.mask
+    # Padding rows are zeroed, not just masked: NaN padding times a zero gradient would be NaN.
+    obs, act, nxt = (torch.where(mask[..., None], t, 0.0) for t in (recent.obs, recent.act, recent.next_obs))
+    with torch.inference_mode(False), torch.enable_grad():
+        x, y = normalised(model, obs, act, nxt)
+        if model.net.members:
+            x, y = (t.expand(model.net.members, *t.shape) for t in (x, y))
+        adapted = adapt_batched(model.net, theta, x, y, mask, step, steps, first_order=True)
+    if guard:
+        adapted, keep = keep_improving(model.net, theta, adapted, x, y, mask)
+        if guard_count is not None:
+            guard_count.add(keep)
+    out = {n: v.detach() for n, v in adapted.items()}
+    onednn.mark_reused(out.values())  # one plan reads them H x iterations times: pack once
+    return out
+
+
+def keep_improving(
+    net: MLP, theta: Params, adapted: Params, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor
+) -> tuple[Params, torch.Tensor]:
+    """``adapted`` where it fits the adaptation window at least as well as ``theta`` (per environment,
+    and per member of an ensemble), ``theta`` elsewhere; and where it was kept (``(E,)`` or
+    ``(members, E)``).
+
+    Why: a learned step size is meta-trained on the training tasks' windows; on states far from
+    them the inner gradient can be orders of magnitude larger and the step overshoot, making the
+    model worse on the very transitions it adapted to (measured: a post-adaptation error of
+    1.6e5 against 143 before, on HalfCheetahMassDamping's lightest held-out cheetah). That is
+    checked on the window alone, so no future transition is used.
+    """
+    with torch.no_grad():
+        before = segment_losses(net(x, theta), y, mask)
+        after = segment_losses(net(x, adapted), y, mask)
+    keep = after <= before  # NaN: not kept
+    out: Params = {}
+    for name, new in adapted.items():
+        old = per_batch(theta[name], new, -3 if name.startswith("w") else -2)
+        out[name] = torch.where(keep.view(*keep.shape, *([1] * (new.dim() - keep.dim()))), new, old)
+    return out, keep
+
+
+def adapted_predictor(
+    model: Dynamics,
+    recent: Window | None,
+    step: StepSize,
+    steps: int = 1,
+    mean: bool = False,
+    guard: bool = False,
+    guard_count: GuardCount | None = None,
+) -> PredictFn:
+    """A planner's ``predict`` using per-environment adapted parameters (see :func:`online_params`).
+
+    An ensemble's predictor samples (trajectory sampling); ``mean=True`` gives its members'
+    mean prediction instead (prediction-error measurements).
+    """
+    params = None if recent is None else online_params(model, recent, step, steps, guard, guard_count)
+    forward = model.predict_mean if mean and isinstance(model, EnsembleDynamics) else model.predict
+    return forward if params is None else AdaptedPredictor(forward, params)
