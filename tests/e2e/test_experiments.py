@@ -196,8 +196,9 @@ def test_compare_extends_a_shorter_run_and_sets_its_old_evaluation_aside(tmp_pat
 
 
 def test_compare_never_reuses_an_evaluation_of_an_earlier_checkpoint(tmp_path, capsys):
-    """Issue 40, case 1: an eval.json whose recorded training steps are not the finished run's (an
-    `eval` of a killed run, then resumed) is evaluated again; the old file is kept beside it."""
+    """Issue 40, case 1: an eval.json whose recorded training steps or checkpoint are not the
+    finished run's (an `eval` of a killed run, then resumed) is evaluated again; the old file is
+    kept beside it."""
     out = tmp_path / "out"
     argv = ["compare", "--env", PENDULUM, "--algos", "mb", "--seeds", "1", "--out", str(out), "--quiet"]
     argv += [a for item in TINY for a in ("--set", item)]
@@ -216,6 +217,16 @@ def test_compare_never_reuses_an_evaluation_of_an_earlier_checkpoint(tmp_path, c
     assert json.loads(kept.read_text())["train_env_steps"] == 80
     assert main(argv) == 0  # now current: reused
     assert not any(r["evaluated"] for r in json.loads((out / "compare.json").read_text())["runs"])
+    # The same steps but another checkpoint (a run trained again to the same length): evaluated again.
+    data = json.loads((run / "eval.json").read_text())
+    done = json.loads((run / "DONE").read_text())
+    assert data["checkpoint"] == done["checkpoint"] and len(done["checkpoint"]) == 64
+    for result in [data, *data["schedules"].values()]:
+        result["checkpoint"] = "0" * 64
+    (run / "eval.json").write_text(json.dumps(data))
+    assert main(argv) == 0
+    assert [r["evaluated"] for r in json.loads((out / "compare.json").read_text())["runs"]] == [True]
+    assert json.loads((run / "eval.json").read_text())["checkpoint"] == done["checkpoint"]
 
 
 def test_video_of_a_numpy_env_is_drawn(tiny_compare, tmp_path, capsys):

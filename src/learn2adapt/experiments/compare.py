@@ -115,16 +115,19 @@ def _evaluated(run_dir: Path, schedules: Sequence[str], reuse_stale: bool = Fals
     from learn2adapt.experiments.evaluation import load_current
 
     path, change = _protocol_file(run_dir, planner)
-    return set(schedules) <= set(load_current(path, reuse_stale, change, finished_steps(run_dir)))
+    return set(schedules) <= set(load_current(path, reuse_stale, change, *finished_model(run_dir)))
 
 
-def finished_steps(run_dir: Path) -> int | None:
-    """The environment steps of a finished run's final model (its ``DONE``), None if unfinished:
-    an evaluation recorded for another number was of an earlier checkpoint and is not reused."""
+def finished_model(run_dir: Path) -> tuple[int | None, str | None]:
+    """``(environment steps, checkpoint digest)`` of a finished run's final model, from its
+    ``DONE`` (None where unfinished or not recorded: a ``DONE`` written before the digest was).
+    An evaluation recorded for other steps or another checkpoint is not reused."""
     try:
-        return int(json.loads((Path(run_dir) / "DONE").read_text())["env_steps"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+        done = json.loads((Path(run_dir) / "DONE").read_text())
+        digest = done.get("checkpoint")
+        return int(done["env_steps"]), (str(digest) if digest else None)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None, None
 
 
 def other_planners(config: dict[str, Any], planners: Sequence[str]) -> list[str]:
@@ -295,8 +298,8 @@ def evaluate_into(out_dir: Path, load: Callable[[], AnyRun], job: Job, tag: str)
     evaluated, run = False, None
     for planner in [None, *other_planners(job.config, job.eval_planners)]:
         path, change = _protocol_file(out_dir, planner)
-        steps = finished_steps(out_dir)
-        saved = load_current(path, job.reuse_stale, change, steps)
+        steps, digest = finished_model(out_dir)
+        saved = load_current(path, job.reuse_stale, change, steps, digest)
         missing = [spec for spec in job.schedules if spec not in saved]
         if not missing:
             continue
@@ -317,7 +320,7 @@ def evaluate_into(out_dir: Path, load: Callable[[], AnyRun], job: Job, tag: str)
                 f"error {r['pred_error_before']:.3g} before / {r['pred_error_after']:.3g} after adaptation",
                 flush=True,
             )
-        kept = set_aside_stale(path, change, steps)
+        kept = set_aside_stale(path, change, steps, digest)
         if kept:
             print(f"{tag} its earlier evaluation (other code or settings) is kept as {kept.name}", flush=True)
         out_dir.mkdir(parents=True, exist_ok=True)

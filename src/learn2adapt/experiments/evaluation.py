@@ -530,26 +530,36 @@ def _read_protocol(path: Path) -> dict[str, EvalResult] | None:
 
 
 def _reusable(
-    result: EvalResult, reuse_stale: bool = False, test_time: Sequence[str] = (), train_env_steps: int | None = None
+    result: EvalResult,
+    reuse_stale: bool = False,
+    test_time: Sequence[str] = (),
+    train_env_steps: int | None = None,
+    checkpoint: str | None = None,
 ) -> bool:
     """Written by this code (by any, with ``reuse_stale``) with exactly the test-time changes
     ``test_time`` (none: the run's own settings), of the model trained for ``train_env_steps``
-    steps when given (another number: an evaluation of an earlier checkpoint, never reused)."""
+    steps when given (another number: an evaluation of an earlier checkpoint, never reused), and
+    of the checkpoint whose digest is ``checkpoint`` where both it and the result record one."""
     return (
         (reuse_stale or result.code == code_version())
         and list(result.test_time) == list(test_time)
         and (train_env_steps is None or result.train_env_steps == train_env_steps)
+        and (not checkpoint or not result.checkpoint or result.checkpoint == checkpoint)
     )
 
 
 def load_current(
-    path: Path, reuse_stale: bool = False, test_time: Sequence[str] = (), train_env_steps: int | None = None
+    path: Path,
+    reuse_stale: bool = False,
+    test_time: Sequence[str] = (),
+    train_env_steps: int | None = None,
+    checkpoint: str | None = None,
 ) -> dict[str, EvalResult]:
     """The results of a protocol file that this code may reuse as the run's evaluation (with the
-    test-time changes ``test_time``, of the model trained for ``train_env_steps`` steps;
-    :func:`_reusable`); none if the file is missing or unreadable."""
+    test-time changes ``test_time``, of the model trained for ``train_env_steps`` steps, of the
+    checkpoint ``checkpoint``; :func:`_reusable`); none if the file is missing or unreadable."""
     saved = _read_protocol(path) or {}
-    return {spec: r for spec, r in saved.items() if _reusable(r, reuse_stale, test_time, train_env_steps)}
+    return {spec: r for spec, r in saved.items() if _reusable(r, reuse_stale, test_time, train_env_steps, checkpoint)}
 
 
 # --- the planner as an evaluation axis (``compare --eval-planners``) ---------------------
@@ -568,13 +578,15 @@ def add_to_protocol(result: EvalResult, path: Path) -> None:
     """Merge one schedule's result into the protocol file ``path`` (``eval.json``): what this code
     wrote there for other schedules is kept; a file holding results of other code is set aside
     first (:func:`set_aside_stale`)."""
-    kept = load_current(path, reuse_stale=False, train_env_steps=result.train_env_steps)
-    set_aside_stale(path, train_env_steps=result.train_env_steps)
+    kept = load_current(path, False, (), result.train_env_steps, result.checkpoint or None)
+    set_aside_stale(path, (), result.train_env_steps, result.checkpoint or None)
     kept[result.schedule] = result
     save_protocol(kept, path)
 
 
-def set_aside_stale(path: Path, test_time: Sequence[str] = (), train_env_steps: int | None = None) -> Path | None:
+def set_aside_stale(
+    path: Path, test_time: Sequence[str] = (), train_env_steps: int | None = None, checkpoint: str | None = None
+) -> Path | None:
     """Before ``path`` is replaced: rename it to ``<stem>-<code>.json`` if it holds a result that
     :func:`load_current` would not reuse (of other code, ``unversioned`` when not recorded, or
     with other test-time changes than ``test_time``), so no earlier evaluation is lost.
@@ -584,7 +596,7 @@ def set_aside_stale(path: Path, test_time: Sequence[str] = (), train_env_steps: 
     """
     path = Path(path)
     saved = _read_protocol(path)
-    if not saved or all(_reusable(r, test_time=test_time, train_env_steps=train_env_steps) for r in saved.values()):
+    if not saved or all(_reusable(r, False, test_time, train_env_steps, checkpoint) for r in saved.values()):
         return None  # missing, unreadable, or all reusable: nothing to keep apart
     codes = {r.code for r in saved.values()}
     tag = "+".join(sorted(c or "unversioned" for c in codes))

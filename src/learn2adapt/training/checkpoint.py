@@ -64,8 +64,8 @@ def content_digest(value: Any) -> str:
     return h.hexdigest()
 
 
-def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Write ``state`` (plus its ``digest``) to ``path`` atomically.
+def save_checkpoint(path: Path, state: dict[str, Any]) -> str:
+    """Write ``state`` (plus its ``digest``) to ``path`` atomically; returns the digest.
 
     Raises:
         UserError: an OS error (no space, read-only...): the previous checkpoint is unchanged.
@@ -75,6 +75,7 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     body = {k: v for k, v in state.items() if k != "digest"}  # a loaded state carries its old one
     full = {**body, "digest": content_digest(body)}
     atomic_write_bytes(Path(path), writer=lambda f: torch.save(full, f))
+    return str(full["digest"])
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

@@ -322,8 +322,9 @@ def _load_run_and_checkpoint(run_dir: Path, cfg: RunConfig | None = None) -> tup
 def _checkpoint(
     run_dir: Path, st: RunState, rng: np.random.Generator, env_steps: int, wall: float, metrics: list[dict[str, Any]]
 ) -> None:
+    """Write the run's checkpoint; ``st.checkpoint`` becomes its digest."""
     bufstate = st.buffer.state_dict()
-    save_checkpoint(
+    st.checkpoint = save_checkpoint(
         run_dir / CHECKPOINT_NAME,
         {
             "format": CHECKPOINT_FORMAT,
@@ -503,6 +504,7 @@ def _iterate(
     try:
         for it in range(st.iteration + 1, cfg.iterations + 1):
             t_iter = time.time()
+            st.checkpoint = ""  # from here the weights in memory are no checkpoint's (a probe records none)
             policy: Policy
             if it == 0:
                 space = envs[0].action_space
@@ -588,7 +590,9 @@ def _iterate(
                     + ("" if eta is None else f", ETA {format_duration(eta)}"),
                     flush=True,
                 )
-        atomic_write_text(run_dir / "DONE", json.dumps({"iteration": st.iteration, "env_steps": env_steps}) + "\n")
+        # The final checkpoint's digest: an evaluation is reused only for the model it evaluated.
+        done = {"iteration": st.iteration, "env_steps": env_steps, "checkpoint": st.checkpoint}
+        atomic_write_text(run_dir / "DONE", json.dumps(done) + "\n")
     finally:
         log.close()
         for env in envs:
