@@ -115,6 +115,8 @@ class MixtureState:
         #: ``(E, n)`` an identity per model, new for every model made (a slot is reused after a drop).
         self.ids = torch.zeros(num_envs, self.n, dtype=torch.long, device=device)
         self._next_id = torch.ones(num_envs, dtype=torch.long, device=device)
+        #: ``(stuck (E,), candidate params)`` of the last update: who plans with the candidate.
+        self._fallback: tuple[torch.Tensor, Params] | None = None
         self.reset()
 
     # --- episode boundaries -------------------------------------------------------------------
@@ -291,13 +293,22 @@ class MixtureState:
         self.counts[:, :n] = counts + post
         self.age[:, :n] = age + ok[:, None].to(age.dtype)
         self.current = torch.where(ok, post.argmax(1), self.current)
-        weights = self._surprise_gate(losses, post, take if allow_new else None, ok) if cfg.surprise > 0 else post
+        self._fallback = None
+        weights = post
+        if cfg.surprise > 0:
+            weights, surprised = self._surprise_gate(losses, post, take if allow_new else None, ok)
+            if allow_new:  # the MAP model is surprised and no new task passed the recall test: plan
+                # with the candidate (theta* adapted on the recent window, as GrBAL would) this step
+                stuck = ok & surprised[torch.arange(E, device=ok.device), self.current]
+                if bool(stuck.any()):
+                    self._fallback = (stuck, {k: v.detach() for k, v in cand_params.items()})
         self._m_step(params, x, y, in_d2, weights)
 
     def _surprise_gate(
         self, losses: torch.Tensor, post: torch.Tensor, made: torch.Tensor | None, ok: torch.Tensor
-    ) -> torch.Tensor:
-        """The M step's weights: the posterior, less the models that D2 surprises (see ``surprise``).
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The M step's weights: the posterior, less the models that D2 surprises (see ``surprise``);
+        and which models it surprised ``(E, n)``.
 
         A model is surprised when its error on D2 exceeds ``surprise`` x its running error while it
         was the MAP model (:attr:`level`). Without this, the MAP model's M steps follow a new task
@@ -312,7 +323,7 @@ class MixtureState:
         level.copy_(torch.where(made, self._start_level(), level))
         follows = torch.nn.functional.one_hot(self.current, n).bool() & ~surprised & ~made & ok[:, None]
         level.copy_(torch.where(follows, (1 - LEVEL_RATE) * level + LEVEL_RATE * losses, level))
-        return post * ~surprised
+        return post * ~surprised, surprised
 
     def _in_use(self) -> int:
         """Slots up to the last one holding a model in any environment."""
@@ -354,6 +365,9 @@ class MixtureState:
         model = self.rule.model
         envs = torch.arange(self.num_envs, device=self.current.device)
         chosen = {k: v[envs, self.current] for k, v in self.params.items()}  # (E, *shape)
+        if self._fallback is not None:  # surprised and not a new task: the candidate plans (update)
+            stuck, cand = self._fallback
+            chosen = {k: torch.where(stuck.view(-1, *([1] * (v.dim() - 1))), cand[k], v) for k, v in chosen.items()}
         return AdaptedPredictor(model.predict, chosen)
 
 
