@@ -1,15 +1,18 @@
 """The plots of a comparison report (matplotlib, Agg backend, imported on first use).
 
 Each function draws from the run records or the per-schedule summaries of
-:mod:`learn2adapt.experiments.report` and writes one PNG; :func:`write_plots`
-writes those of :data:`PLOTS` that apply. Algorithms are named and coloured as the algorithm
-registry (:mod:`learn2adapt.adaptation`) says.
+:mod:`learn2adapt.experiments.records` and writes one PNG. :data:`REPORT_PLOTS` is the
+registry of the report's plots (file name, caption, drawing function); :func:`write_plots`
+writes those that apply and the report shows each under its caption, in that order: a new
+plot is one entry there (CONTRIBUTING.md, "A new report plot"). Algorithms are named and
+coloured as the algorithm registry (:mod:`learn2adapt.adaptation`) says.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,10 +25,8 @@ from learn2adapt.experiments.variants import label as display
 if TYPE_CHECKING:
     from learn2adapt.experiments.records import AlgoSummary, Budget, RunRecord
 
-#: Plot files every report contains.
-#: Written only when runs measured their held-out return during training.
+#: Written only when runs measured their held-out return during training (its own report section).
 SAMPLE_EFFICIENCY_PLOT = "sample_efficiency.png"
-PLOTS = ("learning_curves.png", "heldout_returns.png", "prediction_error.png", "recovery.png")
 
 
 def _plt():
@@ -214,14 +215,65 @@ def plot_returns_by_budget(
     plt.close(fig)
 
 
-def write_plots(
-    records: Sequence[RunRecord], algos: Sequence[str], by_schedule: dict[str, list[AlgoSummary]], out_dir: Path
-) -> list[Path]:
-    """Write the files of :data:`PLOTS` to ``out_dir`` (the recovery plot only when a schedule
-    switched the dynamics mid-episode); returns the paths written."""
+@dataclass(frozen=True)
+class ReportInputs:
+    """What a report plot draws from."""
+
+    records: Sequence[RunRecord]
+    algos: Sequence[str]
+    by_schedule: dict[str, list[AlgoSummary]]
+
+
+@dataclass(frozen=True)
+class ReportPlot:
+    """One plot of the report: its file, the caption above it, and how to draw it.
+
+    ``draw(inputs, path)`` writes the PNG and returns whether it did (a plot that does not apply,
+    e.g. recovery without a switching schedule, returns False and is left out of the report).
+    """
+
+    file: str
+    caption: str
+    draw: Callable[[ReportInputs, Path], bool]
+
+
+def _always(plot: Callable[[ReportInputs, Path], None]) -> Callable[[ReportInputs, Path], bool]:
+    def draw(inputs: ReportInputs, path: Path) -> bool:
+        plot(inputs, path)
+        return True
+
+    return draw
+
+
+#: The report's plots, in the order it shows them.
+REPORT_PLOTS: tuple[ReportPlot, ...] = (
+    ReportPlot(
+        "learning_curves.png",
+        "Learning curves (training-task episodes against environment steps):",
+        _always(lambda i, path: plot_learning_curves(i.records, i.algos, path)),
+    ),
+    ReportPlot(
+        "heldout_returns.png",
+        "Held-out test-task returns with 95% CI bars:",
+        _always(lambda i, path: plot_heldout_returns(i.by_schedule, path)),
+    ),
+    ReportPlot(
+        "prediction_error.png",
+        "Prediction error on the K transitions after M past ones, before vs after adaptation "
+        "(held-out-task data from the evaluation episodes):",
+        _always(lambda i, path: plot_prediction_error(i.by_schedule, path)),
+    ),
+    ReportPlot(
+        "recovery.png",
+        "Recovery: reward per step against steps since a mid-episode dynamics switch:",
+        lambda i, path: plot_recovery(i.by_schedule, path),
+    ),
+)
+#: Their file names.
+PLOTS: tuple[str, ...] = tuple(p.file for p in REPORT_PLOTS)
+
+
+def write_plots(inputs: ReportInputs, out_dir: Path) -> list[ReportPlot]:
+    """Draw every plot of :data:`REPORT_PLOTS` that applies into ``out_dir``; returns those drawn."""
     out_dir = Path(out_dir)
-    learning, heldout, pred, recovery = (out_dir / name for name in PLOTS)
-    plot_learning_curves(records, algos, learning)
-    plot_heldout_returns(by_schedule, heldout)
-    plot_prediction_error(by_schedule, pred)
-    return [learning, heldout, pred] + ([recovery] if plot_recovery(by_schedule, recovery) else [])
+    return [plot for plot in REPORT_PLOTS if plot.draw(inputs, out_dir / plot.file)]

@@ -32,7 +32,7 @@ import numpy as np
 from learn2adapt.adaptation import MODEL_FREE
 from learn2adapt.errors import UserError
 from learn2adapt.experiments.evaluation import EvalResult
-from learn2adapt.experiments.plots import PLOTS, SAMPLE_EFFICIENCY_PLOT, plot_sample_efficiency, write_plots
+from learn2adapt.experiments.plots import SAMPLE_EFFICIENCY_PLOT, ReportInputs, plot_sample_efficiency, write_plots
 from learn2adapt.experiments.records import (
     RECOVERY_WINDOW,
     AlgoSummary,
@@ -332,7 +332,7 @@ def write_report(
     for schedule in schedules:
         by_schedule[schedule] = [s for s in (summarize(a, records, schedule) for a in algos) if s is not None]
 
-    plots = write_plots(records, algos, by_schedule, out_dir)
+    plots = write_plots(ReportInputs(records, algos, by_schedule), out_dir)
 
     lines = [
         f"# {title}",
@@ -404,31 +404,9 @@ def write_report(
             lines.append("")
 
     lines += dynamic_eval_lines(records)
-    learning, heldout, pred, recovery = PLOTS
-    lines += [
-        "## Plots",
-        "",
-        "Learning curves (training-task episodes against environment steps):",
-        "",
-        f"![]({learning})",
-        "",
-        "Held-out test-task returns with 95% CI bars:",
-        "",
-        f"![]({heldout})",
-        "",
-        "Prediction error on the K transitions after M past ones, before vs after adaptation "
-        "(held-out-task data from the evaluation episodes):",
-        "",
-        f"![]({pred})",
-        "",
-    ]
-    if out_dir / recovery in plots:
-        lines += [
-            "Recovery: reward per step against steps since a mid-episode dynamics switch:",
-            "",
-            f"![]({recovery})",
-            "",
-        ]
+    lines += ["## Plots", ""]
+    for plot in plots:
+        lines += [plot.caption, "", f"![]({plot.file})", ""]
     curves = heldout_curves(records, algos)
     if curves:
         target, reach = steps_to_reach(curves, MODEL_FREE)
