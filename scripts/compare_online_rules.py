@@ -9,7 +9,7 @@ paired by (run, test task, episode): the same model, task and episode seed under
 rules. Example (the GrBAL runs of a comparison, docs/algorithms/mole.md)::
 
     .venv/bin/python scripts/compare_online_rules.py runs/cmp/runs/grbal-s* \\
-        --schedule fixed --schedule recurring:period=50 --out docs/results/mole/pendulum
+        --schedule fixed --schedule recurring:period=50 --out results/mole/pendulum
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ and on the held-out episodes, per dimension of the normalised state change, it p
 squared error of the members' mean, the mean squared error of each member, the members'
 disagreement (the variance of their means) and their predicted variance (the mean of
 ``exp(logvar)``), averaged over dimensions and for the forward-velocity dimension. Used for
-docs/results/pets/nominal-cpu/ ("Finding 3")::
+results/pets/nominal-cpu/ ("Finding 3")::
 
     .venv/bin/python scripts/ensemble_calibration.py runs/mb-s1-epoch-28k --refit model.ensemble=5
     .venv/bin/python scripts/ensemble_calibration.py runs/mb-s1-epoch-28k \

@@ -15,7 +15,7 @@
 # Why MPS: a plan is a few hundred small kernels (latency, not arithmetic, sets its time), and
 # without MPS the GPU runs one process's kernels at a time. Two PE-TS runs without it took 62 ms
 # a step each, one alone ~30; under MPS two 5-particle runs took 27-28 ms a step each
-# (docs/results/pets/nominal-gpu/README.md).
+# (results/pets/nominal-gpu/README.md).
 #
 # 1. the CUDA-graph tests (tests/unit/test_cuda_graph.py) and `bench --only pets` on cuda;
 # 2. the `pets` preset (CEM 5 x 400, H = 30, 1000-step episodes, 50k steps) on the nominal

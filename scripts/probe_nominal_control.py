@@ -5,7 +5,7 @@ the CPU) acts for ``--steps`` steps, once per ``--seeds`` seed, and each episode
 velocity (at step ends, as the reward reads it) and root displacement over time are printed.
 Optionally the model is first refitted from scratch on the run's own data with other options
 (``--refit KEY=VALUE ...``), or an ensemble plans with its members' means instead of sampling
-(``--no-noise``). Used for docs/results/pets/nominal-gpu/::
+(``--no-noise``). Used for results/pets/nominal-gpu/::
 
     .venv/bin/python scripts/probe_nominal_control.py runs/pets-nominal-pe-s1 --seeds 1 2 3
     .venv/bin/python scripts/probe_nominal_control.py runs/pets-nominal-pe-s1 --refit model.nll_beta=0.5
@@ -14,7 +14,7 @@ Optionally the model is first refitted from scratch on the run's own data with o
 its first action the one taken) is rolled out twice from the current state, by the model (an
 ensemble: its members' mean) and by the simulator (MuJoCo state saved and restored), and the
 mean forward velocity of each over the first 5 steps and the whole horizon is printed: how far
-the model's promise for its own plan is from what the robot does (docs/results/pets/nominal-cpu/).
+the model's promise for its own plan is from what the robot does (results/pets/nominal-cpu/).
 """
 
 from __future__ import annotations

@@ -68,7 +68,7 @@ def test_beta_nll_weights_each_term_by_its_variance_without_a_gradient_through_t
 
 
 def test_beta_nll_fits_a_nearly_deterministic_mean_better_than_the_plain_nll() -> None:
-    """As on the cheetah (normalised one-step error 0.051 against 0.024, docs/results/pets/nominal-gpu/):
+    """As on the cheetah (normalised one-step error 0.051 against 0.024, results/pets/nominal-gpu/):
     with almost no noise, the plain NLL's 1 / variance scaling leaves the mean underfit after the same
     steps. Measured (torch seeds 0-2): 0.19, 0.19, 0.13 (beta 0) against 0.09, 0.08, 0.06 (beta 0.5)."""
     from learn2adapt.data.trajectory_buffer import Episode, TrajectoryBuffer
