@@ -46,6 +46,7 @@ from learn2adapt.adaptation.grbal import GrBAL
 from learn2adapt.adaptation.inner_update import Params, normalised
 from learn2adapt.adaptation.online import online_params
 from learn2adapt.errors import ConfigError
+from learn2adapt.models import onednn
 from learn2adapt.types import AdaptedPredictor, PredictFn, Window
 
 
@@ -368,6 +369,7 @@ class MixtureState:
         if self._fallback is not None:  # surprised and not a new task: the candidate plans (update)
             stuck, cand = self._fallback
             chosen = {k: torch.where(stuck.view(-1, *([1] * (v.dim() - 1))), cand[k], v) for k, v in chosen.items()}
+        onednn.mark_reused(chosen.values())  # as GrBAL's: one plan reads them H x iterations times
         return AdaptedPredictor(model.predict, chosen)
 
 
