@@ -12,14 +12,18 @@ soft count, and at every step (docs/method.md Sec. 4):
   (times ``temperature``), times a Chinese-restaurant-process prior over the soft counts
   (concentration ``alpha``, plus ``sticky`` for the previous step's task); a new-task
   candidate, theta* adapted on D1 with GrBAL's step, competes with prior alpha / (n + alpha);
-* if the candidate is the MAP task it becomes a model (at the cap, it replaces the
+* if the candidate is the MAP task, and no model held errs on D2 within ``surprise`` x the
+  candidate's error (the recall test), it becomes a model (at the cap, it replaces the
   model with the smallest count);
 * a model younger than M steps is provisional: while it is the MAP model, a winning
   candidate replaces it rather than taking another slot, and once an older model is the
   MAP again it is dropped. A model made from a window that straddles a switch (D2 holding
   both tasks, which no model fits) is thus not kept as a task of its own;
-* M step: every model takes a gradient step on D2 weighted by its posterior;
-* the planner predicts with the MAP model (the posterior's argmax, prior included).
+* M step: every model takes a gradient step on D2 weighted by its posterior, except those
+  that D2 surprises (error above ``surprise`` x their running error), so a task change does
+  not drag the MAP model to the new task before the candidate has its data;
+* the planner predicts with the MAP model (the posterior's argmax, prior included), or with
+  the candidate while D2 surprises the MAP model and no new task passed the recall test.
 
 Meta-training is exactly GrBAL's (:class:`MOLe` is a :class:`GrBAL` with this online
 rule), so a ``grbal`` checkpoint can be evaluated with the mixture (``eval --online mole``).
@@ -60,9 +64,18 @@ class MOLe(GrBAL):
         if self.members:
             raise ConfigError("MOLe on a probabilistic ensemble is not implemented (model.ensemble must be 1)")
         m = self.adapt_cfg.mixture
-        if m.max_models < 1 or not m.alpha > 0 or m.sticky < 0 or not m.temperature > 0 or m.variance < 0 or m.lr < 0:
+        if (
+            m.max_models < 1
+            or not m.alpha > 0
+            or m.sticky < 0
+            or not m.temperature > 0
+            or m.variance < 0
+            or m.lr < 0
+            or not m.surprise >= 0
+        ):
             raise ConfigError(
-                "adaptation.mixture needs max_models >= 1, alpha > 0, sticky >= 0, temperature > 0, variance >= 0, lr >= 0"
+                "adaptation.mixture needs max_models >= 1, alpha > 0, sticky >= 0, temperature > 0, variance >= 0, "
+                "lr >= 0, surprise >= 0"
             )
         if not 0 <= m.recent < self.adapt_cfg.past:
             raise ConfigError("adaptation.mixture.recent must be in [0, adaptation.past) (0: M / 4)")
