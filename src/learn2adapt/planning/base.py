@@ -327,7 +327,6 @@ class Planner(ABC):
         """Plans (environment x call) where no candidate had a finite return (diagnostics)."""
         return int(self._fallbacks)
 
-    @abstractmethod
     def plan(
         self,
         predict: PredictFn,
@@ -348,6 +347,15 @@ class Planner(ABC):
             of an environment has a finite predicted return, that environment gets the
             midpoint of the action bounds (a deterministic fallback).
         """
+        with torch.no_grad():
+            return self._optimise(predict, reward_fn, obs.to(self.device, torch.float32), termination_fn)
+
+    @abstractmethod
+    def _optimise(
+        self, predict: PredictFn, reward_fn: RewardFn, obs: torch.Tensor, termination_fn: TerminationFn | None
+    ) -> torch.Tensor:
+        """What a planner implements: :meth:`plan`'s search, with ``obs`` fp32 on :attr:`device`
+        and gradients off. Score candidates with :meth:`evaluate`; end with :meth:`_fallback`."""
 
 
 class WarmStartPlanner(Planner):

@@ -112,25 +112,19 @@ class CEM(WarmStartPlanner):
         new_std = torch.where(keep, self.alpha * std + (1.0 - self.alpha) * e_std, std)
         return new_mean, new_std, ok, elites, top_r
 
-    def plan(
-        self,
-        predict: PredictFn,
-        reward_fn: RewardFn,
-        obs: torch.Tensor,
-        termination_fn: TerminationFn | None = None,
+    def _optimise(
+        self, predict: PredictFn, reward_fn: RewardFn, obs: torch.Tensor, termination_fn: TerminationFn | None
     ) -> torch.Tensor:
-        """See :meth:`Planner.plan`; returns the first action of the final mean."""
-        with torch.no_grad():
-            obs = obs.to(self.device, torch.float32)
-            num_envs = obs.shape[0]
-            mean = self._warm_mean(num_envs)
-            std = (self.init_std * self.action_half_range).expand_as(mean).clone()
-            any_ok = torch.zeros(num_envs, dtype=torch.bool, device=self.device)
-            for _ in self._iterations(self.iterations):
-                actions = self._candidates(self._sample_normal("actions", num_envs, self.num_candidates), mean, std)
-                returns = self.evaluate(predict, reward_fn, obs, actions, termination_fn)
-                mean, std, ok, _, _ = self._refit(actions, returns, mean, std, self.elites)
-                any_ok |= ok
-            self._store_shifted(mean)
-            first = mean[:, 0].clamp(min=self.action_low, max=self.action_high)
-            return self._fallback(first, any_ok)
+        """The search of :meth:`Planner.plan`; returns the first action of the final mean."""
+        num_envs = obs.shape[0]
+        mean = self._warm_mean(num_envs)
+        std = (self.init_std * self.action_half_range).expand_as(mean).clone()
+        any_ok = torch.zeros(num_envs, dtype=torch.bool, device=self.device)
+        for _ in self._iterations(self.iterations):
+            actions = self._candidates(self._sample_normal("actions", num_envs, self.num_candidates), mean, std)
+            returns = self.evaluate(predict, reward_fn, obs, actions, termination_fn)
+            mean, std, ok, _, _ = self._refit(actions, returns, mean, std, self.elites)
+            any_ok |= ok
+        self._store_shifted(mean)
+        first = mean[:, 0].clamp(min=self.action_low, max=self.action_high)
+        return self._fallback(first, any_ok)

@@ -109,49 +109,43 @@ class ICEM(CEM):
             idx = self._mask_indices(env_mask, self._has_elites.shape[0])
             self._has_elites[idx] = False
 
-    def plan(
-        self,
-        predict: PredictFn,
-        reward_fn: RewardFn,
-        obs: torch.Tensor,
-        termination_fn: TerminationFn | None = None,
+    def _optimise(
+        self, predict: PredictFn, reward_fn: RewardFn, obs: torch.Tensor, termination_fn: TerminationFn | None
     ) -> torch.Tensor:
-        """See :meth:`Planner.plan`; returns the first action of the best sequence evaluated."""
-        with torch.no_grad():
-            obs = obs.to(self.device, torch.float32)
-            num_envs = obs.shape[0]
-            mean = self._warm_mean(num_envs)
-            std = (self.init_std * self.action_half_range).expand_as(mean).clone()
-            if self._has_elites is None or self._has_elites.shape[0] != num_envs:
-                self._has_elites = torch.zeros(num_envs, dtype=torch.bool, device=self.device)
-            # Environments without elites (episode starts) are masked out below: no host sync here.
-            fits = self._elites is not None and self._elites.shape[0] == num_envs
-            carried = self._elites if self.num_keep > 0 and fits else None
-            has_carried = self._has_elites.clone()
-            best_ret = torch.full((num_envs,), -torch.inf, device=self.device)
-            best_first = self.action_mid.expand(num_envs, self.act_dim).clone()
-            for i in self._iterations(self.iterations):
-                pop = self.population[i]
-                count = pop + self.num_keep
-                actions = self._candidates(self._coloured(f"actions{i}", num_envs, count), mean, std)
-                if carried is not None:
-                    # Carried elites replace the first fresh samples (kept for envs without any);
-                    # shifted ones (first iteration) are one step short: the fresh sample ends them.
-                    span = actions[:, : self.num_keep, : carried.shape[2]]
-                    span.copy_(torch.where(has_carried[:, None, None, None], carried, span))
-                if i == self.iterations - 1:
-                    actions[:, -1] = mean.clamp(min=self.action_low, max=self.action_high)
-                returns = self.evaluate(predict, reward_fn, obs, actions, termination_fn)
-                mean, std, _, elites, top_r = self._refit(actions, returns, mean, std, min(self.elites, count))
-                better = top_r[:, 0] > best_ret
-                best_ret = torch.where(better, top_r[:, 0], best_ret)
-                best_first = torch.where(better[:, None], elites[:, 0, 0], best_first)
-                carried = elites[:, : self.num_keep].clone() if self.num_keep > 0 else None
-                has_carried = torch.ones(num_envs, dtype=torch.bool, device=self.device)
-            self._store_shifted(mean)
+        """The search of :meth:`Planner.plan`; returns the first action of the best sequence evaluated."""
+        num_envs = obs.shape[0]
+        mean = self._warm_mean(num_envs)
+        std = (self.init_std * self.action_half_range).expand_as(mean).clone()
+        if self._has_elites is None or self._has_elites.shape[0] != num_envs:
+            self._has_elites = torch.zeros(num_envs, dtype=torch.bool, device=self.device)
+        # Environments without elites (episode starts) are masked out below: no host sync here.
+        fits = self._elites is not None and self._elites.shape[0] == num_envs
+        carried = self._elites if self.num_keep > 0 and fits else None
+        has_carried = self._has_elites.clone()
+        best_ret = torch.full((num_envs,), -torch.inf, device=self.device)
+        best_first = self.action_mid.expand(num_envs, self.act_dim).clone()
+        for i in self._iterations(self.iterations):
+            pop = self.population[i]
+            count = pop + self.num_keep
+            actions = self._candidates(self._coloured(f"actions{i}", num_envs, count), mean, std)
             if carried is not None:
-                # Shift the elites one step (drop the executed action) for the next call.
-                self._elites = carried[:, :, 1:].clone()
-                self._has_elites = torch.ones(num_envs, dtype=torch.bool, device=self.device)
-            ok = torch.isfinite(best_ret)
-            return self._fallback(best_first, ok)
+                # Carried elites replace the first fresh samples (kept for envs without any);
+                # shifted ones (first iteration) are one step short: the fresh sample ends them.
+                span = actions[:, : self.num_keep, : carried.shape[2]]
+                span.copy_(torch.where(has_carried[:, None, None, None], carried, span))
+            if i == self.iterations - 1:
+                actions[:, -1] = mean.clamp(min=self.action_low, max=self.action_high)
+            returns = self.evaluate(predict, reward_fn, obs, actions, termination_fn)
+            mean, std, _, elites, top_r = self._refit(actions, returns, mean, std, min(self.elites, count))
+            better = top_r[:, 0] > best_ret
+            best_ret = torch.where(better, top_r[:, 0], best_ret)
+            best_first = torch.where(better[:, None], elites[:, 0, 0], best_first)
+            carried = elites[:, : self.num_keep].clone() if self.num_keep > 0 else None
+            has_carried = torch.ones(num_envs, dtype=torch.bool, device=self.device)
+        self._store_shifted(mean)
+        if carried is not None:
+            # Shift the elites one step (drop the executed action) for the next call.
+            self._elites = carried[:, :, 1:].clone()
+            self._has_elites = torch.ones(num_envs, dtype=torch.bool, device=self.device)
+        ok = torch.isfinite(best_ret)
+        return self._fallback(best_first, ok)

@@ -54,32 +54,24 @@ class MPPI(WarmStartPlanner):
                 noise[:, :, t].mul_(1.0 - b).add_(noise[:, :, t - 1], alpha=b)
         return noise.mul_(self.noise_std * self.action_half_range)
 
-    def plan(
-        self,
-        predict: PredictFn,
-        reward_fn: RewardFn,
-        obs: torch.Tensor,
-        termination_fn: TerminationFn | None = None,
+    def _optimise(
+        self, predict: PredictFn, reward_fn: RewardFn, obs: torch.Tensor, termination_fn: TerminationFn | None
     ) -> torch.Tensor:
-        """See :meth:`Planner.plan`; returns the first action of the weighted mean."""
-        with torch.no_grad():
-            obs = obs.to(self.device, torch.float32)
-            num_envs = obs.shape[0]
-            mean = self._warm_mean(num_envs)
-            any_ok = torch.zeros(num_envs, dtype=torch.bool, device=self.device)
-            for _ in self._iterations(self.iterations):
-                actions = self._noise(num_envs).add_(mean.unsqueeze(1))
-                actions.clamp_(min=self.action_low, max=self.action_high)
-                returns = self.evaluate(predict, reward_fn, obs, actions, termination_fn)
-                best = returns.max(dim=1, keepdim=True).values
-                ok = torch.isfinite(best.squeeze(1))
-                # Shift by the per-env best for stability; -inf returns get weight 0.
-                weight = torch.softmax(
-                    (returns - torch.where(torch.isfinite(best), best, 0.0)) / self.temperature, dim=1
-                )
-                new_mean = torch.einsum("en,enha->eha", weight, actions)
-                mean = torch.where(ok[:, None, None], new_mean, mean)
-                any_ok |= ok
-            self._store_shifted(mean)
-            first = mean[:, 0].clamp(min=self.action_low, max=self.action_high)
-            return self._fallback(first, any_ok)
+        """The search of :meth:`Planner.plan`; returns the first action of the weighted mean."""
+        num_envs = obs.shape[0]
+        mean = self._warm_mean(num_envs)
+        any_ok = torch.zeros(num_envs, dtype=torch.bool, device=self.device)
+        for _ in self._iterations(self.iterations):
+            actions = self._noise(num_envs).add_(mean.unsqueeze(1))
+            actions.clamp_(min=self.action_low, max=self.action_high)
+            returns = self.evaluate(predict, reward_fn, obs, actions, termination_fn)
+            best = returns.max(dim=1, keepdim=True).values
+            ok = torch.isfinite(best.squeeze(1))
+            # Shift by the per-env best for stability; -inf returns get weight 0.
+            weight = torch.softmax((returns - torch.where(torch.isfinite(best), best, 0.0)) / self.temperature, dim=1)
+            new_mean = torch.einsum("en,enha->eha", weight, actions)
+            mean = torch.where(ok[:, None, None], new_mean, mean)
+            any_ok |= ok
+        self._store_shifted(mean)
+        first = mean[:, 0].clamp(min=self.action_low, max=self.action_high)
+        return self._fallback(first, any_ok)

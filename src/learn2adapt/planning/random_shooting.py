@@ -42,25 +42,19 @@ class RandomShooting(Planner):
         actions.mul_(self.action_high - self.action_low).add_(self.action_low)
         return actions
 
-    def plan(
-        self,
-        predict: PredictFn,
-        reward_fn: RewardFn,
-        obs: torch.Tensor,
-        termination_fn: TerminationFn | None = None,
+    def _optimise(
+        self, predict: PredictFn, reward_fn: RewardFn, obs: torch.Tensor, termination_fn: TerminationFn | None
     ) -> torch.Tensor:
-        """See :meth:`Planner.plan`."""
-        with torch.no_grad():
-            obs = obs.to(self.device, torch.float32)
-            num_envs = obs.shape[0]
-            count = self._candidates_that_fit()
-            start = self._now() if self.deadline is not None else 0.0
-            actions = self.sample(num_envs, count)
-            returns = self.evaluate(predict, reward_fn, obs, actions, termination_fn)
-            if self.deadline is not None:
-                self._candidate_seconds = (self._now() - start) / count
-            self.last_work = count
-            best = returns.argmax(dim=1)
-            first = actions[torch.arange(num_envs, device=self.device), best, 0]
-            ok = torch.isfinite(returns.gather(1, best.unsqueeze(1)).squeeze(1))
-            return self._fallback(first.clone(), ok)
+        """The search of :meth:`Planner.plan`."""
+        num_envs = obs.shape[0]
+        count = self._candidates_that_fit()
+        start = self._now() if self.deadline is not None else 0.0
+        actions = self.sample(num_envs, count)
+        returns = self.evaluate(predict, reward_fn, obs, actions, termination_fn)
+        if self.deadline is not None:
+            self._candidate_seconds = (self._now() - start) / count
+        self.last_work = count
+        best = returns.argmax(dim=1)
+        first = actions[torch.arange(num_envs, device=self.device), best, 0]
+        ok = torch.isfinite(returns.gather(1, best.unsqueeze(1)).squeeze(1))
+        return self._fallback(first.clone(), ok)
