@@ -94,6 +94,11 @@ class AdaptationRule(ABC):
         self.device = torch.device(device)
         self.optimizer: torch.optim.Optimizer | None = None
         self._initial_state: dict[str, Any] | None = None
+        self._build()
+
+    def _build(self) -> None:
+        """What a rule adds to the shared fields (its model, step sizes, checks of its options);
+        called once by ``__init__``, which every rule shares. Extend with ``super()._build()``."""
 
     # --- what a rule must provide ---------------------------------------------------------
     @property

@@ -31,15 +31,12 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import torch
 
-from learn2adapt.adaptation.config import AdaptationConfig
 from learn2adapt.adaptation.inner_update import StepSize
 from learn2adapt.adaptation.mb import ModelBased
 from learn2adapt.adaptation.online import GuardCount, adapted_predictor
 from learn2adapt.data.segment_sampler import SegmentSampler, split_segment_starts
 from learn2adapt.data.trajectory_buffer import TrajectoryBuffer
-from learn2adapt.models.config import FitConfig, ModelConfig
 from learn2adapt.types import PredictFn, Window
 
 #: Step sizes and numbers of steps tried by ``adaptation.de_select = "validation"``.
@@ -55,22 +52,14 @@ class DynamicEvaluation(ModelBased):
     algo = "mbde"
     adapts_online = True
 
-    def __init__(
-        self,
-        obs_dim: int,
-        act_dim: int,
-        model_cfg: ModelConfig,
-        fit_cfg: FitConfig,
-        adapt_cfg: AdaptationConfig,
-        device: str | torch.device = "cpu",
-    ) -> None:
-        super().__init__(obs_dim, act_dim, model_cfg, fit_cfg, adapt_cfg, device)
+    def _build(self) -> None:
+        super()._build()
         # Not learned and not in ``module`` (its tensors stay those of MB); the pair in force
         # is saved beside the module in :meth:`state_dict`.
-        self.step_size = StepSize("fixed", adapt_cfg.de_lr, {}).to(self.device)
+        self.step_size = StepSize("fixed", self.adapt_cfg.de_lr, {}).to(self.device)
         #: How often ``adaptation.guard`` reverted an online step (read per task by the evaluation).
         self.guard_count = GuardCount()
-        self._use(adapt_cfg.de_lr, adapt_cfg.inner_steps)
+        self._use(self.adapt_cfg.de_lr, self.adapt_cfg.inner_steps)
 
     def _use(self, lr: float, steps: int) -> None:
         self.de_lr, self.de_steps = float(lr), int(steps)

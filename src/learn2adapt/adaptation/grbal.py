@@ -41,16 +41,14 @@ import torch
 from torch import nn
 
 from learn2adapt.adaptation.base import AdaptationRule
-from learn2adapt.adaptation.config import AdaptationConfig
 from learn2adapt.adaptation.inner_update import StepSize, adapted_forward, normalised, resolve_impl
 from learn2adapt.adaptation.online import GuardCount, adapted_predictor
 from learn2adapt.data.normalizer import Normalizer
 from learn2adapt.data.segment_sampler import SegmentSampler, short_past_counts, split_segment_starts
 from learn2adapt.data.trajectory_buffer import TrajectoryBuffer, split_episodes
 from learn2adapt.errors import ConfigError
-from learn2adapt.models.config import FitConfig, ModelConfig
 from learn2adapt.models.dynamics import MLPDynamics
-from learn2adapt.models.ensemble import EnsembleDynamics, bootstrap_indices
+from learn2adapt.models.ensemble import EnsembleDynamics, bootstrap_indices, make_dynamics
 from learn2adapt.models.fitting import fit_early_stopping
 from learn2adapt.types import PredictFn, Window, right_aligned_mask
 
@@ -81,27 +79,14 @@ class GrBAL(AdaptationRule):
     algo = "grbal"
     adapts_online = True
 
-    def __init__(
-        self,
-        obs_dim: int,
-        act_dim: int,
-        model_cfg: ModelConfig,
-        fit_cfg: FitConfig,
-        adapt_cfg: AdaptationConfig,
-        device: str | torch.device = "cpu",
-    ) -> None:
-        super().__init__(obs_dim, act_dim, model_cfg, fit_cfg, adapt_cfg, device)
-        if adapt_cfg.past < 1 or adapt_cfg.future < 1:
+    def _build(self) -> None:
+        if self.adapt_cfg.past < 1 or self.adapt_cfg.future < 1:
             raise ConfigError("GrBAL needs past (M) >= 1 and future (K) >= 1")
-        if adapt_cfg.inner_steps < 1:
+        if self.adapt_cfg.inner_steps < 1:
             raise ConfigError("GrBAL needs inner_steps >= 1")
-        self.model: MLPDynamics | EnsembleDynamics = (
-            EnsembleDynamics(obs_dim, act_dim, model_cfg)
-            if model_cfg.ensemble > 1
-            else MLPDynamics(obs_dim, act_dim, model_cfg)
-        )
+        self.model: MLPDynamics | EnsembleDynamics = make_dynamics(self.obs_dim, self.act_dim, self.model_cfg)
         shapes = {n: p.shape for n, p in self.model.params().items()}
-        self.step_size = StepSize(adapt_cfg.step_size, adapt_cfg.inner_lr, shapes)
+        self.step_size = StepSize(self.adapt_cfg.step_size, self.adapt_cfg.inner_lr, shapes)
         #: How often ``adaptation.guard`` reverted an online step (read per task by the evaluation).
         self.guard_count = GuardCount()
         #: The post-adaptation validation MSE of the last fit (what MOLe's likelihood takes as variance).
@@ -110,7 +95,7 @@ class GrBAL(AdaptationRule):
             {"model": self.model, "step_size": self.step_size, "calibration": self.calibration}
         ).to(self.device)
         #: Inner-update implementation for meta-training (see inner_update); checked now.
-        self.impl = resolve_impl(adapt_cfg.inner_impl, self.step_size, adapt_cfg.inner_steps)
+        self.impl = resolve_impl(self.adapt_cfg.inner_impl, self.step_size, self.adapt_cfg.inner_steps)
         if self.members and self.impl not in ("lowrank", "batched"):
             raise ConfigError("GrBAL on an ensemble uses adaptation.inner_impl = lowrank or batched (or auto)")
 

@@ -14,7 +14,7 @@ from learn2adapt.adaptation.base import AdaptationRule
 from learn2adapt.data.normalizer import Normalizer
 from learn2adapt.data.trajectory_buffer import TrajectoryBuffer, split_episodes
 from learn2adapt.models.dynamics import MLPDynamics
-from learn2adapt.models.ensemble import EnsembleDynamics, fit_ensemble
+from learn2adapt.models.ensemble import EnsembleDynamics, fit_ensemble, make_dynamics
 from learn2adapt.models.supervised import fit_transitions
 from learn2adapt.types import PredictFn, Window
 
@@ -25,13 +25,10 @@ class ModelBased(AdaptationRule):
     algo = "mb"
     adapts_online = False
 
-    def __init__(self, obs_dim, act_dim, model_cfg, fit_cfg, adapt_cfg, device="cpu") -> None:
-        super().__init__(obs_dim, act_dim, model_cfg, fit_cfg, adapt_cfg, device)
-        self.model: MLPDynamics | EnsembleDynamics = (
-            EnsembleDynamics(obs_dim, act_dim, model_cfg)
-            if model_cfg.ensemble > 1
-            else MLPDynamics(obs_dim, act_dim, model_cfg)
-        ).to(self.device)
+    def _build(self) -> None:
+        self.model: MLPDynamics | EnsembleDynamics = make_dynamics(self.obs_dim, self.act_dim, self.model_cfg).to(
+            self.device
+        )
 
     @property
     def module(self) -> nn.Module:

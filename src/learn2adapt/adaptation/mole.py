@@ -59,8 +59,8 @@ class MOLe(GrBAL):
 
     algo = "mole"
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+    def _build(self) -> None:
+        super()._build()
         if self.members:
             raise ConfigError("MOLe on a probabilistic ensemble is not implemented (model.ensemble must be 1)")
         m = self.adapt_cfg.mixture

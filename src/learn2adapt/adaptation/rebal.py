@@ -42,12 +42,10 @@ import torch
 from torch import nn
 
 from learn2adapt.adaptation.base import AdaptationRule
-from learn2adapt.adaptation.config import AdaptationConfig
 from learn2adapt.data.normalizer import Normalizer
 from learn2adapt.data.segment_sampler import SegmentSampler, short_past_counts, split_segment_starts
 from learn2adapt.data.trajectory_buffer import TrajectoryBuffer, split_episodes
 from learn2adapt.errors import ConfigError, UnknownName
-from learn2adapt.models.config import FitConfig, ModelConfig
 from learn2adapt.models.ensemble import bootstrap_indices
 from learn2adapt.models.fitting import fit_early_stopping
 from learn2adapt.models.recurrent import CELLS, RecurrentDynamics
@@ -87,31 +85,24 @@ class ReBAL(AdaptationRule):
     algo = "rebal"
     adapts_online = True
 
-    def __init__(
-        self,
-        obs_dim: int,
-        act_dim: int,
-        model_cfg: ModelConfig,
-        fit_cfg: FitConfig,
-        adapt_cfg: AdaptationConfig,
-        device: str | torch.device = "cpu",
-    ) -> None:
-        super().__init__(obs_dim, act_dim, model_cfg, fit_cfg, adapt_cfg, device)
-        if adapt_cfg.rnn not in CELLS:
-            raise UnknownName(f"unknown adaptation.rnn {adapt_cfg.rnn!r}; available: {', '.join(CELLS)}")
-        if adapt_cfg.rnn_training not in TRAINING_MODES:
+    def _build(self) -> None:
+        if self.adapt_cfg.rnn not in CELLS:
+            raise UnknownName(f"unknown adaptation.rnn {self.adapt_cfg.rnn!r}; available: {', '.join(CELLS)}")
+        if self.adapt_cfg.rnn_training not in TRAINING_MODES:
             raise UnknownName(
-                f"unknown adaptation.rnn_training {adapt_cfg.rnn_training!r}; available: {', '.join(TRAINING_MODES)}"
+                f"unknown adaptation.rnn_training {self.adapt_cfg.rnn_training!r}; available: {', '.join(TRAINING_MODES)}"
             )
-        if adapt_cfg.past < 1 or adapt_cfg.future < 1:
+        if self.adapt_cfg.past < 1 or self.adapt_cfg.future < 1:
             raise ConfigError("ReBAL needs adaptation.past (M) >= 1 and adaptation.future (K) >= 1")
-        if adapt_cfg.meta_batch < 1 or adapt_cfg.tbptt_length < 1:
+        if self.adapt_cfg.meta_batch < 1 or self.adapt_cfg.tbptt_length < 1:
             raise ConfigError("adaptation.meta_batch and adaptation.tbptt_length must be >= 1")
-        if not 0.0 <= adapt_cfg.short_past <= 1.0:
+        if not 0.0 <= self.adapt_cfg.short_past <= 1.0:
             raise ConfigError("adaptation.short_past must be in [0, 1]")
-        if model_cfg.ensemble > 1 and adapt_cfg.rnn_training != "segments":
+        if self.model_cfg.ensemble > 1 and self.adapt_cfg.rnn_training != "segments":
             raise ConfigError("ReBAL on an ensemble trains on segments: set adaptation.rnn_training=segments")
-        self.model = RecurrentDynamics(obs_dim, act_dim, model_cfg, adapt_cfg.rnn, adapt_cfg.rnn_hidden).to(self.device)
+        self.model = RecurrentDynamics(
+            self.obs_dim, self.act_dim, self.model_cfg, self.adapt_cfg.rnn, self.adapt_cfg.rnn_hidden
+        ).to(self.device)
 
     @property
     def module(self) -> nn.Module:

@@ -30,6 +30,7 @@ from learn2adapt.data.normalizer import Normalizer
 from learn2adapt.data.trajectory_buffer import TrajectoryBuffer
 from learn2adapt.errors import ConfigError
 from learn2adapt.models.config import FitConfig, ModelConfig
+from learn2adapt.models.dynamics import MLPDynamics
 from learn2adapt.models.fitting import FitResult, fit_early_stopping
 from learn2adapt.models.mlp import ACTIVATIONS, MLP, Params
 from learn2adapt.models.supervised import transition_tensors
@@ -216,3 +217,8 @@ def fit_ensemble(
     return fit_early_stopping(
         optimizer, epoch_batches, batch_loss, val_loss, cfg, desc="fit ensemble", progress=progress
     )
+
+
+def make_dynamics(obs_dim: int, act_dim: int, cfg: ModelConfig) -> MLPDynamics | EnsembleDynamics:
+    """The one-step model ``cfg`` describes: a probabilistic ensemble when ``cfg.ensemble > 1``, else one MLP."""
+    return EnsembleDynamics(obs_dim, act_dim, cfg) if cfg.ensemble > 1 else MLPDynamics(obs_dim, act_dim, cfg)
