@@ -112,13 +112,17 @@ class CEM(WarmStartPlanner):
         new_std = torch.where(keep, self.alpha * std + (1.0 - self.alpha) * e_std, std)
         return new_mean, new_std, ok, elites, top_r
 
+    def _start(self, num_envs: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first iteration's sampling distribution: the warm-start mean and ``init_std`` x half the range."""
+        mean = self._warm_mean(num_envs)
+        return mean, (self.init_std * self.action_half_range).expand_as(mean).clone()
+
     def _optimise(
         self, predict: PredictFn, reward_fn: RewardFn, obs: torch.Tensor, termination_fn: TerminationFn | None
     ) -> torch.Tensor:
         """The search of :meth:`Planner.plan`; returns the first action of the final mean."""
         num_envs = obs.shape[0]
-        mean = self._warm_mean(num_envs)
-        std = (self.init_std * self.action_half_range).expand_as(mean).clone()
+        mean, std = self._start(num_envs)
         any_ok = torch.zeros(num_envs, dtype=torch.bool, device=self.device)
         for _ in self._iterations(self.iterations):
             actions = self._candidates(self._sample_normal("actions", num_envs, self.num_candidates), mean, std)

@@ -114,8 +114,7 @@ class ICEM(CEM):
     ) -> torch.Tensor:
         """The search of :meth:`Planner.plan`; returns the first action of the best sequence evaluated."""
         num_envs = obs.shape[0]
-        mean = self._warm_mean(num_envs)
-        std = (self.init_std * self.action_half_range).expand_as(mean).clone()
+        mean, std = self._start(num_envs)
         if self._has_elites is None or self._has_elites.shape[0] != num_envs:
             self._has_elites = torch.zeros(num_envs, dtype=torch.bool, device=self.device)
         # Environments without elites (episode starts) are masked out below: no host sync here.
