@@ -313,7 +313,7 @@ class MixtureState:
             weights, surprised = self._surprise_gate(losses, post, take if allow_new else None, ok)
             if allow_new:  # the MAP model is surprised and no new task passed the recall test: plan
                 # with the candidate (theta* adapted on the recent window, as GrBAL would) this step
-                stuck = ok & surprised[torch.arange(E, device=ok.device), self.current]
+                stuck = ok & surprised[envs, self.current]
                 if bool(stuck.any()):
                     self._fallback = (stuck, {k: v.detach() for k, v in cand_params.items()})
         self._m_step(params, x, y, in_d2, weights)
