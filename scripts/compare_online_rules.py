@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 from learn2adapt.cli import main as cli
-from learn2adapt.experiments.statistics import mean_ci95, paired_diff_ci95
+from learn2adapt.evaluation.statistics import mean_ci95, paired_diff_ci95
 
 RECALL = (
     "first_visit_reward",

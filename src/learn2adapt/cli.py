@@ -34,7 +34,7 @@ def _env_of(args: argparse.Namespace) -> str:
     """``--env``, else the env a ``--preset FILE.toml`` names, else the one ``--offline FILE`` was recorded on,
     else :data:`DEFAULT_ENV`."""
     from learn2adapt.data.recorded import recorded_env
-    from learn2adapt.training.config import preset_env
+    from learn2adapt.run.config import preset_env
 
     offline = getattr(args, "offline", None)
     recorded = recorded_env(Path(offline)) if offline and not (args.env or args.preset) else None
@@ -42,7 +42,7 @@ def _env_of(args: argparse.Namespace) -> str:
 
 
 def _resolve_config(args: argparse.Namespace):
-    from learn2adapt.training.config import apply_overrides, preset_config
+    from learn2adapt.run.config import apply_overrides, preset_config
 
     cfg = preset_config(_env_of(args), args.preset or DEFAULT_PRESET, args.algo)
     apply_overrides(cfg, args.set or [])
@@ -102,7 +102,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from learn2adapt.experiments.runs import load_any as load_run
-    from learn2adapt.training.config import check_schedule
+    from learn2adapt.run.config import check_schedule
 
     if args.episodes is not None and args.episodes < 1:
         raise ConfigError("--episodes must be >= 1")
@@ -120,7 +120,7 @@ def _run_lock_if_possible(run_dir: Path) -> Iterator[None]:
     """Hold the run's lock (:class:`RunDirBusy` if another process writes it); a run directory that
     cannot hold a lock file (read-only) is evaluated unlocked, as nothing can write it either."""
     from learn2adapt.errors import RunDirBusy
-    from learn2adapt.training.run_dir import RunLock
+    from learn2adapt.run.run_dir import RunLock
 
     try:
         lock = RunLock(run_dir)
@@ -134,10 +134,10 @@ def _run_lock_if_possible(run_dir: Path) -> Iterator[None]:
 
 
 def _evaluate_run(args: argparse.Namespace) -> int:
-    from learn2adapt.experiments.evaluation import add_to_protocol, evaluate, save_eval
+    from learn2adapt.evaluation.protocol import add_to_protocol, evaluate, save_eval
     from learn2adapt.experiments.runs import load_any as load_run
-    from learn2adapt.training.loop import RunState, with_online_rule
-    from learn2adapt.training.run_dir import check_writable
+    from learn2adapt.run.loop import RunState, with_online_rule
+    from learn2adapt.run.run_dir import check_writable
 
     st = load_run(Path(args.run_dir))
     seed = st.cfg.seed if args.seed is None else args.seed
@@ -164,7 +164,7 @@ def _evaluate_run(args: argparse.Namespace) -> int:
 def _print_and_save(result, episodes: int, out: Path, write: Callable[[], None]) -> None:
     """Print an evaluation, then write it (``write``): a write that fails (a full disk) is one
     line, and the results it could not save are on the screen above it."""
-    from learn2adapt.training.run_dir import os_error_message
+    from learn2adapt.run.run_dir import os_error_message
 
     _print_eval(result, episodes)
     try:
@@ -188,10 +188,10 @@ def _print_eval(result, episodes: int) -> None:
 
 def cmd_oracle(args: argparse.Namespace) -> int:
     from learn2adapt.envs import short_name
-    from learn2adapt.experiments.evaluation import evaluate, save_eval
-    from learn2adapt.experiments.oracle import OracleRun
-    from learn2adapt.training.config import apply_overrides, check_schedule, preset_config
-    from learn2adapt.training.run_dir import check_writable
+    from learn2adapt.evaluation.oracle import OracleRun
+    from learn2adapt.evaluation.protocol import evaluate, save_eval
+    from learn2adapt.run.config import apply_overrides, check_schedule, preset_config
+    from learn2adapt.run.run_dir import check_writable
 
     if args.episodes is not None and args.episodes < 1:
         raise ConfigError("--episodes must be >= 1")
@@ -214,12 +214,12 @@ def cmd_oracle(args: argparse.Namespace) -> int:
 
 
 def cmd_diagnose(args: argparse.Namespace) -> int:
-    from learn2adapt.experiments.oracle import check_oracle
-    from learn2adapt.experiments.planning_diagnosis import MEASURES, diagnose
+    from learn2adapt.evaluation.diagnosis import MEASURES, diagnose
+    from learn2adapt.evaluation.oracle import check_oracle
     from learn2adapt.experiments.runs import load_any as load_run
-    from learn2adapt.training.config import check_schedule
-    from learn2adapt.training.loop import RunState, with_online_rule
-    from learn2adapt.training.run_dir import atomic_write_text, check_writable
+    from learn2adapt.run.config import check_schedule
+    from learn2adapt.run.loop import RunState, with_online_rule
+    from learn2adapt.run.run_dir import atomic_write_text, check_writable
 
     if args.episodes < 1 or args.every < 1 or (args.candidates is not None and args.candidates < 2):
         raise ConfigError("--episodes and --every must be >= 1, --candidates >= 2")
@@ -259,7 +259,7 @@ def cmd_envs(args: argparse.Namespace) -> int:
     from learn2adapt.envs.catalog import describe_env
 
     if args.env or args.preset or args.set:  # one environment, as a run with these options sees it
-        from learn2adapt.training.config import apply_overrides, preset_config
+        from learn2adapt.run.config import apply_overrides, preset_config
 
         # Not validated as a run (a reward is not needed to list tasks); make_env checks the task space.
         cfg = apply_overrides(preset_config(_env_of(args), args.preset or DEFAULT_PRESET, None), args.set or [])
@@ -287,7 +287,7 @@ def _envs_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_options(args: argparse.Namespace) -> int:
-    from learn2adapt.training.config import describe_options
+    from learn2adapt.run.config import describe_options
 
     cfg = _resolve_config(args)
     width = max(len(k) for k, _, _ in describe_options(cfg))
@@ -325,7 +325,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     from learn2adapt.benchmarks.timing import cpu_model, matmul_gflops
     from learn2adapt.errors import UnknownName
-    from learn2adapt.training.config import check_device
+    from learn2adapt.run.config import check_device
 
     torch.set_num_threads(args.threads or usable_cpus())
     selected = args.only.split(",") if args.only else list(BENCHMARKS)
@@ -462,7 +462,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_claims(args: argparse.Namespace) -> int:
-    from learn2adapt.experiments.claims import write_claims
+    from learn2adapt.reporting.claims import write_claims
 
     path = write_claims([Path(p) for p in args.comparisons], Path(args.out))
     print(f"claims: {path}")
@@ -470,7 +470,7 @@ def cmd_claims(args: argparse.Namespace) -> int:
 
 
 def cmd_aggregate(args: argparse.Namespace) -> int:
-    from learn2adapt.experiments.aggregate import aggregate
+    from learn2adapt.reporting.aggregate import aggregate
 
     path = aggregate([Path(p) for p in args.comparisons], args.schedule, Path(args.out) if args.out else None)
     print(f"aggregate: {path}")
@@ -568,7 +568,7 @@ def cmd_video(args: argparse.Namespace) -> int:
 
 def _config_args(p: argparse.ArgumentParser) -> None:
     from learn2adapt.adaptation import ALGORITHMS
-    from learn2adapt.training.config import describe_presets  # the names in learn2adapt/presets/
+    from learn2adapt.run.config import describe_presets  # the names in learn2adapt/presets/
 
     p.add_argument("--env", default=None, help=f"environment id (see `learn2adapt envs`; default {DEFAULT_ENV})")
     p.add_argument("--algo", default=None, help=f"{' | '.join(ALGORITHMS)} (default: the preset's, else mb)")
@@ -613,11 +613,11 @@ def _record_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_record(args: argparse.Namespace) -> int:
-    from learn2adapt.experiments.record import record
     from learn2adapt.experiments.runs import load_any
-    from learn2adapt.training.config import check_schedule
-    from learn2adapt.training.loop import RunState
-    from learn2adapt.training.run_dir import check_writable
+    from learn2adapt.run.config import check_schedule
+    from learn2adapt.run.loop import RunState
+    from learn2adapt.run.record import record
+    from learn2adapt.run.run_dir import check_writable
 
     run = None
     if args.policy != "random":
@@ -654,7 +654,7 @@ def _restamp_arg(p: argparse.ArgumentParser) -> None:
 
 
 def _restamp_if_asked(args: argparse.Namespace, run_dir: Path) -> None:
-    from learn2adapt.training.checkpoint import CHECKPOINT_NAME, restamp_checkpoint
+    from learn2adapt.run.checkpoint import CHECKPOINT_NAME, restamp_checkpoint
 
     if getattr(args, "restamp_checkpoint", False) and restamp_checkpoint(run_dir / CHECKPOINT_NAME):
         print(f"re-stamped {run_dir / CHECKPOINT_NAME} with a checksum", flush=True)
@@ -796,7 +796,7 @@ def _job_args(p: argparse.ArgumentParser) -> None:
     """The options of every command that trains and evaluates many runs (compare, sweep)."""
     from learn2adapt.experiments.compare import STORAGES
     from learn2adapt.experiments.runner import RUNNERS
-    from learn2adapt.training.config import describe_presets  # the names in learn2adapt/presets/
+    from learn2adapt.run.config import describe_presets  # the names in learn2adapt/presets/
 
     p.add_argument("--env", default="learn2adapt/PendulumVaried-v0", help="environment id (see `learn2adapt envs`)")
     p.add_argument("--preset", default="quick", help=f"preset of the environment family: {describe_presets()}")
@@ -857,7 +857,7 @@ def _claims_args(p: argparse.ArgumentParser) -> None:
 
 def _oracle_args(p: argparse.ArgumentParser) -> None:
     from learn2adapt.adaptation import ALGORITHMS
-    from learn2adapt.training.config import describe_presets  # the names in learn2adapt/presets/
+    from learn2adapt.run.config import describe_presets  # the names in learn2adapt/presets/
 
     p.add_argument(
         "--env", default=None, help=f"a MuJoCo environment id (see `learn2adapt envs`; default {DEFAULT_ENV})"

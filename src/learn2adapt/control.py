@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from learn2adapt.errors import ConfigError
-from learn2adapt.training.loop import RunState, load_run, mpc_agent, run_env
+from learn2adapt.run.loop import RunState, load_run, mpc_agent, run_env
 
 #: Plans timed to find the smallest plan a deadline must allow.
 CALIBRATION_PLANS = 5

@@ -62,7 +62,7 @@ def test_a_baseline_from_a_gpu_resumes_here_with_set_device(cli, one_line_error,
 
 def test_the_checkpoint_hook_runs_once_per_checkpoint(tmp_path: Path) -> None:
     from learn2adapt.baselines.sb3 import train_baseline
-    from learn2adapt.training.config import apply_overrides, preset_config
+    from learn2adapt.run.config import apply_overrides, preset_config
 
     cfg = apply_overrides(preset_config(PENDULUM, "quick", "ppo"), [*TINY, "baseline.steps=200"])
     calls: list[int] = []
@@ -91,7 +91,7 @@ def test_a_comparison_mixes_baselines_and_model_based_methods(cli, tmp_path: Pat
 def test_steps_to_reach_the_best_model_based_return() -> None:
     import numpy as np
 
-    from learn2adapt.experiments.records import steps_to_reach
+    from learn2adapt.reporting.records import steps_to_reach
 
     curves = {
         "grbal": (np.array([1e3, 2e3]), np.array([-50.0, 10.0])),

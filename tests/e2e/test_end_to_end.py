@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from learn2adapt.envs import make_env
-from learn2adapt.experiments.evaluation import evaluate
-from learn2adapt.training.config import RunConfig, apply_overrides
-from learn2adapt.training.loop import load_run, train
-from learn2adapt.training.rollout import RandomPolicy, run_episodes
+from learn2adapt.evaluation.protocol import evaluate
+from learn2adapt.run.config import RunConfig, apply_overrides
+from learn2adapt.run.loop import load_run, train
+from learn2adapt.run.rollout import RandomPolicy, run_episodes
 from tests.conftest import PENDULUM, as_sets
 
 SMALL = [
@@ -98,7 +98,7 @@ def test_a_pe_ts_evaluation_does_not_depend_on_what_ran_before_it(tmp_path):
 
 
 def test_metrics_split_each_iteration_into_collection_and_fit(tmp_path):
-    from learn2adapt.training.metrics_log import MetricsLog
+    from learn2adapt.run.metrics_log import MetricsLog
 
     over = [
         "iterations=2",
@@ -123,7 +123,7 @@ def test_metrics_split_each_iteration_into_collection_and_fit(tmp_path):
 
 
 def test_eta_projects_constant_collection_and_fits_growing_with_the_data():
-    from learn2adapt.training.eta import format_duration, remaining_seconds
+    from learn2adapt.run.eta import format_duration, remaining_seconds
 
     rows = [{"iteration": 0, "env_steps": 100, "collect_seconds": 1.0, "fit_seconds": 1.0}]
     assert remaining_seconds(rows, 5) is None  # no MPC iteration yet: nothing to project from

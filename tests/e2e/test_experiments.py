@@ -8,11 +8,11 @@ import pytest
 
 from learn2adapt.cli import main
 from learn2adapt.data.trajectory_buffer import Episode
-from learn2adapt.experiments.evaluation import recovery_curve, switch_steps
-from learn2adapt.experiments.plots import PLOTS
+from learn2adapt.evaluation.protocol import recovery_curve, switch_steps
+from learn2adapt.evaluation.statistics import diff_ci95, mean_ci95, relative_change
 from learn2adapt.experiments.runner import LocalRunner
-from learn2adapt.experiments.statistics import diff_ci95, mean_ci95, relative_change
 from learn2adapt.provenance import code_version
+from learn2adapt.reporting.plots import PLOTS
 from tests.conftest import PENDULUM
 
 ALGOS = ("grbal", "rebal", "mb", "mbde")
@@ -432,7 +432,7 @@ def test_video_into_a_full_or_read_only_directory_is_one_line_and_leaves_nothing
     fills during the write leaves no partial .gif or empty .mp4."""
     import errno
 
-    import learn2adapt.training.run_dir as run_dir_module
+    import learn2adapt.run.run_dir as run_dir_module
 
     out, _ = tiny_compare
     run = str(out / "runs" / "grbal-s0")

@@ -54,7 +54,7 @@ def run(finished: Path, tmp_path: Path) -> Path:
 
 
 # 1. one writer per run --------------------------------------------------------------------------
-HOLD = "import sys, time; from learn2adapt.training.run_dir import RunLock; RunLock(sys.argv[1]); print('held', flush=True); time.sleep(60)"
+HOLD = "import sys, time; from learn2adapt.run.run_dir import RunLock; RunLock(sys.argv[1]); print('held', flush=True); time.sleep(60)"
 
 
 def _holder(directory: Path) -> subprocess.Popen:
@@ -108,7 +108,7 @@ def test_resume_refuses_options_that_cannot_change(cli, one_line_error, run: Pat
 
 
 def test_resume_extends_a_finished_run(cli, run: Path) -> None:
-    from learn2adapt.training.loop import load_run
+    from learn2adapt.run.loop import load_run
 
     code, _, err = cli("train", "--resume", run, "--quiet", "--set", "iterations=2")
     assert code == 0, err
@@ -120,7 +120,7 @@ def test_resume_extends_a_finished_run(cli, run: Path) -> None:
 def test_a_run_extended_by_resume_is_the_run_trained_to_that_length(cli, tmp_path: Path, algo: str) -> None:
     # What the equal-samples study rests on: a run taken to N iterations by `--resume --set
     # iterations=N` is the run trained to N in one go (model, data and training log).
-    from learn2adapt.training.loop import load_run
+    from learn2adapt.run.loop import load_run
 
     args = ("--env", PENDULUM, "--algo", algo, "--quiet", *as_sets(TINY))
     whole, extended = tmp_path / "whole", tmp_path / "extended"
@@ -162,7 +162,7 @@ def _plain(state: object) -> object:
 
 def _rows(path: Path) -> list[dict[str, object]]:
     """``metrics.csv`` without its wall-clock columns."""
-    from learn2adapt.training.metrics_log import MetricsLog
+    from learn2adapt.run.metrics_log import MetricsLog
 
     return [{k: v for k, v in row.items() if "seconds" not in k} for row in MetricsLog.read(path)]
 
@@ -171,8 +171,8 @@ def _as_if_it_ran_on(run: Path, device: str, legacy_digest: bool = False) -> Non
     """Make ``run`` what a machine with ``device`` writes; ``legacy_digest``: and its checkpoint what
     learn2adapt 0.1 wrote there (a configuration digest that counts the device), resuming a run
     whose config.json an earlier version wrote (as if without ``nominal``, which 0.1 knew)."""
-    from learn2adapt.training.checkpoint import load_checkpoint, save_checkpoint
-    from learn2adapt.training.loop import LEGACY_LEFT_OUT, config_digest
+    from learn2adapt.run.checkpoint import load_checkpoint, save_checkpoint
+    from learn2adapt.run.loop import LEGACY_LEFT_OUT, config_digest
 
     path = run / "config.json"
     saved = json.loads(path.read_text())
@@ -198,7 +198,7 @@ def _on_device(st, device: str) -> bool:
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_a_run_from_a_gpu_resumes_here_only_with_set_device(cli, one_line_error, run: Path) -> None:
-    from learn2adapt.training.loop import load_run
+    from learn2adapt.run.loop import load_run
 
     _as_if_it_ran_on(run, "cuda")
     before = _snapshot(run)
@@ -224,7 +224,7 @@ def test_a_run_from_a_gpu_resumes_here_only_with_set_device(cli, one_line_error,
 def test_a_comparison_begun_on_a_gpu_goes_on_here(cli, tmp_path: Path) -> None:
     # Its run was stopped after its last checkpoint, before DONE, on a GPU machine: the same
     # compare command here resumes it on the CPU instead of refusing it as another configuration.
-    from learn2adapt.training.loop import load_run
+    from learn2adapt.run.loop import load_run
 
     out = tmp_path / "cmp"
     args = ("compare", "--env", PENDULUM, "--seeds", "1", "--algos", "mb", "--episodes", "1", "--out", out, "--quiet")
@@ -243,7 +243,7 @@ def test_a_comparison_begun_on_a_gpu_goes_on_here(cli, tmp_path: Path) -> None:
 @pytest.mark.parametrize("moved", [False, True])
 def test_a_checkpoint_whose_digest_counts_the_device_still_resumes(cli, run: Path, moved: bool) -> None:
     # Written by learn2adapt 0.1 on this machine (moved=False) or on a GPU one (config.json says cuda).
-    from learn2adapt.training.loop import load_run
+    from learn2adapt.run.loop import load_run
 
     moved = moved and not torch.cuda.is_available()
     _as_if_it_ran_on(run, "cuda" if moved else "cpu", legacy_digest=True)
@@ -257,12 +257,12 @@ def test_a_checkpoint_whose_digest_counts_the_device_still_resumes(cli, run: Pat
 def test_a_moved_run_stopped_before_its_next_checkpoint_still_resumes(cli, run: Path, monkeypatch) -> None:
     # config.json is rewritten with the new device before the first iteration: the 0.1 checkpoint
     # kept until then must match it, or the run could no more be resumed.
-    from learn2adapt.training.checkpoint import load_checkpoint
-    from learn2adapt.training.loop import config_digest, load_run
+    from learn2adapt.run.checkpoint import load_checkpoint
+    from learn2adapt.run.loop import config_digest, load_run
 
     _as_if_it_ran_on(run, "cuda:7", legacy_digest=True)  # moved with --set device=cpu, whatever this machine has
     with monkeypatch.context() as m:
-        m.setattr("learn2adapt.training.loop._iterate", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+        m.setattr("learn2adapt.run.loop._iterate", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
         code, _, err = cli("train", "--resume", run, "--quiet", "--set", "device=cpu", "--set", "iterations=2")
     assert code == 130, err
     assert json.loads((run / "config.json").read_text())["device"] == "cpu"
@@ -321,7 +321,7 @@ def test_inconsistent_arrays_are_refused_even_without_a_checksum(cli, one_line_e
 
 def test_a_checkpoint_without_its_checksum_is_refused_unless_accepted_once(cli, one_line_error, run: Path) -> None:
     """Issue 40, case 8: the checksum is required; ``--restamp-checkpoint`` accepts a trusted one once."""
-    from learn2adapt.training.checkpoint import load_checkpoint
+    from learn2adapt.run.checkpoint import load_checkpoint
 
     def unstamped_nan(state):
         state.pop("digest")
@@ -366,8 +366,8 @@ def test_a_run_written_before_an_option_existed_still_loads_and_resumes(
     # As if adaptation.de_select and nominal had been added to learn2adapt after this run's
     # config.json was written (so it lacks both, loaded with their defaults: no edit of the run),
     # and its checkpoint written by a version that knew none of them, or nominal only.
-    from learn2adapt.training.checkpoint import load_checkpoint, save_checkpoint
-    from learn2adapt.training.loop import config_digest
+    from learn2adapt.run.checkpoint import load_checkpoint, save_checkpoint
+    from learn2adapt.run.loop import config_digest
 
     path = run / "config.json"
     saved = json.loads(path.read_text())
@@ -388,14 +388,14 @@ def test_a_run_written_before_an_option_existed_still_loads_and_resumes(
 
 # 5. operating-system errors ---------------------------------------------------------------------
 def test_a_read_only_run_directory_is_refused_before_any_work(cli, one_line_error, run: Path, monkeypatch) -> None:
-    import learn2adapt.training.run_dir as run_dir_module
+    import learn2adapt.run.run_dir as run_dir_module
 
     def read_only(*args, **kwargs):
         raise OSError(errno.EROFS, "Read-only file system")
 
     before = _snapshot(run)
     monkeypatch.setattr(run_dir_module.tempfile, "mkstemp", read_only)
-    monkeypatch.setattr("learn2adapt.training.loop._iterate", lambda *a, **k: pytest.fail("work started"))
+    monkeypatch.setattr("learn2adapt.run.loop._iterate", lambda *a, **k: pytest.fail("work started"))
     code, _, err = cli("train", "--resume", run, "--quiet", "--set", "iterations=2")
     one_line_error(code, err, "read-only")
     assert _snapshot(run) == before
@@ -404,7 +404,7 @@ def test_a_read_only_run_directory_is_refused_before_any_work(cli, one_line_erro
 def test_a_full_disk_keeps_the_last_checkpoint_and_leaves_no_temporary_file(
     cli, one_line_error, run: Path, monkeypatch
 ) -> None:
-    import learn2adapt.training.checkpoint as checkpoint
+    import learn2adapt.run.checkpoint as checkpoint
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -545,7 +545,7 @@ def test_a_full_disk_at_the_end_of_eval_prints_the_results_it_could_not_save(
     cli, one_line_error, run: Path, monkeypatch
 ) -> None:
     """Case 13: the evaluation is not wasted: its results are on the screen above the one line."""
-    import learn2adapt.training.run_dir as run_dir_module
+    import learn2adapt.run.run_dir as run_dir_module
 
     def full(fd: int) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -605,7 +605,7 @@ def test_sigterm_and_sigint_stop_cleanly_name_the_run_and_resume(tmp_path: Path,
     assert len(lines) == 1 and str(run) in lines[0] and "RUN_DIR" not in lines[0], err
     assert f"learn2adapt train --resume {run}" in lines[0]
     assert not list(run.glob(".*.tmp")) and not (run / "DONE").exists()
-    from learn2adapt.training.loop import load_run
+    from learn2adapt.run.loop import load_run
 
     assert load_run(run).iteration >= 0  # the last checkpoint loads
 
@@ -679,7 +679,7 @@ def test_metrics_are_rebuilt_exactly_from_the_checkpoint_on_resume(cli, run: Pat
 def test_a_redone_iteration_does_not_repeat_its_tensorboard_scalars(cli, run: Path) -> None:
     """Issue 40, case 12: killed after logging an iteration but before checkpointing it, the run redoes
     that iteration on resume; TensorBoard then holds each step once, not twice."""
-    from learn2adapt.training.metrics_log import MetricsLog
+    from learn2adapt.run.metrics_log import MetricsLog
 
     steps_before = _tb_steps(run)
     log = MetricsLog(run)  # as the killed process had: the row of iteration 2 logged, never checkpointed

@@ -47,7 +47,7 @@ def test_a_recording_holds_the_documented_arrays(recording: Path) -> None:
 def test_offline_training_steps_no_environment_and_keeps_the_data(
     recording: Path, cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import learn2adapt.training.loop as loop
+    import learn2adapt.run.loop as loop
 
     def no_steps(*args, **kwargs):
         raise AssertionError("an offline run stepped an environment")

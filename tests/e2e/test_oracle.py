@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from learn2adapt.envs import make_env
-from learn2adapt.experiments.oracle import SimulatorModel
+from learn2adapt.evaluation.oracle import SimulatorModel
 from tests.conftest import PENDULUM
 
 CHEETAH = "learn2adapt/HalfCheetahDisabledJoint-v0"
@@ -126,7 +126,7 @@ def test_the_report_gives_the_forward_velocity_of_locomotion_runs(tmp_path: Path
 @pytest.mark.filterwarnings("ignore:MuJoCo:RuntimeWarning")  # the blow-ups the tests cause
 def test_a_diverging_simulation_ends_the_episode_before_its_garbage_state() -> None:
     from learn2adapt.envs.mujoco_base import MAX_SPEED
-    from learn2adapt.training.rollout import RandomPolicy, run_episodes
+    from learn2adapt.run.rollout import RandomPolicy, run_episodes
 
     env = make_env(CHEETAH, max_episode_steps=20)
     base = env.unwrapped

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from learn2adapt.envs import make_env
-from learn2adapt.experiments.oracle import OracleAgent
-from learn2adapt.experiments.planning_diagnosis import DiagnosingAgent, score_candidates
+from learn2adapt.evaluation.diagnosis import DiagnosingAgent, score_candidates
+from learn2adapt.evaluation.oracle import OracleAgent
 from learn2adapt.planning.random_shooting import RandomShooting
-from learn2adapt.training.rollout import run_episodes
+from learn2adapt.run.rollout import run_episodes
 from tests.conftest import PENDULUM
 from tests.e2e.test_oracle import CHEETAH, TINY
 

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 
 from learn2adapt.cli import main
-from learn2adapt.training.loop import load_run
+from learn2adapt.run.loop import load_run
 
 # Iterations of about a second each, so the kill lands inside one.
 TRAIN = """
 import sys
-from learn2adapt.training.config import RunConfig, apply_overrides
-from learn2adapt.training.loop import train
+from learn2adapt.run.config import RunConfig, apply_overrides
+from learn2adapt.run.loop import train
 cfg = apply_overrides(RunConfig(env="learn2adapt/PendulumVaried-v0", algo="mb", seed=5), [
     "iterations=6", "random_episodes=2", "episodes_per_iteration=2", "episode_length=100", "num_envs=2",
     "model.hidden=32x32", "fit.max_epochs=3", "planner.horizon=8", "planner.num_candidates=300"])
@@ -78,8 +78,8 @@ def test_sigkill_mid_iteration_then_resume_keeps_every_transition(tmp_path, caps
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
-    from learn2adapt.training.config import RunConfig, apply_overrides
-    from learn2adapt.training.loop import train
+    from learn2adapt.run.config import RunConfig, apply_overrides
+    from learn2adapt.run.loop import train
 
     run_dir = tmp_path_factory.mktemp("ckpt") / "run"
     cfg = apply_overrides(

@@ -16,18 +16,21 @@ LAYERS = {
     "cpus": 0,  # the CPUs a process may run on (thread and worker defaults)
     "provenance": 0,  # the package version and source fingerprint
     "progress": 0,  # progress bars for a terminal and for a log file
+    "moved": 0,  # the table of moved module names (deprecation aliases; imports nothing statically)
     "presets": 0,  # TOML files only
     "envs": 1,
     "data": 1,
     "models": 2,
     "planning": 2,
     "adaptation": 3,
-    "training": 4,
+    "run": 4,  # config, training loop, agent, rollouts, run directories
     "baselines": 5,  # model-free training beside the model-based loop
-    "experiments": 6,
-    "control": 6,  # a trained run as a real-time controller (loads runs like experiments)
-    "benchmarks": 7,  # measures the layers below; may use experiments.statistics
-    "cli": 8,
+    "evaluation": 5,  # the held-out protocol, oracle, diagnosis, statistics
+    "control": 5,  # a trained run as a real-time controller
+    "reporting": 6,  # records, reports, plots, claims (reads evaluations)
+    "experiments": 7,  # comparisons, sweeps, runners, videos (train, evaluate, report)
+    "benchmarks": 8,  # measures the layers below; may use evaluation.statistics
+    "cli": 9,
 }
 
 

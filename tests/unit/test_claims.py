@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from learn2adapt.experiments.claims import check_domain, verdict
+from learn2adapt.reporting.claims import check_domain, verdict
 
 
 def _row(returns: list[float], before: list[float], after: list[float], early=None, pre=None) -> dict:

@@ -12,7 +12,7 @@ from learn2adapt.models.dynamics import MLPDynamics
 from learn2adapt.models.ensemble import EnsembleDynamics
 from learn2adapt.planning import PLANNERS, make_planner
 from learn2adapt.planning.cuda_graph import CallCapture, RolloutGraphs, storage_key
-from learn2adapt.training.config import RunConfig
+from learn2adapt.run.config import RunConfig
 from learn2adapt.types import AdaptedPredictor
 
 
@@ -69,7 +69,7 @@ def test_graphs_with_bf16_rollouts_are_refused_before_a_run_starts(monkeypatch):
     cfg = RunConfig(device="cpu")
     cfg.planner.cuda_graph, cfg.planner.precision = True, "bf16"
     cfg.validate()  # on a CPU the option is ignored
-    monkeypatch.setattr("learn2adapt.training.config.check_device", lambda device: None)  # no GPU needed here
+    monkeypatch.setattr("learn2adapt.run.config.check_device", lambda device: None)  # no GPU needed here
     cfg.device = "cuda"
     with pytest.raises(ConfigError, match="cuda_graph"):
         cfg.validate()

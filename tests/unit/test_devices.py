@@ -18,7 +18,7 @@ from learn2adapt.data.trajectory_buffer import Episode, TrajectoryBuffer
 from learn2adapt.envs import make_env, registered_ids
 from learn2adapt.models.config import FitConfig, ModelConfig
 from learn2adapt.planning import PLANNERS, make_planner
-from learn2adapt.training.agent import MPCAgent
+from learn2adapt.run.agent import MPCAgent
 
 STRICT = torch.device("meta")
 

@@ -12,7 +12,7 @@ from learn2adapt.adaptation.config import AdaptationConfig, MixtureConfig
 from learn2adapt.adaptation.grbal import GrBAL
 from learn2adapt.adaptation.mole import MOLe, OracleIdentityMixture
 from learn2adapt.data.recent_history import RecentHistory
-from learn2adapt.experiments.evaluation import recall_measures
+from learn2adapt.evaluation.protocol import recall_measures
 from learn2adapt.models.config import FitConfig, ModelConfig
 from tests.synthetic_tasks import LinearTaskFamily
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from learn2adapt.training.config import INT64_MAX, RunConfig
+from learn2adapt.run.config import INT64_MAX, RunConfig
 
 
 def _fields(cls: type, prefix: str = "") -> Iterator[tuple[str, typing.Any, dataclasses.Field]]:

@@ -9,9 +9,9 @@ import pytest
 from learn2adapt.adaptation import ALGORITHMS, MODEL_FREE
 from learn2adapt.envs import make_env
 from learn2adapt.errors import ConfigError
-from learn2adapt.training import config
-from learn2adapt.training.config import list_presets, preset_config
-from learn2adapt.training.loop import build_planner, build_rule
+from learn2adapt.run import config
+from learn2adapt.run.config import list_presets, preset_config
+from learn2adapt.run.loop import build_planner, build_rule
 
 FAMILIES = sorted(list_presets())
 
@@ -160,7 +160,7 @@ def test_presets_resolve_by_deep_merge_onto_their_base(monkeypatch):
 
 
 def test_configs_saved_with_flat_planner_keys_still_load():
-    from learn2adapt.training.config import from_dict
+    from learn2adapt.run.config import from_dict
 
     cfg = from_dict({"planner": {"name": "cem", "cem_iterations": 3, "mppi_temperature": 0.5}})
     assert cfg.planner.cem.iterations == 3 and cfg.planner.mppi.temperature == 0.5
@@ -170,7 +170,7 @@ def test_configs_saved_with_flat_planner_keys_still_load():
 
 
 def test_runs_saved_before_val_split_keep_the_split_they_were_trained_with():
-    from learn2adapt.training.config import RunConfig, from_dict
+    from learn2adapt.run.config import RunConfig, from_dict
 
     assert RunConfig().fit.val_split == "stable"
     assert from_dict({"fit": {"lr": 1e-3}}).fit.val_split == "redraw"  # a config.json older than the option
@@ -178,7 +178,7 @@ def test_runs_saved_before_val_split_keep_the_split_they_were_trained_with():
 
 
 def test_runs_saved_before_fit_select_keep_the_fits_they_were_trained_with():
-    from learn2adapt.training.config import RunConfig, from_dict
+    from learn2adapt.run.config import RunConfig, from_dict
 
     assert RunConfig().fit.select == "epoch"
     assert from_dict({"fit": {"lr": 1e-3}}).fit.select == "prefit"  # a config.json older than the option

@@ -14,7 +14,7 @@ from learn2adapt.data.trajectory_buffer import Episode, TrajectoryBuffer
 from learn2adapt.errors import NonFiniteLossError
 from learn2adapt.models.config import FitConfig, ModelConfig
 from learn2adapt.planning.random_shooting import RandomShooting
-from learn2adapt.training.agent import MPCAgent
+from learn2adapt.run.agent import MPCAgent
 from learn2adapt.types import Window
 from tests.synthetic_tasks import make_test_tasks, make_train_buffer
 

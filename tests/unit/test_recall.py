@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from learn2adapt.data.trajectory_buffer import Episode
-from learn2adapt.experiments.evaluation import RECALL_SETTLE, RECALL_WINDOW, recall_measures
-from learn2adapt.experiments.statistics import adjusted_rand_index
+from learn2adapt.evaluation.protocol import RECALL_SETTLE, RECALL_WINDOW, recall_measures
+from learn2adapt.evaluation.statistics import adjusted_rand_index
 
 A, B = {"mass": 1.0}, {"mass": 2.0}
 

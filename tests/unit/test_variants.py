@@ -3,7 +3,7 @@
 import pytest
 
 from learn2adapt.errors import ConfigError, UnknownName
-from learn2adapt.experiments.variants import (
+from learn2adapt.reporting.variants import (
     BUILTIN_VARIANTS,
     color,
     label,
@@ -66,7 +66,7 @@ def test_a_variant_is_drawn_in_a_shade_of_its_algorithm_never_in_another_algorit
 
 
 def test_one_factor_pairs_ask_what_the_variant_and_what_the_algorithm_change():
-    from learn2adapt.experiments.variants import one_factor_pairs
+    from learn2adapt.reporting.variants import one_factor_pairs
 
     assert one_factor_pairs(["mb", "mb+pe", "grbal", "grbal+pe"]) == [
         ("mb+pe", "mb"),

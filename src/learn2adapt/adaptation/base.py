@@ -130,7 +130,7 @@ class AdaptationRule(ABC):
 
         A stateful rule (MOLe) returns an object with ``predictor(recent) -> PredictFn`` (called
         once per control step, after the newest transition arrived) and
-        ``reset(env_index, episode_start=True)``; :class:`~learn2adapt.training.agent.MPCAgent`
+        ``reset(env_index, episode_start=True)``; :class:`~learn2adapt.run.agent.MPCAgent`
         uses it instead of :meth:`predictor`.
         """
         return None

@@ -6,7 +6,7 @@
   model-based controllers.
 * **Checkpoints.** At the first rollout end after every ``baseline.checkpoint_every`` environment
   steps (every step for SAC, every ``baseline.rollout`` steps for PPO) the run writes, with
-  :func:`learn2adapt.training.checkpoint.save_checkpoint` (atomic, checksummed, loaded with
+  :func:`learn2adapt.run.checkpoint.save_checkpoint` (atomic, checksummed, loaded with
   ``weights_only=True``): the networks' and optimisers' state dicts (``get_parameters``), the
   torch variables (SAC's entropy coefficient), the step count, SAC's replay buffer arrays and
   the RNG states. Nothing is pickled, so loading executes no code (SB3's own ``.zip`` would).
@@ -30,11 +30,11 @@ import numpy as np
 import torch
 
 from learn2adapt.errors import CheckpointError, ConfigError, UserError
-from learn2adapt.training.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
-from learn2adapt.training.config import RunConfig, load_config, save_config
-from learn2adapt.training.loop import check_config_digest, config_digest, restamp_config_digest, resumed_config, run_env
-from learn2adapt.training.metrics_log import MetricsLog
-from learn2adapt.training.run_dir import (
+from learn2adapt.run.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from learn2adapt.run.config import RunConfig, load_config, save_config
+from learn2adapt.run.loop import check_config_digest, config_digest, restamp_config_digest, resumed_config, run_env
+from learn2adapt.run.metrics_log import MetricsLog
+from learn2adapt.run.run_dir import (
     RunLock,
     atomic_write_text,
     check_writable,

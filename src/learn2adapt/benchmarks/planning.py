@@ -20,7 +20,7 @@ import torch
 from learn2adapt.benchmarks.timing import interleaved_median_ms, matmul_gflops
 from learn2adapt.benchmarks.workload import cheetah_like_reward
 from learn2adapt.cpus import usable_cpus
-from learn2adapt.experiments.statistics import spearman
+from learn2adapt.evaluation.statistics import spearman
 from learn2adapt.models import onednn
 from learn2adapt.models.mlp import MLP
 from learn2adapt.planning import PLANNERS, make_planner
@@ -280,7 +280,7 @@ def bf16_agreement_on_run(
     noise for each precision and compare the noise (measured: Spearman 0.2-0.4 on a PE-TS run).
     """
     from learn2adapt.envs import make_env  # noqa: PLC0415  (only this check needs envs and runs)
-    from learn2adapt.training.loop import load_run  # noqa: PLC0415
+    from learn2adapt.run.loop import load_run  # noqa: PLC0415
 
     st = load_run(Path(run_dir))
     env = make_env(st.cfg.env)

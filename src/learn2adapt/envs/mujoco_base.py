@@ -200,7 +200,7 @@ class MujocoTaskMixin(TaskEnv):
         A step after which the simulation has diverged (velocities beyond :data:`MAX_SPEED`, or
         MuJoCo reset the state after an unstable acceleration) ends the episode with reward 0 and
         ``info["diverged"] = True``: its observation is not a state of the robot, and
-        :func:`~learn2adapt.training.rollout.run_episodes` does not keep the transition.
+        :func:`~learn2adapt.run.rollout.run_episodes` does not keep the transition.
         """
         x_before = float(self.data.qpos[0])
         unstable = self.data.warning[mujoco.mjtWarning.mjWARN_BADQACC]  # MuJoCo counts its resets here

@@ -1,1 +1,1 @@
-"""Evaluation, comparisons, reports and videos: what researchers run and read."""
+"""Experiments: comparisons, sweeps, their runners, loading any run, and videos."""

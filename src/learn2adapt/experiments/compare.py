@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING, Any
 from learn2adapt.adaptation import MODEL_FREE, PAPER_ALGORITHMS
 from learn2adapt.errors import UnknownName
 from learn2adapt.experiments.runner import Runner, make_runner
-from learn2adapt.experiments.variants import Entry, label, parse_entries, parse_variants, planner_entry, variant_specs
 from learn2adapt.planning import canonical_name
-from learn2adapt.training.config import (
+from learn2adapt.reporting.variants import Entry, label, parse_entries, parse_variants, planner_entry, variant_specs
+from learn2adapt.run.config import (
     ConfigError,
     RunConfig,
     apply_overrides,
@@ -37,12 +37,12 @@ from learn2adapt.training.config import (
     preset_config,
     to_dict,
 )
-from learn2adapt.training.run_dir import atomic_write_text
+from learn2adapt.run.run_dir import atomic_write_text
 
 if TYPE_CHECKING:
-    from learn2adapt.experiments.evaluation import EvalResult
-    from learn2adapt.experiments.records import RunRecord as RecordT
+    from learn2adapt.evaluation.protocol import EvalResult
     from learn2adapt.experiments.runs import AnyRun
+    from learn2adapt.reporting.records import RunRecord as RecordT
 
 #: Default algorithms of ``learn2adapt compare``: the paper's four.
 DEFAULT_ALGOS = PAPER_ALGORITHMS
@@ -61,7 +61,7 @@ class Job:
     keep_checkpoint: bool = True
     #: Measure the held-out return after every iteration / checkpoint (sample-efficiency curves).
     sample_efficiency: bool = False
-    #: The compared entry (``grbal+pe``; :mod:`~learn2adapt.experiments.variants`); default: the algorithm.
+    #: The compared entry (``grbal+pe``; :mod:`~learn2adapt.reporting.variants`); default: the algorithm.
     entry: str = ""
     #: Keep an evaluation written by other code (default: evaluate the run again; the old file
     #: is kept as ``eval-<code>.json``).
@@ -70,7 +70,7 @@ class Job:
     #: each into ``eval-planner-<name>.json`` (the run's own planner's evaluation is ``eval.json``).
     eval_planners: list[str] = dataclasses.field(default_factory=list)
     #: Environment-step counts at which the run is evaluated while it trains (``--at-steps``), into
-    #: ``RUN/steps/<count>/`` (:mod:`~learn2adapt.experiments.budgets`).
+    #: ``RUN/steps/<count>/`` (:mod:`~learn2adapt.reporting.budgets`).
     at_steps: list[int] = dataclasses.field(default_factory=list)
 
     @property
@@ -102,7 +102,7 @@ def _differences(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list
 def _protocol_file(out_dir: Path, planner: str | None) -> tuple[Path, list[str]]:
     """The protocol file of a run's evaluation (its own planner's with ``planner`` None) and the
     test-time change that evaluation carries."""
-    from learn2adapt.experiments.evaluation import planner_change, planner_eval_path
+    from learn2adapt.evaluation.protocol import planner_change, planner_eval_path
 
     if planner is None:
         return Path(out_dir) / "eval.json", []
@@ -112,7 +112,7 @@ def _protocol_file(out_dir: Path, planner: str | None) -> tuple[Path, list[str]]
 def _evaluated(run_dir: Path, schedules: Sequence[str], reuse_stale: bool = False, planner: str | None = None) -> bool:
     """``eval.json`` (or, with ``planner``, the run's evaluation with that planner) covers every
     schedule, evaluated by this code (by any, with ``reuse_stale``)."""
-    from learn2adapt.experiments.evaluation import load_current
+    from learn2adapt.evaluation.protocol import load_current
 
     path, change = _protocol_file(run_dir, planner)
     return set(schedules) <= set(load_current(path, reuse_stale, change, *finished_model(run_dir)))
@@ -196,7 +196,7 @@ def run_job(job: Job) -> JobResult:
     from learn2adapt.experiments.runs import heldout_probe
     from learn2adapt.experiments.runs import load_any as load_run
     from learn2adapt.experiments.runs import train_any as train
-    from learn2adapt.training.checkpoint import CHECKPOINT_NAME
+    from learn2adapt.run.checkpoint import CHECKPOINT_NAME
 
     t0 = time.time()
     cfg = from_dict(job.config)
@@ -234,8 +234,8 @@ def budget_probe(job: Job, tag: str) -> Callable[[AnyRun], dict[str, float]]:
     unevaluated rather than be evaluated at another budget. A crossing redone after a kill
     (the same model: resumes are exact) keeps what was already written for it.
     """
-    from learn2adapt.experiments.budgets import steps_dir
-    from learn2adapt.training.metrics_log import MetricsLog
+    from learn2adapt.reporting.budgets import steps_dir
+    from learn2adapt.run.metrics_log import MetricsLog
 
     run_dir = Path(job.run_dir)
     metrics = run_dir / "metrics.csv"
@@ -259,9 +259,9 @@ def planner_records(run_dir: Path, name: str, job: Job, steps: int | None = None
     """The report records of one run: one per evaluation planner of ``job`` (``ENTRY@PLANNER``), or
     the run as it is without ``--eval-planners`` (and for a model-free run); with ``steps``, of its
     evaluation at that budget (none if it was not evaluated there)."""
-    from learn2adapt.experiments.budgets import steps_dir
-    from learn2adapt.experiments.records import RunRecord
     from learn2adapt.experiments.runs import probe_key
+    from learn2adapt.reporting.budgets import steps_dir
+    from learn2adapt.reporting.records import RunRecord
 
     where = run_dir if steps is None else steps_dir(run_dir, steps)
     if steps is not None and not (where / "eval.json").exists():
@@ -283,7 +283,7 @@ def evaluate_into(out_dir: Path, load: Callable[[], AnyRun], job: Job, tag: str)
     ``eval-planner-<name>.json`` (the same evaluation seed, hence the same initial states).
 
     What this code already wrote there is kept and not evaluated again; a file holding results of
-    other code or settings is set aside first (:func:`~learn2adapt.experiments.evaluation.set_aside_stale`).
+    other code or settings is set aside first (:func:`~learn2adapt.evaluation.protocol.set_aside_stale`).
 
     Args:
         out_dir: where the files go (the run directory, or a directory of one of its step counts).
@@ -292,8 +292,8 @@ def evaluate_into(out_dir: Path, load: Callable[[], AnyRun], job: Job, tag: str)
     Returns:
         Whether anything was evaluated.
     """
-    from learn2adapt.experiments.evaluation import evaluate, load_current, save_protocol, set_aside_stale
-    from learn2adapt.training.loop import RunState, with_online_rule
+    from learn2adapt.evaluation.protocol import evaluate, load_current, save_protocol, set_aside_stale
+    from learn2adapt.run.loop import RunState, with_online_rule
 
     evaluated, run = False, None
     for planner in [None, *other_planners(job.config, job.eval_planners)]:
@@ -345,7 +345,7 @@ class _IterationPrinter(threading.Thread):
         self.seen: set[int] = set()
 
     def poll(self) -> None:
-        from learn2adapt.training.metrics_log import MetricsLog
+        from learn2adapt.run.metrics_log import MetricsLog
 
         try:
             rows = MetricsLog.read(self.path) if self.path.exists() else []
@@ -401,8 +401,8 @@ def evaluate_oracle(
     ``planner``: plan with it instead of the first model-based algorithm's planner; its files go to
     ``out/planner-<planner>/`` unless it is that algorithm's own planner (``out/``, as without).
     """
-    from learn2adapt.experiments.evaluation import evaluate, load_current, save_protocol, set_aside_stale
-    from learn2adapt.experiments.oracle import OracleRun
+    from learn2adapt.evaluation.oracle import OracleRun
+    from learn2adapt.evaluation.protocol import evaluate, load_current, save_protocol, set_aside_stale
 
     planned = next((c for c in configs if c.algo not in MODEL_FREE), None)
     assert planned is not None  # checked by compare() before any training
@@ -528,7 +528,7 @@ def compare(
     Args:
         env: environment id.
         preset: preset table of the environment family (``quick``, ``paper``, ...).
-        algos: entries to compare: algorithms, or ``ALGO+VARIANT`` (:mod:`~learn2adapt.experiments.variants`).
+        algos: entries to compare: algorithms, or ``ALGO+VARIANT`` (:mod:`~learn2adapt.reporting.variants`).
         seeds: training seeds (each run's evaluation uses the same seed, so every
             algorithm meets the same initial states).
         out: output directory (``runs/`` and ``report/`` go there).
@@ -544,7 +544,7 @@ def compare(
         sample_efficiency: evaluate every run on the held-out tasks (``fixed``, one episode per
             task) after each iteration or checkpoint, for the report's sample-efficiency figure.
         oracle: also evaluate, per seed and schedule, MPC with the simulator as its model
-            (:mod:`learn2adapt.experiments.oracle`; the planner of the first model-based algorithm).
+            (:mod:`learn2adapt.evaluation.oracle`; the planner of the first model-based algorithm).
         variants: ``NAME:KEY=VALUE`` specs defining or changing the variants ``algos`` use.
         reuse_stale: reuse evaluations written by other code too (default: evaluate those runs
             and oracle seeds again, keeping the old files as ``*-<code>.json``; the report names
@@ -554,7 +554,7 @@ def compare(
             ``ENTRY@PLANNER``; training, and the sample-efficiency probe of each run's own
             planner, keep the preset's planner (the probe also measures these).
         at_steps: environment-step counts at which every run is evaluated while it trains (the
-            first checkpoint at or past each; :mod:`~learn2adapt.experiments.budgets`), for the
+            first checkpoint at or past each; :mod:`~learn2adapt.reporting.budgets`), for the
             report's held-out return by budget.
 
     Returns:
@@ -562,8 +562,8 @@ def compare(
     """
 
     from learn2adapt.envs import short_name
-    from learn2adapt.training.config import check_schedule
-    from learn2adapt.training.run_dir import RunLock, check_writable
+    from learn2adapt.run.config import check_schedule
+    from learn2adapt.run.run_dir import RunLock, check_writable
 
     t0 = time.time()
     entries = parse_entries(algos, parse_variants(variants))
@@ -582,7 +582,7 @@ def compare(
     for spec in schedules:  # before hours of training, not after them
         check_schedule(spec)
     if oracle:
-        from learn2adapt.experiments.oracle import check_oracle
+        from learn2adapt.evaluation.oracle import check_oracle
 
         if all(c.algo in MODEL_FREE for c in configs):
             raise ConfigError("--oracle uses the planner of a model-based algorithm; none is compared")
@@ -689,8 +689,8 @@ def _compare_locked(
     at_steps: Sequence[int] = (),
 ) -> Path:
     """:func:`compare` once its output directory is locked."""
-    from learn2adapt.experiments.budgets import budget_lines, write_budgets_json
-    from learn2adapt.experiments.report import write_report
+    from learn2adapt.reporting.budgets import budget_lines, write_budgets_json
+    from learn2adapt.reporting.report import write_report
 
     jobs = [
         Job(

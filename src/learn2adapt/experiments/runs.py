@@ -1,4 +1,4 @@
-"""Any run, model-based (learn2adapt.training) or model-free (learn2adapt.baselines): one entry to train and load."""
+"""Any run, model-based (learn2adapt.run) or model-free (learn2adapt.baselines): one entry to train and load."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from typing import Any
 from learn2adapt.adaptation import REGISTRY
 from learn2adapt.baselines import BaselineState, load_baseline, train_baseline
 from learn2adapt.errors import UserError
-from learn2adapt.training.config import RunConfig, load_config
-from learn2adapt.training.loop import RunState, load_run, train, with_online_rule
-from learn2adapt.training.run_dir import no_config_error
+from learn2adapt.run.config import RunConfig, load_config
+from learn2adapt.run.loop import RunState, load_run, train, with_online_rule
+from learn2adapt.run.run_dir import no_config_error
 
 #: What :func:`load_any` returns: both have ``cfg``, ``iteration``, ``train_env_steps`` and ``controller()``.
 AnyRun = RunState | BaselineState
@@ -29,7 +29,7 @@ def train_any(
     changes: dict[str, str] | None = None,
     probe: Callable[[Any], dict[str, float]] | None = None,
 ) -> AnyRun:
-    """:func:`~learn2adapt.training.loop.train` or :func:`~learn2adapt.baselines.train_baseline`, by algorithm.
+    """:func:`~learn2adapt.run.loop.train` or :func:`~learn2adapt.baselines.train_baseline`, by algorithm.
 
     ``probe``: called with the run after every iteration (model-based) or checkpoint
     (model-free); its figures join the ``metrics.csv`` row (see :func:`heldout_probe`).
@@ -52,7 +52,7 @@ def heldout_probe(
     run's own planner and, for a model-based run, with each of ``planners`` (:func:`probe_key`)."""
 
     def probe(run: Any) -> dict[str, float]:
-        from learn2adapt.experiments.evaluation import evaluate, planner_change, torch_rng_preserved
+        from learn2adapt.evaluation.protocol import evaluate, planner_change, torch_rng_preserved
 
         def heldout(r: Any) -> float:
             result = evaluate(r, episodes, seed=seed, progress=False, schedule=schedule, measure_model=False)

@@ -20,13 +20,13 @@ from typing import Any
 import numpy as np
 
 from learn2adapt.errors import ConfigError
+from learn2adapt.evaluation.statistics import Stat
 from learn2adapt.experiments.compare import Job, resolve_configs, run_jobs
-from learn2adapt.experiments.plots import _plt
 from learn2adapt.experiments.runner import Runner, make_runner
-from learn2adapt.experiments.statistics import Stat
-from learn2adapt.experiments.variants import Entry
-from learn2adapt.training.config import check_schedule, to_dict
-from learn2adapt.training.run_dir import RunLock, atomic_write_text, check_writable
+from learn2adapt.reporting.plots import pyplot
+from learn2adapt.reporting.variants import Entry
+from learn2adapt.run.config import check_schedule, to_dict
+from learn2adapt.run.run_dir import RunLock, atomic_write_text, check_writable
 
 
 def parse_grid(items: Sequence[str]) -> dict[str, list[str]]:
@@ -151,7 +151,7 @@ def _write(
             + f" | {r['return'].fmt(1)} | {r['pred_error_after'].fmt(-3)} |"
         )
     plots = []
-    plt = _plt()
+    plt = pyplot()
     for key in keys:
         values = sorted({r["options"][key] for r in rows}, key=_as_number)
         means = [Stat.of([x for r in rows if r["options"][key] == v for x in r["return"].samples]) for v in values]

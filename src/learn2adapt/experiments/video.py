@@ -23,14 +23,14 @@ import gymnasium as gym
 import numpy as np
 
 from learn2adapt.errors import ConfigError, UserError
-from learn2adapt.training.run_dir import check_writable, os_error_message
+from learn2adapt.run.run_dir import check_writable, os_error_message
 
 #: File types ``learn2adapt video`` writes.
 FORMATS = (".mp4", ".gif")
 
 
 def _caption(step: int, reward: float, total: float, task: dict[str, Any], switched: bool) -> str:
-    from learn2adapt.experiments.records import task_label
+    from learn2adapt.reporting.records import task_label
 
     return f"step {step}  reward {reward:+.2f}  return {total:+.1f}  task {task_label(task)}" + (
         "  << SWITCH" if switched else ""
@@ -200,9 +200,9 @@ def render_episode(
     """
     import imageio.v2 as imageio
 
-    from learn2adapt.experiments.evaluation import _schedule_envs
+    from learn2adapt.evaluation.protocol import schedule_envs
     from learn2adapt.experiments.runs import load_any as load_run
-    from learn2adapt.training.rollout import run_episodes
+    from learn2adapt.run.rollout import run_episodes
 
     run_dir = Path(run_dir)
     out = Path(out) if out is not None else run_dir / "episode.mp4"
@@ -216,7 +216,7 @@ def render_episode(
     sketch = None if native else _SketchRenderer(cfg.env)
     if task is None:
         task = env.unwrapped.list_tasks("test")[0]
-    (env,) = _schedule_envs([env], schedule if schedule is not None else cfg.eval.schedule)
+    (env,) = schedule_envs([env], schedule if schedule is not None else cfg.eval.schedule)
     recorder = _FrameRecorder(env, native, sketch)
     agent = st.controller([recorder], seed)
     try:

@@ -7,7 +7,7 @@ import io
 from pathlib import Path
 from typing import Any
 
-from learn2adapt.training.run_dir import atomic_write_text, move_to_discarded
+from learn2adapt.run.run_dir import atomic_write_text, move_to_discarded
 
 
 class MetricsLog:

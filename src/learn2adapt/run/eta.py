@@ -18,7 +18,7 @@ def remaining_seconds(rows: Sequence[dict[str, Any]], iterations: int) -> float 
 
     Args:
         rows: per-iteration metrics with ``iteration``, ``env_steps``, ``collect_seconds``
-            and ``fit_seconds`` (as :mod:`learn2adapt.training.loop` logs them).
+            and ``fit_seconds`` (as :mod:`learn2adapt.run.loop` logs them).
         iterations: the run's last iteration.
     """
     mpc = [r for r in rows if int(r["iteration"]) >= 1]

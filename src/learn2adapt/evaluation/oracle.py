@@ -33,8 +33,8 @@ from learn2adapt.cpus import usable_cpus
 from learn2adapt.envs.mujoco_base import MujocoTaskMixin, diverged
 from learn2adapt.errors import ConfigError
 from learn2adapt.planning.base import Planner
-from learn2adapt.training.config import RunConfig
-from learn2adapt.training.loop import build_planner
+from learn2adapt.run.config import RunConfig
+from learn2adapt.run.loop import build_planner
 
 #: The simulator state a rollout starts from: everything that determines the future.
 STATE = mujoco.mjtState.mjSTATE_FULLPHYSICS
@@ -172,7 +172,7 @@ class OracleAgent:
 
 @dataclass
 class OracleRun:
-    """What :func:`~learn2adapt.experiments.evaluation.evaluate` needs, for the oracle (nothing trained)."""
+    """What :func:`~learn2adapt.evaluation.protocol.evaluate` needs, for the oracle (nothing trained)."""
 
     cfg: RunConfig
     train_env_steps: int = 0

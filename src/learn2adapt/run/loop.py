@@ -42,15 +42,15 @@ from learn2adapt.errors import (
 from learn2adapt.models.reward import LearnedReward
 from learn2adapt.planning import make_planner
 from learn2adapt.planning.base import Planner
-from learn2adapt.training.agent import MPCAgent
-from learn2adapt.training.checkpoint import (
+from learn2adapt.run.agent import MPCAgent
+from learn2adapt.run.checkpoint import (
     CHECKPOINT_NAME,
     arrays_to_tensors,
     load_checkpoint,
     save_checkpoint,
     tensors_to_arrays,
 )
-from learn2adapt.training.config import (
+from learn2adapt.run.config import (
     RunConfig,
     apply_overrides,
     check_device,
@@ -58,11 +58,11 @@ from learn2adapt.training.config import (
     save_config,
     to_dict,
 )
-from learn2adapt.training.eta import format_duration, remaining_seconds
-from learn2adapt.training.memory import check_run_memory
-from learn2adapt.training.metrics_log import MetricsLog
-from learn2adapt.training.rollout import Policy, RandomPolicy, forward_velocities, run_episodes
-from learn2adapt.training.run_dir import (
+from learn2adapt.run.eta import format_duration, remaining_seconds
+from learn2adapt.run.memory import check_run_memory
+from learn2adapt.run.metrics_log import MetricsLog
+from learn2adapt.run.rollout import Policy, RandomPolicy, forward_velocities, run_episodes
+from learn2adapt.run.run_dir import (
     RunLock,
     atomic_write_text,
     check_writable,

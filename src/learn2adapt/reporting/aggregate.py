@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 
 from learn2adapt.errors import UserError
-from learn2adapt.experiments.report import load_summary, schedules_of
-from learn2adapt.experiments.variants import color, label
+from learn2adapt.reporting.report import load_summary, schedules_of
+from learn2adapt.reporting.variants import color, label
 
 #: Bootstrap replications (rliable's default is 50,000; 2,000 keeps a report within seconds).
 REPS = 2000
@@ -126,7 +126,7 @@ def aggregate(paths: Sequence[Path], schedule: str = "fixed", out: Path | None =
         + f" --schedule {schedule} --out {out}`",
         "",
         "Held-out returns normalised per domain: 0 = the lowest, 1 = the highest per-seed return of any "
-        "algorithm compared there (learn2adapt/experiments/aggregate.py). Interquartile mean, median and mean "
+        "algorithm compared there (learn2adapt/reporting/aggregate.py). Interquartile mean, median and mean "
         f"over runs x domains with stratified-bootstrap 95% CIs ({REPS} replications), by rliable.",
         "",
         "| domain | comparison | seeds per algorithm |",

@@ -14,7 +14,7 @@ The protocol of docs/method.md Sec. 6:
   (read from the ``info["task"]`` each step reports);
 - cost: the run's training environment steps and the evaluation wall-clock.
 
-Results aggregate over training seeds in :mod:`learn2adapt.experiments.report`.
+Results aggregate over training seeds in :mod:`learn2adapt.reporting.report`.
 """
 
 from __future__ import annotations
@@ -36,19 +36,19 @@ import torch
 from learn2adapt.data.segment_sampler import SegmentSampler
 from learn2adapt.data.trajectory_buffer import Episode, TrajectoryBuffer
 from learn2adapt.errors import NonFiniteData, NotEnoughSegments
-from learn2adapt.experiments.statistics import adjusted_rand_index, mean_ci95
+from learn2adapt.evaluation.statistics import adjusted_rand_index, mean_ci95
 from learn2adapt.models.reward import LearnedReward
 from learn2adapt.provenance import code_version
-from learn2adapt.training.config import RunConfig
-from learn2adapt.training.loop import RunState, child_seed, make_envs
-from learn2adapt.training.rollout import Policy, forward_velocities, run_episodes
-from learn2adapt.training.run_dir import atomic_write_text
+from learn2adapt.run.config import RunConfig
+from learn2adapt.run.loop import RunState, child_seed, make_envs
+from learn2adapt.run.rollout import Policy, forward_velocities, run_episodes
+from learn2adapt.run.run_dir import atomic_write_text
 
 
 class Evaluable(Protocol):
     """What :func:`evaluate` needs of a run: a model-based or model-free run, the oracle
-    (:mod:`learn2adapt.experiments.oracle`), a diagnosed run
-    (:mod:`learn2adapt.experiments.planning_diagnosis`). A run loaded from disk also has
+    (:mod:`learn2adapt.evaluation.oracle`), a diagnosed run
+    (:mod:`learn2adapt.evaluation.diagnosis`). A run loaded from disk also has
     ``checkpoint`` and ``iteration``, which the result records."""
 
     @property
@@ -240,7 +240,7 @@ class EvalResult:
 
 
 # --- schedules ----------------------------------------------------------------------------
-def _schedule_envs(envs: list[gym.Env], spec: str) -> list[gym.Env]:
+def schedule_envs(envs: list[gym.Env], spec: str) -> list[gym.Env]:
     """Wrap each environment in the schedule of ``spec`` (``fixed``: unchanged)."""
     if not spec or spec == "fixed":
         return envs
@@ -403,8 +403,8 @@ def evaluate(
     Args:
         st: a loaded run: model-based (config + fitted rule, planned with MPC) or model-free
             (config + policy; no prediction error to measure), the oracle (MPC over the
-            simulator, :mod:`learn2adapt.experiments.oracle`), or a model-based run whose
-            controller is diagnosed (:mod:`learn2adapt.experiments.planning_diagnosis`).
+            simulator, :mod:`learn2adapt.evaluation.oracle`), or a model-based run whose
+            controller is diagnosed (:mod:`learn2adapt.evaluation.diagnosis`).
         episodes_per_task: defaults to ``cfg.eval.episodes_per_task``.
         tasks: defaults to the environment's test split (its nominal task with ``cfg.nominal``).
         seed: evaluation seed (episode reset seeds and planner noise); the same
@@ -418,7 +418,7 @@ def evaluate(
     n = episodes_per_task or cfg.eval.episodes_per_task
     spec = schedule if schedule is not None else cfg.eval.schedule
     length = cfg.eval.episode_length or cfg.episode_length
-    envs = _schedule_envs(make_envs(cfg, min(cfg.num_envs, n), episode_length=length), spec)
+    envs = schedule_envs(make_envs(cfg, min(cfg.num_envs, n), episode_length=length), spec)
     test_tasks = tasks if tasks is not None else envs[0].unwrapped.test_tasks(cfg.nominal)
     result = EvalResult(
         cfg.env,

@@ -10,7 +10,7 @@ model-free learner, and the global model?", the steps each entry needs to reach 
 model-free return at the largest budget, and one figure with every entry on one axis.
 
 Pairs are by (training seed, test task, episode): the same initial states and schedules
-(:func:`~learn2adapt.experiments.statistics.paired_diff_ci95`).
+(:func:`~learn2adapt.evaluation.statistics.paired_diff_ci95`).
 """
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from learn2adapt.adaptation import MODEL_FREE
-from learn2adapt.experiments.evaluation import EvalResult
-from learn2adapt.experiments.records import Budget, RunRecord, summarize
-from learn2adapt.experiments.statistics import paired_diff_ci95
-from learn2adapt.experiments.variants import base_algo, split, split_planner
-from learn2adapt.experiments.variants import label as display
+from learn2adapt.evaluation.protocol import EvalResult
+from learn2adapt.evaluation.statistics import paired_diff_ci95
+from learn2adapt.reporting.records import Budget, RunRecord, summarize
+from learn2adapt.reporting.variants import base_algo, split, split_planner
+from learn2adapt.reporting.variants import label as display
 
 #: The report's budget figure.
 BUDGET_PLOT = "returns_by_budget.png"
@@ -109,7 +109,7 @@ def budget_lines(
             ceiling, drawn as a line (the oracle does not train, so it has no budget).
         out_dir: the report directory.
     """
-    from learn2adapt.experiments.plots import plot_returns_by_budget
+    from learn2adapt.reporting.plots import plot_returns_by_budget
 
     counts = sorted(records_by_steps)
     lines = [
@@ -195,6 +195,6 @@ def _file_safe(text: str) -> str:
 
 
 def write_budgets_json(data: dict[str, Any], path: Path) -> None:
-    from learn2adapt.training.run_dir import atomic_write_text
+    from learn2adapt.run.run_dir import atomic_write_text
 
     atomic_write_text(Path(path), json.dumps(data, indent=2, allow_nan=True) + "\n")

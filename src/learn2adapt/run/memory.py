@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from learn2adapt.errors import ConfigError
 from learn2adapt.planning import available_memory_bytes
-from learn2adapt.training.config import RunConfig
+from learn2adapt.run.config import RunConfig
 
 #: Float32 copies of the parameters a fit holds: weights, gradients, Adam's two moments, adapted weights.
 PARAMETER_COPIES = 5

@@ -1,7 +1,7 @@
 """The plots of a comparison report (matplotlib, Agg backend, imported on first use).
 
 Each function draws from the run records or the per-schedule summaries of
-:mod:`learn2adapt.experiments.records` and writes one PNG. :data:`REPORT_PLOTS` is the
+:mod:`learn2adapt.reporting.records` and writes one PNG. :data:`REPORT_PLOTS` is the
 registry of the report's plots (file name, caption, drawing function); :func:`write_plots`
 writes those that apply and the report shows each under its caption, in that order: a new
 plot is one entry there (CONTRIBUTING.md, "A new report plot"). Algorithms are named and
@@ -18,18 +18,19 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from learn2adapt.experiments.statistics import Stat
-from learn2adapt.experiments.variants import PLANNER_LABELS, color
-from learn2adapt.experiments.variants import label as display
+from learn2adapt.evaluation.statistics import Stat
+from learn2adapt.reporting.variants import PLANNER_LABELS, color
+from learn2adapt.reporting.variants import label as display
 
 if TYPE_CHECKING:
-    from learn2adapt.experiments.records import AlgoSummary, Budget, RunRecord
+    from learn2adapt.reporting.records import AlgoSummary, Budget, RunRecord
 
 #: Written only when runs measured their held-out return during training (its own report section).
 SAMPLE_EFFICIENCY_PLOT = "sample_efficiency.png"
 
 
-def _plt():
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend, imported on first use (no screen needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -40,7 +41,7 @@ def _plt():
 
 def plot_learning_curves(records: Sequence[RunRecord], algos: Sequence[str], path: Path) -> None:
     """Training-episode return against environment steps (mean over seeds, min-max band)."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     for algo in algos:
         runs = [r for r in records if r.algo == algo and r.metrics]
@@ -89,7 +90,7 @@ def _grouped_bars(ax, groups: list[str], series: list[tuple[str, list[Stat], str
 
 def plot_heldout_returns(by_schedule: dict[str, list[AlgoSummary]], path: Path) -> None:
     """Per-task and overall held-out returns with 95% CI bars, one panel per schedule."""
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(by_schedule), figsize=(6.4 * len(by_schedule), 4.2), squeeze=False)
     for ax, (schedule, sums) in zip(axes[0], by_schedule.items()):
         if not sums:
@@ -107,7 +108,7 @@ def plot_heldout_returns(by_schedule: dict[str, list[AlgoSummary]], path: Path) 
 
 def plot_prediction_error(by_schedule: dict[str, list[AlgoSummary]], path: Path) -> None:
     """K-step prediction error before vs after adaptation, per algorithm and schedule."""
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(by_schedule), figsize=(5.0 * len(by_schedule), 4.0), squeeze=False)
     for ax, (schedule, sums) in zip(axes[0], by_schedule.items()):
         if not sums:
@@ -148,7 +149,7 @@ def plot_recovery(by_schedule: dict[str, list[AlgoSummary]], path: Path) -> bool
     if not switching:
         path.unlink(missing_ok=True)
         return False
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(switching), figsize=(6.4 * len(switching), 4.0), squeeze=False)
     for ax, (schedule, sums) in zip(axes[0], switching.items()):
         for s in sums:
@@ -173,7 +174,7 @@ def plot_recovery(by_schedule: dict[str, list[AlgoSummary]], path: Path) -> bool
 
 def plot_sample_efficiency(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path) -> None:
     """Held-out return against environment steps (log axis), one line per algorithm."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     for algo, (steps, values) in curves.items():
         ax.plot(steps, values, marker="o", ms=3, color=color(algo), label=display(algo))
@@ -193,7 +194,7 @@ def plot_returns_by_budget(
 ) -> None:
     """Held-out return (95% CI bars) against training environment steps, every entry on one axis;
     the oracle's return with each planner as a dashed line (``""``: the runs' own planner)."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.8, 4.4))
     for n in names:
         points = [(b.actual_steps[n], b.summaries[n].return_stat) for b in table if n in b.summaries]

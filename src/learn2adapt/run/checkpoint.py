@@ -70,7 +70,7 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> str:
     Raises:
         UserError: an OS error (no space, read-only...): the previous checkpoint is unchanged.
     """
-    from learn2adapt.training.run_dir import atomic_write_bytes
+    from learn2adapt.run.run_dir import atomic_write_bytes
 
     body = {k: v for k, v in state.items() if k != "digest"}  # a loaded state carries its old one
     full = {**body, "digest": content_digest(body)}

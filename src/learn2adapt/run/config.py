@@ -521,7 +521,7 @@ def config_text(cfg: RunConfig) -> str:
 
 
 def save_config(cfg: RunConfig, path: Path) -> None:
-    from learn2adapt.training.run_dir import atomic_write_text
+    from learn2adapt.run.run_dir import atomic_write_text
 
     atomic_write_text(Path(path), config_text(cfg))
 

@@ -1,6 +1,6 @@
 """Is the planner fooled by the model? Candidate returns under the learned model against the simulator's.
 
-The oracle (:mod:`learn2adapt.experiments.oracle`) says how much return a learned controller
+The oracle (:mod:`learn2adapt.evaluation.oracle`) says how much return a learned controller
 loses to model error; this says *how* it loses it. At states the run's own controller visits
 on a held-out task, every ``every`` control steps, the same uniformly random candidate
 sequences (random shooting's) are scored twice over the planner's horizon: by the run's
@@ -34,13 +34,13 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from learn2adapt.experiments.evaluation import EvalResult, evaluate, torch_rng_preserved
-from learn2adapt.experiments.oracle import SimulatorModel
-from learn2adapt.experiments.statistics import mean_ci95, spearman
+from learn2adapt.evaluation.oracle import SimulatorModel
+from learn2adapt.evaluation.protocol import EvalResult, evaluate, torch_rng_preserved
+from learn2adapt.evaluation.statistics import mean_ci95, spearman
 from learn2adapt.planning.random_shooting import RandomShooting
-from learn2adapt.training.agent import MPCAgent
-from learn2adapt.training.config import RunConfig
-from learn2adapt.training.loop import RunState
+from learn2adapt.run.agent import MPCAgent
+from learn2adapt.run.config import RunConfig
+from learn2adapt.run.loop import RunState
 
 #: The per-state measures, in report order.
 MEASURES = ("spearman", "optimism", "regret", "bias", "headroom")
@@ -144,7 +144,7 @@ class DiagnosingAgent:
 
 @dataclass
 class DiagnosedRun:
-    """What :func:`~learn2adapt.experiments.evaluation.evaluate` needs, with a diagnosing controller."""
+    """What :func:`~learn2adapt.evaluation.protocol.evaluate` needs, with a diagnosing controller."""
 
     run: RunState
     every: int

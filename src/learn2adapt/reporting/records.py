@@ -2,9 +2,9 @@
 
 :class:`RunRecord` reads a finished, evaluated run; :func:`summarize` turns the records of one
 method into an :class:`AlgoSummary` (held-out return, curves, recall, timings) under one
-schedule. The report (:mod:`learn2adapt.experiments.report`), its plots
-(:mod:`learn2adapt.experiments.plots`) and the per-budget tables
-(:mod:`learn2adapt.experiments.budgets`) all read these records; none of them is read here.
+schedule. The report (:mod:`learn2adapt.reporting.report`), its plots
+(:mod:`learn2adapt.reporting.plots`) and the per-budget tables
+(:mod:`learn2adapt.reporting.budgets`) all read these records; none of them is read here.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from learn2adapt.experiments.evaluation import EvalResult, load_protocol
-from learn2adapt.experiments.statistics import Stat
-from learn2adapt.experiments.variants import base_algo
-from learn2adapt.training.metrics_log import MetricsLog
+from learn2adapt.evaluation.protocol import EvalResult, load_protocol
+from learn2adapt.evaluation.statistics import Stat
+from learn2adapt.reporting.variants import base_algo
+from learn2adapt.run.metrics_log import MetricsLog
 
 #: Steps after a switch over which the "early recovery" reward per step is averaged.
 RECOVERY_WINDOW = 50

@@ -4,18 +4,18 @@ Everything in the report is computed from the run directories (``metrics.csv``,
 ``eval.json``, ``config.json``): the tables, the plots, and the sentences that
 say which method did better and by how much. Nothing is hand-written.
 
-How methods are compared (helpers in :mod:`learn2adapt.experiments.statistics`):
+How methods are compared (helpers in :mod:`learn2adapt.evaluation.statistics`):
 
 - held-out returns: episode by episode, paired by (training seed, test task, episode
   index), which fixes the initial state and the schedule: the mean paired difference
-  with its Student-t 95% interval (:func:`~learn2adapt.experiments.statistics.paired_diff_ci95`);
+  with its Student-t 95% interval (:func:`~learn2adapt.evaluation.statistics.paired_diff_ci95`);
 - early post-switch reward per step (one value per seed): difference of means with a
   Welch 95% interval over training seeds
-  (:func:`~learn2adapt.experiments.statistics.diff_ci95`).
+  (:func:`~learn2adapt.evaluation.statistics.diff_ci95`).
 
 Each method's own figures carry a Student-t 95% interval: returns over every episode of
 every seed (the all-tasks mean stratified by test task), the other quantities over seeds.
-The plots are drawn by :mod:`learn2adapt.experiments.plots`.
+The plots are drawn by :mod:`learn2adapt.reporting.plots`.
 """
 
 from __future__ import annotations
@@ -31,9 +31,10 @@ import numpy as np
 
 from learn2adapt.adaptation import MODEL_FREE
 from learn2adapt.errors import UserError
-from learn2adapt.experiments.evaluation import EvalResult
-from learn2adapt.experiments.plots import SAMPLE_EFFICIENCY_PLOT, ReportInputs, plot_sample_efficiency, write_plots
-from learn2adapt.experiments.records import (
+from learn2adapt.evaluation.protocol import EvalResult
+from learn2adapt.evaluation.statistics import diff_ci95, mean_ci95, paired_diff_ci95, relative_change
+from learn2adapt.reporting.plots import SAMPLE_EFFICIENCY_PLOT, ReportInputs, plot_sample_efficiency, write_plots
+from learn2adapt.reporting.records import (
     RECOVERY_WINDOW,
     AlgoSummary,
     RunRecord,
@@ -42,9 +43,8 @@ from learn2adapt.experiments.records import (
     steps_to_reach,
     summarize,
 )
-from learn2adapt.experiments.statistics import diff_ci95, mean_ci95, paired_diff_ci95, relative_change
-from learn2adapt.experiments.variants import PLANNER_LABELS, base_algo, one_factor_pairs, planner_entry, split_planner
-from learn2adapt.experiments.variants import label as display
+from learn2adapt.reporting.variants import PLANNER_LABELS, base_algo, one_factor_pairs, planner_entry, split_planner
+from learn2adapt.reporting.variants import label as display
 
 
 def dynamic_eval_lines(records: Sequence[RunRecord]) -> list[str]:

@@ -1,0 +1,1 @@
+"""Reports: run records and summaries, Markdown reports, plots, aggregates, claims and the variant labels they show."""
