@@ -1,17 +1,18 @@
 """Griffe extension: our docstrings, as mkdocstrings renders them in the API reference.
 
-mkdocstrings-python parses the docstrings as Google style, in Markdown. Ours also use two
-things it does not read, which this extension rewrites on the loaded docstrings before they are
-parsed (nothing under ``src/`` is edited):
+mkdocstrings-python parses the docstrings as Google style, in Markdown. This extension rewrites
+what else ours use on the loaded docstrings, before they are parsed (``src/`` is not edited):
 
 - Sphinx roles (:func:`name`, :class:`~pkg.mod.Class`, :meth:`Class.method`, :mod:`pkg.mod`,
   :attr:`a`, :data:`b`) become *optional* cross-references: a link where the reference renders
-  the object, code where it does not (a private name, torch, a module without a page), never
-  a failed build. ``<autoref identifier=... optional>`` is the element mkdocstrings-python's own
-  templates emit for annotations; mkdocs-autorefs turns it into a link or a plain ``<span>``.
-  A literal block introduced by ``text::`` (reStructuredText) loses one colon, as Sphinx shows it.
-- In Google sections, one entry for several parameters (``obs, act: ...``, as Sphinx's napoleon
-  reads it) becomes one entry per parameter, and a wrapped line left at the entries' indentation
+  the object, code where it does not (a private name, an object without a docstring, torch).
+  ``<autoref identifier=... optional>`` is the element mkdocstrings-python's own templates emit
+  for annotations; mkdocs-autorefs turns it into a link or a plain ``<span>``. A literal block
+  introduced by ``text::`` (reStructuredText) loses one colon, as Sphinx shows it.
+- A role naming an object of the package that the package does not have (a module that moved,
+  a renamed function) is a warning, so the strict build fails on a stale reference.
+- In Google sections, one entry for several parameters (``obs, act: ...`` as Sphinx's napoleon
+  reads it, or ``lo / hi: ...``) becomes one entry per parameter, and a wrapped line left at the entries' indentation
   joins the entry above it instead of being dropped with a warning.
 """
 
@@ -24,6 +25,8 @@ from typing import Any
 
 import griffe
 
+_logger = griffe.get_logger("l2a_docstrings")
+
 # :role:`target`, :role:`~target`, :role:`title <target>`: the roles our docstrings use and the
 # Python domain's others, with or without ``py:``.
 ROLE_RE = re.compile(r":(?:py:)?(?:func|class|meth|mod|attr|data|const|exc|obj):`(?P<body>[^`]+)`")
@@ -32,7 +35,7 @@ LITERAL_INTRO_RE = re.compile(r"(?<=\S)::$", flags=re.MULTILINE)
 # Google sections whose entries are "name: description" (griffe's names for them).
 NAMED_SECTIONS = {"args", "arguments", "params", "parameters", "attributes", "raises", "exceptions"}
 NAMED_SECTIONS |= {f"{kind} {what}" for kind in ("keyword", "other") for what in ("args", "arguments", "parameters")}
-ENTRY_RE = re.compile(r"(?P<names>[*\w.]+(?:\s*,\s*[*\w.]+)*)\s*(?P<type>\(.*\))?\s*:(?:\s|$)")
+ENTRY_RE = re.compile(r"(?P<names>[*\w.]+(?:\s*[,/]\s*[*\w.]+)*)\s*(?P<type>\(.*\))?\s*:(?:\s|$)")
 
 Resolver = Callable[[str], "str | None"]
 
@@ -77,9 +80,9 @@ def _indent(line: str) -> int:
 def split_shared_entries(text: str) -> str:
     """``text`` with each Google entry for several names split, and stray wrapped lines indented.
 
-    In a section of named entries (Args, Attributes, Raises...), ``a, b: description`` (and its
-    continuation lines) becomes ``a: description`` and ``b: description`` (not in Raises, whose
-    ``A, B:`` griffe reads as one entry), and a line at the entries' indentation that is not an
+    In a section of named entries (Args, Attributes, Raises...), ``a, b: description`` or
+    ``a / b: description`` (and its continuation lines) becomes ``a: description`` and
+    ``b: description`` (not in Raises, whose ``A, B:`` griffe reads as one entry), and a line at the entries' indentation that is not an
     entry becomes a continuation line of the one above.
     """
     lines, out = text.split("\n"), []
@@ -114,7 +117,7 @@ def split_shared_entries(text: str) -> str:
             while more and not more[-1].strip():
                 after.insert(0, more.pop())
             match = ENTRY_RE.match(first.strip())
-            names = re.split(r"\s*,\s*", match["names"]) if match else []
+            names = re.split(r"\s*[,/]\s*", match["names"]) if match else []
             if match is None or len(names) < 2 or section in {"raises", "exceptions"}:
                 out.extend([first, *more, *after])
                 continue
@@ -147,11 +150,36 @@ def _walk(obj: griffe.Object) -> Iterator[griffe.Object]:
             yield from _walk(member)  # type: ignore[arg-type]
 
 
+def stale_references(pkg: griffe.Module, obj: griffe.Object) -> list[str]:
+    """The roles of ``obj``'s docstring that name an object of ``pkg`` that ``pkg`` does not have."""
+    if obj.docstring is None:
+        return []
+    resolve, stale = scope_resolver(obj), []
+    for match in ROLE_RE.finditer(obj.docstring.value):
+        target = _split(match["body"])[1]
+        identifier = resolve(target) or target
+        if identifier.startswith(pkg.name + "."):
+            try:
+                pkg[identifier[len(pkg.name) + 1 :]]
+            except (KeyError, griffe.AliasResolutionError, griffe.CyclicAliasError):
+                stale.append(f"{match[0]} ({identifier})")
+    return stale
+
+
 class Docstrings(griffe.Extension):
-    """Rewrite every docstring of a loaded package as the module docstring says."""
+    """Rewrite every docstring of a loaded package as the module docstring says.
+
+    A role naming an object of the package that does not exist (a module that moved, a renamed
+    function) is a warning, which fails the strict build; outside names stay unchecked.
+    """
 
     def on_package(self, *, pkg: griffe.Module, **kwargs: Any) -> None:
         for obj in _walk(pkg):
-            if obj.docstring is not None:
-                text = split_shared_entries(obj.docstring.value)
-                obj.docstring.value = rewrite_roles(text, scope_resolver(obj))
+            if obj.docstring is None:
+                continue
+            for stale in stale_references(pkg, obj):
+                _logger.warning(
+                    f"{obj.relative_filepath}:{obj.docstring.lineno}: {obj.path} names {stale}, which does not exist"
+                )
+            text = split_shared_entries(obj.docstring.value)
+            obj.docstring.value = rewrite_roles(text, scope_resolver(obj))
