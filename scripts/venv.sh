@@ -13,6 +13,6 @@ stamp=.venv/.l2a-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "[setup] installing $TORCH_SPEC and learn2adapt (editable) into .venv"
   .venv/bin/python -m pip install -q --disable-pip-version-check "$TORCH_SPEC"
-  .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[dev,cluster,baselines,stats,minari]" "$TORCH_SPEC"
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[dev,cluster,baselines,stats,minari,docs]" "$TORCH_SPEC"
   touch "$stamp"
 fi
