@@ -241,6 +241,7 @@ def test_pe_ts_and_its_adaptive_variants_train_and_evaluate_through_the_cli(cli,
     assert code == 0, err
     result = json.loads((run / "eval.json").read_text())
     assert np.isfinite(result["mean"]) and np.isfinite(result["pred_error_after"])
+    assert result["open_loop_before"] == result["open_loop_after"]  # MB does not adapt
     # PE-TS + GrBAL / MB+DE (members adapted one by one) and PE-TS + ReBAL (one state, every member).
     for algo in ("grbal", "mbde", "rebal"):
         code, _, err = cli("train", "--env", PENDULUM, "--algo", algo, "--run-dir", tmp_path / algo, "--quiet",
@@ -250,6 +251,7 @@ def test_pe_ts_and_its_adaptive_variants_train_and_evaluate_through_the_cli(cli,
         assert code == 0, (algo, err)
         result = json.loads((tmp_path / algo / "eval.json").read_text())
         assert np.isfinite(result["mean"]) and result["pred_error_after"] <= 1.5 * result["pred_error_before"], algo
+        assert len(result["open_loop_after"]) == 8 and np.isfinite(result["open_loop_after"]).all(), algo  # 1..K ahead
     code, _, err = cli("train", "--env", PENDULUM, "--algo", "mole", "--run-dir", tmp_path / "r", "--quiet",
                        "--set", "model.ensemble=3")  # fmt: skip
     one_line_error(code, err, "model.ensemble > 1", "--algo mb, mbde, grbal, rebal")

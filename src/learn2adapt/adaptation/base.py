@@ -175,6 +175,36 @@ class AdaptationRule(ABC):
             out[name] = float(err)
         return out
 
+    def open_loop_errors(self, segments: Window, past: int) -> dict[str, list[float]]:
+        """Open-loop error along the future part of segments, before vs after adaptation.
+
+        What the planner relies on (issue 37): from the first future state, the model is fed its
+        own predictions under the recorded actions for the rest of the segment, and compared
+        with the states that occurred. ``out[name][h - 1]`` is the mean squared error ``h``
+        steps ahead, in normalised state units (the observation's standard deviation, since
+        errors compound in the state, not in the one-step change). A model whose one-step error
+        falls with adaptation can still drift further over the horizon.
+        """
+        obs, act, nxt = (x.to(self.device) for x in (segments.obs, segments.act, segments.next_obs))
+        b, horizon = obs.shape[0], obs.shape[1] - past
+        scale = self.normalizer.obs_std
+        out = {}
+        for name, count in (("before", 0), ("after", past)):
+            recent = Window(
+                obs[:, :past],
+                act[:, :past],
+                nxt[:, :past],
+                torch.full((b,), count, dtype=torch.long, device=self.device),
+            )
+            predict = self.mean_predictor(recent)
+            state, errors = obs[:, past : past + 1], []
+            with torch.no_grad():
+                for h in range(horizon):
+                    state = predict(state, act[:, past + h : past + h + 1])
+                    errors.append(float(((state - nxt[:, past + h : past + h + 1]) / scale).pow(2).mean()))
+            out[name] = errors
+        return out
+
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {"module": self.module.state_dict()}
         if self.optimizer is not None:

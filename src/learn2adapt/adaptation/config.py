@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+#: How GrBAL scores the adapted model on the K future transitions (``adaptation.meta_loss``).
+META_LOSSES = ("one-step", "open-loop")
 #: How MB+DE gets its test-time step size and number of steps (``adaptation.de_select``).
 DE_SELECT = ("fixed", "validation")
 
@@ -91,6 +93,12 @@ class AdaptationConfig:
         default=False,
         metadata={
             "help": "GrBAL / MB+DE online: keep the fitted model for an environment (an ensemble member) whose inner step raised the loss on its own adaptation window (an overshoot, e.g. on states far from the training data); meta-training unchanged; settable at test time (eval --set)"
+        },
+    )
+    meta_loss: str = field(
+        default="one-step",
+        metadata={
+            "help": "GrBAL (and MOLe's prior) meta-training score of the adapted model on the K future transitions: one-step (each predicted from the true state, the paper's) | open-loop (the adapted model fed its own predictions under the recorded actions, as the planner uses it; docs/algorithms/grbal.md)"
         },
     )
     inner_impl: str = field(

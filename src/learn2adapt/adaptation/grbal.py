@@ -41,7 +41,15 @@ import torch
 from torch import nn
 
 from learn2adapt.adaptation.base import AdaptationRule
-from learn2adapt.adaptation.inner_update import StepSize, adapted_forward, normalised, resolve_impl
+from learn2adapt.adaptation.inner_update import (
+    Params,
+    StepSize,
+    adapt_batched,
+    adapt_vmap,
+    adapted_forward,
+    normalised,
+    resolve_impl,
+)
 from learn2adapt.adaptation.online import GuardCount, adapted_predictor
 from learn2adapt.data.normalizer import Normalizer
 from learn2adapt.data.segment_sampler import SegmentSampler, short_past_counts, split_segment_starts
@@ -98,6 +106,13 @@ class GrBAL(AdaptationRule):
         self.impl = resolve_impl(self.adapt_cfg.inner_impl, self.step_size, self.adapt_cfg.inner_steps)
         if self.members and self.impl not in ("lowrank", "batched"):
             raise ConfigError("GrBAL on an ensemble uses adaptation.inner_impl = lowrank or batched (or auto)")
+        if self.adapt_cfg.meta_loss == "open-loop":
+            if self.members:
+                raise ConfigError("adaptation.meta_loss=open-loop is implemented for a single model (model.ensemble=1)")
+            # The rollout needs theta' itself, which the fused low-rank and reference paths never form.
+            if self.adapt_cfg.inner_impl in ("lowrank", "loop"):
+                raise ConfigError("adaptation.meta_loss=open-loop needs adaptation.inner_impl = batched, vmap or auto")
+            self.impl = "vmap" if self.impl == "vmap" else "batched"
 
     @property
     def members(self) -> int:
@@ -156,7 +171,15 @@ class GrBAL(AdaptationRule):
         their normalised targets (inputs ``(..., M+K, dim)``; an ensemble's ``(members, S, M+K, dim)``)."""
         cfg = self.adapt_cfg
         m = cfg.past
+        first_order = cfg.first_order if first_order is None else first_order
         x, y = normalised(self.model, obs, act, next_obs)
+        if cfg.meta_loss == "open-loop":
+            adapt = adapt_vmap if self.impl == "vmap" else adapt_batched
+            theta = adapt(
+                self.model.net, self.model.params(), x[..., :m, :], y[..., :m, :], past_mask, self.step_size,
+                cfg.inner_steps, first_order,
+            )  # fmt: skip
+            return self._open_loop(theta, obs, act, m), y[..., m:, :]
         out = adapted_forward(
             self.model.net,
             self.model.params(),
@@ -166,10 +189,24 @@ class GrBAL(AdaptationRule):
             x[..., m:, :],
             self.step_size,
             cfg.inner_steps,
-            cfg.first_order if first_order is None else first_order,
+            first_order,
             impl or self.impl,
         )
         return out, y[..., m:, :]
+
+    def _open_loop(self, theta: Params, obs: torch.Tensor, act: torch.Tensor, m: int) -> torch.Tensor:
+        """``adaptation.meta_loss=open-loop``: the adapted model rolled out from the first future
+        state under the recorded actions, each of its states ``s'_k`` written as the normalised
+        change from the true state ``s_k``. Against the one-step target ``norm(s_{k+1} - s_k)`` the
+        difference is then ``(s'_{k+1} - s_{k+1}) / std(delta)``: the one-step error at ``k = 0``
+        and the compounded error the planner sees after that, in the same units."""
+        assert isinstance(self.model, MLPDynamics)  # _build refuses an ensemble
+        norm, true = self.model.normalizer, obs[..., m:, :]
+        state, out = true[..., :1, :], []
+        for k in range(true.shape[-2]):
+            state = self.model.predict(state, act[..., m + k : m + k + 1, :], theta)
+            out.append(norm.norm_delta(state - true[..., k : k + 1, :]))
+        return torch.cat(out, dim=-2)
 
     def post_adapt_error(self, obs: torch.Tensor, act: torch.Tensor, next_obs: torch.Tensor) -> torch.Tensor:
         """MSE of the adapted prediction on the K future transitions of segments ``(S, M+K, ...)``

@@ -98,6 +98,11 @@ class TaskResult:
     pred_error_before: float = float("nan")
     #: The same, with the model adapted to the M past transitions.
     pred_error_after: float = float("nan")
+    #: Open-loop error 1..K steps ahead (the model fed its own predictions under the recorded
+    #: actions; normalised state units; :meth:`~learn2adapt.adaptation.base.AdaptationRule.open_loop_errors`)
+    #: with the prior and with the adapted model, on the same segments; empty where not measured.
+    open_loop_before: list[float] = field(default_factory=list)
+    open_loop_after: list[float] = field(default_factory=list)
     #: Locomotion families: each episode's mean forward velocity of the root (m/s), so a return
     #: can be placed (a cheetah that does not move vs one that runs); empty otherwise.
     velocities: list[float] = field(default_factory=list)
@@ -203,6 +208,15 @@ class EvalResult:
         return (float(np.mean(before)) if before else float("nan"), float(np.mean(after)) if after else float("nan"))
 
     @property
+    def open_loop(self) -> dict[str, list[float]]:
+        """Open-loop error by steps ahead (before / after adaptation), averaged over the test tasks that measured it."""
+        out = {}
+        for name in ("before", "after"):
+            curves = [getattr(t, f"open_loop_{name}") for t in self.tasks if getattr(t, f"open_loop_{name}")]
+            out[name] = [float(v) for v in np.mean(curves, axis=0)] if curves else []
+        return out
+
+    @property
     def reward_error(self) -> float:
         """The learned reward's error (:attr:`TaskResult.reward_error`), averaged over test tasks."""
         errors = [t.reward_error for t in self.tasks if math.isfinite(t.reward_error)]
@@ -213,6 +227,8 @@ class EvalResult:
         out["mean"], out["ci95"] = mean_ci95(self.all_returns)
         out["pred_error_before"], out["pred_error_after"] = self.pred_error
         out["reward_error"] = self.reward_error
+        open_loop = self.open_loop
+        out["open_loop_before"], out["open_loop_after"] = open_loop["before"], open_loop["after"]
         return out
 
     @classmethod
@@ -223,6 +239,8 @@ class EvalResult:
                 t["returns"],
                 pred_error_before=t.get("pred_error_before", float("nan")),
                 pred_error_after=t.get("pred_error_after", float("nan")),
+                open_loop_before=t.get("open_loop_before", []),
+                open_loop_after=t.get("open_loop_after", []),
                 velocities=t.get("velocities", []),
                 guard_reverted=t.get("guard_reverted", float("nan")),
                 reward_error=t.get("reward_error", float("nan")),
@@ -362,8 +380,9 @@ def _assignment_measures(out: Recall, episodes: Sequence[Episode], models: Seque
 
 def prediction_errors(
     st: RunState, episodes: Sequence[Episode], rng: np.random.Generator, max_segments: int = PRED_SEGMENTS
-) -> tuple[float, float]:
-    """(before, after) error of ``st.rule`` on M+K segments of ``episodes`` (NaN if none fits)."""
+) -> tuple[float, float, dict[str, list[float]]]:
+    """(before, after) one-step error of ``st.rule`` on M+K segments of ``episodes`` (NaN if none
+    fits), and on the same segments the open-loop error 1..K steps ahead (empty if none fits)."""
     past, future = st.cfg.adaptation.past, st.cfg.adaptation.future
     buf = TrajectoryBuffer(st.buffer.obs_dim, st.buffer.act_dim, capacity=sum(len(e) for e in episodes) or 1)
     for ep in episodes:
@@ -371,13 +390,13 @@ def prediction_errors(
     try:
         sampler = SegmentSampler(buf, past + future, st.rule.device)
     except NotEnoughSegments:
-        return float("nan"), float("nan")
+        return float("nan"), float("nan"), {"before": [], "after": []}
     starts = sampler.starts
     if starts.size > max_segments:
         starts = np.sort(rng.choice(starts, size=max_segments, replace=False))
     segments = sampler.gather(starts)
     errors = st.rule.segment_errors(segments, past)
-    return float(errors["before"]), float(errors["after"])
+    return float(errors["before"]), float(errors["after"]), st.rule.open_loop_errors(segments, past)
 
 
 def learned_reward_error(model: LearnedReward, episodes: Sequence[Episode]) -> float:
@@ -478,7 +497,8 @@ def evaluate(
                 if guard_count is not None:
                     tr.guard_reverted = guard_count.fraction()  # before prediction_errors adapts again
                 if measure_model and isinstance(st, RunState):
-                    tr.pred_error_before, tr.pred_error_after = prediction_errors(st, episodes, rng)
+                    tr.pred_error_before, tr.pred_error_after, open_loop = prediction_errors(st, episodes, rng)
+                    tr.open_loop_before, tr.open_loop_after = open_loop["before"], open_loop["after"]
                     if st.reward_model is not None:
                         tr.reward_error = learned_reward_error(st.reward_model, episodes)
                 result.tasks.append(tr)
