@@ -16,6 +16,7 @@ from learn2adapt.adaptation.dynamic_eval import DE_LR_GRID, DE_STEPS_GRID, Dynam
 from learn2adapt.adaptation.grbal import GrBAL
 from learn2adapt.adaptation.inner_update import adapted_forward, normalised
 from learn2adapt.adaptation.mb import ModelBased
+from learn2adapt.adaptation.online import online_params
 from learn2adapt.data.recent_history import RecentHistory
 from learn2adapt.errors import ConfigError
 from learn2adapt.models.config import FitConfig, ModelConfig
@@ -311,6 +312,41 @@ def test_the_guard_keeps_the_fitted_model_where_the_step_overshoots(online_rule)
     guarded.predictor(recent)
     assert guarded.guard_count.checked == 6 and guarded.guard_count.fraction() == 1.0
     assert np.isnan(huge.guard_count.fraction())  # no guard, nothing counted
+
+
+@pytest.mark.parametrize("guard", [False, True])
+def test_online_layers_adapt_only_the_last_layers_with_full_adaptations_step(guard):
+    """One inner step's gradient for the last layer does not depend on whether the earlier layers
+    move too, so adapting only the last layer gives exactly full adaptation's last layer, with
+    the earlier layers theta*'s own tensors (shared, so the planner keeps them packed)."""
+    rule = tiny_rule(torch.float32, activation="relu", step_size="per_parameter", guard=guard)
+    obs, act, nxt = windows(3)
+    recent = Window(obs, act, nxt, torch.tensor([M, 2, 0]))
+    full = online_params(rule.model, recent, rule.step_size, guard=guard)
+    last = online_params(rule.model, recent, rule.step_size, guard=guard, layers=1)
+    assert full is not None and last is not None
+    fitted = rule.model.params()
+    n = rule.model.net.num_layers
+    for i in range(n - 1):
+        assert last[f"w{i}"] is fitted[f"w{i}"] and last[f"b{i}"] is fitted[f"b{i}"]
+        assert full[f"w{i}"].shape[0] == 3  # per environment
+    torch.testing.assert_close(last[f"w{n - 1}"], full[f"w{n - 1}"])
+    torch.testing.assert_close(last[f"b{n - 1}"], full[f"b{n - 1}"])
+    # As many layers as the network has (or more) is full adaptation.
+    every = online_params(rule.model, recent, rule.step_size, guard=guard, layers=n + 1)
+    assert every is not None and all(torch.equal(every[k], full[k]) for k in full)
+    # Through the rule's option the planner predicts with it; an environment with no history keeps theta*.
+    rule.adapt_cfg.online_layers = 1
+    s, a = candidates(3)
+    got = rule.predictor(recent)(s, a)
+    torch.testing.assert_close(got[2], rule.model.predict(s, a)[2], rtol=1e-6, atol=1e-6)
+    assert not torch.allclose(got[0], rule.model.predict(s, a)[0], atol=1e-4)
+
+
+def test_online_layers_are_refused_for_an_ensemble():
+    cfg = AdaptationConfig(past=M, future=K, online_layers=1)
+    with pytest.raises(ConfigError, match="online_layers is implemented for a single model"):
+        GrBAL(OBS, ACT, ModelConfig(hidden=[8, 8], ensemble=3), FitConfig(), cfg)
 
 
 def test_the_guard_decides_per_ensemble_member_and_environment():

@@ -101,6 +101,13 @@ class AdaptationConfig:
             "help": "GrBAL (and MOLe's prior) meta-training score of the adapted model on the K future transitions: one-step (each predicted from the true state, the paper's) | open-loop (the adapted model fed its own predictions under the recorded actions, as the planner uses it; docs/algorithms/grbal.md)"
         },
     )
+    online_layers: int = field(
+        default=0,
+        metadata={
+            "nonnegative": True,
+            "help": "GrBAL / MB+DE online: adapt only the last N layers at each control step (0: all); the others stay theta*'s, shared by every environment, so planning runs them packed and fused; meta-training unchanged; settable at test time (eval --set)",
+        },
+    )
     inner_impl: str = field(
         default="auto",
         metadata={

@@ -37,6 +37,7 @@ from learn2adapt.adaptation.mb import ModelBased
 from learn2adapt.adaptation.online import GuardCount, adapted_predictor
 from learn2adapt.data.segment_sampler import SegmentSampler, split_segment_starts
 from learn2adapt.data.trajectory_buffer import TrajectoryBuffer
+from learn2adapt.errors import ConfigError
 from learn2adapt.types import PredictFn, Window
 
 #: Step sizes and numbers of steps tried by ``adaptation.de_select = "validation"``.
@@ -60,6 +61,8 @@ class DynamicEvaluation(ModelBased):
         #: How often ``adaptation.guard`` reverted an online step (read per task by the evaluation).
         self.guard_count = GuardCount()
         self._use(self.adapt_cfg.de_lr, self.adapt_cfg.inner_steps)
+        if self.model_cfg.ensemble > 1 and self.adapt_cfg.online_layers:
+            raise ConfigError("adaptation.online_layers is implemented for a single model (model.ensemble=1)")
 
     def _use(self, lr: float, steps: int) -> None:
         self.de_lr, self.de_steps = float(lr), int(steps)
@@ -112,11 +115,19 @@ class DynamicEvaluation(ModelBased):
             self._use(chosen["lr"], chosen["steps"])
 
     def predictor(self, recent: Window | None) -> PredictFn:
-        guard = self.adapt_cfg.guard
+        cfg = self.adapt_cfg
         return adapted_predictor(
-            self.model, recent, self.step_size, self.de_steps, guard=guard, guard_count=self.guard_count
+            self.model,
+            recent,
+            self.step_size,
+            self.de_steps,
+            guard=cfg.guard,
+            guard_count=self.guard_count,
+            layers=cfg.online_layers,
         )
 
     def mean_predictor(self, recent: Window | None) -> PredictFn:
-        guard = self.adapt_cfg.guard
-        return adapted_predictor(self.model, recent, self.step_size, self.de_steps, mean=True, guard=guard)
+        cfg = self.adapt_cfg
+        return adapted_predictor(
+            self.model, recent, self.step_size, self.de_steps, mean=True, guard=cfg.guard, layers=cfg.online_layers
+        )

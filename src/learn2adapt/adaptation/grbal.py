@@ -106,6 +106,8 @@ class GrBAL(AdaptationRule):
         self.impl = resolve_impl(self.adapt_cfg.inner_impl, self.step_size, self.adapt_cfg.inner_steps)
         if self.members and self.impl not in ("lowrank", "batched"):
             raise ConfigError("GrBAL on an ensemble uses adaptation.inner_impl = lowrank or batched (or auto)")
+        if self.members and self.adapt_cfg.online_layers:
+            raise ConfigError("adaptation.online_layers is implemented for a single model (model.ensemble=1)")
         if self.adapt_cfg.meta_loss == "open-loop":
             if self.members:
                 raise ConfigError("adaptation.meta_loss=open-loop is implemented for a single model (model.ensemble=1)")
@@ -289,9 +291,17 @@ class GrBAL(AdaptationRule):
     def predictor(self, recent: Window | None) -> PredictFn:
         cfg = self.adapt_cfg
         return adapted_predictor(
-            self.model, recent, self.step_size, cfg.inner_steps, guard=cfg.guard, guard_count=self.guard_count
+            self.model,
+            recent,
+            self.step_size,
+            cfg.inner_steps,
+            guard=cfg.guard,
+            guard_count=self.guard_count,
+            layers=cfg.online_layers,
         )
 
     def mean_predictor(self, recent: Window | None) -> PredictFn:
         cfg = self.adapt_cfg
-        return adapted_predictor(self.model, recent, self.step_size, cfg.inner_steps, mean=True, guard=cfg.guard)
+        return adapted_predictor(
+            self.model, recent, self.step_size, cfg.inner_steps, mean=True, guard=cfg.guard, layers=cfg.online_layers
+        )

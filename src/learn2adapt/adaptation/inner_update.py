@@ -189,15 +189,18 @@ def _layer_grads(
     y: torch.Tensor,
     mask: torch.Tensor | None,
     first_order: bool,
+    first: int = 0,
 ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """Per-segment layer inputs ``h_i (B, M, in)`` and ``G_i = dL_b/dz_i (B, M, out)``.
+    """Per-segment layer inputs ``h_i (B, M, in)`` and ``G_i = dL_b/dz_i (B, M, out)``, for the
+    layers from ``first`` on (the backward pass stops there).
 
     The per-segment losses are *summed* before differentiating, so each segment's
     ``G`` is the gradient of its own loss (segments share weights but not activations).
     """
     hs, zs = _trace(net, x, params)
+    hs, zs_from = hs[first:], zs[first:]
     loss = segment_losses(zs[-1], y, mask).sum()
-    gs = list(torch.autograd.grad(loss, zs, create_graph=not first_order))
+    gs = list(torch.autograd.grad(loss, zs_from, create_graph=not first_order))
     if first_order:  # FOMAML: the inner gradient is a constant of the outer problem
         hs = [h.detach() for h in hs]
     return hs, gs
@@ -213,17 +216,20 @@ def adapt_batched(
     step: StepSize,
     steps: int = 1,
     first_order: bool = False,
+    layers: int = 0,
 ) -> Params:
     """Adapted parameters with a leading batch dim (``W (B, in, out)``, ``b (B, out)``).
 
     An ensemble (``net.members``) takes ``x (members, B, M, in)`` and returns
-    ``W (members, B, in, out)``: each member adapted by its own inner step.
+    ``W (members, B, in, out)``: each member adapted by its own inner step. ``layers > 0``
+    adapts only the last ``layers`` layers; the others stay theta's (shared, unbatched).
     """
     p: Params = dict(params)
+    first = max(0, net.num_layers - layers) if layers > 0 else 0
     for _ in range(steps):
-        hs, gs = _layer_grads(net, p, x, y, mask, first_order)
-        new: Params = {}
-        for i, (h, g) in enumerate(zip(hs, gs)):
+        hs, gs = _layer_grads(net, p, x, y, mask, first_order, first)
+        new: Params = {n: p[n] for i in range(first) for n in (f"w{i}", f"b{i}")}
+        for i, (h, g) in enumerate(zip(hs, gs), start=first):
             w, b = f"w{i}", f"b{i}"
             dw, db = torch.matmul(h.transpose(-1, -2), g), g.sum(-2)
             # addcmul: one pass over the (B, in, out) tensors instead of a product then a difference

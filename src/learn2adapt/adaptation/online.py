@@ -57,8 +57,13 @@ def online_params(
     steps: int = 1,
     guard: bool = False,
     guard_count: GuardCount | None = None,
+    layers: int = 0,
 ) -> Params | None:
     """Per-environment adapted parameters ``(E, ...)`` from theta* and the recent windows.
+
+    ``layers > 0`` (``adaptation.online_layers``) adapts only the last ``layers`` layers: the
+    others stay theta*'s own tensors, shared by every environment, so the planner runs them
+    as one packed, fused product instead of a per-environment batched one (issue 38).
 
     An ensemble's are ``(members, E, ...)``: every member takes its own step on the same window.
     With ``guard``, an environment (member) whose adapted loss on its window exceeds theta*'s
@@ -82,13 +87,14 @@ def online_params(
         x, y = normalised(model, obs, act, nxt)
         if model.net.members:
             x, y = (t.expand(model.net.members, *t.shape) for t in (x, y))
-        adapted = adapt_batched(model.net, theta, x, y, mask, step, steps, first_order=True)
+        adapted = adapt_batched(model.net, theta, x, y, mask, step, steps, first_order=True, layers=layers)
     if guard:
         adapted, keep = keep_improving(model.net, theta, adapted, x, y, mask)
         if guard_count is not None:
             guard_count.add(keep)
-    out = {n: v.detach() for n, v in adapted.items()}
-    onednn.mark_reused(out.values())  # one plan reads them H x iterations times: pack once
+    fitted = model.params()
+    out = {n: fitted[n] if v is theta[n] else v.detach() for n, v in adapted.items()}
+    onednn.mark_reused([v for n, v in out.items() if v is not fitted[n]])  # read H x iterations times: pack once
     return out
 
 
@@ -111,6 +117,9 @@ def keep_improving(
     keep = after <= before  # NaN: not kept
     out: Params = {}
     for name, new in adapted.items():
+        if new is theta[name]:  # a layer left unadapted (``layers``): nothing to choose
+            out[name] = new
+            continue
         old = per_batch(theta[name], new, -3 if name.startswith("w") else -2)
         out[name] = torch.where(keep.view(*keep.shape, *([1] * (new.dim() - keep.dim()))), new, old)
     return out, keep
@@ -124,12 +133,13 @@ def adapted_predictor(
     mean: bool = False,
     guard: bool = False,
     guard_count: GuardCount | None = None,
+    layers: int = 0,
 ) -> PredictFn:
     """A planner's ``predict`` using per-environment adapted parameters (see :func:`online_params`).
 
     An ensemble's predictor samples (trajectory sampling); ``mean=True`` gives its members'
     mean prediction instead (prediction-error measurements).
     """
-    params = None if recent is None else online_params(model, recent, step, steps, guard, guard_count)
+    params = None if recent is None else online_params(model, recent, step, steps, guard, guard_count, layers)
     forward = model.predict_mean if mean and isinstance(model, EnsembleDynamics) else model.predict
     return forward if params is None else AdaptedPredictor(forward, params)

@@ -32,10 +32,10 @@ from learn2adapt.run.loop import RunState, build_rule
 ENV = "learn2adapt/HalfCheetahDisabledJoint-v0"
 
 
-def _run(algo: str, device: str) -> RunState:
+def _run(algo: str, device: str, *overrides: str) -> RunState:
     cfg = preset_config(ENV, "paper", "grbal")
     cfg.algo = algo  # MB on GrBAL's network and planner: the same plan without adaptation
-    cfg = apply_overrides(cfg, [f"device={device}"]).validate()
+    cfg = apply_overrides(cfg, [f"device={device}", *overrides]).validate()
     env = make_env(cfg.env)
     torch.manual_seed(0)
     rule = build_rule(cfg, env)
@@ -62,10 +62,14 @@ def _loop(ctrl: Controller, env, steps: int, seed: int) -> tuple[list[float], li
 def run(device: str = "cpu", steps: int = 150, blocks: int = 3, deadline_ms: float = 50.0) -> dict[str, float]:
     """Closed-loop ``act`` latencies (ms) with and without adaptation, and under a deadline."""
     env = make_env(ENV)
-    adapted, plain = Controller(None, run=_run("grbal", device)), Controller(None, run=_run("mb", device))
-    timed: dict[str, list[float]] = {"adapted": [], "plain": []}
-    for b in range(blocks):  # alternate, so drifting load affects both alike
-        for name, ctrl in (("adapted", adapted), ("plain", plain)):
+    controllers = {
+        "adapted": Controller(None, run=_run("grbal", device)),
+        "plain": Controller(None, run=_run("mb", device)),
+        "last_layer": Controller(None, run=_run("grbal", device, "adaptation.online_layers=1")),
+    }
+    timed: dict[str, list[float]] = {name: [] for name in controllers}
+    for b in range(blocks):  # alternate, so drifting load affects all alike
+        for name, ctrl in controllers.items():
             timed[name] += _loop(ctrl, env, steps // blocks, seed=b)[0][5:]  # the first calls warm caches
     p = lambda xs, q: round(float(np.percentile(xs, q)), 3)  # noqa: E731
     out: dict[str, float] = {}
@@ -88,6 +92,9 @@ def run(device: str = "cpu", steps: int = 150, blocks: int = 3, deadline_ms: flo
         "plain_act_ms_p50": p(timed["plain"], 50),
         "plain_act_ms_p99": p(timed["plain"], 99),
         "adapted_over_plain_p50": round(p(timed["adapted"], 50) / p(timed["plain"], 50), 3),
+        "last_layer_act_ms_p50": p(timed["last_layer"], 50),
+        "last_layer_act_ms_p99": p(timed["last_layer"], 99),
+        "last_layer_over_plain_p50": round(p(timed["last_layer"], 50) / p(timed["plain"], 50), 3),
         **out,
     }
 
