@@ -9,8 +9,9 @@ from typing import Any
 from learn2adapt.adaptation import REGISTRY
 from learn2adapt.baselines import BaselineState, load_baseline, train_baseline
 from learn2adapt.errors import UserError
-from learn2adapt.run.config import RunConfig, load_config
+from learn2adapt.run.config import RunConfig
 from learn2adapt.run.loop import RunState, load_run, train, with_online_rule
+from learn2adapt.run.options import load_config
 from learn2adapt.run.run_dir import no_config_error
 
 #: What :func:`load_any` returns: both have ``cfg``, ``iteration``, ``train_env_steps`` and ``controller()``.

@@ -50,17 +50,11 @@ from learn2adapt.run.checkpoint import (
     save_checkpoint,
     tensors_to_arrays,
 )
-from learn2adapt.run.config import (
-    RunConfig,
-    apply_overrides,
-    check_device,
-    load_config,
-    save_config,
-    to_dict,
-)
+from learn2adapt.run.config import RunConfig, check_device
 from learn2adapt.run.eta import format_duration, remaining_seconds
 from learn2adapt.run.memory import check_run_memory
 from learn2adapt.run.metrics_log import MetricsLog
+from learn2adapt.run.options import apply_overrides, load_config, save_config, to_dict
 from learn2adapt.run.rollout import Policy, RandomPolicy, forward_velocities, run_episodes
 from learn2adapt.run.run_dir import (
     RunLock,
