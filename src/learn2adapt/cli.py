@@ -137,8 +137,8 @@ def _run_lock_if_possible(run_dir: Path) -> Iterator[None]:
 def _evaluate_run(args: argparse.Namespace) -> int:
     from learn2adapt.evaluation.protocol import add_to_protocol, evaluate, save_eval
     from learn2adapt.experiments.runs import load_any as load_run
-    from learn2adapt.run.loop import RunState, with_online_rule
     from learn2adapt.run.run_dir import check_writable
+    from learn2adapt.run.state import RunState, with_online_rule
 
     st = load_run(Path(args.run_dir))
     seed = st.cfg.seed if args.seed is None else args.seed
@@ -221,8 +221,8 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     from learn2adapt.evaluation.oracle import check_oracle
     from learn2adapt.experiments.runs import load_any as load_run
     from learn2adapt.run.config import check_schedule
-    from learn2adapt.run.loop import RunState, with_online_rule
     from learn2adapt.run.run_dir import atomic_write_text, check_writable
+    from learn2adapt.run.state import RunState, with_online_rule
 
     if args.episodes < 1 or args.every < 1 or (args.candidates is not None and args.candidates < 2):
         raise ConfigError("--episodes and --every must be >= 1, --candidates >= 2")
@@ -619,9 +619,9 @@ def _record_args(p: argparse.ArgumentParser) -> None:
 def cmd_record(args: argparse.Namespace) -> int:
     from learn2adapt.experiments.runs import load_any
     from learn2adapt.run.config import check_schedule
-    from learn2adapt.run.loop import RunState
     from learn2adapt.run.record import record
     from learn2adapt.run.run_dir import check_writable
+    from learn2adapt.run.state import RunState
 
     run = None
     if args.policy != "random":

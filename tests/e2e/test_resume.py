@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from learn2adapt.cli import main
-from learn2adapt.run.loop import load_run
+from learn2adapt.run.state import load_run
 
 # Iterations of about a second each, so the kill lands inside one.
 TRAIN = """

@@ -11,7 +11,7 @@ from learn2adapt.envs import make_env
 from learn2adapt.errors import ConfigError
 from learn2adapt.run import config
 from learn2adapt.run import presets as run_presets
-from learn2adapt.run.loop import build_planner, build_rule
+from learn2adapt.run.build import build_planner, build_rule
 from learn2adapt.run.presets import list_presets, preset_config
 
 FAMILIES = sorted(list_presets())

@@ -287,7 +287,7 @@ def evaluate_into(out_dir: Path, load: Callable[[], AnyRun], job: Job, tag: str)
         Whether anything was evaluated.
     """
     from learn2adapt.evaluation.protocol import evaluate, load_current, save_protocol, set_aside_stale
-    from learn2adapt.run.loop import RunState, with_online_rule
+    from learn2adapt.run.state import RunState, with_online_rule
 
     evaluated, run = False, None
     for planner in [None, *other_planners(job.config, job.eval_planners)]:
