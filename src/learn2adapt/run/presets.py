@@ -18,7 +18,7 @@ tables merge key by key):
    (``[paper.mb]``, ``[paper.rebal]``, ...), applied over the rest.
 
 ``tests/data/resolved_presets.json`` is the snapshot of every resolved preset
-(family x preset x algorithm); ``tests/test_presets.py`` checks the files still
+(family x preset x algorithm); ``tests/unit/test_presets.py`` checks the files still
 resolve to it, so a change of the files cannot silently change an experiment.
 """
 
