@@ -5,6 +5,9 @@ iteration collects with MPC and online adaptation active. After each
 collection the rule is (meta-)trained on all data so far, and a checkpoint of
 everything (model, optimiser, normaliser, data, RNG states) is written, so a
 killed run resumes from its last finished iteration with no collected data lost.
+
+The parts of a run are built by :mod:`learn2adapt.run.build`; its state and checkpoint are
+:mod:`learn2adapt.run.state`'s.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from learn2adapt.errors import (
     UserError,
 )
 from learn2adapt.moved import moved_attribute
-from learn2adapt.run import build, state
+from learn2adapt.run import build, state  # not their moved names: see _MOVED
 from learn2adapt.run.build import build_reward_model, child_seed, make_envs, run_env
 from learn2adapt.run.checkpoint import CHECKPOINT_NAME
 from learn2adapt.run.config import RunConfig
@@ -371,6 +374,8 @@ class _Iterations:
 
 
 #: Names that moved out of this module in 0.2, by new module: importable from here, with a warning, until 0.3.
+#: This module uses them as ``build.build_rule``, ``state.RunState``, ..., so that none is an attribute
+#: here and an old ``from learn2adapt.run.loop import build_rule`` reaches ``__getattr__``.
 _MOVED = {
     **{name: "learn2adapt.run.build" for name in ("build_planner", "build_rule", "mpc_agent")},
     **{name: "learn2adapt.run.state" for name in ("RunState", "load_run")},
