@@ -25,8 +25,9 @@ import torch
 from learn2adapt.data.trajectory_buffer import Episode, TrajectoryBuffer
 from learn2adapt.envs.catalog import make_env
 from learn2adapt.models.ensemble import EnsembleDynamics
-from learn2adapt.run.config import apply_overrides
-from learn2adapt.run.loop import build_rule, load_run
+from learn2adapt.run.build import build_rule
+from learn2adapt.run.options import apply_overrides
+from learn2adapt.run.state import load_run
 
 
 def first_episodes(buffer: TrajectoryBuffer, count: int) -> TrajectoryBuffer:

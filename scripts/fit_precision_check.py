@@ -24,7 +24,8 @@ from learn2adapt.allocator import keep_freed_memory
 from learn2adapt.benchmarks.timing import cpu_model
 from learn2adapt.envs import make_env
 from learn2adapt.models import ensemble, fitting, supervised
-from learn2adapt.run.loop import build_rule, load_run
+from learn2adapt.run.build import build_rule
+from learn2adapt.run.state import load_run
 
 #: Modules that call the shared fitting loop by name (patched to record each fit's history).
 _CALLERS = (grbal, rebal, supervised, ensemble)

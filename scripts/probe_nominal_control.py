@@ -31,8 +31,9 @@ import torch
 
 from learn2adapt.envs.catalog import make_env
 from learn2adapt.models.ensemble import EnsembleDynamics
-from learn2adapt.run.config import apply_overrides
-from learn2adapt.run.loop import build_rule, load_run, mpc_agent
+from learn2adapt.run.build import build_rule, mpc_agent
+from learn2adapt.run.options import apply_overrides
+from learn2adapt.run.state import load_run
 
 
 def own_data_error(model: Any, buffer: Any) -> float:

@@ -22,7 +22,7 @@ from learn2adapt.allocator import keep_freed_memory
 from learn2adapt.benchmarks.paper_run import paper_config
 from learn2adapt.data.trajectory_buffer import Episode, TrajectoryBuffer
 from learn2adapt.envs import make_env
-from learn2adapt.run.loop import build_rule
+from learn2adapt.run.build import build_rule
 
 
 def main() -> None:

@@ -34,7 +34,7 @@ def _env_of(args: argparse.Namespace) -> str:
     """``--env``, else the env a ``--preset FILE.toml`` names, else the one ``--offline FILE`` was recorded on,
     else :data:`DEFAULT_ENV`."""
     from learn2adapt.data.recorded import recorded_env
-    from learn2adapt.run.config import preset_env
+    from learn2adapt.run.presets import preset_env
 
     offline = getattr(args, "offline", None)
     recorded = recorded_env(Path(offline)) if offline and not (args.env or args.preset) else None
@@ -42,7 +42,8 @@ def _env_of(args: argparse.Namespace) -> str:
 
 
 def _resolve_config(args: argparse.Namespace):
-    from learn2adapt.run.config import apply_overrides, preset_config
+    from learn2adapt.run.options import apply_overrides
+    from learn2adapt.run.presets import preset_config
 
     cfg = preset_config(_env_of(args), args.preset or DEFAULT_PRESET, args.algo)
     apply_overrides(cfg, args.set or [])
@@ -136,8 +137,8 @@ def _run_lock_if_possible(run_dir: Path) -> Iterator[None]:
 def _evaluate_run(args: argparse.Namespace) -> int:
     from learn2adapt.evaluation.protocol import add_to_protocol, evaluate, save_eval
     from learn2adapt.experiments.runs import load_any as load_run
-    from learn2adapt.run.loop import RunState, with_online_rule
     from learn2adapt.run.run_dir import check_writable
+    from learn2adapt.run.state import RunState, with_online_rule
 
     st = load_run(Path(args.run_dir))
     seed = st.cfg.seed if args.seed is None else args.seed
@@ -190,7 +191,9 @@ def cmd_oracle(args: argparse.Namespace) -> int:
     from learn2adapt.envs import short_name
     from learn2adapt.evaluation.oracle import OracleRun
     from learn2adapt.evaluation.protocol import evaluate, save_eval
-    from learn2adapt.run.config import apply_overrides, check_schedule, preset_config
+    from learn2adapt.run.config import check_schedule
+    from learn2adapt.run.options import apply_overrides
+    from learn2adapt.run.presets import preset_config
     from learn2adapt.run.run_dir import check_writable
 
     if args.episodes is not None and args.episodes < 1:
@@ -218,8 +221,8 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     from learn2adapt.evaluation.oracle import check_oracle
     from learn2adapt.experiments.runs import load_any as load_run
     from learn2adapt.run.config import check_schedule
-    from learn2adapt.run.loop import RunState, with_online_rule
     from learn2adapt.run.run_dir import atomic_write_text, check_writable
+    from learn2adapt.run.state import RunState, with_online_rule
 
     if args.episodes < 1 or args.every < 1 or (args.candidates is not None and args.candidates < 2):
         raise ConfigError("--episodes and --every must be >= 1, --candidates >= 2")
@@ -259,7 +262,8 @@ def cmd_envs(args: argparse.Namespace) -> int:
     from learn2adapt.envs.catalog import describe_env
 
     if args.env or args.preset or args.set:  # one environment, as a run with these options sees it
-        from learn2adapt.run.config import apply_overrides, preset_config
+        from learn2adapt.run.options import apply_overrides
+        from learn2adapt.run.presets import preset_config
 
         # Not validated as a run (a reward is not needed to list tasks); make_env checks the task space.
         cfg = apply_overrides(preset_config(_env_of(args), args.preset or DEFAULT_PRESET, None), args.set or [])
@@ -287,7 +291,7 @@ def _envs_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_options(args: argparse.Namespace) -> int:
-    from learn2adapt.run.config import describe_options
+    from learn2adapt.run.options import describe_options
 
     cfg = _resolve_config(args)
     width = max(len(k) for k, _, _ in describe_options(cfg))
@@ -568,7 +572,7 @@ def cmd_video(args: argparse.Namespace) -> int:
 
 def _config_args(p: argparse.ArgumentParser) -> None:
     from learn2adapt.adaptation import ALGORITHMS
-    from learn2adapt.run.config import describe_presets  # the names in learn2adapt/presets/
+    from learn2adapt.run.presets import describe_presets  # the names in learn2adapt/presets/
 
     p.add_argument("--env", default=None, help=f"environment id (see `learn2adapt envs`; default {DEFAULT_ENV})")
     p.add_argument("--algo", default=None, help=f"{' | '.join(ALGORITHMS)} (default: the preset's, else mb)")
@@ -615,9 +619,9 @@ def _record_args(p: argparse.ArgumentParser) -> None:
 def cmd_record(args: argparse.Namespace) -> int:
     from learn2adapt.experiments.runs import load_any
     from learn2adapt.run.config import check_schedule
-    from learn2adapt.run.loop import RunState
     from learn2adapt.run.record import record
     from learn2adapt.run.run_dir import check_writable
+    from learn2adapt.run.state import RunState
 
     run = None
     if args.policy != "random":
@@ -796,7 +800,7 @@ def _job_args(p: argparse.ArgumentParser) -> None:
     """The options of every command that trains and evaluates many runs (compare, sweep)."""
     from learn2adapt.experiments.compare import STORAGES
     from learn2adapt.experiments.runner import RUNNERS
-    from learn2adapt.run.config import describe_presets  # the names in learn2adapt/presets/
+    from learn2adapt.run.presets import describe_presets  # the names in learn2adapt/presets/
 
     p.add_argument("--env", default="learn2adapt/PendulumVaried-v0", help="environment id (see `learn2adapt envs`)")
     p.add_argument("--preset", default="quick", help=f"preset of the environment family: {describe_presets()}")
@@ -857,7 +861,7 @@ def _claims_args(p: argparse.ArgumentParser) -> None:
 
 def _oracle_args(p: argparse.ArgumentParser) -> None:
     from learn2adapt.adaptation import ALGORITHMS
-    from learn2adapt.run.config import describe_presets  # the names in learn2adapt/presets/
+    from learn2adapt.run.presets import describe_presets  # the names in learn2adapt/presets/
 
     p.add_argument(
         "--env", default=None, help=f"a MuJoCo environment id (see `learn2adapt envs`; default {DEFAULT_ENV})"

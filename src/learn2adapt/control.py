@@ -34,7 +34,8 @@ from typing import Any
 import numpy as np
 
 from learn2adapt.errors import ConfigError
-from learn2adapt.run.loop import RunState, load_run, mpc_agent, run_env
+from learn2adapt.run.build import mpc_agent, run_env
+from learn2adapt.run.state import RunState, load_run
 
 #: Plans timed to find the smallest plan a deadline must allow.
 CALIBRATION_PLANS = 5

@@ -1,9 +1,13 @@
-"""Modules that moved in 0.2 (issue 41), importable under their old names for one release.
+"""Modules and names that moved in 0.2 (issue 41), importable under their old names for one release.
 
 ``import learn2adapt.training.config`` still works and gives the module that is now
 ``learn2adapt.run.config`` (the same object, so patches and ``isinstance`` checks agree), with a
 :class:`DeprecationWarning` that names the new home. The old names go in 0.3. CHANGELOG.md lists
 every moved public name.
+
+A user-facing name that moved to another module (``learn2adapt.run.loop.build_rule``, now in
+:mod:`learn2adapt.run.build`) is still found in the old one, with the same warning: the old
+module's ``__getattr__`` lists its moved names and calls :func:`moved_attribute`.
 
 This module imports nothing of ours at import time, so it sits at the bottom of the layers: the
 alias is resolved by :mod:`importlib` only when an old name is imported.
@@ -16,8 +20,9 @@ import importlib.abc
 import importlib.machinery
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from types import ModuleType
+from typing import Any
 
 #: Old package prefix -> new one: every module below the old one moved with it.
 MOVED_PACKAGES = {"learn2adapt.training": "learn2adapt.run"}
@@ -75,6 +80,26 @@ class _MovedFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     def exec_module(self, module: ModuleType) -> None:
         # The module already ran under its new name; importlib only replaced its __spec__.
         module.__spec__ = module.__spec__.loader_state[1]  # type: ignore[union-attr]
+
+
+def moved_attribute(module: str, name: str, moved: Mapping[str, str]) -> Any:
+    """``name`` of ``module`` where it moved (``moved``: name -> new module), with a :class:`DeprecationWarning`.
+
+    What a module's ``__getattr__`` returns for the names that left it, so that
+    ``from learn2adapt.run.loop import build_rule`` still works for one release. The new module is
+    imported only then, by :mod:`importlib`, as the old module names are.
+
+    Raises:
+        AttributeError: ``name`` is not one of ``moved`` (as for any missing attribute).
+    """
+    if name not in moved:
+        raise AttributeError(f"module {module!r} has no attribute {name!r}")
+    warnings.warn(
+        f"{module}.{name} moved to {moved[name]}.{name}; import it from there (the old name goes in learn2adapt 0.3)",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return getattr(importlib.import_module(moved[name]), name)
 
 
 def install() -> None:

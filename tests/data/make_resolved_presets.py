@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 from learn2adapt.adaptation import ALGORITHMS
-from learn2adapt.run.config import list_presets, preset_config
+from learn2adapt.run.presets import list_presets, preset_config
 
 PATH = Path(__file__).with_name("resolved_presets.json")
 

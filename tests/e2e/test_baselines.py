@@ -62,7 +62,8 @@ def test_a_baseline_from_a_gpu_resumes_here_with_set_device(cli, one_line_error,
 
 def test_the_checkpoint_hook_runs_once_per_checkpoint(tmp_path: Path) -> None:
     from learn2adapt.baselines.sb3 import train_baseline
-    from learn2adapt.run.config import apply_overrides, preset_config
+    from learn2adapt.run.options import apply_overrides
+    from learn2adapt.run.presets import preset_config
 
     cfg = apply_overrides(preset_config(PENDULUM, "quick", "ppo"), [*TINY, "baseline.steps=200"])
     calls: list[int] = []

@@ -8,9 +8,11 @@ import torch
 
 from learn2adapt.envs import make_env
 from learn2adapt.evaluation.protocol import evaluate
-from learn2adapt.run.config import RunConfig, apply_overrides
-from learn2adapt.run.loop import load_run, train
+from learn2adapt.run.config import RunConfig
+from learn2adapt.run.loop import train
+from learn2adapt.run.options import apply_overrides
 from learn2adapt.run.rollout import RandomPolicy, run_episodes
+from learn2adapt.run.state import load_run
 from tests.conftest import PENDULUM, as_sets
 
 SMALL = [

@@ -108,7 +108,7 @@ def test_resume_refuses_options_that_cannot_change(cli, one_line_error, run: Pat
 
 
 def test_resume_extends_a_finished_run(cli, run: Path) -> None:
-    from learn2adapt.run.loop import load_run
+    from learn2adapt.run.state import load_run
 
     code, _, err = cli("train", "--resume", run, "--quiet", "--set", "iterations=2")
     assert code == 0, err
@@ -120,7 +120,7 @@ def test_resume_extends_a_finished_run(cli, run: Path) -> None:
 def test_a_run_extended_by_resume_is_the_run_trained_to_that_length(cli, tmp_path: Path, algo: str) -> None:
     # What the equal-samples study rests on: a run taken to N iterations by `--resume --set
     # iterations=N` is the run trained to N in one go (model, data and training log).
-    from learn2adapt.run.loop import load_run
+    from learn2adapt.run.state import load_run
 
     args = ("--env", PENDULUM, "--algo", algo, "--quiet", *as_sets(TINY))
     whole, extended = tmp_path / "whole", tmp_path / "extended"
@@ -172,7 +172,7 @@ def _as_if_it_ran_on(run: Path, device: str, legacy_digest: bool = False) -> Non
     learn2adapt 0.1 wrote there (a configuration digest that counts the device), resuming a run
     whose config.json an earlier version wrote (as if without ``nominal``, which 0.1 knew)."""
     from learn2adapt.run.checkpoint import load_checkpoint, save_checkpoint
-    from learn2adapt.run.loop import LEGACY_LEFT_OUT, config_digest
+    from learn2adapt.run.digest import LEGACY_LEFT_OUT, config_digest
 
     path = run / "config.json"
     saved = json.loads(path.read_text())
@@ -198,7 +198,7 @@ def _on_device(st, device: str) -> bool:
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_a_run_from_a_gpu_resumes_here_only_with_set_device(cli, one_line_error, run: Path) -> None:
-    from learn2adapt.run.loop import load_run
+    from learn2adapt.run.state import load_run
 
     _as_if_it_ran_on(run, "cuda")
     before = _snapshot(run)
@@ -224,7 +224,7 @@ def test_a_run_from_a_gpu_resumes_here_only_with_set_device(cli, one_line_error,
 def test_a_comparison_begun_on_a_gpu_goes_on_here(cli, tmp_path: Path) -> None:
     # Its run was stopped after its last checkpoint, before DONE, on a GPU machine: the same
     # compare command here resumes it on the CPU instead of refusing it as another configuration.
-    from learn2adapt.run.loop import load_run
+    from learn2adapt.run.state import load_run
 
     out = tmp_path / "cmp"
     args = ("compare", "--env", PENDULUM, "--seeds", "1", "--algos", "mb", "--episodes", "1", "--out", out, "--quiet")
@@ -243,7 +243,7 @@ def test_a_comparison_begun_on_a_gpu_goes_on_here(cli, tmp_path: Path) -> None:
 @pytest.mark.parametrize("moved", [False, True])
 def test_a_checkpoint_whose_digest_counts_the_device_still_resumes(cli, run: Path, moved: bool) -> None:
     # Written by learn2adapt 0.1 on this machine (moved=False) or on a GPU one (config.json says cuda).
-    from learn2adapt.run.loop import load_run
+    from learn2adapt.run.state import load_run
 
     moved = moved and not torch.cuda.is_available()
     _as_if_it_ran_on(run, "cuda" if moved else "cpu", legacy_digest=True)
@@ -258,7 +258,8 @@ def test_a_moved_run_stopped_before_its_next_checkpoint_still_resumes(cli, run: 
     # config.json is rewritten with the new device before the first iteration: the 0.1 checkpoint
     # kept until then must match it, or the run could no more be resumed.
     from learn2adapt.run.checkpoint import load_checkpoint
-    from learn2adapt.run.loop import config_digest, load_run
+    from learn2adapt.run.digest import config_digest
+    from learn2adapt.run.state import load_run
 
     _as_if_it_ran_on(run, "cuda:7", legacy_digest=True)  # moved with --set device=cpu, whatever this machine has
     with monkeypatch.context() as m:
@@ -367,7 +368,7 @@ def test_a_run_written_before_an_option_existed_still_loads_and_resumes(
     # config.json was written (so it lacks both, loaded with their defaults: no edit of the run),
     # and its checkpoint written by a version that knew none of them, or nominal only.
     from learn2adapt.run.checkpoint import load_checkpoint, save_checkpoint
-    from learn2adapt.run.loop import config_digest
+    from learn2adapt.run.digest import config_digest
 
     path = run / "config.json"
     saved = json.loads(path.read_text())
@@ -605,7 +606,7 @@ def test_sigterm_and_sigint_stop_cleanly_name_the_run_and_resume(tmp_path: Path,
     assert len(lines) == 1 and str(run) in lines[0] and "RUN_DIR" not in lines[0], err
     assert f"learn2adapt train --resume {run}" in lines[0]
     assert not list(run.glob(".*.tmp")) and not (run / "DONE").exists()
-    from learn2adapt.run.loop import load_run
+    from learn2adapt.run.state import load_run
 
     assert load_run(run).iteration >= 0  # the last checkpoint loads
 

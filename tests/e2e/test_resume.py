@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from learn2adapt.cli import main
-from learn2adapt.run.loop import load_run
+from learn2adapt.run.state import load_run
 
 # Iterations of about a second each, so the kill lands inside one.
 TRAIN = """
@@ -78,8 +78,9 @@ def test_sigkill_mid_iteration_then_resume_keeps_every_transition(tmp_path, caps
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
-    from learn2adapt.run.config import RunConfig, apply_overrides
+    from learn2adapt.run.config import RunConfig
     from learn2adapt.run.loop import train
+    from learn2adapt.run.options import apply_overrides
 
     run_dir = tmp_path_factory.mktemp("ckpt") / "run"
     cfg = apply_overrides(

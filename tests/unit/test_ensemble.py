@@ -248,8 +248,9 @@ def test_the_pets_workload_benchmark_runs_at_tiny_sizes() -> None:
 def test_the_bf16_check_of_an_ensemble_run_compares_precision_not_sampling_noise(tmp_path) -> None:
     """``bench --run`` on a PE-TS run: the same answer twice, and bf16 ranks candidates as fp32 does."""
     from learn2adapt.benchmarks.planning import bf16_agreement_on_run
-    from learn2adapt.run.config import RunConfig, apply_overrides
+    from learn2adapt.run.config import RunConfig
     from learn2adapt.run.loop import train
+    from learn2adapt.run.options import apply_overrides
     from tests.conftest import PENDULUM, TINY_RUN
 
     cfg = apply_overrides(
@@ -275,8 +276,9 @@ def test_the_bf16_check_of_an_ensemble_run_compares_precision_not_sampling_noise
 def test_bad_ensemble_options_are_refused_with_what_to_write(changes, message) -> None:
     """Refused before a run directory is touched (the config, then the parts, check their options)."""
     from learn2adapt.errors import ConfigError
-    from learn2adapt.run.config import apply_overrides, preset_config
     from learn2adapt.run.loop import check_config
+    from learn2adapt.run.options import apply_overrides
+    from learn2adapt.run.presets import preset_config
 
     cfg = apply_overrides(preset_config("learn2adapt/PendulumVaried-v0", "quick", "mb"), changes)
     with pytest.raises(ConfigError, match=message):

@@ -13,7 +13,7 @@ from learn2adapt.adaptation.grbal import GrBAL
 from learn2adapt.errors import ConfigError
 from learn2adapt.models.config import FitConfig, ModelConfig
 from learn2adapt.models.fitting import fit_early_stopping
-from learn2adapt.run.config import preset_config
+from learn2adapt.run.presets import preset_config
 from tests.synthetic_tasks import LinearTaskFamily
 
 pytestmark = pytest.mark.usefixtures("one_thread")

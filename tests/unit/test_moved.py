@@ -41,3 +41,50 @@ def test_a_name_imported_from_an_old_module_is_the_new_object() -> None:
     from learn2adapt.run.config import RunConfig
 
     assert old is mean_ci95 and OldConfig is RunConfig
+
+
+#: Every user-facing name that moved out of the module users import it from (issue 41, part 2).
+MOVED_NAMES = [
+    ("learn2adapt.run.config", "apply_overrides", "learn2adapt.run.options"),
+    ("learn2adapt.run.config", "load_config", "learn2adapt.run.options"),
+    ("learn2adapt.run.config", "preset_config", "learn2adapt.run.presets"),
+    ("learn2adapt.run.loop", "build_planner", "learn2adapt.run.build"),
+    ("learn2adapt.run.loop", "build_rule", "learn2adapt.run.build"),
+    ("learn2adapt.run.loop", "mpc_agent", "learn2adapt.run.build"),
+    ("learn2adapt.run.loop", "RunState", "learn2adapt.run.state"),
+    ("learn2adapt.run.loop", "load_run", "learn2adapt.run.state"),
+]
+
+
+def test_the_moved_names_are_those_the_modules_list() -> None:
+    listed = {
+        (old, name, new)
+        for old in ("learn2adapt.run.config", "learn2adapt.run.loop")
+        for name, new in importlib.import_module(old)._MOVED.items()
+    }
+    assert listed == set(MOVED_NAMES)
+
+
+@pytest.mark.parametrize(("old", "name", "new"), MOVED_NAMES)
+def test_a_moved_name_imports_from_its_old_module_with_a_warning(old: str, name: str, new: str) -> None:
+    module = importlib.import_module(old)
+    assert name not in vars(module)  # one definition, in its new module: the old one only finds it
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        exec(f"from {old} import {name} as found", namespace := {})
+    assert namespace["found"] is getattr(importlib.import_module(new), name)
+    (warning,) = [w for w in caught if issubclass(w.category, DeprecationWarning)]
+    assert str(warning.message) == (
+        f"{old}.{name} moved to {new}.{name}; import it from there (the old name goes in learn2adapt 0.3)"
+    )
+    assert warning.filename == "<string>"  # the warning points at the import, not at learn2adapt
+
+
+def test_a_name_that_never_was_in_the_module_is_still_missing() -> None:
+    import learn2adapt.run.config as config
+
+    with pytest.raises(AttributeError, match="module 'learn2adapt.run.config' has no attribute 'nosuch'"):
+        config.nosuch  # noqa: B018
+    with pytest.raises(ImportError, match="cannot import name 'nosuch'"):
+        exec("from learn2adapt.run.loop import nosuch", {})
+    assert not hasattr(config, "train")  # hasattr sees no moved name that is not listed

@@ -10,8 +10,9 @@ from learn2adapt.adaptation import ALGORITHMS, MODEL_FREE
 from learn2adapt.envs import make_env
 from learn2adapt.errors import ConfigError
 from learn2adapt.run import config
-from learn2adapt.run.config import list_presets, preset_config
-from learn2adapt.run.loop import build_planner, build_rule
+from learn2adapt.run import presets as run_presets
+from learn2adapt.run.build import build_planner, build_rule
+from learn2adapt.run.presets import list_presets, preset_config
 
 FAMILIES = sorted(list_presets())
 
@@ -114,13 +115,13 @@ def _lookup(table, path):
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_family_files_hold_only_their_differences(family):
-    base, families = config._read_presets()
+    base, families = run_presets._read_presets()
     data = families[family]
     repeated = []
-    for name in config._preset_names(base, data):
+    for name in run_presets._preset_names(base, data):
         own = {k: v for k, v in data.get(name, {}).items() if k != "base"}
         parent = data.get(name, {}).get("base")
-        start = base.get(name, {}) if parent is None else config._resolve_preset(family, data, base, parent)
+        start = base.get(name, {}) if parent is None else run_presets._resolve_preset(family, data, base, parent)
         repeated += [
             f"[{name}] {'.'.join(path)} = {value!r}" for path, value in _leaves(own) if _lookup(start, path) == value
         ]
@@ -138,7 +139,7 @@ def test_presets_resolve_by_deep_merge_onto_their_base(monkeypatch):
         "quick": {"fit": {"max_epochs": 40}, "mb": {"num_envs": 2}},
         "extra": {"base": "quick", "iterations": 7},
     }
-    monkeypatch.setattr(config, "_read_presets", lambda: (base, {"fake": family}))
+    monkeypatch.setattr(run_presets, "_read_presets", lambda: (base, {"fake": family}))
     presets = list_presets()["fake"]
     assert list(presets) == ["env", "quick", "paper", "extra"]
     assert presets["extra"] == {
@@ -160,7 +161,7 @@ def test_presets_resolve_by_deep_merge_onto_their_base(monkeypatch):
 
 
 def test_configs_saved_with_flat_planner_keys_still_load():
-    from learn2adapt.run.config import from_dict
+    from learn2adapt.run.options import from_dict
 
     cfg = from_dict({"planner": {"name": "cem", "cem_iterations": 3, "mppi_temperature": 0.5}})
     assert cfg.planner.cem.iterations == 3 and cfg.planner.mppi.temperature == 0.5
@@ -170,7 +171,8 @@ def test_configs_saved_with_flat_planner_keys_still_load():
 
 
 def test_runs_saved_before_val_split_keep_the_split_they_were_trained_with():
-    from learn2adapt.run.config import RunConfig, from_dict
+    from learn2adapt.run.config import RunConfig
+    from learn2adapt.run.options import from_dict
 
     assert RunConfig().fit.val_split == "stable"
     assert from_dict({"fit": {"lr": 1e-3}}).fit.val_split == "redraw"  # a config.json older than the option
@@ -178,7 +180,8 @@ def test_runs_saved_before_val_split_keep_the_split_they_were_trained_with():
 
 
 def test_runs_saved_before_fit_select_keep_the_fits_they_were_trained_with():
-    from learn2adapt.run.config import RunConfig, from_dict
+    from learn2adapt.run.config import RunConfig
+    from learn2adapt.run.options import from_dict
 
     assert RunConfig().fit.select == "epoch"
     assert from_dict({"fit": {"lr": 1e-3}}).fit.select == "prefit"  # a config.json older than the option

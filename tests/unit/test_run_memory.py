@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from learn2adapt.errors import ConfigError
-from learn2adapt.run.config import RunConfig, apply_overrides
+from learn2adapt.run.config import RunConfig
 from learn2adapt.run.memory import GIB, buffer_bytes, check_run_memory, model_bytes, planning_bytes
+from learn2adapt.run.options import apply_overrides
 from tests.conftest import PENDULUM
 
 

@@ -30,10 +30,12 @@ import numpy as np
 import torch
 
 from learn2adapt.errors import CheckpointError, ConfigError, UserError
+from learn2adapt.run.build import run_env
 from learn2adapt.run.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
-from learn2adapt.run.config import RunConfig, load_config, save_config
-from learn2adapt.run.loop import check_config_digest, config_digest, restamp_config_digest, resumed_config, run_env
+from learn2adapt.run.config import RunConfig
+from learn2adapt.run.digest import check_config_digest, config_digest, restamp_config_digest, resumed_config
 from learn2adapt.run.metrics_log import MetricsLog
+from learn2adapt.run.options import load_config, save_config
 from learn2adapt.run.run_dir import (
     RunLock,
     atomic_write_text,

@@ -26,8 +26,10 @@ import torch
 from learn2adapt.control import Controller
 from learn2adapt.data.trajectory_buffer import TrajectoryBuffer
 from learn2adapt.envs import make_env
-from learn2adapt.run.config import apply_overrides, preset_config
-from learn2adapt.run.loop import RunState, build_rule
+from learn2adapt.run.build import build_rule
+from learn2adapt.run.options import apply_overrides
+from learn2adapt.run.presets import preset_config
+from learn2adapt.run.state import RunState
 
 ENV = "learn2adapt/HalfCheetahDisabledJoint-v0"
 

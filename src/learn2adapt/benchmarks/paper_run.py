@@ -45,8 +45,10 @@ from learn2adapt.benchmarks.workload import random_recent
 from learn2adapt.envs import make_env
 from learn2adapt.models.config import FitConfig
 from learn2adapt.models.fitting import training_autocast
-from learn2adapt.run.config import RunConfig, apply_overrides, preset_config
-from learn2adapt.run.loop import build_planner, build_rule
+from learn2adapt.run.build import build_planner, build_rule
+from learn2adapt.run.config import RunConfig
+from learn2adapt.run.options import apply_overrides
+from learn2adapt.run.presets import preset_config
 from learn2adapt.types import Window
 
 ENV = "learn2adapt/HalfCheetahDisabledJoint-v0"

@@ -280,7 +280,7 @@ def bf16_agreement_on_run(
     noise for each precision and compare the noise (measured: Spearman 0.2-0.4 on a PE-TS run).
     """
     from learn2adapt.envs import make_env  # noqa: PLC0415  (only this check needs envs and runs)
-    from learn2adapt.run.loop import load_run  # noqa: PLC0415
+    from learn2adapt.run.state import load_run  # noqa: PLC0415
 
     st = load_run(Path(run_dir))
     env = make_env(st.cfg.env)

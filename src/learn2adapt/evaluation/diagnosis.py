@@ -40,7 +40,7 @@ from learn2adapt.evaluation.statistics import mean_ci95, spearman
 from learn2adapt.planning.random_shooting import RandomShooting
 from learn2adapt.run.agent import MPCAgent
 from learn2adapt.run.config import RunConfig
-from learn2adapt.run.loop import RunState
+from learn2adapt.run.state import RunState
 
 #: The per-state measures, in report order.
 MEASURES = ("spearman", "optimism", "regret", "bias", "headroom")

@@ -33,8 +33,8 @@ from learn2adapt.cpus import usable_cpus
 from learn2adapt.envs.mujoco_base import MujocoTaskMixin, diverged
 from learn2adapt.errors import ConfigError
 from learn2adapt.planning.base import Planner
+from learn2adapt.run.build import build_planner
 from learn2adapt.run.config import RunConfig
-from learn2adapt.run.loop import build_planner
 
 #: The simulator state a rollout starts from: everything that determines the future.
 STATE = mujoco.mjtState.mjSTATE_FULLPHYSICS

@@ -39,10 +39,11 @@ from learn2adapt.errors import NonFiniteData, NotEnoughSegments
 from learn2adapt.evaluation.statistics import adjusted_rand_index, mean_ci95
 from learn2adapt.models.reward import LearnedReward
 from learn2adapt.provenance import code_version
+from learn2adapt.run.build import child_seed, make_envs
 from learn2adapt.run.config import RunConfig
-from learn2adapt.run.loop import RunState, child_seed, make_envs
 from learn2adapt.run.rollout import Policy, forward_velocities, run_episodes
 from learn2adapt.run.run_dir import atomic_write_text
+from learn2adapt.run.state import RunState
 
 
 class Evaluable(Protocol):

@@ -24,19 +24,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from learn2adapt.adaptation import MODEL_FREE, PAPER_ALGORITHMS
-from learn2adapt.errors import UnknownName
+from learn2adapt.errors import ConfigError, UnknownName
 from learn2adapt.experiments.runner import Runner, make_runner
 from learn2adapt.planning import canonical_name
 from learn2adapt.reporting.variants import Entry, label, parse_entries, parse_variants, planner_entry, variant_specs
-from learn2adapt.run.config import (
-    ConfigError,
-    RunConfig,
-    apply_overrides,
-    from_dict,
-    load_config,
-    preset_config,
-    to_dict,
-)
+from learn2adapt.run.config import RunConfig
+from learn2adapt.run.options import apply_overrides, from_dict, load_config, to_dict
+from learn2adapt.run.presets import preset_config
 from learn2adapt.run.run_dir import atomic_write_text
 
 if TYPE_CHECKING:
@@ -293,7 +287,7 @@ def evaluate_into(out_dir: Path, load: Callable[[], AnyRun], job: Job, tag: str)
         Whether anything was evaluated.
     """
     from learn2adapt.evaluation.protocol import evaluate, load_current, save_protocol, set_aside_stale
-    from learn2adapt.run.loop import RunState, with_online_rule
+    from learn2adapt.run.state import RunState, with_online_rule
 
     evaluated, run = False, None
     for planner in [None, *other_planners(job.config, job.eval_planners)]:

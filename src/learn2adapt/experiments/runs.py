@@ -9,9 +9,11 @@ from typing import Any
 from learn2adapt.adaptation import REGISTRY
 from learn2adapt.baselines import BaselineState, load_baseline, train_baseline
 from learn2adapt.errors import UserError
-from learn2adapt.run.config import RunConfig, load_config
-from learn2adapt.run.loop import RunState, load_run, train, with_online_rule
+from learn2adapt.run.config import RunConfig
+from learn2adapt.run.loop import train
+from learn2adapt.run.options import load_config
 from learn2adapt.run.run_dir import no_config_error
+from learn2adapt.run.state import RunState, load_run, with_online_rule
 
 #: What :func:`load_any` returns: both have ``cfg``, ``iteration``, ``train_env_steps`` and ``controller()``.
 AnyRun = RunState | BaselineState

@@ -25,7 +25,8 @@ from learn2adapt.experiments.compare import Job, resolve_configs, run_jobs
 from learn2adapt.experiments.runner import Runner, make_runner
 from learn2adapt.reporting.plots import pyplot
 from learn2adapt.reporting.variants import Entry
-from learn2adapt.run.config import check_schedule, to_dict
+from learn2adapt.run.config import check_schedule
+from learn2adapt.run.options import to_dict
 from learn2adapt.run.run_dir import RunLock, atomic_write_text, check_writable
 
 

@@ -5,33 +5,28 @@ iteration collects with MPC and online adaptation active. After each
 collection the rule is (meta-)trained on all data so far, and a checkpoint of
 everything (model, optimiser, normaliser, data, RNG states) is written, so a
 killed run resumes from its last finished iteration with no collected data lost.
+
+The parts of a run are built by :mod:`learn2adapt.run.build`; its state and checkpoint are
+:mod:`learn2adapt.run.state`'s.
 """
 
 from __future__ import annotations
 
-import copy
-import hashlib
-import itertools
 import json
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
 import torch
 
-from learn2adapt.adaptation import REGISTRY, make_rule, same_prior
-from learn2adapt.adaptation.base import AdaptationRule
 from learn2adapt.data.recorded import file_digest, load_recording
 from learn2adapt.data.trajectory_buffer import Episode, TrajectoryBuffer
-from learn2adapt.envs import make_env
-from learn2adapt.envs.gym_task_env import LEARNED
 from learn2adapt.errors import (
-    CheckpointError,
     ConfigError,
     NonFiniteData,
     NonFiniteLossError,
@@ -39,28 +34,16 @@ from learn2adapt.errors import (
     TrainingDiverged,
     UserError,
 )
-from learn2adapt.models.reward import LearnedReward
-from learn2adapt.planning import make_planner
-from learn2adapt.planning.base import Planner
-from learn2adapt.run.agent import MPCAgent
-from learn2adapt.run.checkpoint import (
-    CHECKPOINT_NAME,
-    arrays_to_tensors,
-    load_checkpoint,
-    save_checkpoint,
-    tensors_to_arrays,
-)
-from learn2adapt.run.config import (
-    RunConfig,
-    apply_overrides,
-    check_device,
-    load_config,
-    save_config,
-    to_dict,
-)
+from learn2adapt.moved import moved_attribute
+from learn2adapt.run import build, state  # not their moved names: see _MOVED
+from learn2adapt.run.build import build_reward_model, child_seed, make_envs, run_env
+from learn2adapt.run.checkpoint import CHECKPOINT_NAME
+from learn2adapt.run.config import RunConfig
+from learn2adapt.run.digest import restamp_config_digest, resumed_config
 from learn2adapt.run.eta import format_duration, remaining_seconds
 from learn2adapt.run.memory import check_run_memory
 from learn2adapt.run.metrics_log import MetricsLog
+from learn2adapt.run.options import save_config
 from learn2adapt.run.rollout import Policy, RandomPolicy, forward_velocities, run_episodes
 from learn2adapt.run.run_dir import (
     RunLock,
@@ -70,279 +53,6 @@ from learn2adapt.run.run_dir import (
     no_config_error,
     set_aside_evaluations,
 )
-
-CHECKPOINT_FORMAT = 1
-
-
-@dataclass
-class RunState:
-    """What a training run has produced so far."""
-
-    cfg: RunConfig
-    rule: AdaptationRule
-    buffer: TrajectoryBuffer
-    iteration: int  # last finished iteration (-1: none)
-    #: The learned reward (and termination) the planner scores with under ``reward=learned``.
-    reward_model: LearnedReward | None = None
-    #: Under ``offline=FILE``: the file, its SHA-256 and its episode count (iteration 0's data).
-    offline: dict[str, Any] | None = None
-    #: The checksum of the checkpoint this state was loaded from ("": built in memory, e.g. while training).
-    checkpoint: str = ""
-
-    @property
-    def train_env_steps(self) -> int:
-        """Environment steps the run collected in training (its sample cost)."""
-        return len(self.buffer)
-
-    def controller(self, envs: Sequence[gym.Env], seed: int) -> MPCAgent:
-        """The controller evaluation runs for ``envs``: the rule's adapted model + the configured planner."""
-        agent = mpc_agent(self.cfg, self.rule, envs[0], len(envs), seed, self.reward_model)
-        if hasattr(agent.online, "task_source"):  # an evaluation-only rule told the true task (mole-oracle)
-            agent.online.task_source = lambda: [json.dumps(env.unwrapped.task, sort_keys=True) for env in envs]
-        return agent
-
-
-def run_env(cfg: RunConfig, **kwargs: Any) -> gym.Env:
-    """The run's environment: ``cfg.env`` with its task space and reward options (``kwargs``: to ``make_env``)."""
-    return make_env(cfg.env, **cfg.env_options(), **kwargs)
-
-
-def make_envs(cfg: RunConfig, count: int, episode_length: int | None = None) -> list[gym.Env]:
-    return [run_env(cfg, max_episode_steps=episode_length or cfg.episode_length) for _ in range(count)]
-
-
-def build_rule(cfg: RunConfig, env: gym.Env) -> AdaptationRule:
-    obs_dim = env.observation_space.shape[0]
-    act_dim = env.action_space.shape[0]
-    return make_rule(cfg.algo, obs_dim, act_dim, cfg.model, cfg.fit, cfg.adaptation, cfg.device)
-
-
-def build_planner(cfg: RunConfig, env: gym.Env, num_envs: int, seed: int) -> Planner:
-    return make_planner(
-        cfg.planner, env.action_space.low, env.action_space.high, num_envs=num_envs, device=cfg.device, seed=seed
-    )
-
-
-def build_reward_model(cfg: RunConfig, obs_dim: int, act_dim: int) -> LearnedReward | None:
-    """The learned reward of a ``reward=learned`` run (``None`` otherwise), on the run's device."""
-    if cfg.reward != LEARNED:
-        return None
-    return LearnedReward(obs_dim, act_dim, cfg.model.hidden, termination=cfg.termination == LEARNED).to(cfg.device)
-
-
-def mpc_agent(
-    cfg: RunConfig,
-    rule: AdaptationRule,
-    env: gym.Env,
-    num_envs: int,
-    seed: int,
-    reward_model: LearnedReward | None = None,
-) -> MPCAgent:
-    """The controller used to collect and to evaluate: ``rule`` + the configured planner, scoring with the
-    environment's batched reward and termination, or with ``reward_model``'s where the run learns them."""
-    base = env.unwrapped
-    reward_fn, termination_fn = base.reward_fn, getattr(base, "termination_fn", None)
-    if reward_model is not None:
-        reward_fn = reward_model.reward_fn
-        if reward_model.termination:
-            termination_fn = reward_model.termination_fn
-    return MPCAgent(rule, build_planner(cfg, env, num_envs, seed), reward_fn, num_envs, termination_fn)
-
-
-def child_seed(seed: int, *parts: int) -> int:
-    """A child seed that depends only on the run seed and the given counters."""
-    return int(np.random.SeedSequence([seed, *parts]).generate_state(1)[0])
-
-
-def load_run(run_dir: Path) -> RunState:
-    """Config, fitted rule and data of a run directory (for eval, video, resume)."""
-    return _load_run_and_checkpoint(run_dir)[0]
-
-
-#: Options an evaluation may change on a trained run (``eval --set``): what acts at test time only.
-TEST_TIME_OPTIONS = ("planner.", "adaptation.mixture.", "adaptation.guard", "eval.")
-
-
-def with_online_rule(st: RunState, algo: str, changes: Sequence[str] = ()) -> RunState:
-    """``st`` with its meta-trained model driven by the online rule ``algo`` (e.g. a GrBAL run with MOLe),
-    and the test-time options ``changes`` (``KEY=VALUE``, keys under :data:`TEST_TIME_OPTIONS`) applied."""
-    refused = [c for c in changes if not c.split("=", 1)[0].startswith(TEST_TIME_OPTIONS)]
-    if refused:
-        raise ConfigError(
-            f"--set {refused[0]}: only test-time options ({', '.join(p + '*' for p in TEST_TIME_OPTIONS)}) "
-            "can change on a trained run"
-        )
-    if algo == st.cfg.algo and not changes:
-        return st
-    if algo != st.cfg.algo and not same_prior(algo, st.cfg.algo):
-        shared = [a for a, entry in REGISTRY.items() if entry.prior and same_prior(a, "grbal")]
-        raise ConfigError(
-            f"--online {algo}: a {st.cfg.algo} run cannot be evaluated with {algo}; "
-            f"the rules that share GrBAL's meta-trained model are {', '.join(shared)}"
-        )
-    cfg = apply_overrides(copy.deepcopy(st.cfg), list(changes)).validate()
-    cfg.algo = algo
-    env = run_env(cfg)
-    rule = build_rule(cfg, env)
-    env.close()
-    rule.load_state_dict(st.rule.state_dict())
-    return RunState(cfg, rule, st.buffer, st.iteration, st.reward_model, st.offline, st.checkpoint)
-
-
-#: Options ``train --resume RUN --set KEY=VALUE`` may change mid-run (everything else is refused):
-#: how long it runs and where (the device, to move a run to another machine), not what it computes.
-#: The configuration digest of a checkpoint leaves them out (:func:`config_digest`).
-RESUMABLE_OPTIONS = ("iterations", "baseline.steps", "device")
-#: The options the digests of learn2adapt 0.1 left out (before a resume could change ``device``).
-LEGACY_LEFT_OUT = ("iterations", "baseline.steps")
-
-
-def config_digest(cfg: RunConfig | dict[str, Any], left_out: Sequence[str] = RESUMABLE_OPTIONS) -> str:
-    """SHA-256 of the configuration, except the options a resume may change (:data:`RESUMABLE_OPTIONS`).
-
-    ``cfg`` may also be a saved ``config.json`` as read (a dict); ``left_out``: the options left
-    out (:data:`LEGACY_LEFT_OUT` for the digest of an earlier version's checkpoint).
-    """
-    values = to_dict(cfg) if isinstance(cfg, RunConfig) else copy.deepcopy(cfg)
-    for key in left_out:
-        *path, last = key.split(".")
-        node = values
-        for part in path:
-            node = node.get(part, {})
-        node.pop(last, None)
-    return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()
-
-
-def check_config_digest(state: dict[str, Any], cfg: RunConfig, cfg_path: Path) -> bool:
-    """Whether a checkpoint belongs to this configuration.
-
-    Options added to learn2adapt after the run's ``config.json`` was written (loaded with their
-    defaults) are no edit, whichever version wrote the checkpoint: it knew some of them, so the
-    digest is compared with the configuration without each subset of those options (a handful:
-    ``2^k`` digests for ``k`` added options), the saved file as written included. Each is also
-    digested as earlier versions did (:data:`LEGACY_LEFT_OUT`: the device counted, as saved).
-    """
-    digest = state.get("config_digest")
-    if digest is None:
-        return True
-    saved = json.loads(cfg_path.read_text())
-    full = to_dict(cfg)
-    full["device"] = saved.get("device", full["device"])  # where it ran (cfg may run elsewhere)
-    return any(
-        digest in (config_digest(values), config_digest(values, LEGACY_LEFT_OUT))
-        for values in itertools.chain([saved], _without_added_options(full, saved))
-    )
-
-
-def _without_added_options(full: dict[str, Any], saved: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """``full`` without each subset of the options ``saved`` lacks (the empty subset first)."""
-    added = _added_options(full, saved)
-    for k in range(min(len(added), MAX_ADDED_OPTIONS) + 1):
-        for subset in itertools.combinations(added, k):
-            values = copy.deepcopy(full)
-            for *path, last in subset:
-                node = values
-                for part in path:
-                    node = node[part]
-                node.pop(last)
-            yield values
-
-
-def restamp_config_digest(path: Path, state: dict[str, Any], cfg: RunConfig) -> None:
-    """Give the checkpoint ``state`` (as read from ``path``) the digest of ``cfg``, if it holds another.
-
-    Called before ``config.json`` is rewritten for ``cfg`` on a resume: a digest that only
-    :func:`check_config_digest`'s fallbacks match (an earlier version's, or one without options
-    added since) would not match the rewritten file, and a run stopped before its next
-    checkpoint could not be resumed.
-    """
-    if state.get("config_digest") not in (None, config_digest(cfg)):
-        save_checkpoint(path, {**state, "config_digest": config_digest(cfg)})
-
-
-#: Options added since a run was written that :func:`check_config_digest` tries leaving out.
-MAX_ADDED_OPTIONS = 8
-
-
-def _added_options(full: dict[str, Any], saved: dict[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
-    """Paths of ``full``'s keys missing from ``saved`` (a whole missing table is one path)."""
-    out = []
-    for key, value in full.items():
-        if key not in saved:
-            out.append((*prefix, key))
-        elif isinstance(value, dict) and isinstance(saved[key], dict):
-            out += _added_options(value, saved[key], (*prefix, key))
-    return out
-
-
-def _load_run_and_checkpoint(run_dir: Path, cfg: RunConfig | None = None) -> tuple[RunState, dict[str, Any]]:
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise FileNotFoundError(f"run directory {run_dir} does not exist")
-    cfg_path = run_dir / "config.json"
-    if not cfg_path.exists():
-        raise no_config_error(run_dir)
-    if cfg is None:  # loaded to be used here (a resume passes its own)
-        cfg = load_config(cfg_path, on_this_machine=True)
-    state = load_checkpoint(run_dir / CHECKPOINT_NAME)
-    if not check_config_digest(state, cfg, cfg_path):
-        raise CheckpointError(
-            f"{cfg_path} was edited after the last checkpoint was written; restore it (only iterations and device "
-            f"may change, with `learn2adapt train --resume {run_dir} --set iterations=N` or `--set device=DEV`) "
-            "or start a new run"
-        )
-    env = run_env(cfg)
-    rule = build_rule(cfg, env)
-    env.close()
-    reward_model = build_reward_model(cfg, rule.obs_dim, rule.act_dim)
-    try:
-        rule.load_state_dict(state["rule"])
-        if reward_model is not None:
-            reward_model.load_state_dict(state["reward_model"])
-        buffer = TrajectoryBuffer.from_state_dict(
-            {"arrays": tensors_to_arrays(state["buffer"]), "tasks_json": state["tasks_json"]}
-        )
-    except (KeyError, RuntimeError, ValueError, TypeError) as e:
-        raise CheckpointError(
-            f"checkpoint in {run_dir} is inconsistent or does not match its config.json ({str(e).splitlines()[0]}); "
-            "restore the files or delete the run directory and start again"
-        ) from None
-    iteration, episodes = int(state["iteration"]), buffer.num_episodes
-    offline = state.get("offline")
-    first = int(offline["episodes"]) if offline else cfg.random_episodes
-    expected = first + iteration * cfg.episodes_per_iteration
-    if iteration < 0 or episodes != expected:
-        raise CheckpointError(
-            f"checkpoint in {run_dir} is inconsistent: {episodes} episodes stored after iteration {iteration} "
-            f"(expected {expected}); restore the file or delete the run directory and start again"
-        )
-    return RunState(cfg, rule, buffer, iteration, reward_model, offline, str(state["digest"])), state
-
-
-def _checkpoint(
-    run_dir: Path, st: RunState, rng: np.random.Generator, env_steps: int, wall: float, metrics: list[dict[str, Any]]
-) -> None:
-    """Write the run's checkpoint; ``st.checkpoint`` becomes its digest."""
-    bufstate = st.buffer.state_dict()
-    st.checkpoint = save_checkpoint(
-        run_dir / CHECKPOINT_NAME,
-        {
-            "format": CHECKPOINT_FORMAT,
-            "iteration": st.iteration,
-            "rule": st.rule.state_dict(),
-            "buffer": arrays_to_tensors(bufstate["arrays"]),
-            "tasks_json": bufstate["tasks_json"],
-            "numpy_rng": json.dumps(rng.bit_generator.state),
-            "torch_rng": torch.get_rng_state(),
-            "env_steps": env_steps,
-            "wall_time": wall,
-            "config_digest": config_digest(st.cfg),
-            # Every iteration's metrics row up to this one: metrics.csv and tb/ are rebuilt from it.
-            "metrics_json": json.dumps(metrics),
-            **({} if st.reward_model is None else {"reward_model": st.reward_model.state_dict()}),
-            **({} if st.offline is None else {"offline": st.offline}),
-        },
-    )
 
 
 def _what_is_kept(iteration: int, run_dir: Path) -> str:
@@ -361,32 +71,12 @@ def check_config(cfg: RunConfig) -> None:
     env = run_env(cfg)
     try:  # sizes first (nothing allocated yet), then the parts check their own options
         check_run_memory(cfg, env.observation_space.shape[0], env.action_space.shape[0])
-        rule = build_rule(cfg, env)
-        build_planner(cfg, env, cfg.num_envs, cfg.seed)
+        rule = build.build_rule(cfg, env)
+        build.build_planner(cfg, env, cfg.num_envs, cfg.seed)
         if cfg.offline:
             load_recording(Path(cfg.offline), rule.obs_dim, rule.act_dim)
     finally:
         env.close()
-
-
-def resumed_config(run_dir: Path, changes: dict[str, str] | None = None) -> RunConfig:
-    """The saved configuration of ``run_dir`` with the ``--set`` changes a resume allows (:data:`RESUMABLE_OPTIONS`).
-
-    Raises:
-        ConfigError: another option is changed, or the run's device is one this machine cannot
-            use and ``changes`` gives none (the message names ``--set device=...``).
-    """
-    changes = changes or {}
-    refused = sorted(set(changes) - set(RESUMABLE_OPTIONS))
-    if refused:
-        raise ConfigError(
-            f"{refused[0]} cannot change in the middle of a run; only {', '.join(RESUMABLE_OPTIONS)} can be set "
-            "with --resume (e.g. --set iterations=80 to extend it); start a new run with --run-dir for other options"
-        )
-    if "device" in changes:
-        check_device(changes["device"])  # refused as the --set value it is, not as config.json's
-    cfg = load_config(Path(run_dir) / "config.json", device=changes.get("device"))
-    return apply_overrides(cfg, [f"{k}={v}" for k, v in changes.items()]).validate()
 
 
 def train(
@@ -395,8 +85,8 @@ def train(
     resume: bool = False,
     progress: bool = True,
     changes: dict[str, str] | None = None,
-    on_iteration: Callable[[RunState], dict[str, float]] | None = None,
-) -> RunState:
+    on_iteration: Callable[[state.RunState], dict[str, float]] | None = None,
+) -> state.RunState:
     """Run (or resume) the outer loop; returns the final state.
 
     One process at a time writes to a run directory (:class:`RunLock`). A directory whose run
@@ -423,6 +113,7 @@ def train(
         NonFiniteData: the environment returned NaN/inf (nothing of that iteration is stored).
         UserError: the directory is not writable, or the disk is full (what was written is kept).
     """
+
     run_dir = Path(run_dir)
     if not resume:
         if cfg is None:
@@ -432,54 +123,79 @@ def train(
         raise no_config_error(run_dir, "resume")
     with RunLock(run_dir):
         check_writable(run_dir)
-        if resume:
-            cfg = resumed_config(run_dir, changes)
-            has_checkpoint = (run_dir / CHECKPOINT_NAME).exists()
-            if not has_checkpoint and progress:
-                print(f"{run_dir} holds no checkpoint: starting it again from its config")
-        else:
-            assert cfg is not None
-            if (run_dir / CHECKPOINT_NAME).exists():
-                raise UserError(
-                    f"{run_dir} already holds a run: continue it with `learn2adapt train --resume {run_dir}` "
-                    "or choose another --run-dir"
-                )
-            has_checkpoint = False
-        if has_checkpoint:
-            st, ckpt = _load_run_and_checkpoint(run_dir, cfg)
-            if st.iteration > cfg.iterations:
-                raise ConfigError(f"iterations={cfg.iterations}: the run already finished iteration {st.iteration}")
-            rng = np.random.default_rng()
-            rng.bit_generator.state = json.loads(ckpt["numpy_rng"])
-            torch.set_rng_state(ckpt["torch_rng"])
-            env_steps, wall_before = int(ckpt["env_steps"]), float(ckpt["wall_time"])
-            history = json.loads(ckpt["metrics_json"]) if "metrics_json" in ckpt else None
-            if changes:
-                if (run_dir / "DONE").exists() and cfg.iterations > st.iteration:
-                    set_aside_evaluations(run_dir)
-                (run_dir / "DONE").unlink(missing_ok=True)
-                restamp_config_digest(run_dir / CHECKPOINT_NAME, ckpt, cfg)
-                save_config(cfg, run_dir / "config.json")
-        else:
-            # Starting again in place: whatever a lost run left (results, logs) is kept aside, never deleted.
-            kept = move_to_discarded(
-                run_dir, [*(run_dir / name for name in _STALE), *sorted(run_dir.glob("eval*.json"))]
-            )
-            if kept is not None:
-                print(f"{run_dir}: the files of the run before this restart were moved to {kept}", flush=True)
-            torch.manual_seed(cfg.seed)
-            rng = np.random.default_rng(cfg.seed)
-            env_steps, wall_before, history = 0, 0.0, []
-            sizes_env = run_env(cfg)
-            rule = build_rule(cfg, sizes_env)
-            sizes_env.close()
-            reward_model = build_reward_model(cfg, rule.obs_dim, rule.act_dim)
-            st = RunState(cfg, rule, TrajectoryBuffer(rule.obs_dim, rule.act_dim), -1, reward_model)
-            save_config(cfg, run_dir / "config.json")
-        return _iterate(cfg, st, run_dir, rng, env_steps, wall_before, progress, on_iteration, history)
+        cfg, has_checkpoint = _config_to_run(cfg, run_dir, resume, changes, progress)
+        start = _continue_from_checkpoint(cfg, run_dir, changes) if has_checkpoint else _start_afresh(cfg, run_dir)
+        return _iterate(cfg, start, run_dir, progress, on_iteration)
 
 
-def _offline_episodes(path: Path, st: RunState) -> tuple[list[Episode], dict[str, Any]]:
+@dataclass
+class _Start:
+    """Where :func:`train`'s iterations start: the state, its random stream and what was spent so far."""
+
+    st: state.RunState
+    rng: np.random.Generator
+    env_steps: int
+    wall_before: float
+    #: The checkpoint's metrics rows (None: a checkpoint from before they were kept).
+    history: list[dict[str, Any]] | None
+
+
+def _config_to_run(
+    cfg: RunConfig | None, run_dir: Path, resume: bool, changes: dict[str, str] | None, progress: bool
+) -> tuple[RunConfig, bool]:
+    """The configuration :func:`train` runs (a resume's: the saved one, changed), and whether a checkpoint exists."""
+    if resume:
+        cfg = resumed_config(run_dir, changes)
+        has_checkpoint = (run_dir / CHECKPOINT_NAME).exists()
+        if not has_checkpoint and progress:
+            print(f"{run_dir} holds no checkpoint: starting it again from its config")
+        return cfg, has_checkpoint
+    assert cfg is not None
+    if (run_dir / CHECKPOINT_NAME).exists():
+        raise UserError(
+            f"{run_dir} already holds a run: continue it with `learn2adapt train --resume {run_dir}` "
+            "or choose another --run-dir"
+        )
+    return cfg, False
+
+
+def _continue_from_checkpoint(cfg: RunConfig, run_dir: Path, changes: dict[str, str] | None) -> _Start:
+    """A resume: the checkpoint's state and random streams; ``changes`` are written to ``config.json``."""
+    st, ckpt = state.load_run_and_checkpoint(run_dir, cfg)
+    if st.iteration > cfg.iterations:
+        raise ConfigError(f"iterations={cfg.iterations}: the run already finished iteration {st.iteration}")
+    rng = np.random.default_rng()
+    rng.bit_generator.state = json.loads(ckpt["numpy_rng"])
+    torch.set_rng_state(ckpt["torch_rng"])
+    env_steps, wall_before = int(ckpt["env_steps"]), float(ckpt["wall_time"])
+    history = json.loads(ckpt["metrics_json"]) if "metrics_json" in ckpt else None
+    if changes:
+        if (run_dir / "DONE").exists() and cfg.iterations > st.iteration:
+            set_aside_evaluations(run_dir)
+        (run_dir / "DONE").unlink(missing_ok=True)
+        restamp_config_digest(run_dir / CHECKPOINT_NAME, ckpt, cfg)
+        save_config(cfg, run_dir / "config.json")
+    return _Start(st, rng, env_steps, wall_before, history)
+
+
+def _start_afresh(cfg: RunConfig, run_dir: Path) -> _Start:
+    """A new run, or one started again in place: whatever a lost run left (results, logs) is kept aside,
+    never deleted; the random streams are seeded and ``config.json`` is written."""
+    kept = move_to_discarded(run_dir, [*(run_dir / name for name in _STALE), *sorted(run_dir.glob("eval*.json"))])
+    if kept is not None:
+        print(f"{run_dir}: the files of the run before this restart were moved to {kept}", flush=True)
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    sizes_env = run_env(cfg)
+    rule = build.build_rule(cfg, sizes_env)
+    sizes_env.close()
+    reward_model = build_reward_model(cfg, rule.obs_dim, rule.act_dim)
+    st = state.RunState(cfg, rule, TrajectoryBuffer(rule.obs_dim, rule.act_dim), -1, reward_model)
+    save_config(cfg, run_dir / "config.json")
+    return _Start(st, rng, 0, 0.0, [])
+
+
+def _offline_episodes(path: Path, st: state.RunState) -> tuple[list[Episode], dict[str, Any]]:
     """The episodes of a recording (checked against the model's sizes) and what the checkpoint keeps of it."""
     episodes = load_recording(path, st.rule.obs_dim, st.rule.act_dim).episodes()
     return episodes, {"path": str(path), "sha256": file_digest(path), "episodes": len(episodes)}
@@ -487,114 +203,185 @@ def _offline_episodes(path: Path, st: RunState) -> tuple[list[Episode], dict[str
 
 def _iterate(
     cfg: RunConfig,
-    st: RunState,
+    start: _Start,
     run_dir: Path,
-    rng: np.random.Generator,
-    env_steps: int,
-    wall_before: float,
     progress: bool,
-    on_iteration: Callable[[RunState], dict[str, float]] | None = None,
-    history: list[dict[str, Any]] | None = None,
-) -> RunState:
-    """The iterations of :func:`train` from ``st.iteration + 1`` on (the run directory is locked);
-    ``history``: the checkpoint's metrics rows (None: a checkpoint from before they were kept)."""
-    envs = make_envs(cfg, cfg.num_envs)
-    log = MetricsLog(run_dir, history=history)
-    t_start = time.time() - wall_before
+    on_iteration: Callable[[state.RunState], dict[str, float]] | None = None,
+) -> state.RunState:
+    """The iterations of :func:`train` from ``start.st.iteration + 1`` on (the run directory is locked),
+    then the ``DONE`` file."""
+    iterations = _Iterations(cfg, start, run_dir, progress, on_iteration)
     try:
-        for it in range(st.iteration + 1, cfg.iterations + 1):
-            t_iter = time.time()
-            st.checkpoint = ""  # from here the weights in memory are no checkpoint's (a probe records none)
-            policy: Policy
-            if it == 0:
-                space = envs[0].action_space
-                assert isinstance(space, gym.spaces.Box)
-                policy = RandomPolicy(space, cfg.num_envs, rng)
-                n_episodes = cfg.random_episodes
-            else:
-                policy = mpc_agent(cfg, st.rule, envs[0], cfg.num_envs, child_seed(cfg.seed, it), st.reward_model)
-                n_episodes = cfg.episodes_per_iteration
-            clock: dict[str, float] = {"policy_seconds": 0.0, "env_seconds": 0.0}
-            if it == 0 and cfg.offline:  # recorded transitions instead of random actions: no environment steps
-                episodes, st.offline = _offline_episodes(Path(cfg.offline), st)
-            else:
-                base = envs[0].unwrapped
-                episode_seeds = rng.integers(0, 2**31 - 1, size=n_episodes)
-                tasks = [base.training_task(rng, cfg.nominal) for _ in range(n_episodes)]
-                episodes = run_episodes(
-                    envs,
-                    policy,
-                    n_episodes,
-                    lambda k, tasks=tasks, seeds=episode_seeds: (tasks[k], int(seeds[k])),
-                    desc=f"iter {it} collect",
-                    progress=progress,
-                    timing=clock,
-                )
-            for k, ep in enumerate(episodes):
-                bad = ep.first_non_finite()
-                if bad is not None:
-                    raise NonFiniteData(
-                        f"iteration {it}: {cfg.env} returned a non-finite {bad} of episode {k} "
-                        f"(task {json.dumps(ep.tasks[0])}); nothing of this iteration was stored; "
-                        f"{_what_is_kept(st.iteration, run_dir)}"
-                    )
-            for ep in episodes:
-                st.buffer.add_episode(ep)
-            steps = sum(len(ep) for ep in episodes)
-            env_steps += steps
-            t_collect = time.time() - t_iter
-            try:
-                fit_metrics = st.rule.fit(st.buffer, rng, progress=progress)
-                if st.reward_model is not None:
-                    fit_metrics.update(st.reward_model.fit(st.buffer, cfg.fit, rng, progress=progress))
-            except NonFiniteLossError as e:
-                raise TrainingDiverged(  # the data were checked finite at collection: the optimiser diverged
-                    f"iteration {it}: {e}; {_what_is_kept(st.iteration, run_dir)}; "
-                    "start again with a lower fit.lr or fit.grad_clip"
-                ) from None
-            except NotEnoughSegments as e:
-                raise ConfigError(f"iteration {it}: {e}; {_what_is_kept(st.iteration, run_dir)}") from None
-            st.iteration = it
-            returns = [ep.total_reward for ep in episodes]
-            velocities = forward_velocities(envs[0], episodes)
-            row: dict[str, Any] = {
-                "iteration": it,
-                "env_steps": env_steps,
-                "episodes": st.buffer.num_episodes,
-                "return_mean": float(np.mean(returns)),
-                "return_std": float(np.std(returns)),
-                **({} if velocities is None else {"velocity_mean": float(np.mean(velocities))}),
-                "collect_seconds": round(t_collect, 3),
-                "collect_policy_seconds": round(clock["policy_seconds"], 3),
-                "collect_env_seconds": round(clock["env_seconds"], 3),
-                "fit_seconds": round(time.time() - t_iter - t_collect, 3),
-                "wall_seconds": round(time.time() - t_start, 3),
-                **{
-                    k: (float(v) if isinstance(v, (int, float)) and math.isfinite(v) else v)
-                    for k, v in fit_metrics.items()
-                },
-            }
-            if on_iteration is not None:
-                torch_state = torch.get_rng_state()
-                row.update(on_iteration(st))
-                torch.set_rng_state(torch_state)
-            log.log(row, env_steps)
-            _checkpoint(run_dir, st, rng, env_steps, time.time() - t_start, log.rows)
-            if progress:
-                eta = remaining_seconds(log.rows, cfg.iterations)
-                print(
-                    f"[{cfg.algo}] iter {it}/{cfg.iterations}  steps {env_steps}  return {row['return_mean']:.1f}  "
-                    f"val loss {fit_metrics.get('fit/val_loss', float('nan')):.4g}  "
-                    f"({row['collect_seconds']:.0f}s collect, {row['fit_seconds']:.0f}s fit, "
-                    f"{fit_metrics.get('fit/epochs', 0):.0f} epochs)  elapsed {format_duration(row['wall_seconds'])}"
-                    + ("" if eta is None else f", ETA {format_duration(eta)}"),
-                    flush=True,
-                )
-        # The final checkpoint's digest: an evaluation is reused only for the model it evaluated.
-        done = {"iteration": st.iteration, "env_steps": env_steps, "checkpoint": st.checkpoint}
-        atomic_write_text(run_dir / "DONE", json.dumps(done) + "\n")
+        for it in range(start.st.iteration + 1, cfg.iterations + 1):
+            iterations.run(it)
+        iterations.write_done()
     finally:
-        log.close()
-        for env in envs:
+        iterations.close()
+    return start.st
+
+
+class _Iterations:
+    """The iterations of one :func:`train` call: each collects, stores, fits, logs and checkpoints."""
+
+    def __init__(
+        self,
+        cfg: RunConfig,
+        start: _Start,
+        run_dir: Path,
+        progress: bool,
+        on_iteration: Callable[[state.RunState], dict[str, float]] | None,
+    ) -> None:
+        self.cfg, self.st, self.rng, self.run_dir = cfg, start.st, start.rng, run_dir
+        self.progress, self.on_iteration = progress, on_iteration
+        self.env_steps = start.env_steps
+        self.envs = make_envs(cfg, cfg.num_envs)
+        self.log = MetricsLog(run_dir, history=start.history)
+        self.t_start = time.time() - start.wall_before
+
+    def run(self, it: int) -> None:
+        """Iteration ``it``: collect (iteration 0: random actions or the offline data), fit, log, checkpoint."""
+        t_iter = time.time()
+        self.st.checkpoint = ""  # from here the weights in memory are no checkpoint's (a probe records none)
+        episodes, clock = self._collect(it)
+        self._store(it, episodes)
+        t_collect = time.time() - t_iter
+        fit_metrics = self._fit(it)
+        self.st.iteration = it
+        row = self._metrics_row(it, episodes, clock, fit_metrics, t_iter, t_collect)
+        if self.on_iteration is not None:
+            torch_state = torch.get_rng_state()
+            row.update(self.on_iteration(self.st))
+            torch.set_rng_state(torch_state)
+        self.log.log(row, self.env_steps)
+        state.save_run_checkpoint(
+            self.run_dir, self.st, self.rng, self.env_steps, time.time() - self.t_start, self.log.rows
+        )
+        if self.progress:
+            self._print_summary(it, row, fit_metrics)
+
+    def _policy(self, it: int) -> tuple[Policy, int]:
+        """The collecting policy of iteration ``it`` and its number of episodes."""
+        cfg = self.cfg
+        if it == 0:
+            space = self.envs[0].action_space
+            assert isinstance(space, gym.spaces.Box)
+            return RandomPolicy(space, cfg.num_envs, self.rng), cfg.random_episodes
+        agent = build.mpc_agent(
+            cfg, self.st.rule, self.envs[0], cfg.num_envs, child_seed(cfg.seed, it), self.st.reward_model
+        )
+        return agent, cfg.episodes_per_iteration
+
+    def _collect(self, it: int) -> tuple[list[Episode], dict[str, float]]:
+        """The episodes of iteration ``it`` under drawn training tasks, and the time spent in policy and environment."""
+        policy, n_episodes = self._policy(it)
+        clock: dict[str, float] = {"policy_seconds": 0.0, "env_seconds": 0.0}
+        if it == 0 and self.cfg.offline:  # recorded transitions instead of random actions: no environment steps
+            episodes, self.st.offline = _offline_episodes(Path(self.cfg.offline), self.st)
+            return episodes, clock
+        base = self.envs[0].unwrapped
+        episode_seeds = self.rng.integers(0, 2**31 - 1, size=n_episodes)
+        tasks = [base.training_task(self.rng, self.cfg.nominal) for _ in range(n_episodes)]
+        episodes = run_episodes(
+            self.envs,
+            policy,
+            n_episodes,
+            lambda k: (tasks[k], int(episode_seeds[k])),
+            desc=f"iter {it} collect",
+            progress=self.progress,
+            timing=clock,
+        )
+        return episodes, clock
+
+    def _store(self, it: int, episodes: list[Episode]) -> None:
+        """Add the episodes to the buffer, all or (one holds NaN/inf) none."""
+        for k, ep in enumerate(episodes):
+            bad = ep.first_non_finite()
+            if bad is not None:
+                raise NonFiniteData(
+                    f"iteration {it}: {self.cfg.env} returned a non-finite {bad} of episode {k} "
+                    f"(task {json.dumps(ep.tasks[0])}); nothing of this iteration was stored; "
+                    f"{_what_is_kept(self.st.iteration, self.run_dir)}"
+                )
+        for ep in episodes:
+            self.st.buffer.add_episode(ep)
+        self.env_steps += sum(len(ep) for ep in episodes)
+
+    def _fit(self, it: int) -> dict[str, Any]:
+        """(Meta-)train the rule, and the learned reward if any, on all data so far; their metrics."""
+        st, kept = self.st, _what_is_kept(self.st.iteration, self.run_dir)
+        try:
+            fit_metrics = st.rule.fit(st.buffer, self.rng, progress=self.progress)
+            if st.reward_model is not None:
+                fit_metrics.update(st.reward_model.fit(st.buffer, self.cfg.fit, self.rng, progress=self.progress))
+        except NonFiniteLossError as e:
+            raise TrainingDiverged(  # the data were checked finite at collection: the optimiser diverged
+                f"iteration {it}: {e}; {kept}; start again with a lower fit.lr or fit.grad_clip"
+            ) from None
+        except NotEnoughSegments as e:
+            raise ConfigError(f"iteration {it}: {e}; {kept}") from None
+        return fit_metrics
+
+    def _metrics_row(
+        self,
+        it: int,
+        episodes: list[Episode],
+        clock: dict[str, float],
+        fit_metrics: dict[str, Any],
+        t_iter: float,
+        t_collect: float,
+    ) -> dict[str, Any]:
+        """Iteration ``it``'s row of ``metrics.csv``: returns, steps, the time of each part, the fit's metrics."""
+        returns = [ep.total_reward for ep in episodes]
+        velocities = forward_velocities(self.envs[0], episodes)
+        return {
+            "iteration": it,
+            "env_steps": self.env_steps,
+            "episodes": self.st.buffer.num_episodes,
+            "return_mean": float(np.mean(returns)),
+            "return_std": float(np.std(returns)),
+            **({} if velocities is None else {"velocity_mean": float(np.mean(velocities))}),
+            "collect_seconds": round(t_collect, 3),
+            "collect_policy_seconds": round(clock["policy_seconds"], 3),
+            "collect_env_seconds": round(clock["env_seconds"], 3),
+            "fit_seconds": round(time.time() - t_iter - t_collect, 3),
+            "wall_seconds": round(time.time() - self.t_start, 3),
+            **{
+                k: (float(v) if isinstance(v, (int, float)) and math.isfinite(v) else v) for k, v in fit_metrics.items()
+            },
+        }
+
+    def _print_summary(self, it: int, row: dict[str, Any], fit_metrics: dict[str, Any]) -> None:
+        eta = remaining_seconds(self.log.rows, self.cfg.iterations)
+        print(
+            f"[{self.cfg.algo}] iter {it}/{self.cfg.iterations}  steps {self.env_steps}  "
+            f"return {row['return_mean']:.1f}  "
+            f"val loss {fit_metrics.get('fit/val_loss', float('nan')):.4g}  "
+            f"({row['collect_seconds']:.0f}s collect, {row['fit_seconds']:.0f}s fit, "
+            f"{fit_metrics.get('fit/epochs', 0):.0f} epochs)  elapsed {format_duration(row['wall_seconds'])}"
+            + ("" if eta is None else f", ETA {format_duration(eta)}"),
+            flush=True,
+        )
+
+    def write_done(self) -> None:
+        """The ``DONE`` file, with the final checkpoint's digest: an evaluation is reused only for the model it evaluated."""
+        done = {"iteration": self.st.iteration, "env_steps": self.env_steps, "checkpoint": self.st.checkpoint}
+        atomic_write_text(self.run_dir / "DONE", json.dumps(done) + "\n")
+
+    def close(self) -> None:
+        self.log.close()
+        for env in self.envs:
             env.close()
-    return st
+
+
+#: Names that moved out of this module in 0.2, by new module: importable from here, with a warning, until 0.3.
+#: This module uses them as ``build.build_rule``, ``state.RunState``, ..., so that none is an attribute
+#: here and an old ``from learn2adapt.run.loop import build_rule`` reaches ``__getattr__``.
+_MOVED = {
+    **{name: "learn2adapt.run.build" for name in ("build_planner", "build_rule", "mpc_agent")},
+    **{name: "learn2adapt.run.state" for name in ("RunState", "load_run")},
+}
+
+if not TYPE_CHECKING:  # mypy sees no __getattr__, so it still flags a name imported from the wrong module
+
+    def __getattr__(name: str) -> Any:
+        return moved_attribute(__name__, name, _MOVED)

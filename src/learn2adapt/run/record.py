@@ -17,9 +17,10 @@ import numpy as np
 from learn2adapt.data.recorded import Recording, from_episodes, save_recording
 from learn2adapt.envs.schedules import wrap_schedule
 from learn2adapt.errors import ConfigError
+from learn2adapt.run.build import make_envs
 from learn2adapt.run.config import RunConfig
-from learn2adapt.run.loop import RunState, make_envs
 from learn2adapt.run.rollout import Policy, RandomPolicy, run_episodes
+from learn2adapt.run.state import RunState
 
 
 def record(

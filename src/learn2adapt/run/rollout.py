@@ -10,7 +10,7 @@ import json
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import gymnasium as gym
 import numpy as np
@@ -18,6 +18,9 @@ import numpy as np
 from learn2adapt.data.trajectory_buffer import Episode, Task
 from learn2adapt.errors import NonFiniteData
 from learn2adapt.progress import progress_bar
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 
 class Policy(Protocol):
@@ -121,77 +124,94 @@ def run_episodes(
     Returns:
         The finished episodes, in the order they were started.
     """
-    num_envs = len(envs)
-    obs = np.zeros((num_envs, envs[0].observation_space.shape[0]), np.float32)
-    slot_episode = [-1] * num_envs
-    recorders: dict[int, _EpisodeRecorder] = {}
-    finished: dict[int, Episode] = {}
-    next_k = 0
+    lockstep = _Lockstep(envs, policy, num_episodes, start_episode)
     max_steps = getattr(envs[0].spec, "max_episode_steps", None) or 0
     bar = progress_bar(total=num_episodes * max_steps or None, desc=desc, leave=False, enabled=progress, unit="step")
+    lockstep.fill()
+    while len(lockstep.finished) < num_episodes:
+        lockstep.step(desc, on_step, bar)
+        lockstep.fill()
+    bar.close()
+    if timing is not None:
+        for key, value in lockstep.clock.items():
+            timing[key] = timing.get(key, 0.0) + value
+    return [lockstep.finished[k] for k in range(num_episodes)]
 
-    def start(slot: int) -> None:
-        nonlocal next_k
-        k = next_k
-        next_k += 1
-        task, seed = start_episode(k)
-        env = envs[slot]
+
+class _Lockstep:
+    """The episodes of :func:`run_episodes` in flight: one per environment slot, the next started as one ends."""
+
+    def __init__(
+        self,
+        envs: Sequence[gym.Env],
+        policy: Policy,
+        num_episodes: int,
+        start_episode: Callable[[int], tuple[Task | None, int]],
+    ) -> None:
+        self.envs, self.policy, self.num_episodes, self.start_episode = envs, policy, num_episodes, start_episode
+        self.obs = np.zeros((len(envs), envs[0].observation_space.shape[0]), np.float32)
+        self.slot_episode = [-1] * len(envs)  # the episode running in each slot (-1: none)
+        self.steps = np.zeros(len(envs), np.int64)  # steps taken in each slot's episode
+        self.recorders: dict[int, _EpisodeRecorder] = {}
+        self.finished: dict[int, Episode] = {}
+        self.next_k = 0
+        self.clock = {"policy_seconds": 0.0, "env_seconds": 0.0}
+
+    def fill(self) -> None:
+        """Start the next episodes in the free slots, while any is left to start."""
+        for slot in range(len(self.envs)):
+            if self.slot_episode[slot] < 0 and self.next_k < self.num_episodes:
+                self._start(slot)
+
+    def _start(self, slot: int) -> None:
+        k = self.next_k
+        self.next_k += 1
+        task, seed = self.start_episode(k)
+        env = self.envs[slot]
         if task is not None:
             env.unwrapped.set_task(task)
         t0 = time.perf_counter()
-        obs[slot], _ = env.reset(seed=seed)
-        clock["env_seconds"] += time.perf_counter() - t0
-        slot_episode[slot] = k
-        recorders[k] = _EpisodeRecorder()
-        policy.reset(slot)
+        self.obs[slot], _ = env.reset(seed=seed)
+        self.clock["env_seconds"] += time.perf_counter() - t0
+        self.slot_episode[slot] = k
+        self.recorders[k] = _EpisodeRecorder()
+        self.policy.reset(slot)
 
-    def finish(slot: int) -> None:
-        k = slot_episode[slot]
-        finished[k] = recorders.pop(k).finish()
-        slot_episode[slot] = -1
-        steps[slot] = 0
+    def _finish(self, slot: int) -> None:
+        k = self.slot_episode[slot]
+        self.finished[k] = self.recorders.pop(k).finish()
+        self.slot_episode[slot] = -1
+        self.steps[slot] = 0
 
-    clock = {"policy_seconds": 0.0, "env_seconds": 0.0}
-    for slot in range(num_envs):
-        if next_k < num_episodes:
-            start(slot)
-    steps = np.zeros(num_envs, np.int64)
-    while len(finished) < num_episodes:
+    def step(self, desc: str, on_step: Callable[[int, int, float, dict, int], None] | None, bar: tqdm) -> None:
+        """One step of every running episode: the policy acts for all at once, then observes the transitions."""
         t0 = time.perf_counter()
-        actions = np.asarray(policy.act(obs), np.float32)
-        clock["policy_seconds"] += time.perf_counter() - t0
-        next_obs = obs.copy()
-        for slot, env in enumerate(envs):
-            k = slot_episode[slot]
+        actions = np.asarray(self.policy.act(self.obs), np.float32)
+        self.clock["policy_seconds"] += time.perf_counter() - t0
+        next_obs = self.obs.copy()
+        for slot, env in enumerate(self.envs):
+            k = self.slot_episode[slot]
             if k < 0:
                 continue
             t0 = time.perf_counter()
             o2, r, term, trunc, info = env.step(actions[slot])
-            clock["env_seconds"] += time.perf_counter() - t0
+            self.clock["env_seconds"] += time.perf_counter() - t0
             if info.get("diverged"):  # the simulator blew up: end the episode before this step
-                _end_diverged(recorders[k], desc, k, int(steps[slot]), info)
-                finish(slot)
+                _end_diverged(self.recorders[k], desc, k, int(self.steps[slot]), info)
+                self._finish(slot)
                 continue  # next_obs[slot] stays the last real state
             next_obs[slot] = o2
-            recorders[k].add(obs[slot].copy(), actions[slot], o2, float(r), bool(term), info.get("task", {}))
+            self.recorders[k].add(self.obs[slot].copy(), actions[slot], o2, float(r), bool(term), info.get("task", {}))
             if on_step is not None:
-                on_step(k, int(steps[slot]), float(r), info, slot)
-            steps[slot] += 1
+                on_step(k, int(self.steps[slot]), float(r), info, slot)
+            self.steps[slot] += 1
             bar.update(1)
             if term or trunc:
-                finish(slot)
+                self._finish(slot)
         t0 = time.perf_counter()
-        policy.observe(obs, actions, next_obs)
-        clock["policy_seconds"] += time.perf_counter() - t0
-        obs = next_obs
-        for slot in range(num_envs):
-            if slot_episode[slot] < 0 and next_k < num_episodes:
-                start(slot)
-    bar.close()
-    if timing is not None:
-        for key, value in clock.items():
-            timing[key] = timing.get(key, 0.0) + value
-    return [finished[k] for k in range(num_episodes)]
+        self.policy.observe(self.obs, actions, next_obs)
+        self.clock["policy_seconds"] += time.perf_counter() - t0
+        self.obs = next_obs
 
 
 def forward_velocities(env: gym.Env, episodes: Sequence[Episode]) -> list[float] | None:
