@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import re
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -581,6 +582,15 @@ def load_current(
     checkpoint ``checkpoint``; :func:`_reusable`); none if the file is missing or unreadable."""
     saved = _read_protocol(path) or {}
     return {spec: r for spec, r in saved.items() if _reusable(r, reuse_stale, test_time, train_env_steps, checkpoint)}
+
+
+def eval_path(run_dir: Path, test_time: Sequence[str] = ()) -> Path:
+    """Where ``learn2adapt eval`` writes a run's evaluation: with the run's own settings, its protocol
+    file ``eval.json`` (which ``compare`` reuses); with test-time changes ``test_time``, a file of its
+    own named after them (``eval-<changes>.json``)."""
+    if not test_time:
+        return Path(run_dir) / "eval.json"
+    return Path(run_dir) / f"eval-{re.sub(r'[^A-Za-z0-9._=+-]', '-', '_'.join(test_time))}.json"
 
 
 # --- the planner as an evaluation axis (``compare --eval-planners``) ---------------------

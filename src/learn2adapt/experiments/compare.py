@@ -96,10 +96,10 @@ def _differences(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list
 def _protocol_file(out_dir: Path, planner: str | None) -> tuple[Path, list[str]]:
     """The protocol file of a run's evaluation (its own planner's with ``planner`` None) and the
     test-time change that evaluation carries."""
-    from learn2adapt.evaluation.protocol import planner_change, planner_eval_path
+    from learn2adapt.evaluation.protocol import eval_path, planner_change, planner_eval_path
 
     if planner is None:
-        return Path(out_dir) / "eval.json", []
+        return eval_path(out_dir), []
     return planner_eval_path(out_dir, planner), planner_change(planner)
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from learn2adapt.envs import short_name
 from learn2adapt.errors import ConfigError
 from learn2adapt.evaluation.statistics import Stat
 from learn2adapt.experiments.compare import Job, resolve_configs, run_jobs
@@ -58,6 +59,11 @@ def grid_points(grid: dict[str, list[str]], samples: int | None = None, seed: in
         pick = np.random.default_rng(seed).choice(len(points), size=min(samples, len(points)), replace=False)
         points = [points[i] for i in sorted(pick)]
     return points
+
+
+def default_sweep_dir(env: str, algo: str) -> Path:
+    """``runs/sweep-<env>-<algo>``: where ``learn2adapt sweep`` writes when not given ``--out``."""
+    return Path("runs") / f"sweep-{short_name(env)}-{algo}"
 
 
 def sweep(
