@@ -16,8 +16,9 @@ import importlib.abc
 import importlib.machinery
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import ModuleType
+from typing import Any
 
 #: Old package prefix -> new one: every module below the old one moved with it.
 MOVED_PACKAGES = {"learn2adapt.training": "learn2adapt.run"}
@@ -37,6 +38,28 @@ MOVED_MODULES = {
     "learn2adapt.experiments.variants": "learn2adapt.reporting.variants",
     "learn2adapt.experiments.record": "learn2adapt.run.record",
 }
+
+
+def moved_names(module: str, moved: Mapping[str, str]) -> Callable[[str], Any]:
+    """A module-level ``__getattr__`` for ``module``, whose names in ``moved`` (name -> the module
+    it moved to) stay importable from it for one release, with a :class:`DeprecationWarning` that
+    names the new home (``__getattr__ = moved_names(__name__, {...})``; PEP 562).
+
+    The new module is imported only when an old name is asked for.
+    """
+
+    def __getattr__(name: str) -> Any:
+        new = moved.get(name)
+        if new is None:
+            raise AttributeError(f"module {module!r} has no attribute {name!r}")
+        warnings.warn(
+            f"{module}.{name} moved to {new}.{name}; import it from there (the old name goes in learn2adapt 0.3)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(importlib.import_module(new), name)
+
+    return __getattr__
 
 
 def new_name(old: str) -> str | None:
