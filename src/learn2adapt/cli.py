@@ -134,7 +134,8 @@ def _run_lock_if_possible(run_dir: Path) -> Iterator[None]:
 
 
 def _evaluate_run(args: argparse.Namespace) -> int:
-    from learn2adapt.evaluation.protocol import add_to_protocol, evaluate, save_eval
+    from learn2adapt.evaluation.protocol import evaluate
+    from learn2adapt.evaluation.results import add_to_protocol, save_eval
     from learn2adapt.experiments.runs import load_any as load_run
     from learn2adapt.run.loop import RunState, with_online_rule
     from learn2adapt.run.run_dir import check_writable
@@ -189,7 +190,8 @@ def _print_eval(result, episodes: int) -> None:
 def cmd_oracle(args: argparse.Namespace) -> int:
     from learn2adapt.envs import short_name
     from learn2adapt.evaluation.oracle import OracleRun
-    from learn2adapt.evaluation.protocol import evaluate, save_eval
+    from learn2adapt.evaluation.protocol import evaluate
+    from learn2adapt.evaluation.results import save_eval
     from learn2adapt.run.config import apply_overrides, check_schedule, preset_config
     from learn2adapt.run.run_dir import check_writable
 

@@ -40,7 +40,7 @@ from learn2adapt.run.config import (
 from learn2adapt.run.run_dir import atomic_write_text
 
 if TYPE_CHECKING:
-    from learn2adapt.evaluation.protocol import EvalResult
+    from learn2adapt.evaluation.results import EvalResult
     from learn2adapt.experiments.runs import AnyRun
     from learn2adapt.reporting.records import RunRecord as RecordT
 
@@ -102,7 +102,7 @@ def _differences(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list
 def _protocol_file(out_dir: Path, planner: str | None) -> tuple[Path, list[str]]:
     """The protocol file of a run's evaluation (its own planner's with ``planner`` None) and the
     test-time change that evaluation carries."""
-    from learn2adapt.evaluation.protocol import planner_change, planner_eval_path
+    from learn2adapt.evaluation.results import planner_change, planner_eval_path
 
     if planner is None:
         return Path(out_dir) / "eval.json", []
@@ -112,7 +112,7 @@ def _protocol_file(out_dir: Path, planner: str | None) -> tuple[Path, list[str]]
 def _evaluated(run_dir: Path, schedules: Sequence[str], reuse_stale: bool = False, planner: str | None = None) -> bool:
     """``eval.json`` (or, with ``planner``, the run's evaluation with that planner) covers every
     schedule, evaluated by this code (by any, with ``reuse_stale``)."""
-    from learn2adapt.evaluation.protocol import load_current
+    from learn2adapt.evaluation.results import load_current
 
     path, change = _protocol_file(run_dir, planner)
     return set(schedules) <= set(load_current(path, reuse_stale, change, *finished_model(run_dir)))
@@ -292,7 +292,8 @@ def evaluate_into(out_dir: Path, load: Callable[[], AnyRun], job: Job, tag: str)
     Returns:
         Whether anything was evaluated.
     """
-    from learn2adapt.evaluation.protocol import evaluate, load_current, save_protocol, set_aside_stale
+    from learn2adapt.evaluation.protocol import evaluate
+    from learn2adapt.evaluation.results import load_current, save_protocol, set_aside_stale
     from learn2adapt.run.loop import RunState, with_online_rule
 
     evaluated, run = False, None
@@ -402,7 +403,8 @@ def evaluate_oracle(
     ``out/planner-<planner>/`` unless it is that algorithm's own planner (``out/``, as without).
     """
     from learn2adapt.evaluation.oracle import OracleRun
-    from learn2adapt.evaluation.protocol import evaluate, load_current, save_protocol, set_aside_stale
+    from learn2adapt.evaluation.protocol import evaluate
+    from learn2adapt.evaluation.results import load_current, save_protocol, set_aside_stale
 
     planned = next((c for c in configs if c.algo not in MODEL_FREE), None)
     assert planned is not None  # checked by compare() before any training

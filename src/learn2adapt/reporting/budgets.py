@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from learn2adapt.adaptation import MODEL_FREE
-from learn2adapt.evaluation.protocol import EvalResult
+from learn2adapt.evaluation.results import EvalResult
 from learn2adapt.evaluation.statistics import paired_diff_ci95
 from learn2adapt.reporting.records import Budget, RunRecord, summarize
 from learn2adapt.reporting.variants import base_algo, split, split_planner

@@ -31,7 +31,7 @@ import numpy as np
 
 from learn2adapt.adaptation import MODEL_FREE
 from learn2adapt.errors import UserError
-from learn2adapt.evaluation.protocol import EvalResult
+from learn2adapt.evaluation.results import EvalResult
 from learn2adapt.evaluation.statistics import diff_ci95, mean_ci95, paired_diff_ci95, relative_change
 from learn2adapt.reporting.plots import SAMPLE_EFFICIENCY_PLOT, ReportInputs, plot_sample_efficiency, write_plots
 from learn2adapt.reporting.records import (
