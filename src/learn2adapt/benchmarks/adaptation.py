@@ -37,7 +37,8 @@ import torch
 from learn2adapt.adaptation.base import adam
 from learn2adapt.adaptation.config import AdaptationConfig
 from learn2adapt.adaptation.grbal import GrBAL
-from learn2adapt.adaptation.mole import MixtureState, MOLe
+from learn2adapt.adaptation.mixture import MixtureState
+from learn2adapt.adaptation.mole import MOLe
 from learn2adapt.benchmarks.timing import interleaved_median_ms, matmul_gflops
 from learn2adapt.benchmarks.workload import cheetah_like_reward, random_recent
 from learn2adapt.models.config import FitConfig, ModelConfig
