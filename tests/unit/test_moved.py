@@ -41,3 +41,51 @@ def test_a_name_imported_from_an_old_module_is_the_new_object() -> None:
     from learn2adapt.run.config import RunConfig
 
     assert old is mean_ci95 and OldConfig is RunConfig
+
+
+#: Names that moved between modules (issue 41), as (old module, name, new module).
+MOVED_NAMES = [
+    *[
+        ("learn2adapt.evaluation.protocol", name, "learn2adapt.evaluation.results")
+        for name in ("EvalResult", "TaskResult", "load_protocol", "save_protocol", "load_current", "set_aside_stale")
+    ],
+    ("learn2adapt.experiments.compare", "check_run_dir", "learn2adapt.experiments.jobs"),
+    ("learn2adapt.experiments.compare", "run_job", "learn2adapt.experiments.execution"),
+    ("learn2adapt.experiments.compare", "STORAGES", "learn2adapt.experiments.execution"),
+    ("learn2adapt.experiments.compare", "evaluate_into", "learn2adapt.experiments.planner_evals"),
+    ("learn2adapt.experiments.compare", "budget_probe", "learn2adapt.experiments.budget_evals"),
+    ("learn2adapt.reporting.report", "compare_sentence", "learn2adapt.reporting.verdicts"),
+    ("learn2adapt.reporting.report", "RECOVERY_WINDOW", "learn2adapt.reporting.records"),
+    ("learn2adapt.adaptation.mole", "M_STEP_MIN_WEIGHT", "learn2adapt.adaptation.mixture"),
+]
+
+
+@pytest.mark.parametrize(("old", "name", "new"), MOVED_NAMES)
+def test_a_moved_name_imports_from_its_old_module_with_a_warning(old: str, name: str, new: str) -> None:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        value = getattr(importlib.import_module(old), name)
+    assert value is getattr(importlib.import_module(new), name)
+    warned = [str(w.message) for w in caught if issubclass(w.category, DeprecationWarning)]
+    assert warned == [
+        f"{old}.{name} moved to {new}.{name}; import it from there (the old name goes in learn2adapt 0.3)"
+    ]
+    assert caught[0].filename == __file__  # the warning points at the importer
+
+
+def test_the_names_users_import_still_import_from_their_old_modules() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        from learn2adapt.evaluation.protocol import evaluate, recall_measures  # noqa: F401  (still there)
+        from learn2adapt.experiments.compare import compare  # noqa: F401
+        from learn2adapt.reporting.report import write_report  # noqa: F401
+    with pytest.warns(DeprecationWarning, match="learn2adapt.evaluation.results"):
+        from learn2adapt.evaluation.protocol import EvalResult, load_protocol  # noqa: F401
+
+
+def test_a_name_that_never_was_is_an_attribute_error() -> None:
+    import learn2adapt.evaluation.protocol as protocol
+
+    with pytest.raises(AttributeError, match="has no attribute 'no_such_name'"):
+        protocol.no_such_name  # noqa: B018
+    assert not hasattr(protocol, "no_such_name")
