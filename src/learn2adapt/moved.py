@@ -5,9 +5,10 @@
 :class:`DeprecationWarning` that names the new home. The old names go in 0.3. CHANGELOG.md lists
 every moved public name.
 
-A user-facing name that moved to another module (``learn2adapt.run.loop.build_rule``, now in
+A name that moved to another module (``learn2adapt.run.loop.build_rule``, now in
 :mod:`learn2adapt.run.build`) is still found in the old one, with the same warning: the old
-module's ``__getattr__`` lists its moved names and calls :func:`moved_attribute`.
+module sets ``__getattr__ = moved_names(__name__, {...})`` under ``if not TYPE_CHECKING:``, so
+that mypy still flags a name imported from the wrong module.
 
 This module imports nothing of ours at import time, so it sits at the bottom of the layers: the
 alias is resolved by :mod:`importlib` only when an old name is imported.
@@ -20,7 +21,7 @@ import importlib.abc
 import importlib.machinery
 import sys
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import ModuleType
 from typing import Any
 
@@ -42,6 +43,28 @@ MOVED_MODULES = {
     "learn2adapt.experiments.variants": "learn2adapt.reporting.variants",
     "learn2adapt.experiments.record": "learn2adapt.run.record",
 }
+
+
+def moved_names(module: str, moved: Mapping[str, str]) -> Callable[[str], Any]:
+    """A module-level ``__getattr__`` for ``module``, whose names in ``moved`` (name -> the module
+    it moved to) stay importable from it for one release, with a :class:`DeprecationWarning` that
+    names the new home (``__getattr__ = moved_names(__name__, {...})``; PEP 562).
+
+    The new module is imported only when an old name is asked for.
+    """
+
+    def __getattr__(name: str) -> Any:
+        new = moved.get(name)
+        if new is None:
+            raise AttributeError(f"module {module!r} has no attribute {name!r}")
+        warnings.warn(
+            f"{module}.{name} moved to {new}.{name}; import it from there (the old name goes in learn2adapt 0.3)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(importlib.import_module(new), name)
+
+    return __getattr__
 
 
 def new_name(old: str) -> str | None:
@@ -80,26 +103,6 @@ class _MovedFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     def exec_module(self, module: ModuleType) -> None:
         # The module already ran under its new name; importlib only replaced its __spec__.
         module.__spec__ = module.__spec__.loader_state[1]  # type: ignore[union-attr]
-
-
-def moved_attribute(module: str, name: str, moved: Mapping[str, str]) -> Any:
-    """``name`` of ``module`` where it moved (``moved``: name -> new module), with a :class:`DeprecationWarning`.
-
-    What a module's ``__getattr__`` returns for the names that left it, so that
-    ``from learn2adapt.run.loop import build_rule`` still works for one release. The new module is
-    imported only then, by :mod:`importlib`, as the old module names are.
-
-    Raises:
-        AttributeError: ``name`` is not one of ``moved`` (as for any missing attribute).
-    """
-    if name not in moved:
-        raise AttributeError(f"module {module!r} has no attribute {name!r}")
-    warnings.warn(
-        f"{module}.{name} moved to {moved[name]}.{name}; import it from there (the old name goes in learn2adapt 0.3)",
-        DeprecationWarning,
-        stacklevel=3,
-    )
-    return getattr(importlib.import_module(moved[name]), name)
 
 
 def install() -> None:

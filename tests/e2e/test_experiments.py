@@ -261,7 +261,7 @@ def test_video_of_a_numpy_env_is_drawn(tiny_compare, tmp_path, capsys):
     [("ppo", "[ppo seed 0] checkpoint 1: 2048/440000 env steps"), ("mb", "[mb seed 0] iteration 1/3: 2048 env steps")],
 )
 def test_worker_progress_lines_count_what_the_run_counts(tmp_path, capsys, algo, expected):
-    from learn2adapt.experiments.compare import _IterationPrinter
+    from learn2adapt.experiments.execution import _IterationPrinter
 
     (tmp_path / "metrics.csv").write_text("iteration,env_steps,return_mean,wall_seconds\n1,2048,-5.0,3.0\n")
     config = {"algo": algo, "iterations": 3, "baseline": {"steps": 440000}}

@@ -4,7 +4,7 @@ and the evaluation files that use it: what a comparison may reuse, and nothing w
 import json
 
 from learn2adapt import __version__
-from learn2adapt.evaluation.protocol import (
+from learn2adapt.evaluation.results import (
     EvalResult,
     TaskResult,
     add_to_protocol,

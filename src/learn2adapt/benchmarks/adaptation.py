@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 from collections.abc import Callable, Sequence
 
 import torch
@@ -37,7 +38,8 @@ import torch
 from learn2adapt.adaptation.base import adam
 from learn2adapt.adaptation.config import AdaptationConfig
 from learn2adapt.adaptation.grbal import GrBAL
-from learn2adapt.adaptation.mole import MixtureState, MOLe
+from learn2adapt.adaptation.mixture import MixtureState
+from learn2adapt.adaptation.mole import MOLe
 from learn2adapt.benchmarks.timing import interleaved_median_ms, matmul_gflops
 from learn2adapt.benchmarks.workload import cheetah_like_reward, random_recent
 from learn2adapt.models.config import FitConfig, ModelConfig
@@ -104,10 +106,25 @@ def run(
         "matmul_gflops": round(matmul_gflops(device=device), 1),
     }
     g = torch.Generator().manual_seed(1)
-    d = device
+    rule_of = functools.partial(_rule, obs_dim, act_dim, hidden, past, future, meta_batch, device)
+    out.update(_online(rule_of(), num_candidates, horizon, num_envs, past, g, rounds, repeats, device))
+    out.update(_meta_steps(rule_of, impls, g, rounds, repeats))
+    return out
 
-    # --- online: adapt + plan ----------------------------------------------------------------
-    rule = _rule(obs_dim, act_dim, hidden, past, future, meta_batch, d)
+
+def _online(
+    rule: GrBAL,
+    num_candidates: int,
+    horizon: int,
+    num_envs: int,
+    past: int,
+    g: torch.Generator,
+    rounds: int,
+    repeats: int,
+    d: str,
+) -> dict[str, float]:
+    """Online figures: plan, adapt + plan, MOLe's update + plan (and, on a GPU, with CUDA graphs)."""
+    obs_dim, act_dim = rule.obs_dim, rule.act_dim
     obs = torch.randn(num_envs, obs_dim, generator=g).to(d)
     recent = random_recent(num_envs, past, obs_dim, act_dim, g, d)
     low, high = -torch.ones(act_dim, device=d), torch.ones(act_dim, device=d)
@@ -130,6 +147,7 @@ def run(
     by_key = dict(zip(planners, online_ms))
     plan, adapt_plan, mole_plan = (by_key[(name, False)] for name in ("plan", "adapt_plan", "mole_plan"))
     adapt = online_ms[-1]
+    out: dict[str, float] = {}
     if len(graphs) > 1:
         out.update({f"{name}_graph_ms": round(by_key[(name, True)], 2) for name in ("plan", "adapt_plan", "mole_plan")})
     out.update(
@@ -142,9 +160,17 @@ def run(
             "mole_plan_over_adapt_plan": round(mole_plan / adapt_plan, 3),
         }
     )
+    return out
 
-    # --- meta-training step vs supervised step ------------------------------------------------
-    length = past + future
+
+def _meta_steps(
+    rule_of: Callable[..., GrBAL], impls: Sequence[str], g: torch.Generator, rounds: int, repeats: int
+) -> dict[str, float]:
+    """A meta-training step of each implementation (and variant) against a supervised step on the
+    same transitions; ``rule_of(**adaptation options)`` builds a rule of the measured sizes."""
+    sup = rule_of()
+    cfg, obs_dim, act_dim, d = sup.adapt_cfg, sup.obs_dim, sup.act_dim, sup.device
+    meta_batch, length = cfg.meta_batch, cfg.past + cfg.future
     seg_obs = torch.randn(meta_batch, length, obs_dim, generator=g).to(d)
     seg_act = (torch.rand(meta_batch, length, act_dim, generator=g) * 2 - 1).to(d)
     seg_nxt = seg_obs + 0.1 * torch.randn(meta_batch, length, obs_dim, generator=g).to(d)
@@ -160,26 +186,25 @@ def run(
 
         return step
 
-    sup = _rule(obs_dim, act_dim, hidden, past, future, meta_batch, d)
     fns: list[Callable[[], None]] = [step_fn(sup, lambda: sup.model.loss(flat[0], flat[1], flat[2]))]
     names = ["supervised"]
     reps = [repeats]
     for impl in impls:
-        r = _rule(obs_dim, act_dim, hidden, past, future, meta_batch, d, inner_impl=impl)
+        r = rule_of(inner_impl=impl)
         fns.append(step_fn(r, lambda r=r: r.meta_loss(seg_obs, seg_act, seg_nxt)))
         names.append(impl)
         reps.append(repeats if impl in ("lowrank", "batched") else 1)  # vmap / loop: slow, for reference
-    r_fo = _rule(obs_dim, act_dim, hidden, past, future, meta_batch, d, first_order=True)
+    r_fo = rule_of(first_order=True)
     fns.append(step_fn(r_fo, lambda: r_fo.meta_loss(seg_obs, seg_act, seg_nxt)))
     names.append("first_order")
     reps.append(repeats)
-    r_pp = _rule(obs_dim, act_dim, hidden, past, future, meta_batch, d, step_size="per_parameter")
+    r_pp = rule_of(step_size="per_parameter")
     fns.append(step_fn(r_pp, lambda: r_pp.meta_loss(seg_obs, seg_act, seg_nxt)))
     names.append("per_parameter")
     reps.append(repeats)
     times = dict(zip(names, interleaved_median_ms(fns, rounds, reps)))
     sup_ms = times.pop("supervised")
-    out["supervised_step_ms"] = round(sup_ms, 2)
+    out = {"supervised_step_ms": round(sup_ms, 2)}
     default_impl = sup.impl  # what meta-training uses with the default options
     out["meta_step_ms"] = round(times[default_impl], 2) if default_impl in times else float("nan")
     out["meta_step_ratio"] = round(out["meta_step_ms"] / sup_ms, 3)

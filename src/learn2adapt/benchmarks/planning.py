@@ -154,6 +154,7 @@ def run(
     obs = torch.randn(num_envs, obs_dim, generator=torch.Generator().manual_seed(0)).to(device)
     rows = []
     fp32_ms: dict[str, float] = {}
+    flops = (flop_per_eval, peak)
     for name in planners:
         for precision in precisions:
             options = dict((planner_options or {}).get(name, {}))
@@ -169,33 +170,8 @@ def run(
                 precision=precision,
                 **options,
             )
-
-            def plan(planner: Planner = planner) -> None:
-                planner.plan(predict, reward, obs)
-
-            def plan_addmm(plan: Callable[[], None] = plan) -> None:
-                with onednn.disabled():
-                    plan()
-
-            plan_ms, alone_ms, addmm_ms = interleaved_median_ms(
-                [plan, model_only_fn(predict, planner, obs), plan_addmm], rounds=repeats, repeats=1, warmup=warmup
-            )
             evals = getattr(planner, "samples_per_plan", num_candidates) * horizon * num_envs
-            evals_per_s = evals / (plan_ms * 1e-3)
-            gflops = evals_per_s * flop_per_eval / 1e9
-            row = {
-                "planner": name,
-                "precision": precision,
-                "plan_ms": round(plan_ms, 2),
-                "model_only_ms": round(alone_ms, 2),
-                "evals_per_plan": evals,
-                "evals_per_s": round(evals_per_s),
-                "gflops": round(gflops, 1),
-                "fraction_of_fp32_matmul": round(gflops / peak, 3),
-                "plan_efficiency": round(alone_ms / plan_ms, 3),
-                "addmm_plan_ms": round(addmm_ms, 2),
-                "onednn_speedup": round(addmm_ms / plan_ms, 2),
-            }
+            row, plan_ms = _planner_row(planner, name, precision, predict, reward, obs, repeats, warmup, evals, flops)
             if precision == "fp32":
                 fp32_ms[name] = plan_ms
             elif name in fp32_ms:
@@ -221,6 +197,51 @@ def run(
         "bf16_agreement_random_mlp": agreement,
         "bf16_agreement_random_mlp_no_ctrl_cost": agreement_model_only,
     }
+
+
+def _planner_row(
+    planner: Planner,
+    name: str,
+    precision: str,
+    predict: PredictFn,
+    reward: RewardFn,
+    obs: torch.Tensor,
+    repeats: int,
+    warmup: int,
+    evals: int,
+    flops: tuple[int, float],
+) -> tuple[dict[str, object], float]:
+    """One planner x precision, timed beside its ``evals`` model evaluations alone and beside the
+    same plan on plain ``addmm``: its row and its plan time (ms). ``flops``: a model evaluation's
+    FLOP and the process's fp32 matmul rate (GFLOP/s)."""
+    flop_per_eval, peak = flops
+
+    def plan() -> None:
+        planner.plan(predict, reward, obs)
+
+    def plan_addmm() -> None:
+        with onednn.disabled():
+            plan()
+
+    plan_ms, alone_ms, addmm_ms = interleaved_median_ms(
+        [plan, model_only_fn(predict, planner, obs), plan_addmm], rounds=repeats, repeats=1, warmup=warmup
+    )
+    evals_per_s = evals / (plan_ms * 1e-3)
+    gflops = evals_per_s * flop_per_eval / 1e9
+    row: dict[str, object] = {
+        "planner": name,
+        "precision": precision,
+        "plan_ms": round(plan_ms, 2),
+        "model_only_ms": round(alone_ms, 2),
+        "evals_per_plan": evals,
+        "evals_per_s": round(evals_per_s),
+        "gflops": round(gflops, 1),
+        "fraction_of_fp32_matmul": round(gflops / peak, 3),
+        "plan_efficiency": round(alone_ms / plan_ms, 3),
+        "addmm_plan_ms": round(addmm_ms, 2),
+        "onednn_speedup": round(addmm_ms / plan_ms, 2),
+    }
+    return row, plan_ms
 
 
 def _print_table(result: dict[str, object]) -> None:

@@ -53,7 +53,7 @@ def print_verdict(report: Path) -> None:
 
 def job_args(p: argparse.ArgumentParser) -> None:
     """The options of every command that trains and evaluates many runs (compare, sweep)."""
-    from learn2adapt.experiments.compare import STORAGES
+    from learn2adapt.experiments.execution import STORAGES
     from learn2adapt.experiments.runner import RUNNERS
     from learn2adapt.run.presets import describe_presets  # the names in learn2adapt/presets/
 

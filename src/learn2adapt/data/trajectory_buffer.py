@@ -56,6 +56,16 @@ class Episode:
         return f"{what} at step {step}"
 
 
+def first_non_finite(episodes: Sequence[Episode]) -> tuple[int, str] | None:
+    """``(index, what)`` of the first of ``episodes`` holding a NaN/inf (:meth:`Episode.first_non_finite`),
+    else None."""
+    for k, ep in enumerate(episodes):
+        bad = ep.first_non_finite()
+        if bad is not None:
+            return k, bad
+    return None
+
+
 class TrajectoryBuffer:
     """Growable store of episodes.
 

@@ -35,7 +35,8 @@ import numpy as np
 import torch
 
 from learn2adapt.evaluation.oracle import SimulatorModel
-from learn2adapt.evaluation.protocol import EvalResult, evaluate, torch_rng_preserved
+from learn2adapt.evaluation.protocol import evaluate, torch_rng_preserved
+from learn2adapt.evaluation.results import EvalResult
 from learn2adapt.evaluation.statistics import mean_ci95, spearman
 from learn2adapt.planning.random_shooting import RandomShooting
 from learn2adapt.run.agent import MPCAgent

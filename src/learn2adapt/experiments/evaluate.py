@@ -4,7 +4,7 @@
 An evaluation with the run's own settings joins the run's protocol file ``eval.json`` (which
 ``compare`` reuses), schedule by schedule; one with test-time changes (another seed, online rule or
 test-time option) goes to a file of its own named after them
-(:func:`~learn2adapt.evaluation.protocol.eval_path`), unless an output file is given.
+(:func:`~learn2adapt.evaluation.results.eval_path`), unless an output file is given.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from learn2adapt.envs import short_name
 from learn2adapt.errors import ConfigError, RunDirBusy, UserError
 from learn2adapt.evaluation.diagnosis import Diagnosis, diagnose
 from learn2adapt.evaluation.oracle import OracleRun, check_oracle
-from learn2adapt.evaluation.protocol import EvalResult, add_to_protocol, eval_path, evaluate, save_eval
+from learn2adapt.evaluation.protocol import evaluate
+from learn2adapt.evaluation.results import EvalResult, add_to_protocol, eval_path, save_eval
 from learn2adapt.experiments.runs import load_any
 from learn2adapt.run.config import check_schedule
 from learn2adapt.run.resolve import DEFAULT_PRESET, preset_run_config
@@ -92,8 +93,8 @@ def evaluate_run(
     Args:
         episodes, schedule, seed: per test task; default the run's ``eval`` settings and seed.
         online: evaluate with this online rule on the run's meta-trained model (e.g. ``mole``).
-        sets: test-time options (``KEY=VALUE``, :data:`~learn2adapt.run.loop.TEST_TIME_OPTIONS`).
-        output: the results file; default :func:`~learn2adapt.evaluation.protocol.eval_path`,
+        sets: test-time options (``KEY=VALUE``, :data:`~learn2adapt.run.state.TEST_TIME_OPTIONS`).
+        output: the results file; default :func:`~learn2adapt.evaluation.results.eval_path`,
             where the run's own evaluation joins ``eval.json``.
     """
     run_dir = Path(run_dir)

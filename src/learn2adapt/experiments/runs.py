@@ -54,7 +54,8 @@ def heldout_probe(
     run's own planner and, for a model-based run, with each of ``planners`` (:func:`probe_key`)."""
 
     def probe(run: Any) -> dict[str, float]:
-        from learn2adapt.evaluation.protocol import evaluate, planner_change, torch_rng_preserved
+        from learn2adapt.evaluation.protocol import evaluate, torch_rng_preserved
+        from learn2adapt.evaluation.results import planner_change
 
         def heldout(r: Any) -> float:
             result = evaluate(r, episodes, seed=seed, progress=False, schedule=schedule, measure_model=False)

@@ -22,7 +22,8 @@ import numpy as np
 from learn2adapt.envs import short_name
 from learn2adapt.errors import ConfigError
 from learn2adapt.evaluation.statistics import Stat
-from learn2adapt.experiments.compare import Job, resolve_configs, run_jobs
+from learn2adapt.experiments.execution import run_jobs
+from learn2adapt.experiments.jobs import Job, resolve_configs
 from learn2adapt.experiments.runner import Runner, make_runner
 from learn2adapt.reporting.plots import pyplot
 from learn2adapt.reporting.variants import Entry

@@ -104,32 +104,12 @@ def fit_early_stopping(
             raise NonFiniteLossError(f"{desc}: validation loss is {best} before training")
         best_state = [p.detach().clone() for p in params]
     bad_epochs = 0
-    device_type = params[0].device.type if params else "cpu"
     bar = progress_bar(range(cfg.max_epochs), desc=desc, leave=False, enabled=progress, unit="epoch")
     for epoch in bar:
-        total, count = 0.0, 0
-        batches: Iterator[Batch] = iter(epoch_batches())
-        for i, batch in enumerate(batches):
-            if cfg.max_steps_per_epoch and i >= cfg.max_steps_per_epoch:
-                break
-            with training_autocast(cfg, device_type):
-                loss = batch_loss(batch)
-            if not torch.isfinite(loss):
-                raise NonFiniteLossError(f"{desc}: training loss became {loss.item()} at epoch {epoch}, step {i}")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-            opt.step()
-            total += loss.item()
-            count += 1
-            result.steps += 1
-            if cfg.max_steps and result.steps >= cfg.max_steps:
-                break
+        result.train_loss = _train_epoch(opt, params, epoch_batches(), batch_loss, cfg, result, desc, epoch)
         v = val_loss()
         if not math.isfinite(v):
             raise NonFiniteLossError(f"{desc}: validation loss became {v} at epoch {epoch}")
-        result.train_loss = total / max(count, 1)
         result.history.append((result.train_loss, v))
         result.epochs = epoch + 1
         bar.set_postfix(train=f"{result.train_loss:.4g}", val=f"{v:.4g}", refresh=False)
@@ -150,3 +130,42 @@ def fit_early_stopping(
                 p.copy_(b)
     result.val_loss = best if math.isfinite(best) else float("nan")  # nan: no epoch ran
     return result
+
+
+def _train_epoch(
+    opt: torch.optim.Optimizer,
+    params: list[torch.Tensor],
+    batches: Iterable[Batch],
+    batch_loss: Callable[[Batch], torch.Tensor],
+    cfg: FitConfig,
+    result: FitResult,
+    desc: str,
+    epoch: int,
+) -> float:
+    """One epoch of :func:`fit_early_stopping` (at most ``cfg.max_steps_per_epoch`` steps, and
+    none past ``cfg.max_steps``), counted in ``result.steps``; returns its mean training loss.
+
+    Raises:
+        NonFiniteLossError: a training loss was NaN/inf.
+    """
+    device_type = params[0].device.type if params else "cpu"
+    total, count = 0.0, 0
+    batch_iter: Iterator[Batch] = iter(batches)
+    for i, batch in enumerate(batch_iter):
+        if cfg.max_steps_per_epoch and i >= cfg.max_steps_per_epoch:
+            break
+        with training_autocast(cfg, device_type):
+            loss = batch_loss(batch)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(f"{desc}: training loss became {loss.item()} at epoch {epoch}, step {i}")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        opt.step()
+        total += loss.item()
+        count += 1
+        result.steps += 1
+        if cfg.max_steps and result.steps >= cfg.max_steps:
+            break
+    return total / max(count, 1)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from learn2adapt.adaptation import MODEL_FREE
-from learn2adapt.evaluation.protocol import EvalResult
+from learn2adapt.evaluation.results import EvalResult
 from learn2adapt.evaluation.statistics import paired_diff_ci95
 from learn2adapt.reporting.records import Budget, RunRecord, summarize
 from learn2adapt.reporting.variants import base_algo, split, split_planner
@@ -109,8 +109,6 @@ def budget_lines(
             ceiling, drawn as a line (the oracle does not train, so it has no budget).
         out_dir: the report directory.
     """
-    from learn2adapt.reporting.plots import plot_returns_by_budget
-
     counts = sorted(records_by_steps)
     lines = [
         "## Held-out return by training budget",
@@ -124,70 +122,99 @@ def budget_lines(
     for schedule in schedules:
         table = budgets(records_by_steps, names, schedule)
         shown = [n for n in names if any(n in b.summaries for b in table)]
-        if not shown:
-            continue
-        header = ["entry", *[f"{b.steps} steps" for b in table]]
-        lines += [f"### Schedule `{schedule}`", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        for n in shown:
-            lines.append(
-                "| "
-                + " | ".join(
-                    [display(n), *[b.summaries[n].return_stat.fmt() if n in b.summaries else "-" for b in table]]
-                )
-                + " |"
-            )
-        lines.append("")
-        pairs = references(shown)
-        diffs: dict[str, list[list[float]]] = {}
-        if pairs:
-            lines += ["| paired difference | " + " | ".join(header[1:]) + " |", "|" + "---|" * len(header)]
-            for a, b in pairs:
-                cells, values = [], []
-                for budget in table:
-                    if a in budget.summaries and b in budget.summaries:
-                        d, h, k = paired_diff_ci95(budget.summaries[a].episodes, budget.summaries[b].episodes)
-                    else:
-                        d, h, k = math.nan, math.nan, 0
-                    cells.append(_cell(d, h, k))
-                    values.append([d, h, k])
-                diffs[f"{a} - {b}"] = values
-                lines.append(f"| {display(a)} - {display(b)} | " + " | ".join(cells) + " |")
-            lines.append("")
-        model_free = [n for n in shown if base_algo(n) in MODEL_FREE and n in table[-1].summaries]
-        reach: dict[str, str] = {}
-        target = math.nan
-        if model_free:
-            best = max(model_free, key=lambda n: table[-1].summaries[n].return_stat.mean)
-            target = table[-1].summaries[best].return_stat.mean
-            reach = first_budget_reaching(table, target)
-            lines += [
-                f"Steps to reach {display(best)}'s return at {table[-1].steps} steps ({target:.1f}), among the "
-                "step counts evaluated:",
-                "",
-                "| entry | steps |",
-                "|---|---|",
-                *[f"| {display(n)} | {reach[n]} |" for n in shown],
-                "",
-            ]
-        ceilings = {
-            planner: sum(e.mean for e in by_schedule[schedule]) / len(by_schedule[schedule])
-            for planner, by_schedule in oracles.items()
-            if by_schedule.get(schedule)
-        }
-        plot = out_dir / BUDGET_PLOT.replace(".png", f"-{_file_safe(schedule)}.png")
-        plot_returns_by_budget(table, shown, ceilings, schedule, plot)
-        lines += [f"![]({plot.name})", ""]
-        data["schedules"][schedule] = {
-            "returns": {
-                n: [b.summaries[n].return_stat.to_json() if n in b.summaries else None for b in table] for n in shown
-            },
-            "actual_steps": {n: [b.actual_steps.get(n) for b in table] for n in shown},
-            "differences": diffs,
-            "target": target,
-            "steps_to_reach": reach,
-            "oracle_ceilings": ceilings,
-        }
+        if shown:
+            schedule_lines, data["schedules"][schedule] = _schedule_budgets(schedule, table, shown, oracles, out_dir)
+            lines += schedule_lines
     return lines, data
+
+
+def _schedule_budgets(
+    schedule: str,
+    table: list[Budget],
+    shown: Sequence[str],
+    oracles: dict[str, dict[str, list[EvalResult]]],
+    out_dir: Path,
+) -> tuple[list[str], dict[str, Any]]:
+    """One schedule's part of :func:`budget_lines`: returns by budget, paired differences, steps
+    to reach the best model-free return, and the figure."""
+    from learn2adapt.reporting.plots import plot_returns_by_budget
+
+    header = ["entry", *[f"{b.steps} steps" for b in table]]
+    lines = [f"### Schedule `{schedule}`", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for n in shown:
+        lines.append(
+            "| "
+            + " | ".join([display(n), *[b.summaries[n].return_stat.fmt() if n in b.summaries else "-" for b in table]])
+            + " |"
+        )
+    lines.append("")
+    difference_lines, diffs = _differences(table, shown, header)
+    reach_lines, target, reach = _steps_to_reach(table, shown)
+    lines += difference_lines + reach_lines
+    ceilings = {
+        planner: sum(e.mean for e in by_schedule[schedule]) / len(by_schedule[schedule])
+        for planner, by_schedule in oracles.items()
+        if by_schedule.get(schedule)
+    }
+    plot = out_dir / BUDGET_PLOT.replace(".png", f"-{_file_safe(schedule)}.png")
+    plot_returns_by_budget(table, shown, ceilings, schedule, plot)
+    lines += [f"![]({plot.name})", ""]
+    data = {
+        "returns": {
+            n: [b.summaries[n].return_stat.to_json() if n in b.summaries else None for b in table] for n in shown
+        },
+        "actual_steps": {n: [b.actual_steps.get(n) for b in table] for n in shown},
+        "differences": diffs,
+        "target": target,
+        "steps_to_reach": reach,
+        "oracle_ceilings": ceilings,
+    }
+    return lines, data
+
+
+def _differences(
+    table: list[Budget], shown: Sequence[str], header: Sequence[str]
+) -> tuple[list[str], dict[str, list[list[float]]]]:
+    """The table of paired differences of :func:`references` at every budget, and its figures
+    (``[difference, CI half-width, pairs]`` per budget)."""
+    pairs = references(shown)
+    diffs: dict[str, list[list[float]]] = {}
+    if not pairs:
+        return [], diffs
+    lines = ["| paired difference | " + " | ".join(header[1:]) + " |", "|" + "---|" * len(header)]
+    for a, b in pairs:
+        cells, values = [], []
+        for budget in table:
+            if a in budget.summaries and b in budget.summaries:
+                d, h, k = paired_diff_ci95(budget.summaries[a].episodes, budget.summaries[b].episodes)
+            else:
+                d, h, k = math.nan, math.nan, 0
+            cells.append(_cell(d, h, k))
+            values.append([d, h, k])
+        diffs[f"{a} - {b}"] = values
+        lines.append(f"| {display(a)} - {display(b)} | " + " | ".join(cells) + " |")
+    return lines + [""], diffs
+
+
+def _steps_to_reach(table: list[Budget], shown: Sequence[str]) -> tuple[list[str], float, dict[str, str]]:
+    """The best model-free return at the largest budget (NaN: no model-free entry), and the table of
+    the step count at which each entry first reaches it."""
+    model_free = [n for n in shown if base_algo(n) in MODEL_FREE and n in table[-1].summaries]
+    if not model_free:
+        return [], math.nan, {}
+    best = max(model_free, key=lambda n: table[-1].summaries[n].return_stat.mean)
+    target = table[-1].summaries[best].return_stat.mean
+    reach = first_budget_reaching(table, target)
+    lines = [
+        f"Steps to reach {display(best)}'s return at {table[-1].steps} steps ({target:.1f}), among the "
+        "step counts evaluated:",
+        "",
+        "| entry | steps |",
+        "|---|---|",
+        *[f"| {display(n)} | {reach[n]} |" for n in shown],
+        "",
+    ]
+    return lines, target, reach
 
 
 def _file_safe(text: str) -> str:

@@ -14,7 +14,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -39,10 +39,25 @@ def pyplot():
     return plt
 
 
+def _save(fig, path: Path) -> None:
+    """Lay out ``fig``, write it to ``path`` and free it."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    pyplot().close(fig)
+
+
+def _schedule_panels(
+    by_schedule: dict[str, list[AlgoSummary]], width: float, height: float
+) -> tuple[Any, list[tuple[Any, str, list[AlgoSummary]]]]:
+    """A figure with one ``width`` x ``height`` panel per schedule, and ``(panel, schedule,
+    summaries)`` for every schedule that has summaries (the others' panels stay empty)."""
+    fig, axes = pyplot().subplots(1, len(by_schedule), figsize=(width * len(by_schedule), height), squeeze=False)
+    return fig, [(ax, schedule, sums) for ax, (schedule, sums) in zip(axes[0], by_schedule.items()) if sums]
+
+
 def plot_learning_curves(records: Sequence[RunRecord], algos: Sequence[str], path: Path) -> None:
     """Training-episode return against environment steps (mean over seeds, min-max band)."""
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    fig, ax = pyplot().subplots(figsize=(6.4, 4.0))
     for algo in algos:
         runs = [r for r in records if r.algo == algo and r.metrics]
         if not runs:
@@ -59,9 +74,7 @@ def plot_learning_curves(records: Sequence[RunRecord], algos: Sequence[str], pat
     ax.set_title("Learning curves (iteration 0: random actions; band: min-max over seeds)", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def _grouped_bars(ax, groups: list[str], series: list[tuple[str, list[Stat], str | None]], log: bool = False) -> None:
@@ -90,29 +103,21 @@ def _grouped_bars(ax, groups: list[str], series: list[tuple[str, list[Stat], str
 
 def plot_heldout_returns(by_schedule: dict[str, list[AlgoSummary]], path: Path) -> None:
     """Per-task and overall held-out returns with 95% CI bars, one panel per schedule."""
-    plt = pyplot()
-    fig, axes = plt.subplots(1, len(by_schedule), figsize=(6.4 * len(by_schedule), 4.2), squeeze=False)
-    for ax, (schedule, sums) in zip(axes[0], by_schedule.items()):
-        if not sums:
-            continue
+    fig, panels = _schedule_panels(by_schedule, 6.4, 4.2)
+    for ax, schedule, sums in panels:
         groups = [label for label, _ in sums[0].per_task] + ["all test tasks"]
         series = [(display(s.algo), [st for _, st in s.per_task] + [s.return_stat], color(s.algo)) for s in sums]
         _grouped_bars(ax, groups, series)
         ax.set_ylabel("return (mean ± 95% CI)")
         ax.set_title(f"Held-out test tasks, schedule {schedule}", fontsize=9)
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def plot_prediction_error(by_schedule: dict[str, list[AlgoSummary]], path: Path) -> None:
     """K-step prediction error before vs after adaptation, per algorithm and schedule."""
-    plt = pyplot()
-    fig, axes = plt.subplots(1, len(by_schedule), figsize=(5.0 * len(by_schedule), 4.0), squeeze=False)
-    for ax, (schedule, sums) in zip(axes[0], by_schedule.items()):
-        if not sums:
-            continue
+    fig, panels = _schedule_panels(by_schedule, 5.0, 4.0)
+    for ax, schedule, sums in panels:
         groups = [display(s.algo) for s in sums]
         _grouped_bars(
             ax,
@@ -126,9 +131,7 @@ def plot_prediction_error(by_schedule: dict[str, list[AlgoSummary]], path: Path)
         ax.set_ylabel("MSE of normalised state change (K future steps, log)")
         ax.set_title(f"Prediction error, held-out tasks, {schedule}", fontsize=8)
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def _smooth(y: np.ndarray, width: int) -> np.ndarray:
@@ -149,8 +152,7 @@ def plot_recovery(by_schedule: dict[str, list[AlgoSummary]], path: Path) -> bool
     if not switching:
         path.unlink(missing_ok=True)
         return False
-    plt = pyplot()
-    fig, axes = plt.subplots(1, len(switching), figsize=(6.4 * len(switching), 4.0), squeeze=False)
+    fig, axes = pyplot().subplots(1, len(switching), figsize=(6.4 * len(switching), 4.0), squeeze=False)
     for ax, (schedule, sums) in zip(axes[0], switching.items()):
         for s in sums:
             if s.recovery_curve is None:
@@ -166,16 +168,13 @@ def plot_recovery(by_schedule: dict[str, list[AlgoSummary]], path: Path) -> bool
         ax.set_title(f"Recovery, schedule {schedule} (dashed: level before the switch)", fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
     return True
 
 
 def plot_sample_efficiency(curves: dict[str, tuple[np.ndarray, np.ndarray]], path: Path) -> None:
     """Held-out return against environment steps (log axis), one line per algorithm."""
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    fig, ax = pyplot().subplots(figsize=(6.4, 4.0))
     for algo, (steps, values) in curves.items():
         ax.plot(steps, values, marker="o", ms=3, color=color(algo), label=display(algo))
     ax.set_xscale("log")
@@ -184,9 +183,7 @@ def plot_sample_efficiency(curves: dict[str, tuple[np.ndarray, np.ndarray]], pat
     ax.set_title("Sample efficiency", fontsize=9)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def plot_returns_by_budget(
@@ -194,8 +191,7 @@ def plot_returns_by_budget(
 ) -> None:
     """Held-out return (95% CI bars) against training environment steps, every entry on one axis;
     the oracle's return with each planner as a dashed line (``""``: the runs' own planner)."""
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6.8, 4.4))
+    fig, ax = pyplot().subplots(figsize=(6.8, 4.4))
     for n in names:
         points = [(b.actual_steps[n], b.summaries[n].return_stat) for b in table if n in b.summaries]
         if not points:
@@ -211,9 +207,7 @@ def plot_returns_by_budget(
     ax.set_title("Held-out return by training budget (mean ± 95% CI over seeds' episodes)", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from learn2adapt.evaluation.protocol import EvalResult, load_protocol
+from learn2adapt.evaluation.results import EvalResult, load_protocol
 from learn2adapt.evaluation.statistics import Stat
 from learn2adapt.reporting.variants import base_algo
 from learn2adapt.run.metrics_log import MetricsLog

@@ -15,7 +15,8 @@ How methods are compared (helpers in :mod:`learn2adapt.evaluation.statistics`):
 
 Each method's own figures carry a Student-t 95% interval: returns over every episode of
 every seed (the all-tasks mean stratified by test task), the other quantities over seeds.
-The plots are drawn by :mod:`learn2adapt.reporting.plots`.
+The plots are drawn by :mod:`learn2adapt.reporting.plots`, the verdicts written by
+:mod:`learn2adapt.reporting.verdicts`; :func:`write_report` puts one section after another.
 """
 
 from __future__ import annotations
@@ -25,17 +26,15 @@ import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from learn2adapt.adaptation import MODEL_FREE
 from learn2adapt.errors import UserError
-from learn2adapt.evaluation.protocol import EvalResult
-from learn2adapt.evaluation.statistics import diff_ci95, mean_ci95, paired_diff_ci95, relative_change
+from learn2adapt.evaluation.results import EvalResult
+from learn2adapt.evaluation.statistics import mean_ci95, paired_diff_ci95
+from learn2adapt.moved import moved_names
 from learn2adapt.reporting.plots import SAMPLE_EFFICIENCY_PLOT, ReportInputs, plot_sample_efficiency, write_plots
 from learn2adapt.reporting.records import (
-    RECOVERY_WINDOW,
     AlgoSummary,
     RunRecord,
     fmt_g,
@@ -43,8 +42,17 @@ from learn2adapt.reporting.records import (
     steps_to_reach,
     summarize,
 )
-from learn2adapt.reporting.variants import PLANNER_LABELS, base_algo, one_factor_pairs, planner_entry, split_planner
+from learn2adapt.reporting.variants import PLANNER_LABELS, base_algo, planner_entry, split_planner
 from learn2adapt.reporting.variants import label as display
+from learn2adapt.reporting.verdicts import verdicts
+
+#: Names that moved out of this module (issue 41): importable from here, with a
+#: DeprecationWarning, until 0.3.
+if not TYPE_CHECKING:  # mypy sees no __getattr__, so it still flags a name imported from the wrong module
+    __getattr__ = moved_names(
+        __name__,
+        {"compare_sentence": "learn2adapt.reporting.verdicts", "RECOVERY_WINDOW": "learn2adapt.reporting.records"},
+    )
 
 
 def dynamic_eval_lines(records: Sequence[RunRecord]) -> list[str]:
@@ -191,98 +199,6 @@ def planner_lines(
     ]
 
 
-def compare_sentence(
-    best: AlgoSummary, other: AlgoSummary, what: str, a: Sequence[float] | None = None, b: Sequence[float] | None = None
-) -> str:
-    """ "X beat Y by D (P%; 95% CI of the difference ±h): significant / within noise."
-
-    Returns are compared episode by episode (paired: same seed, task and episode index,
-    hence the same initial state and schedule); other quantities (``a``, ``b``) by Welch.
-    """
-    if a is None or b is None:
-        d, h, n = paired_diff_ci95(best.episodes, other.episodes)
-        ref = float(np.mean([other.episodes[k] for k in best.episodes if k in other.episodes])) if n else float("nan")
-        basis = f"paired over {n} episodes"
-    else:
-        d, h = diff_ci95(a, b)
-        ref = float(np.mean(b)) if len(b) else float("nan")
-        basis = f"Welch, {len(a)} vs {len(b)} seeds"
-    verb = "beat" if d > 0 else ("tied with" if d == 0 else "trailed")
-    if not math.isfinite(h):
-        verdict = "too few samples for a confidence interval"
-    elif abs(d) > h:
-        verdict = "the 95% CI of the difference excludes 0"
-    else:
-        verdict = "the 95% CI of the difference includes 0, so this is within noise"
-    return (
-        f"{display(best.algo)} {verb} {display(other.algo)} on {what} by {d:+.4g} ({relative_change(d, ref)}; "
-        f"95% CI of the difference ±{fmt_g(h)}, {basis}): {verdict}."
-    )
-
-
-def verdicts(summaries: list[AlgoSummary], schedule: str) -> list[str]:
-    """Sentences saying which method did best under ``schedule``, and by how much."""
-    if not summaries:
-        return []
-    out = []
-    ranked = sorted(summaries, key=lambda s: s.return_stat.mean, reverse=True)
-    best = ranked[0]
-    out.append(
-        f"**Held-out return, schedule `{schedule}`:** best is **{display(best.algo)}** "
-        f"({best.return_stat.fmt()}, mean over test tasks ± 95% CI over {len(best.ret.samples)} episodes "
-        f"from {len(best.seeds)} seeds)."
-    )
-    for other in ranked[1:]:
-        out.append("- " + compare_sentence(best, other, "held-out return"))
-    pairs = one_factor_pairs([s.algo for s in summaries])
-    if pairs:
-        by_name = {s.algo: s for s in summaries}
-        out.append(
-            "- One factor at a time (entries that differ only in the algorithm, only in the variant or only in "
-            "the planner they were evaluated with):"
-        )
-        out += ["  - " + compare_sentence(by_name[a], by_name[b], "held-out return") for a, b in pairs]
-    adaptive = [s for s in summaries if math.isfinite(s.pred_after.mean) and math.isfinite(s.pred_before.mean)]
-    if adaptive:
-        lowest = min(adaptive, key=lambda s: s.pred_after.mean)
-        parts = []
-        for s in adaptive:
-            if s.pred_before.samples == s.pred_after.samples:
-                parts.append(f"{display(s.algo)} {fmt_g(s.pred_before.mean)} (does not adapt)")
-                continue
-            cut = 1 - s.pred_after.mean / s.pred_before.mean if s.pred_before.mean > 0 else float("nan")
-            parts.append(
-                f"{display(s.algo)} {fmt_g(s.pred_before.mean)} → {fmt_g(s.pred_after.mean)} "
-                f"({'-' if cut >= 0 else '+'}{abs(100 * cut):.0f}%)"
-            )
-        out.append(
-            f"- Prediction error on held-out-task data, before → after adaptation: {'; '.join(parts)}. "
-            f"Lowest after adaptation: {display(lowest.algo)}."
-        )
-    recov = [s for s in summaries if s.early_recovery.samples]
-    if recov:
-        ranked_r = sorted(recov, key=lambda s: s.early_recovery.mean, reverse=True)
-        parts = [
-            f"{display(s.algo)} {fmt_g(s.early_recovery.mean, 4)} (before the switch {fmt_g(s.pre_switch.mean, 4)})"
-            for s in ranked_r
-        ]
-        out.append(
-            f"- Reward per step in the first {RECOVERY_WINDOW} steps after a dynamics switch: {'; '.join(parts)}."
-        )
-        if len(ranked_r) > 1 and len(ranked_r[0].early_recovery.samples) >= 2:
-            out.append(
-                "  - "
-                + compare_sentence(
-                    ranked_r[0],
-                    ranked_r[1],
-                    "early post-switch reward per step",
-                    a=ranked_r[0].early_recovery.samples,
-                    b=ranked_r[1].early_recovery.samples,
-                )
-            )
-    return out
-
-
 def code_note(records: Sequence[RunRecord], schedules: Sequence[str], oracle: dict[str, list[EvalResult]]) -> str:
     """The protocol line naming the code that wrote every evaluation shown, with a warning when
     several versions did (:mod:`learn2adapt.provenance`)."""
@@ -344,90 +260,135 @@ def write_report(
     lines += ["## Verdict", ""]
     for schedule, sums in by_schedule.items():
         lines += verdicts(sums, schedule) + [""]
-
     for schedule, sums in by_schedule.items():
-        if not sums:
-            continue
-        lines += [f"## Held-out returns, schedule `{schedule}`", ""]
-        task_labels = [label for label, _ in sums[0].per_task]
-        moving = any(s.velocity.samples for s in sums)
-        header = ["algorithm", "seeds", "return (all test tasks)"] + (["forward velocity (m/s)"] if moving else [])
-        header += ["per-seed means"] + [f"`{t}`" for t in task_labels]
-        lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        for s in sums:
-            row = [display(s.algo), str(len(s.seeds)), s.return_stat.fmt()]
-            row += [s.velocity.fmt(2) if s.velocity.samples else "-"] if moving else []
-            row += [", ".join(f"{m:.1f}" for m in s.seed_means)] + [st.fmt() for _, st in s.per_task]
-            lines.append("| " + " | ".join(row) + " |")
-        lines += [
-            "",
-            "Mean ± 95% CI over every episode of every seed (all-tasks column: the mean of the task means, "
-            "CI stratified by task).",
-            "",
-        ]
-        if oracle.get(schedule):
-            lines += oracle_lines(oracle_bound(oracle[schedule], sums)) + [""]
-        for planner, by_schedule_p in planner_oracles.items():
-            if by_schedule_p.get(schedule):
-                bound = oracle_bound(by_schedule_p[schedule], with_planner(sums, planner))
-                lines += oracle_lines(bound, planner) + [""]
-        if planners:
-            oracles = {p: planner_oracles.get(p, {}).get(schedule, []) for p in planners}
-            lines += planner_lines(sums, planners, oracles)
-        lines += [
-            "| algorithm | pred. error before adaptation | after | early post-switch reward/step | "
-            "pre-switch reward/step | env steps (training) | training wall-clock (s) | eval wall-clock (s) |",
-            "|---|---|---|---|---|---|---|---|",
-        ]
-        for s in sums:
-            lines.append(
-                f"| {display(s.algo)} | {s.pred_before.fmt(-3)} | {s.pred_after.fmt(-3)} | "
-                f"{s.early_recovery.fmt(-3)} | {s.pre_switch.fmt(-3)} | {s.env_steps.mean:.0f} | "
-                f"{s.train_wall.mean:.0f} | {s.eval_wall.mean:.0f} |"
-            )
-        lines.append("")
-        recall = [s for s in sums if s.first_visit.samples or s.revisit.samples]
-        if recall and any(s.revisit.samples for s in recall):
-            lines += [
-                "Recall: reward per step in the first steps after a switch to a task first seen in the episode vs "
-                "seen before; for mixture rules, the models held and the MAP model against the true task.",
-                "",
-                "| algorithm | first visit | revisit | models held | assignment purity | adjusted Rand index |",
-                "|---|---|---|---|---|---|",
-            ]
-            for s in recall:
-                lines.append(
-                    f"| {display(s.algo)} | {s.first_visit.fmt(-3)} | {s.revisit.fmt(-3)} | "
-                    f"{s.mean_models.fmt(-2) if s.mean_models.samples else '-'} | "
-                    f"{s.purity.fmt(-2) if s.purity.samples else '-'} | {s.ari.fmt(-2) if s.ari.samples else '-'} |"
-                )
-            lines.append("")
-
+        if sums:
+            lines += schedule_lines(schedule, sums, oracle, planners, planner_oracles)
     lines += dynamic_eval_lines(records)
     lines += ["## Plots", ""]
     for plot in plots:
         lines += [plot.caption, "", f"![]({plot.file})", ""]
-    curves = heldout_curves(records, algos)
-    if curves:
-        target, reach = steps_to_reach(curves, MODEL_FREE)
-        plot_sample_efficiency(curves, out_dir / SAMPLE_EFFICIENCY_PLOT)
-        lines += [
-            "## Sample efficiency",
-            "",
-            "Held-out return (`fixed`, one episode per test task and seed, mean over seeds) measured during "
-            "training, against environment steps (log axis):",
-            "",
-            f"![]({SAMPLE_EFFICIENCY_PLOT})",
-            "",
-            f"Environment steps to reach {target:.1f}, the best model-based method's final held-out return:",
-            "",
-            "| algorithm | steps to reach it |",
-            "|---|---|",
-            *[f"| {display(a)} | {reach[a]} |" for a in algos if a in reach],
-            "",
-        ]
+    lines += sample_efficiency_lines(records, algos, out_dir)
     lines += list(sections)
-    lines += (
+    lines += protocol_lines(notes, records, schedules, oracle)
+    report = out_dir / "report.md"
+    report.write_text("\n".join(lines))
+    summary = summary_json(by_schedule, records, oracle, planner_oracles)
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return report
+
+
+def schedule_lines(
+    schedule: str,
+    sums: Sequence[AlgoSummary],
+    oracle: dict[str, list[EvalResult]],
+    planners: Sequence[str],
+    planner_oracles: dict[str, dict[str, list[EvalResult]]],
+) -> list[str]:
+    """The section of one schedule: the held-out returns, the oracle's bound, the planners side
+    by side, model error and cost, and recall (see :func:`write_report` for the arguments)."""
+    lines = [f"## Held-out returns, schedule `{schedule}`", ""]
+    lines += returns_table(sums)
+    if oracle.get(schedule):
+        lines += oracle_lines(oracle_bound(oracle[schedule], sums)) + [""]
+    for planner, by_schedule_p in planner_oracles.items():
+        if by_schedule_p.get(schedule):
+            bound = oracle_bound(by_schedule_p[schedule], with_planner(sums, planner))
+            lines += oracle_lines(bound, planner) + [""]
+    if planners:
+        oracles = {p: planner_oracles.get(p, {}).get(schedule, []) for p in planners}
+        lines += planner_lines(sums, planners, oracles)
+    return lines + model_table(sums) + recall_table(sums)
+
+
+def returns_table(sums: Sequence[AlgoSummary]) -> list[str]:
+    """Held-out return per method: over all test tasks, per seed and per task (and the forward
+    velocity of a locomotion family)."""
+    task_labels = [label for label, _ in sums[0].per_task]
+    moving = any(s.velocity.samples for s in sums)
+    header = ["algorithm", "seeds", "return (all test tasks)"] + (["forward velocity (m/s)"] if moving else [])
+    header += ["per-seed means"] + [f"`{t}`" for t in task_labels]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for s in sums:
+        row = [display(s.algo), str(len(s.seeds)), s.return_stat.fmt()]
+        row += [s.velocity.fmt(2) if s.velocity.samples else "-"] if moving else []
+        row += [", ".join(f"{m:.1f}" for m in s.seed_means)] + [st.fmt() for _, st in s.per_task]
+        lines.append("| " + " | ".join(row) + " |")
+    return lines + [
+        "",
+        "Mean ± 95% CI over every episode of every seed (all-tasks column: the mean of the task means, "
+        "CI stratified by task).",
+        "",
+    ]
+
+
+def model_table(sums: Sequence[AlgoSummary]) -> list[str]:
+    """Per method: the prediction error before and after adaptation, the reward around a switch,
+    and the cost (environment steps, wall-clock)."""
+    lines = [
+        "| algorithm | pred. error before adaptation | after | early post-switch reward/step | "
+        "pre-switch reward/step | env steps (training) | training wall-clock (s) | eval wall-clock (s) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for s in sums:
+        lines.append(
+            f"| {display(s.algo)} | {s.pred_before.fmt(-3)} | {s.pred_after.fmt(-3)} | "
+            f"{s.early_recovery.fmt(-3)} | {s.pre_switch.fmt(-3)} | {s.env_steps.mean:.0f} | "
+            f"{s.train_wall.mean:.0f} | {s.eval_wall.mean:.0f} |"
+        )
+    return lines + [""]
+
+
+def recall_table(sums: Sequence[AlgoSummary]) -> list[str]:
+    """First visit against revisit of a task, and the mixture's assignment (none without a revisit)."""
+    recall = [s for s in sums if s.first_visit.samples or s.revisit.samples]
+    if not (recall and any(s.revisit.samples for s in recall)):
+        return []
+    lines = [
+        "Recall: reward per step in the first steps after a switch to a task first seen in the episode vs "
+        "seen before; for mixture rules, the models held and the MAP model against the true task.",
+        "",
+        "| algorithm | first visit | revisit | models held | assignment purity | adjusted Rand index |",
+        "|---|---|---|---|---|---|",
+    ]
+    for s in recall:
+        lines.append(
+            f"| {display(s.algo)} | {s.first_visit.fmt(-3)} | {s.revisit.fmt(-3)} | "
+            f"{s.mean_models.fmt(-2) if s.mean_models.samples else '-'} | "
+            f"{s.purity.fmt(-2) if s.purity.samples else '-'} | {s.ari.fmt(-2) if s.ari.samples else '-'} |"
+        )
+    return lines + [""]
+
+
+def sample_efficiency_lines(records: Sequence[RunRecord], algos: Sequence[str], out_dir: Path) -> list[str]:
+    """The held-out return measured during training against environment steps (none without
+    ``--sample-efficiency``); draws :data:`~learn2adapt.reporting.plots.SAMPLE_EFFICIENCY_PLOT`."""
+    curves = heldout_curves(records, algos)
+    if not curves:
+        return []
+    target, reach = steps_to_reach(curves, MODEL_FREE)
+    plot_sample_efficiency(curves, out_dir / SAMPLE_EFFICIENCY_PLOT)
+    return [
+        "## Sample efficiency",
+        "",
+        "Held-out return (`fixed`, one episode per test task and seed, mean over seeds) measured during "
+        "training, against environment steps (log axis):",
+        "",
+        f"![]({SAMPLE_EFFICIENCY_PLOT})",
+        "",
+        f"Environment steps to reach {target:.1f}, the best model-based method's final held-out return:",
+        "",
+        "| algorithm | steps to reach it |",
+        "|---|---|",
+        *[f"| {display(a)} | {reach[a]} |" for a in algos if a in reach],
+        "",
+    ]
+
+
+def protocol_lines(
+    notes: Sequence[str], records: Sequence[RunRecord], schedules: Sequence[str], oracle: dict[str, list[EvalResult]]
+) -> list[str]:
+    """The protocol: the caller's notes, the code behind the evaluations, the schedules and the runs."""
+    return (
         ["## Protocol", ""]
         + [f"- {n}" for n in notes]
         + [
@@ -437,35 +398,17 @@ def write_report(
             "",
         ]
     )
-    report = out_dir / "report.md"
-    report.write_text("\n".join(lines))
 
+
+def summary_json(
+    by_schedule: dict[str, list[AlgoSummary]],
+    records: Sequence[RunRecord],
+    oracle: dict[str, list[EvalResult]],
+    planner_oracles: dict[str, dict[str, list[EvalResult]]],
+) -> dict[str, Any]:
+    """``summary.json``: every method's figures per schedule, the verdicts, and the oracle's bounds."""
     summary: dict[str, Any] = {
-        schedule: {
-            s.algo: {
-                "seeds": s.seeds,
-                "return": s.return_stat.to_json(),
-                "seed_means": s.seed_means,
-                "per_task": {label: st.to_json() for label, st in s.per_task},
-                "pred_error_before": s.pred_before.to_json(),
-                "pred_error_after": s.pred_after.to_json(),
-                "forward_velocity": s.velocity.to_json(),
-                "early_recovery": s.early_recovery.to_json(),
-                "pre_switch": s.pre_switch.to_json(),
-                "first_visit_reward": s.first_visit.to_json(),
-                "revisit_reward": s.revisit.to_json(),
-                "mixture_models": s.mean_models.to_json(),
-                "assignment_purity": s.purity.to_json(),
-                "assignment_ari": s.ari.to_json(),
-                "env_steps": s.env_steps.mean,
-                "train_wall_seconds": s.train_wall.mean,
-                "eval_wall_seconds": s.eval_wall.mean,
-                "per_seed": s.per_seed,
-                "episodes": [[*key, value] for key, value in sorted(s.episodes.items())],
-            }
-            for s in sums
-        }
-        for schedule, sums in by_schedule.items()
+        schedule: {s.algo: _summary_of(s) for s in sums} for schedule, sums in by_schedule.items()
     }
     summary["verdict"] = [v for schedule, sums in by_schedule.items() for v in verdicts(sums, schedule)]
     summary["meta"] = {"env": next((e.env for r in records for e in r.evals.values()), "")}
@@ -476,5 +419,29 @@ def write_report(
             p: {s: oracle_bound(r[s], with_planner(by_schedule[s], p)) for s in r if r[s]}
             for p, r in planner_oracles.items()
         }
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    return report
+    return summary
+
+
+def _summary_of(s: AlgoSummary) -> dict[str, Any]:
+    """One method's figures under one schedule, as ``summary.json`` holds them."""
+    return {
+        "seeds": s.seeds,
+        "return": s.return_stat.to_json(),
+        "seed_means": s.seed_means,
+        "per_task": {label: st.to_json() for label, st in s.per_task},
+        "pred_error_before": s.pred_before.to_json(),
+        "pred_error_after": s.pred_after.to_json(),
+        "forward_velocity": s.velocity.to_json(),
+        "early_recovery": s.early_recovery.to_json(),
+        "pre_switch": s.pre_switch.to_json(),
+        "first_visit_reward": s.first_visit.to_json(),
+        "revisit_reward": s.revisit.to_json(),
+        "mixture_models": s.mean_models.to_json(),
+        "assignment_purity": s.purity.to_json(),
+        "assignment_ari": s.ari.to_json(),
+        "env_steps": s.env_steps.mean,
+        "train_wall_seconds": s.train_wall.mean,
+        "eval_wall_seconds": s.eval_wall.mean,
+        "per_seed": s.per_seed,
+        "episodes": [[*key, value] for key, value in sorted(s.episodes.items())],
+    }

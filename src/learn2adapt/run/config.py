@@ -23,7 +23,7 @@ from learn2adapt.data.trajectory_buffer import VAL_SPLITS
 from learn2adapt.errors import ConfigError
 from learn2adapt.models.config import FitConfig, ModelConfig
 from learn2adapt.models.fitting import FIT_PRECISIONS, FIT_SELECTS
-from learn2adapt.moved import moved_attribute
+from learn2adapt.moved import moved_names
 from learn2adapt.planning.config import CUDA_GRAPH_NEEDS_FP32, PlannerConfig
 
 
@@ -394,6 +394,4 @@ _MOVED = {
 }
 
 if not TYPE_CHECKING:  # mypy sees no __getattr__, so it still flags a name imported from the wrong module
-
-    def __getattr__(name: str) -> Any:
-        return moved_attribute(__name__, name, _MOVED)
+    __getattr__ = moved_names(__name__, _MOVED)

@@ -34,7 +34,7 @@ from learn2adapt.errors import (
     TrainingDiverged,
     UserError,
 )
-from learn2adapt.moved import moved_attribute
+from learn2adapt.moved import moved_names
 from learn2adapt.run import build, state  # not their moved names: see _MOVED
 from learn2adapt.run.build import build_reward_model, child_seed, make_envs, run_env
 from learn2adapt.run.checkpoint import CHECKPOINT_NAME
@@ -382,6 +382,4 @@ _MOVED = {
 }
 
 if not TYPE_CHECKING:  # mypy sees no __getattr__, so it still flags a name imported from the wrong module
-
-    def __getattr__(name: str) -> Any:
-        return moved_attribute(__name__, name, _MOVED)
+    __getattr__ = moved_names(__name__, _MOVED)
