@@ -20,7 +20,7 @@ from typing import Any
 
 from learn2adapt.reporting.variants import Entry
 from learn2adapt.run.config import ConfigError, RunConfig
-from learn2adapt.run.options import apply_overrides, load_config, to_dict
+from learn2adapt.run.options import apply_overrides, check_read, load_config, to_dict
 from learn2adapt.run.presets import preset_config
 
 
@@ -71,8 +71,10 @@ def resolve_configs(
 
     An entry's variant options apply after ``overrides`` (the comparison's ``--set``).
     """
+    check_read(overrides, dict.fromkeys(entry.algo for entry in entries))
     configs = []
     for entry in entries:
+        check_read(entry.overrides, [entry.algo])
         for seed in seeds:
             cfg = preset_config(env, preset, entry.algo)
             apply_overrides(cfg, [*overrides, *entry.overrides])

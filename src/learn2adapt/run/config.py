@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from learn2adapt.adaptation import ALGORITHMS, ENSEMBLE_ALGORITHMS, EVALUATION_ONLY, MODEL_FREE, check_algo
+from learn2adapt.adaptation import ALGORITHMS, ENSEMBLE_ALGORITHMS, EVALUATION_ONLY, MODEL_FREE, REGISTRY, check_algo
 from learn2adapt.adaptation.config import DE_SELECT, AdaptationConfig
 from learn2adapt.data.segment_sampler import SEGMENT_EPOCHS
 from learn2adapt.data.trajectory_buffer import VAL_SPLITS
@@ -25,6 +25,9 @@ from learn2adapt.models.config import FitConfig, ModelConfig
 from learn2adapt.models.fitting import FIT_PRECISIONS, FIT_SELECTS
 from learn2adapt.moved import moved_names
 from learn2adapt.planning.config import CUDA_GRAPH_NEEDS_FP32, PlannerConfig
+
+#: The algorithms that learn a dynamics model and plan with it (evaluation-only online rules too).
+MODEL_BASED: tuple[str, ...] = tuple(name for name in REGISTRY if name not in MODEL_FREE)
 
 
 def check_env(cfg: RunConfig) -> None:
@@ -221,12 +224,14 @@ class RunConfig:
             "later iterations collect with MPC as usual"
         },
     )
-    model: ModelConfig = field(default_factory=ModelConfig)
-    fit: FitConfig = field(default_factory=FitConfig)
-    adaptation: AdaptationConfig = field(default_factory=AdaptationConfig)
-    planner: PlannerConfig = field(default_factory=PlannerConfig)
+    # ``algos``: who reads a section (the dynamics model and MPC, or stable-baselines3); a --set
+    # that the run's algorithm does not read is refused (learn2adapt.run.options.check_read).
+    model: ModelConfig = field(default_factory=ModelConfig, metadata={"algos": MODEL_BASED})
+    fit: FitConfig = field(default_factory=FitConfig, metadata={"algos": MODEL_BASED})
+    adaptation: AdaptationConfig = field(default_factory=AdaptationConfig, metadata={"algos": MODEL_BASED})
+    planner: PlannerConfig = field(default_factory=PlannerConfig, metadata={"algos": MODEL_BASED})
     eval: EvalConfig = field(default_factory=EvalConfig)
-    baseline: BaselineConfig = field(default_factory=BaselineConfig)
+    baseline: BaselineConfig = field(default_factory=BaselineConfig, metadata={"algos": MODEL_FREE})
 
     def env_options(self) -> dict[str, Any]:
         """The keyword arguments of :func:`~learn2adapt.envs.make_env` this run's environment takes."""

@@ -126,6 +126,36 @@ def apply_overrides(cfg: RunConfig, overrides: Iterable[str]) -> RunConfig:
     return cfg
 
 
+def readers(key: str) -> tuple[str, ...] | None:
+    """The algorithms that read option ``key`` (dotted), from the ``algos`` metadata of the
+    innermost field on its path that has one; None: every algorithm (or not an option)."""
+    cls: Any = RunConfig
+    found = None
+    for part in key.split("."):
+        if not dataclasses.is_dataclass(cls):
+            return found
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        if part not in fields:
+            return found
+        found = fields[part].metadata.get("algos", found)
+        cls = _field_types(cls)[part]
+    return found
+
+
+def check_read(overrides: Iterable[str], algos: Iterable[str]) -> None:
+    """Refuse a ``key=value`` that none of ``algos`` reads: an option without effect is an error,
+    never silently ignored (a comparison passes all of its algorithms: one reader is enough)."""
+    algos = list(algos)
+    for item in overrides:
+        key = item.split("=", 1)[0].strip()
+        read = readers(key)
+        if read is not None and not set(algos) & set(read):
+            raise ConfigError(
+                f"--set {key} has no effect with --algo {','.join(algos)}: only {', '.join(read)} read it; "
+                "drop it, or run one of those"
+            )
+
+
 #: Planner options that were flat keys before the per-planner sections (``planner.cem_iterations``).
 _FLAT_PLANNER_PREFIXES = ("cem_", "mppi_", "icem_")
 

@@ -16,7 +16,7 @@ from learn2adapt.data.recorded import recorded_env
 from learn2adapt.envs import describe_all, short_name
 from learn2adapt.envs.catalog import describe_env
 from learn2adapt.run.config import RunConfig
-from learn2adapt.run.options import apply_overrides
+from learn2adapt.run.options import apply_overrides, check_read
 from learn2adapt.run.presets import preset_config, preset_env
 
 #: ``--env`` and ``--preset`` when not given.
@@ -51,7 +51,9 @@ def resolve_config(
         cfg.offline = offline
     if seed is not None:
         cfg.seed = seed
-    return cfg.validate()
+    cfg.validate()
+    check_read(sets, [cfg.algo])
+    return cfg
 
 
 def default_run_dir(cfg: RunConfig) -> Path:

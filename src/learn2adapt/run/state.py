@@ -36,7 +36,7 @@ from learn2adapt.run.checkpoint import (
 )
 from learn2adapt.run.config import RunConfig
 from learn2adapt.run.digest import check_config_digest, config_digest
-from learn2adapt.run.options import apply_overrides, load_config
+from learn2adapt.run.options import apply_overrides, check_read, load_config
 from learn2adapt.run.run_dir import no_config_error
 
 CHECKPOINT_FORMAT = 1
@@ -96,6 +96,7 @@ def with_online_rule(st: RunState, algo: str, changes: Sequence[str] = ()) -> Ru
             f"--online {algo}: a {st.cfg.algo} run cannot be evaluated with {algo}; "
             f"the rules that share GrBAL's meta-trained model are {', '.join(shared)}"
         )
+    check_read(changes, [algo])  # e.g. adaptation.guard on an MB run: refused, not ignored
     cfg = apply_overrides(copy.deepcopy(st.cfg), list(changes)).validate()
     cfg.algo = algo
     env = run_env(cfg)
