@@ -62,6 +62,11 @@ def test_options_lists_every_field_with_help(cli, one_line_error):
     for key in ("planner.horizon", "adaptation.inner_lr", "model.hidden", "fit.patience", "eval.schedule"):
         line = next(row for row in out.splitlines() if row.strip().startswith(key + " "))
         assert len(line.split()) > 2, f"{key} has no help text"
+    keys = {row.split()[0] for row in out.splitlines()[1:]}
+    assert "adaptation.de_lr" not in keys and "baseline.steps" not in keys  # what GrBAL does not read
+    code, out, _ = cli("options", "--env", PENDULUM, "--algo", "sac")
+    keys = {row.split()[0] for row in out.splitlines()[1:]}
+    assert code == 0 and "baseline.steps" in keys and not any(k.startswith(("planner.", "model.")) for k in keys)
 
 
 def test_entry_point_help(cli, one_line_error):

@@ -106,11 +106,12 @@ def cmd_options(args: argparse.Namespace) -> int:
     from learn2adapt.run.resolve import DEFAULT_PRESET
 
     cfg = resolved_config(args)
-    width = max(len(k) for k, _, _ in describe_options(cfg))
+    options = describe_options(cfg, algo=cfg.algo)
+    width = max(len(k) for k, _, _ in options)
     print(
         f"options for --env {cfg.env} --preset {args.preset or DEFAULT_PRESET} --algo {cfg.algo} (override with --set key=value):"
     )
-    for key, value, help_text in describe_options(cfg):
+    for key, value, help_text in options:
         print(f"  {key:{width}s}  {value:>18s}  {help_text}")
     return 0
 

@@ -98,15 +98,18 @@ def all_keys(cfg: Any, prefix: str = "") -> list[str]:
     return out
 
 
-def describe_options(cfg: Any, prefix: str = "") -> list[tuple[str, str, str]]:
-    """``(dotted key, current value, help)`` for every option."""
+def describe_options(cfg: Any, prefix: str = "", algo: str | None = None) -> list[tuple[str, str, str]]:
+    """``(dotted key, current value, help)`` for every option (with ``algo``: every option it reads)."""
     out = []
     for f in dataclasses.fields(cfg):
         value = getattr(cfg, f.name)
+        key = f"{prefix}{f.name}"
+        if algo is not None and algo not in (readers(key) or (algo,)):
+            continue
         if dataclasses.is_dataclass(value):
-            out += describe_options(value, f"{prefix}{f.name}.")
+            out += describe_options(value, f"{key}.", algo)
         else:
-            out.append((f"{prefix}{f.name}", json.dumps(value), f.metadata.get("help", "")))
+            out.append((key, json.dumps(value), f.metadata.get("help", "")))
     return out
 
 
