@@ -42,6 +42,7 @@ MOVED_MODULES = {
     "learn2adapt.experiments.budgets": "learn2adapt.reporting.budgets",
     "learn2adapt.experiments.variants": "learn2adapt.reporting.variants",
     "learn2adapt.experiments.record": "learn2adapt.run.record",
+    "learn2adapt.data.normalizer": "learn2adapt.models.normalizer",  # the model's statistics, with the model
 }
 
 

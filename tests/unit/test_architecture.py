@@ -154,3 +154,31 @@ def test_no_package_imports_another_packages_private_names() -> None:
                         if a.name.startswith("_")
                     ]
     assert not private, "private names used across packages:\n" + "\n".join(private)
+
+
+#: Issue 41's limits: a module a reader takes in at once, a function that fits on a screen, and no
+#: package that is a second home for everything.
+MAX_MODULE_LINES, MAX_FUNCTION_LINES, MAX_PACKAGE_SHARE = 450, 80, 0.15
+
+
+def test_no_module_or_function_is_too_long_to_read() -> None:
+    long = []
+    for path in sorted(ROOT.rglob("*.py")):
+        lines = len(path.read_text().splitlines())
+        if lines > MAX_MODULE_LINES:
+            long.append(f"{path.relative_to(ROOT)}: {lines} lines")
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = (node.end_lineno or node.lineno) - node.lineno + 1
+                if length > MAX_FUNCTION_LINES:
+                    long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}: {length} lines")
+    assert not long, f"over {MAX_MODULE_LINES} lines a module or {MAX_FUNCTION_LINES} a function:\n" + "\n".join(long)
+
+
+def test_no_package_holds_more_than_its_share_of_the_code() -> None:
+    sizes: dict[str, int] = {}
+    for path in ROOT.rglob("*.py"):
+        part = path.relative_to(ROOT).parts[0]
+        sizes[part] = sizes.get(part, 0) + len(path.read_text().splitlines())
+    total = sum(sizes.values())
+    assert {p: n for p, n in sizes.items() if n > MAX_PACKAGE_SHARE * total} == {}, (total, sizes)

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from learn2adapt.data.normalizer import Normalizer
 from learn2adapt.data.recent_history import RecentHistory
 from learn2adapt.data.segment_sampler import SegmentSampler, valid_segment_starts
 from learn2adapt.data.trajectory_buffer import Episode, TrajectoryBuffer, split_episodes
+from learn2adapt.models.normalizer import Normalizer
 
 
 def make_buffer(lengths, obs_dim=3, act_dim=2, seed=0):

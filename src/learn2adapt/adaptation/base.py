@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import numpy as np
@@ -18,10 +19,10 @@ import torch
 from torch import nn
 
 from learn2adapt.adaptation.config import AdaptationConfig
-from learn2adapt.data.normalizer import Normalizer
 from learn2adapt.data.trajectory_buffer import TrajectoryBuffer
 from learn2adapt.models.config import FitConfig, ModelConfig
 from learn2adapt.models.mlp import MLP
+from learn2adapt.models.normalizer import Normalizer
 from learn2adapt.types import PredictFn, Window
 
 
@@ -77,6 +78,8 @@ class AdaptationRule(ABC):
 
     #: Name used by ``--algo``.
     algo: ClassVar[str]
+    #: The one-step model, built by :meth:`_build` (it carries the normaliser).
+    model: Any
     #: Whether :meth:`predictor` uses the recent transitions.
     adapts_online: ClassVar[bool] = True
 
@@ -107,9 +110,9 @@ class AdaptationRule(ABC):
         """Every learned tensor of the rule (weights, normaliser, learned step sizes)."""
 
     @property
-    @abstractmethod
     def normalizer(self) -> Normalizer:
-        """Statistics used to normalise inputs and targets."""
+        """Statistics used to normalise inputs and targets: those of the one-step model ``self.model``."""
+        return self.model.normalizer
 
     @abstractmethod
     def fit(self, buffer: TrajectoryBuffer, rng: np.random.Generator, progress: bool = True) -> dict[str, float]:
@@ -157,23 +160,23 @@ class AdaptationRule(ABC):
         training loss), with the prior (``before``) and adapted (``after``) model.
         """
         obs, act, nxt = (x.to(self.device) for x in (segments.obs, segments.act, segments.next_obs))
-        b = obs.shape[0]
         out = {}
-        for name, count in (("before", 0), ("after", past)):
+        for name, predict in self._before_and_after(obs, act, nxt, past):
             if only is not None and name != only:  # one of the two measures is wanted
                 continue
-            recent = Window(
-                obs[:, :past],
-                act[:, :past],
-                nxt[:, :past],
-                torch.full((b,), count, dtype=torch.long, device=self.device),
-            )
-            predict = self.mean_predictor(recent)
             with torch.no_grad():
                 pred = predict(obs[:, past:], act[:, past:])
                 err = ((pred - nxt[:, past:]) / self.normalizer.delta_std).pow(2).mean()
             out[name] = float(err)
         return out
+
+    def _before_and_after(
+        self, obs: torch.Tensor, act: torch.Tensor, nxt: torch.Tensor, past: int
+    ) -> Iterator[tuple[str, PredictFn]]:
+        """``("before", the prior)`` and ``("after", the model adapted to the first past transitions)``."""
+        for name, count in (("before", 0), ("after", past)):
+            counts = torch.full((obs.shape[0],), count, dtype=torch.long, device=self.device)
+            yield name, self.mean_predictor(Window(obs[:, :past], act[:, :past], nxt[:, :past], counts))
 
     def open_loop_errors(self, segments: Window, past: int) -> dict[str, list[float]]:
         """Open-loop error along the future part of segments, before vs after adaptation.
@@ -186,17 +189,9 @@ class AdaptationRule(ABC):
         falls with adaptation can still drift further over the horizon.
         """
         obs, act, nxt = (x.to(self.device) for x in (segments.obs, segments.act, segments.next_obs))
-        b, horizon = obs.shape[0], obs.shape[1] - past
-        scale = self.normalizer.obs_std
+        horizon, scale = obs.shape[1] - past, self.normalizer.obs_std
         out = {}
-        for name, count in (("before", 0), ("after", past)):
-            recent = Window(
-                obs[:, :past],
-                act[:, :past],
-                nxt[:, :past],
-                torch.full((b,), count, dtype=torch.long, device=self.device),
-            )
-            predict = self.mean_predictor(recent)
+        for name, predict in self._before_and_after(obs, act, nxt, past):
             state, errors = obs[:, past : past + 1], []
             with torch.no_grad():
                 for h in range(horizon):

@@ -34,11 +34,11 @@ import numpy as np
 
 from learn2adapt.adaptation.inner_update import StepSize
 from learn2adapt.adaptation.mb import ModelBased
-from learn2adapt.adaptation.online import GuardCount, adapted_predictor
+from learn2adapt.adaptation.online import GuardCount, StepPredictors
 from learn2adapt.data.segment_sampler import SegmentSampler, split_segment_starts
 from learn2adapt.data.trajectory_buffer import TrajectoryBuffer
 from learn2adapt.errors import ConfigError
-from learn2adapt.types import PredictFn, Window
+from learn2adapt.types import Window
 
 #: Step sizes and numbers of steps tried by ``adaptation.de_select = "validation"``.
 DE_LR_GRID = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3)
@@ -47,7 +47,7 @@ DE_STEPS_GRID = (1, 2, 4)
 DE_VAL_SEGMENTS = 512
 
 
-class DynamicEvaluation(ModelBased):
+class DynamicEvaluation(StepPredictors, ModelBased):
     """MB's model and fit; GrBAL's online update with a fixed step size ``de_lr``."""
 
     algo = "mbde"
@@ -114,20 +114,6 @@ class DynamicEvaluation(ModelBased):
         if chosen is not None:
             self._use(chosen["lr"], chosen["steps"])
 
-    def predictor(self, recent: Window | None) -> PredictFn:
-        cfg = self.adapt_cfg
-        return adapted_predictor(
-            self.model,
-            recent,
-            self.step_size,
-            self.de_steps,
-            guard=cfg.guard,
-            guard_count=self.guard_count,
-            layers=cfg.online_layers,
-        )
-
-    def mean_predictor(self, recent: Window | None) -> PredictFn:
-        cfg = self.adapt_cfg
-        return adapted_predictor(
-            self.model, recent, self.step_size, self.de_steps, mean=True, guard=cfg.guard, layers=cfg.online_layers
-        )
+    @property
+    def _online_steps(self) -> int:
+        return self.de_steps  # the chosen number of test-time steps (de_select), not inner_steps

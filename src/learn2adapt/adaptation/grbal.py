@@ -50,15 +50,14 @@ from learn2adapt.adaptation.inner_update import (
     normalised,
     resolve_impl,
 )
-from learn2adapt.adaptation.online import GuardCount, adapted_predictor
-from learn2adapt.data.normalizer import Normalizer
+from learn2adapt.adaptation.online import GuardCount, StepPredictors
 from learn2adapt.data.segment_sampler import SegmentSampler, short_past_counts, split_segment_starts
 from learn2adapt.data.trajectory_buffer import TrajectoryBuffer, split_episodes
 from learn2adapt.errors import ConfigError
 from learn2adapt.models.dynamics import MLPDynamics
 from learn2adapt.models.ensemble import EnsembleDynamics, bootstrap_indices, make_dynamics
 from learn2adapt.models.fitting import fit_early_stopping
-from learn2adapt.types import PredictFn, Window, right_aligned_mask
+from learn2adapt.types import Window, right_aligned_mask
 
 #: Validation segments drawn once per fit (fixed, so epochs are comparable; bounded cost).
 VAL_SEGMENTS = 2048
@@ -76,7 +75,7 @@ class Calibration(nn.Module):
         self.register_buffer("post_adapt_mse", torch.tensor(0.0))  # 0: not measured yet
 
 
-class GrBAL(AdaptationRule):
+class GrBAL(StepPredictors, AdaptationRule):
     """MLP dynamics meta-trained to adapt with gradient steps on the recent past.
 
     ``module`` holds the dynamics model (``model.*``, with its normaliser) and the step
@@ -130,10 +129,6 @@ class GrBAL(AdaptationRule):
         module = dict(state["module"])
         module.setdefault("calibration.post_adapt_mse", torch.tensor(0.0))
         super().load_state_dict({**state, "module": module})
-
-    @property
-    def normalizer(self) -> Normalizer:
-        return self.model.normalizer
 
     # --- meta-training ------------------------------------------------------------------------
     def meta_loss(
@@ -287,21 +282,4 @@ class GrBAL(AdaptationRule):
             n += obs.shape[0]
         return {k: v / max(n, 1) for k, v in total.items()}
 
-    # --- online adaptation --------------------------------------------------------------------
-    def predictor(self, recent: Window | None) -> PredictFn:
-        cfg = self.adapt_cfg
-        return adapted_predictor(
-            self.model,
-            recent,
-            self.step_size,
-            cfg.inner_steps,
-            guard=cfg.guard,
-            guard_count=self.guard_count,
-            layers=cfg.online_layers,
-        )
-
-    def mean_predictor(self, recent: Window | None) -> PredictFn:
-        cfg = self.adapt_cfg
-        return adapted_predictor(
-            self.model, recent, self.step_size, cfg.inner_steps, mean=True, guard=cfg.guard, layers=cfg.online_layers
-        )
+    # Online adaptation: predictor and mean_predictor come from StepPredictors (adaptation/online.py).

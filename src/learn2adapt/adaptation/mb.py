@@ -11,7 +11,6 @@ import numpy as np
 from torch import nn
 
 from learn2adapt.adaptation.base import AdaptationRule
-from learn2adapt.data.normalizer import Normalizer
 from learn2adapt.data.trajectory_buffer import TrajectoryBuffer, split_episodes
 from learn2adapt.models.dynamics import MLPDynamics
 from learn2adapt.models.ensemble import EnsembleDynamics, fit_ensemble, make_dynamics
@@ -33,10 +32,6 @@ class ModelBased(AdaptationRule):
     @property
     def module(self) -> nn.Module:
         return self.model
-
-    @property
-    def normalizer(self) -> Normalizer:
-        return self.model.normalizer
 
     def fit(self, buffer: TrajectoryBuffer, rng: np.random.Generator, progress: bool = True) -> dict[str, float]:
         opt = self.begin_fit()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import torch
 
+from learn2adapt.adaptation.config import AdaptationConfig
 from learn2adapt.adaptation.inner_update import (
     Dynamics,
     Params,
@@ -143,3 +144,31 @@ def adapted_predictor(
     params = None if recent is None else online_params(model, recent, step, steps, guard, guard_count, layers)
     forward = model.predict_mean if mean and isinstance(model, EnsembleDynamics) else model.predict
     return forward if params is None else AdaptedPredictor(forward, params)
+
+
+class StepPredictors:
+    """``predictor`` and ``mean_predictor`` of a rule that adapts online by gradient steps from its
+    fitted model (GrBAL, MB+DE): :func:`adapted_predictor` with the rule's step size, its number
+    of steps (``_online_steps``) and its ``adaptation.guard`` and ``adaptation.online_layers``."""
+
+    model: Dynamics
+    step_size: StepSize
+    guard_count: GuardCount
+    adapt_cfg: AdaptationConfig
+
+    @property
+    def _online_steps(self) -> int:
+        return self.adapt_cfg.inner_steps
+
+    def predictor(self, recent: Window | None) -> PredictFn:
+        cfg = self.adapt_cfg
+        return adapted_predictor(
+            self.model, recent, self.step_size, self._online_steps, guard=cfg.guard, guard_count=self.guard_count,
+            layers=cfg.online_layers,
+        )  # fmt: skip
+
+    def mean_predictor(self, recent: Window | None) -> PredictFn:
+        cfg = self.adapt_cfg
+        return adapted_predictor(
+            self.model, recent, self.step_size, self._online_steps, mean=True, guard=cfg.guard, layers=cfg.online_layers
+        )

@@ -42,7 +42,6 @@ import torch
 from torch import nn
 
 from learn2adapt.adaptation.base import AdaptationRule
-from learn2adapt.data.normalizer import Normalizer
 from learn2adapt.data.segment_sampler import SegmentSampler, short_past_counts, split_segment_starts
 from learn2adapt.data.trajectory_buffer import TrajectoryBuffer, split_episodes
 from learn2adapt.errors import ConfigError, UnknownName
@@ -107,10 +106,6 @@ class ReBAL(AdaptationRule):
     @property
     def module(self) -> nn.Module:
         return self.model
-
-    @property
-    def normalizer(self) -> Normalizer:
-        return self.model.normalizer
 
     # --- training -------------------------------------------------------------------------
     def fit(self, buffer: TrajectoryBuffer, rng: np.random.Generator, progress: bool = True) -> dict[str, float]:

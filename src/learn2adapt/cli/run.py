@@ -82,7 +82,8 @@ def record_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_record(args: argparse.Namespace) -> int:
-    from learn2adapt.experiments.recording import load_policy_run, record_episodes
+    from learn2adapt.experiments.recording import load_policy_run
+    from learn2adapt.run.record import record
 
     run = None
     if args.policy != "random":
@@ -96,7 +97,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     else:
         cfg = resolved_config(args)
     out = Path(args.out)
-    rec = record_episodes(cfg, args.episodes, out, run, args.split, args.schedule, args.seed, progress=not args.quiet)
+    rec = record(cfg, args.episodes, out, run, args.split, args.schedule, args.seed, progress=not args.quiet)
     print(f"recorded {rec.num_episodes} episodes, {len(rec.obs)} transitions of {cfg.env} ({rec.policy}) to {out}")
     return 0
 

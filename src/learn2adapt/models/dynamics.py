@@ -10,9 +10,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from learn2adapt.data.normalizer import Normalizer
 from learn2adapt.models.config import ModelConfig
 from learn2adapt.models.mlp import MLP, Params
+from learn2adapt.models.normalizer import Normalizer
 
 
 class MLPDynamics(nn.Module):

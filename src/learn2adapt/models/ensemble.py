@@ -26,13 +26,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from learn2adapt.data.normalizer import Normalizer
 from learn2adapt.data.trajectory_buffer import TrajectoryBuffer
 from learn2adapt.errors import ConfigError
 from learn2adapt.models.config import FitConfig, ModelConfig
 from learn2adapt.models.dynamics import MLPDynamics
 from learn2adapt.models.fitting import FitResult, fit_early_stopping
 from learn2adapt.models.mlp import ACTIVATIONS, MLP, Params
+from learn2adapt.models.normalizer import Normalizer
 from learn2adapt.models.supervised import transition_tensors
 
 #: Weight of the log-variance bound penalty in the loss (PETS).

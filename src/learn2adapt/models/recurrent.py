@@ -32,11 +32,11 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from learn2adapt.data.normalizer import Normalizer
 from learn2adapt.errors import ConfigError, UnknownName
 from learn2adapt.models.config import ModelConfig
 from learn2adapt.models.ensemble import GaussianOutput, from_member_rows, to_member_rows
 from learn2adapt.models.mlp import MLP, linear
+from learn2adapt.models.normalizer import Normalizer
 
 #: Recurrent cells accepted by :class:`RecurrentDynamics`.
 CELLS = ("gru", "lstm")

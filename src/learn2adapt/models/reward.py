@@ -23,11 +23,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from learn2adapt.data.normalizer import MIN_STD
 from learn2adapt.data.trajectory_buffer import TrajectoryBuffer, split_episodes
 from learn2adapt.models.config import FitConfig
 from learn2adapt.models.fitting import fit_early_stopping
 from learn2adapt.models.mlp import MLP
+from learn2adapt.models.normalizer import MIN_STD
 from learn2adapt.models.supervised import transition_tensors
 
 

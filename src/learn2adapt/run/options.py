@@ -135,7 +135,7 @@ def readers(key: str) -> tuple[str, ...] | None:
     cls: Any = RunConfig
     found = None
     for part in key.split("."):
-        if not dataclasses.is_dataclass(cls):
+        if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
             return found
         fields = {f.name: f for f in dataclasses.fields(cls)}
         if part not in fields:

@@ -18,8 +18,9 @@ from learn2adapt.data.recorded import Recording, from_episodes, save_recording
 from learn2adapt.envs.schedules import wrap_schedule
 from learn2adapt.errors import ConfigError
 from learn2adapt.run.build import make_envs
-from learn2adapt.run.config import RunConfig
+from learn2adapt.run.config import RunConfig, check_schedule
 from learn2adapt.run.rollout import Policy, RandomPolicy, run_episodes
+from learn2adapt.run.run_dir import check_writable
 from learn2adapt.run.state import RunState
 
 
@@ -30,10 +31,11 @@ def record(
     run: RunState | None = None,
     split: str = "train",
     schedule: str = "fixed",
-    seed: int = 0,
+    seed: int | None = None,
     progress: bool = True,
 ) -> Recording:
-    """Collect ``episodes`` episodes of ``cfg.env`` and write them to ``out``.
+    """Collect ``episodes`` episodes of ``cfg.env`` and write them to ``out`` (its folder created and
+    checked writable before anything runs).
 
     Args:
         cfg: the environment, episode length and number of environments stepped at once.
@@ -42,13 +44,18 @@ def record(
         run: a trained model-based run whose controller acts; ``None``: uniform random actions.
         split: where each episode's task is drawn from ("train" or "test").
         schedule: a task schedule within episodes (``fixed``: none).
-        seed: seeds the tasks, the resets and the actions.
+        seed: seeds the tasks, the resets and the actions (default ``cfg.seed``).
         progress: show a progress bar.
     """
     if episodes < 1:
         raise ConfigError("--episodes must be >= 1")
     if split not in ("train", "test"):
         raise ConfigError(f"--split must be train or test (got {split!r})")
+    check_schedule(schedule)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    check_writable(out.parent)
+    seed = cfg.seed if seed is None else seed
     envs: list[gym.Env] = make_envs(cfg, min(cfg.num_envs, episodes))
     if schedule and schedule != "fixed":
         envs = [wrap_schedule(env, schedule) for env in envs]
