@@ -1,6 +1,8 @@
 """CUDA-graph rollouts (``planner.cuda_graph``): what decides graphing runs everywhere; the
 replays themselves only where CUDA is (they are checked against eager plans there)."""
 
+import warnings
+
 import pytest
 import torch
 from torch import nn
@@ -11,7 +13,7 @@ from learn2adapt.models.config import ModelConfig
 from learn2adapt.models.dynamics import MLPDynamics
 from learn2adapt.models.ensemble import EnsembleDynamics
 from learn2adapt.planning import PLANNERS, make_planner
-from learn2adapt.planning.cuda_graph import CallCapture, RolloutGraphs, storage_key
+from learn2adapt.planning.cuda_graph import CallCapture, CaptureNotice, PlanGraphs, RolloutGraphs, storage_key
 from learn2adapt.run.config import RunConfig
 from learn2adapt.types import AdaptedPredictor
 
@@ -60,7 +62,7 @@ def test_on_a_cpu_the_option_changes_nothing():
     actions = []
     for graph in (False, True):
         planner = make_planner("cem", -torch.ones(6), torch.ones(6), num_envs=2, seed=3, cuda_graph=graph)
-        assert planner.graphs is None
+        assert planner.graphs is None and planner.plan_graphs is None
         actions.append(torch.stack([planner.plan(model.predict, reward, obs) for _ in range(2)]))
     torch.testing.assert_close(actions[0], actions[1], rtol=0, atol=0)
 
@@ -143,10 +145,157 @@ def test_every_planner_plans_the_same_with_recorded_adapted_rollouts(name):
     torch.testing.assert_close(plans[1], plans[0], rtol=0, atol=0)
 
 
+# --- whole plans (CPU: CallCapture) --------------------------------------------------------------
+
+#: Model kinds a whole plan is recorded for: a module's method, adapted weights, a sampling ensemble.
+KINDS = ("mlp", "adapted", "ensemble")
+
+
+def _predictors(kind: str, steps: int) -> list:
+    """One predictor per plan: the same module method, or new adapted weights every plan (GrBAL's)."""
+    model = _model(ensemble=5 if kind == "ensemble" else 1)
+    if kind == "adapted":
+        return [_adapted(model, s) for s in (1.0, 0.7, 1.3, 0.9, 1.1)[:steps]]
+    return [model.predict] * steps
+
+
+def _whole_plans(name: str, kind: str, recorded: bool, steps: int = 4, capture=None, **options):
+    """Plans of ``steps`` control steps (an episode restarts in env 1 before the third) and the planner.
+
+    Recorded: the whole plan with ``capture`` (CallCapture), rollout graphs present too (unused)."""
+    env = make_env(CHEETAH)
+    reward, done = env.unwrapped.reward_fn, env.unwrapped.termination_fn
+    obs = torch.randn(2, 17, generator=torch.Generator().manual_seed(1))
+    if kind == "ensemble":
+        options = {"particles": 5, "propagation": "ts1" if name == "cem" else "ts_inf", **options}
+    planner = make_planner(name, -torch.ones(6), torch.ones(6), num_envs=2, seed=3, horizon=6, num_candidates=32,
+                           **options)  # fmt: skip
+    if recorded:
+        planner.graphs = RolloutGraphs(CallCapture())
+        planner.plan_graphs = PlanGraphs(capture or CallCapture())
+    torch.manual_seed(5)  # an ensemble's sampling draws from the default generator
+    plans = []
+    for step, predict in enumerate(_predictors(kind, steps)):
+        if step == 2:
+            planner.reset(torch.tensor([False, True]))
+        plans.append(planner.plan(predict, reward, obs, done))
+        obs = obs + 0.1 * torch.randn(obs.shape, generator=torch.Generator().manual_seed(step))
+    return torch.stack(plans), planner
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("name", list(PLANNERS))
+def test_every_planner_recorded_whole_plans_as_eager(name, kind):
+    """The whole search recorded (sampling from the planner's generators, iterations, refits, the
+    warm-start state carried in place): every plan, the state and the generators equal eager's."""
+    eager, p0 = _whole_plans(name, kind, recorded=False)
+    recorded, p1 = _whole_plans(name, kind, recorded=True)
+    torch.testing.assert_close(recorded, eager, rtol=0, atol=0)
+    assert p1.plan_graphs.failure is None and p1.plan_graphs.replays == 4
+    assert p1.plan_graphs.records == 1  # new weights, a reset: the same recording
+    assert p1.graphs.replays == 0  # inside a recorded plan the rollouts are plain code
+    for g0, g1 in zip(p0.generators, p1.generators):  # recording drew nothing that stayed drawn
+        assert torch.equal(g0.get_state(), g1.get_state())
+    if name != "rs":
+        torch.testing.assert_close(p1._mean, p0._mean, rtol=0, atol=0)
+    if name == "icem":
+        torch.testing.assert_close(p1._elites, p0._elites, rtol=0, atol=0)
+        assert torch.equal(p1._has_elites, p0._has_elites)
+    assert p1.last_work == p0.last_work and p1.num_fallbacks == p0.num_fallbacks
+
+
+def test_recorded_plans_count_fallbacks_as_eager():
+    """A model that blows up in one environment: the midpoint fallback and its count, replayed."""
+    model = _model()
+    with torch.no_grad():
+        model.net.b0.fill_(float("nan"))
+    reward = make_env(CHEETAH).unwrapped.reward_fn
+    obs = torch.randn(2, 17, generator=torch.Generator().manual_seed(1))
+    counts, plans = [], []
+    for recorded in (False, True):
+        planner = make_planner("cem", -torch.ones(6), 0.5 * torch.ones(6), num_envs=2, seed=3, horizon=4,
+                               num_candidates=16)  # fmt: skip
+        if recorded:
+            planner.plan_graphs = PlanGraphs(CallCapture())
+        plans.append(torch.stack([planner.plan(model.predict, reward, obs) for _ in range(3)]))
+        counts.append(planner.num_fallbacks)
+    assert counts == [6, 6] and planner.plan_graphs.replays == 3
+    torch.testing.assert_close(plans[1], plans[0], rtol=0, atol=0)
+    assert torch.equal(plans[1], torch.full_like(plans[1], -0.25))  # the midpoint of [-1, 0.5]
+
+
+def test_a_recorded_plan_follows_replaced_weights_and_new_shapes():
+    model, env = _model(), make_env(CHEETAH)
+    reward = env.unwrapped.reward_fn
+    planners = [make_planner("cem", -torch.ones(6), torch.ones(6), seed=3, horizon=4, num_candidates=16)
+                for _ in range(2)]  # fmt: skip
+    planners[1].plan_graphs = PlanGraphs(CallCapture())
+    g = torch.Generator().manual_seed(2)
+
+    def both(num_envs: int) -> None:
+        obs = torch.randn(num_envs, 17, generator=g)
+        eager, recorded = (p.plan(model.predict, reward, obs) for p in planners)
+        torch.testing.assert_close(recorded, eager, rtol=0, atol=0)
+
+    both(2)
+    both(2)
+    graphs = planners[1].plan_graphs
+    assert (graphs.records, graphs.replays) == (1, 2)
+    both(3)  # another number of environments: its own state tensors and recording
+    assert graphs.records == 2
+    model.net.w0 = nn.Parameter(model.net.w0.detach() * 2.0)  # a replaced tensor: recorded again
+    both(3)
+    assert graphs.records == 3
+
+
+def test_a_deadline_or_a_closure_plans_eagerly_with_one_notice():
+    model, env = _model(), make_env(CHEETAH)
+    reward = env.unwrapped.reward_fn
+    obs = torch.randn(2, 17, generator=torch.Generator().manual_seed(1))
+    planner = make_planner("cem", -torch.ones(6), torch.ones(6), num_envs=2, seed=3, horizon=4, num_candidates=16)
+    planner.graphs, planner.plan_graphs = RolloutGraphs(CallCapture()), PlanGraphs(CallCapture())
+    planner.deadline = float("inf")
+    with pytest.warns(CaptureNotice, match="deadline"):
+        planner.plan(model.predict, reward, obs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CaptureNotice)  # one notice per planner and reason
+        planner.plan(model.predict, reward, obs)
+    assert planner.plan_graphs.replays == 0 and planner.graphs.replays == 2 * planner.iterations
+    planner.deadline = None
+    with pytest.warns(CaptureNotice, match="closure"):
+        planner.plan(lambda o, a: model.predict(o, a), reward, obs)
+    assert planner.plan_graphs.replays == 0
+
+
+class _Failing:
+    """A capture that runs the plan (changing the planner's state and generators) and then fails."""
+
+    def __call__(self, fn, device, generators=()):
+        fn()
+        fn()
+        raise RuntimeError("operation not permitted when stream is capturing\nmore detail")
+
+
+@pytest.mark.parametrize("name", list(PLANNERS))
+def test_a_failed_recording_leaves_no_trace_and_plans_eagerly(name):
+    eager, _ = _whole_plans(name, "mlp", recorded=False)
+    with pytest.warns(
+        CaptureNotice,
+        match=r"recording the whole plan failed \(RuntimeError: operation not permitted when stream is capturing\): plans",
+    ):
+        recorded, planner = _whole_plans(name, "mlp", recorded=True, capture=_Failing())
+    assert planner.plan_graphs.failure.startswith("RuntimeError") and planner.plan_graphs.replays == 0
+    assert planner.graphs.replays >= 4  # the rollouts are still recorded
+    torch.testing.assert_close(recorded, eager, rtol=0, atol=0)
+
+
 # --- on a GPU ---------------------------------------------------------------------------------
 
 
-def _plans(planner_name: str, model: nn.Module, graph: bool, steps: int = 3, **options) -> tuple[torch.Tensor, object]:
+def _plans(
+    planner_name: str, model: nn.Module, graph: bool, steps: int = 3, whole: bool = True, **options
+) -> tuple[torch.Tensor, object]:
+    """Plans on CUDA (an episode restarts in env 1 before the third); ``whole=False``: rollouts only recorded."""
     env = make_env(CHEETAH)
     reward, done = env.unwrapped.reward_fn, env.unwrapped.termination_fn
     obs = torch.randn(2, 17, generator=torch.Generator().manual_seed(1)).cuda()
@@ -155,22 +304,59 @@ def _plans(planner_name: str, model: nn.Module, graph: bool, steps: int = 3, **o
         planner_name, low, high, num_envs=2, seed=3, device="cuda", horizon=6, num_candidates=64,
         cuda_graph=graph, **options,
     )  # fmt: skip
-    out = [planner.plan(model.predict, reward, obs, done) for _ in range(steps)]
+    if graph and not whole:
+        planner.plan_graphs = None
+    torch.cuda.manual_seed(5)  # an ensemble's sampling draws from the default generator
+    out = []
+    for step in range(steps):
+        if step == 2:
+            planner.reset(torch.tensor([False, True], device="cuda"))
+        out.append(planner.plan(model.predict, reward, obs, done))
     return torch.stack(out), planner
 
 
 @needs_cuda
 @pytest.mark.parametrize("name", list(PLANNERS))
-def test_graphed_plans_equal_eager_plans(name):
+def test_graphed_rollouts_give_eager_plans(name):
     model = _model().cuda()
     eager, _ = _plans(name, model, graph=False)
-    graphed, planner = _plans(name, model, graph=True)
+    graphed, planner = _plans(name, model, graph=True, whole=False)
     assert planner.graphs.failure is None and planner.graphs.records >= 1 and planner.graphs.replays >= 3
     torch.testing.assert_close(graphed, eager, rtol=1e-5, atol=1e-5)
 
 
 @needs_cuda
-def test_a_graph_sees_in_place_updates_and_is_recorded_again_for_replaced_tensors():
+@pytest.mark.parametrize("name", list(PLANNERS))
+def test_whole_plan_graphs_give_eager_plans(name):
+    """One replay a plan: the planner's generators registered with the graph draw what eager draws."""
+    model = _model().cuda()
+    eager, p0 = _plans(name, model, graph=False, steps=4)
+    graphed, p1 = _plans(name, model, graph=True, steps=4)
+    graphs = p1.plan_graphs
+    assert graphs.failure is None, graphs.failure
+    assert (graphs.records, graphs.replays, p1.graphs.replays) == (1, 4, 0)
+    torch.testing.assert_close(graphed, eager, rtol=1e-5, atol=1e-5)
+    for g0, g1 in zip(p0.generators, p1.generators):  # each replay advanced them as a plan does
+        assert torch.equal(g0.get_state(), g1.get_state())
+    if name != "rs":
+        torch.testing.assert_close(p1._mean, p0._mean, rtol=1e-5, atol=1e-5)
+
+
+@needs_cuda
+@pytest.mark.parametrize("name", list(PLANNERS))
+def test_whole_plan_graphs_sample_trajectories_as_eager(name):
+    """PE-TS: the ensemble's noise (default generator, registered by torch) replayed as drawn eagerly."""
+    model = _model(ensemble=5).cuda()
+    options = {"particles": 5, "propagation": "ts1" if name == "cem" else "ts_inf"}
+    eager, _ = _plans(name, model, graph=False, **options)
+    graphed, planner = _plans(name, model, graph=True, **options)
+    assert planner.plan_graphs.failure is None and planner.plan_graphs.replays == 3
+    torch.testing.assert_close(graphed, eager, rtol=1e-4, atol=1e-4)
+
+
+@needs_cuda
+@pytest.mark.parametrize("whole", [False, True])
+def test_a_graph_sees_in_place_updates_and_is_recorded_again_for_replaced_tensors(whole):
     model, env = _model().cuda(), make_env(CHEETAH)
     reward, done = env.unwrapped.reward_fn, env.unwrapped.termination_fn
     obs = torch.randn(2, 17, generator=torch.Generator().manual_seed(1)).cuda()
@@ -179,6 +365,9 @@ def test_a_graph_sees_in_place_updates_and_is_recorded_again_for_replaced_tensor
         make_planner("rs", low, high, num_envs=2, seed=3, device="cuda", horizon=6, num_candidates=64, cuda_graph=g)
         for g in (False, True)
     )
+    if not whole:
+        graphed.plan_graphs = None
+    graphs = graphed.plan_graphs if whole else graphed.graphs
 
     def both() -> None:
         torch.testing.assert_close(graphed.plan(model.predict, reward, obs, done), eager.plan(model.predict, reward, obs, done),
@@ -188,10 +377,10 @@ def test_a_graph_sees_in_place_updates_and_is_recorded_again_for_replaced_tensor
     with torch.no_grad():
         model.net.w0.mul_(3.0)  # same storage: the recorded graph reads the new values
     both()
-    assert (graphed.graphs.records, graphed.graphs.replays) == (1, 2)
+    assert (graphs.records, graphs.replays) == (1, 2)
     model.net.w1 = nn.Parameter(model.net.w1.detach() * -1.0)  # a new tensor: recorded again
     both()
-    assert (graphed.graphs.records, graphed.graphs.replays) == (2, 3)
+    assert (graphs.records, graphs.replays) == (2, 3)
 
 
 @needs_cuda
@@ -201,7 +390,7 @@ def test_graphed_trajectory_sampling_matches_eager_without_noise():
         model.max_logvar.fill_(-60.0)
         model.min_logvar.fill_(-80.0)
     eager, _ = _plans("cem", model, graph=False, particles=5)
-    graphed, planner = _plans("cem", model, graph=True, particles=5)
+    graphed, planner = _plans("cem", model, graph=True, whole=False, particles=5)
     assert planner.graphs.replays >= 3
     torch.testing.assert_close(graphed, eager, rtol=1e-4, atol=1e-4)
 
@@ -221,8 +410,9 @@ def test_a_graphed_ensemble_still_samples():
 
 
 @needs_cuda
+@pytest.mark.parametrize("whole", [False, True])
 @pytest.mark.parametrize("name", list(PLANNERS))
-def test_graphed_adapted_plans_equal_eager_plans(name):
+def test_graphed_adapted_plans_equal_eager_plans(name, whole):
     """GrBAL's and MOLe's per-environment weights on a GPU: one recording, each plan's weights."""
     model, env = _model().cuda(), make_env(CHEETAH)
     reward, done = env.unwrapped.reward_fn, env.unwrapped.termination_fn
@@ -233,6 +423,9 @@ def test_graphed_adapted_plans_equal_eager_plans(name):
         planner = make_planner(
             name, low, high, num_envs=2, seed=3, device="cuda", horizon=6, num_candidates=64, cuda_graph=graph
         )
+        if graph and not whole:
+            planner.plan_graphs = None
         plans.append(torch.stack([planner.plan(_adapted(model, s), reward, obs, done) for s in (1.0, 0.7, 1.3)]))
-    assert planner.graphs.failure is None and planner.graphs.records >= 1 and planner.graphs.replays >= 3
+    graphs = planner.plan_graphs if whole else planner.graphs
+    assert graphs.failure is None and graphs.records == 1 and graphs.replays == 3
     torch.testing.assert_close(plans[1], plans[0], rtol=1e-5, atol=1e-5)
