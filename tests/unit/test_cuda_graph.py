@@ -3,19 +3,23 @@ replays themselves only where CUDA is (they are checked against eager plans ther
 
 import warnings
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
+from learn2adapt.adaptation import make_rule
+from learn2adapt.adaptation.config import AdaptationConfig
 from learn2adapt.envs import make_env
 from learn2adapt.errors import ConfigError
-from learn2adapt.models.config import ModelConfig
+from learn2adapt.models.config import FitConfig, ModelConfig
 from learn2adapt.models.dynamics import MLPDynamics
 from learn2adapt.models.ensemble import EnsembleDynamics
 from learn2adapt.planning import PLANNERS, make_planner
 from learn2adapt.planning.cuda_graph import CallCapture, CaptureNotice, PlanGraphs, RolloutGraphs, storage_key
+from learn2adapt.run.agent import MPCAgent
 from learn2adapt.run.config import RunConfig
-from learn2adapt.types import AdaptedPredictor
+from learn2adapt.types import AdaptedPredictor, Window
 
 
 def needs_cuda(test):
@@ -289,6 +293,143 @@ def test_a_failed_recording_leaves_no_trace_and_plans_eagerly(name):
     torch.testing.assert_close(recorded, eager, rtol=0, atol=0)
 
 
+# --- the online adaptation step (CPU: CallCapture) ----------------------------------------------
+
+#: Online rules and options whose step is recorded: GrBAL (plain, guarded, last layer only, a
+#: learned step size, two steps, an ensemble) and MB+DE.
+ONLINE = {
+    "grbal": ("grbal", 1, {}),
+    "guard": ("grbal", 1, {"guard": True}),
+    "last_layer": ("grbal", 1, {"online_layers": 1}),
+    "learned_alpha": ("grbal", 1, {"step_size": "scalar"}),
+    "two_steps": ("grbal", 1, {"inner_steps": 2}),
+    "ensemble": ("grbal", 3, {}),
+    "mbde": ("mbde", 1, {"de_lr": 0.05}),
+}
+
+
+def _online_rule(variant: str, device: str = "cpu"):
+    algo, ensemble, adapt = ONLINE[variant]
+    torch.manual_seed(0)
+    cfg = ModelConfig(hidden=[32, 32], activation="silu", ensemble=ensemble)
+    adapt_cfg = AdaptationConfig(past=8, future=4, inner_lr=0.05, **adapt)
+    rule = make_rule(algo, 17, 6, cfg, FitConfig(), adapt_cfg, device)
+    with torch.no_grad():  # a fitted normaliser, so nothing holds vacuously
+        rule.normalizer.obs_std.uniform_(0.5, 2.0)
+        rule.normalizer.delta_mean.normal_()
+    return rule
+
+
+def _windows(count: int, seed: int = 0, device: str = "cpu") -> list[Window]:
+    """New (E=3, M=8) windows per step, from a full one to one at an episode start."""
+    g = torch.Generator().manual_seed(seed)
+    windows = [
+        Window(torch.randn(3, 8, 17, generator=g), torch.rand(3, 8, 6, generator=g) * 2 - 1,
+               torch.randn(3, 8, 17, generator=g), torch.tensor([8, 3, 0]))
+        for _ in range(count)
+    ]  # fmt: skip
+    return [Window(*(t.to(device) for t in (w.obs, w.act, w.next_obs, w.count))) for w in windows]
+
+
+def _adapted_params(rule, windows: list[Window]) -> list[dict[str, torch.Tensor]]:
+    return [rule.predictor(w).params for w in windows]
+
+
+@pytest.mark.parametrize("variant", list(ONLINE))
+def test_recorded_online_steps_equal_eager(variant):
+    """The inner step (forward, gradient, update, guard) replayed over static windows: each
+    control step's adapted weights (and guard counts) equal the eager step's bit for bit."""
+    rule = _online_rule(variant)
+    windows = _windows(3)
+    eager = _adapted_params(rule, windows)
+    checked, reverted = rule.guard_count.checked, rule.guard_count.reverted
+    rule.guard_count.reset()
+    rule.capture_online(CallCapture())
+    recorded = _adapted_params(rule, windows)
+    assert (rule.online_graphs.records, rule.online_graphs.replays) == (1, 3)
+    fitted = rule.model.params()
+    for e, r in zip(eager, recorded):
+        assert e.keys() == r.keys()
+        for name in e:
+            torch.testing.assert_close(r[name], e[name], rtol=0, atol=0)
+            assert (r[name] is fitted[name]) == (e[name] is fitted[name])  # theta*'s own layers stay shared
+    assert rule.guard_count.checked == checked
+    assert (reverted is None and rule.guard_count.reverted is None) or torch.equal(rule.guard_count.reverted, reverted)
+
+
+def test_recorded_online_steps_follow_the_weights_and_outlive_the_next_replay():
+    rule = _online_rule("grbal")
+    windows = _windows(2, seed=1)
+    rule.capture_online(CallCapture())
+    first = rule.predictor(windows[0]).params
+    kept = {k: v.clone() for k, v in first.items()}
+    rule.predictor(windows[1])
+    for name in first:  # a copy of the replay's output, not the output itself
+        assert torch.equal(first[name], kept[name])
+    with torch.no_grad():
+        rule.model.net.w0.mul_(0.5)  # in place (an optimiser step): the same recording
+        rule.step_size.alpha.fill_(0.1)
+    recorded = rule.predictor(windows[0]).params
+    assert rule.online_graphs.records == 1
+    rule.model.net.w1 = nn.Parameter(rule.model.net.w1.detach() * 2.0)  # replaced: recorded again
+    recorded = rule.predictor(windows[0]).params
+    assert rule.online_graphs.records == 2
+    graphs, rule.online_graphs = rule.online_graphs, None
+    eager = rule.predictor(windows[0]).params
+    for name in eager:
+        torch.testing.assert_close(recorded[name], eager[name], rtol=0, atol=0)
+    rule.online_graphs = graphs
+    empty = Window(*(torch.zeros(3, 8, d) for d in (17, 6, 17)), torch.zeros(3, dtype=torch.long))
+    assert rule.predictor(empty) == rule.model.predict  # no transition: theta*, nothing replayed
+    assert rule.online_graphs.replays == 4
+
+
+def test_a_failed_online_recording_adapts_eagerly_with_a_notice():
+    rule = _online_rule("guard")
+    windows = _windows(2)
+    eager = _adapted_params(rule, windows)
+    rule.capture_online(_Failing())
+    with pytest.warns(CaptureNotice, match="recording the online adaptation step failed"):
+        recorded = _adapted_params(rule, windows)
+    assert rule.online_graphs.failure is not None
+    for e, r in zip(eager, recorded):
+        for name in e:
+            torch.testing.assert_close(r[name], e[name], rtol=0, atol=0)
+
+
+def _agent_actions(algo: str, recorded: bool, device: str = "cpu") -> tuple[np.ndarray, object, object]:
+    """Four control steps of an MPC agent (GrBAL or MB+DE, CEM) for two environments; recorded:
+    with ``planner.cuda_graph`` (on a CPU: CallCapture graphs set by hand)."""
+    env = make_env(CHEETAH)
+    rule = _online_rule(algo, device)
+    planner = make_planner("cem", env.action_space.low, env.action_space.high, num_envs=2, seed=3, horizon=5,
+                           num_candidates=32, device=device, cuda_graph=recorded)  # fmt: skip
+    if recorded and device == "cpu":
+        planner.graphs, planner.plan_graphs = RolloutGraphs(CallCapture()), PlanGraphs(CallCapture())
+    agent = MPCAgent(rule, planner, env.unwrapped.reward_fn, 2, env.unwrapped.termination_fn)
+    g = np.random.default_rng(0)
+    obs = g.normal(size=(2, 17)).astype(np.float32)
+    steps = []
+    for _ in range(4):
+        act = agent.act(obs)
+        nxt = (obs + 0.1 * g.normal(size=obs.shape)).astype(np.float32)
+        agent.observe(obs, act, nxt)
+        steps.append(act)
+        obs = nxt
+    return np.stack(steps), rule, planner
+
+
+@pytest.mark.parametrize("algo", ["grbal", "mbde"])
+def test_an_agent_with_recorded_plans_records_the_adaptation_and_acts_as_eager(algo):
+    """adapt + plan as two replays (the agent hands the planner's capture to the rule)."""
+    eager, rule, _ = _agent_actions(algo, recorded=False)
+    assert rule.online_graphs is None
+    recorded, rule, planner = _agent_actions(algo, recorded=True)
+    assert rule.online_graphs is not None and rule.online_graphs.replays == 3  # the first step has no past
+    assert planner.plan_graphs.replays == 4
+    np.testing.assert_array_equal(recorded, eager)
+
+
 # --- on a GPU ---------------------------------------------------------------------------------
 
 
@@ -429,3 +570,30 @@ def test_graphed_adapted_plans_equal_eager_plans(name, whole):
     graphs = planner.plan_graphs if whole else planner.graphs
     assert graphs.failure is None and graphs.records == 1 and graphs.replays == 3
     torch.testing.assert_close(plans[1], plans[0], rtol=1e-5, atol=1e-5)
+
+
+@needs_cuda
+@pytest.mark.parametrize("variant", list(ONLINE))
+def test_graphed_online_steps_equal_eager(variant):
+    rule = _online_rule(variant, "cuda")
+    windows = _windows(3, device="cuda")
+    eager = _adapted_params(rule, windows)
+    rule.capture_online()
+    graphed = _adapted_params(rule, windows)
+    graphs = rule.online_graphs
+    assert graphs.failure is None, graphs.failure
+    assert (graphs.records, graphs.replays) == (1, 3)
+    for e, g in zip(eager, graphed):
+        for name in e:
+            torch.testing.assert_close(g[name], e[name], rtol=1e-5, atol=1e-6)
+
+
+@needs_cuda
+@pytest.mark.parametrize("algo", ["grbal", "mbde"])
+def test_a_graphed_agent_adapts_and_plans_as_eager(algo):
+    """adapt + plan as two replays on a GPU (``planner.cuda_graph=true``: the agent records the step)."""
+    eager, _, _ = _agent_actions(algo, recorded=False, device="cuda")
+    graphed, rule, planner = _agent_actions(algo, recorded=True, device="cuda")
+    assert rule.online_graphs.failure is None and rule.online_graphs.replays == 3
+    assert planner.plan_graphs.failure is None and planner.plan_graphs.replays == 4
+    np.testing.assert_allclose(graphed, eager, rtol=1e-4, atol=1e-4)

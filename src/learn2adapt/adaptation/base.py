@@ -18,10 +18,12 @@ import torch
 from torch import nn
 
 from learn2adapt.adaptation.config import AdaptationConfig
+from learn2adapt.adaptation.online import online_recordings
 from learn2adapt.data.normalizer import Normalizer
 from learn2adapt.data.trajectory_buffer import TrajectoryBuffer
 from learn2adapt.models.config import FitConfig, ModelConfig
 from learn2adapt.models.mlp import MLP
+from learn2adapt.planning.cuda_graph import Capture, Recordings
 from learn2adapt.types import PredictFn, Window
 
 
@@ -79,6 +81,8 @@ class AdaptationRule(ABC):
     algo: ClassVar[str]
     #: Whether :meth:`predictor` uses the recent transitions.
     adapts_online: ClassVar[bool] = True
+    #: The online adaptation step's recordings (:meth:`capture_online`); None: it runs eagerly.
+    online_graphs: Recordings | None = None
 
     def __init__(
         self,
@@ -144,6 +148,13 @@ class AdaptationRule(ABC):
     def mean_predictor(self, recent: Window | None) -> PredictFn:
         """The expected next state (prediction-error measurements): :meth:`predictor`, unless that samples."""
         return self.predictor(recent)
+
+    def capture_online(self, capture: Capture | None = None) -> None:
+        """Replay the online adaptation step from a recorded graph from now on (``planner.cuda_graph``
+        on a GPU; ``capture``: how to record, default a CUDA graph): GrBAL's and MB+DE's gradient
+        step (:func:`~learn2adapt.adaptation.online.online_params`). Other rules ignore it."""
+        if self.online_graphs is None:
+            self.online_graphs = online_recordings(capture)
 
     def fit_normalizer(self, buffer: TrajectoryBuffer) -> None:
         """Statistics over the whole aggregated dataset (docs/method.md Sec. 2)."""

@@ -124,10 +124,18 @@ class DynamicEvaluation(ModelBased):
             guard=cfg.guard,
             guard_count=self.guard_count,
             layers=cfg.online_layers,
+            graphs=self.online_graphs,
         )
 
     def mean_predictor(self, recent: Window | None) -> PredictFn:
         cfg = self.adapt_cfg
         return adapted_predictor(
-            self.model, recent, self.step_size, self.de_steps, mean=True, guard=cfg.guard, layers=cfg.online_layers
+            self.model,
+            recent,
+            self.step_size,
+            self.de_steps,
+            mean=True,
+            guard=cfg.guard,
+            layers=cfg.online_layers,
+            graphs=self.online_graphs,
         )
