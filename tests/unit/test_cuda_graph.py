@@ -151,39 +151,50 @@ def test_every_planner_plans_the_same_with_recorded_adapted_rollouts(name):
 
 # --- whole plans (CPU: CallCapture) --------------------------------------------------------------
 
-#: Model kinds a whole plan is recorded for: a module's method, adapted weights, a sampling ensemble.
-KINDS = ("mlp", "adapted", "ensemble")
+#: Model kinds a whole plan is recorded for: a module's method, adapted weights, a sampling
+#: ensemble, ReBAL's recurrent context (one model, and an ensemble of heads).
+KINDS = ("mlp", "adapted", "ensemble", "recurrent", "recurrent_ensemble")
 
 
-def _predictors(kind: str, steps: int) -> list:
-    """One predictor per plan: the same module method, or new adapted weights every plan (GrBAL's)."""
-    model = _model(ensemble=5 if kind == "ensemble" else 1)
+def _predictors(kind: str, steps: int, device: str = "cpu") -> list:
+    """One predictor per plan: the same module method, or new adapted weights (GrBAL's) or a new
+    recurrent context (ReBAL's, from a new window) every plan."""
+    if kind.startswith("recurrent"):
+        torch.manual_seed(0)
+        cfg = ModelConfig(hidden=[32, 32], ensemble=5 if kind == "recurrent_ensemble" else 1)
+        adapt = AdaptationConfig(past=8, future=4, rnn_hidden=16)
+        rule = make_rule("rebal", 17, 6, cfg, FitConfig(), adapt, device)
+        return [rule.predictor(w) for w in _windows(steps, envs=2, device=device)]
+    model = _model(ensemble=5 if kind == "ensemble" else 1).to(device)
     if kind == "adapted":
         return [_adapted(model, s) for s in (1.0, 0.7, 1.3, 0.9, 1.1)[:steps]]
     return [model.predict] * steps
 
 
-def _whole_plans(name: str, kind: str, recorded: bool, steps: int = 4, capture=None, **options):
+def _whole_plans(name: str, kind: str, recorded: bool, steps: int = 4, capture=None, device="cpu", **options):
     """Plans of ``steps`` control steps (an episode restarts in env 1 before the third) and the planner.
 
-    Recorded: the whole plan with ``capture`` (CallCapture), rollout graphs present too (unused)."""
+    Recorded: the whole plan with ``capture`` (on a CPU; default CallCapture), rollout graphs present
+    too (unused); on CUDA, ``planner.cuda_graph=true``."""
     env = make_env(CHEETAH)
     reward, done = env.unwrapped.reward_fn, env.unwrapped.termination_fn
-    obs = torch.randn(2, 17, generator=torch.Generator().manual_seed(1))
-    if kind == "ensemble":
+    obs = torch.randn(2, 17, generator=torch.Generator().manual_seed(1)).to(device)
+    if kind.endswith("ensemble"):
         options = {"particles": 5, "propagation": "ts1" if name == "cem" else "ts_inf", **options}
-    planner = make_planner(name, -torch.ones(6), torch.ones(6), num_envs=2, seed=3, horizon=6, num_candidates=32,
-                           **options)  # fmt: skip
-    if recorded:
+    low, high = -torch.ones(6, device=device), torch.ones(6, device=device)
+    planner = make_planner(name, low, high, num_envs=2, seed=3, horizon=6, num_candidates=32, device=device,
+                           cuda_graph=recorded, **options)  # fmt: skip
+    if recorded and device == "cpu":
         planner.graphs = RolloutGraphs(CallCapture())
         planner.plan_graphs = PlanGraphs(capture or CallCapture())
+    predictors = _predictors(kind, steps, device)
     torch.manual_seed(5)  # an ensemble's sampling draws from the default generator
     plans = []
-    for step, predict in enumerate(_predictors(kind, steps)):
+    for step, predict in enumerate(predictors):
         if step == 2:
-            planner.reset(torch.tensor([False, True]))
+            planner.reset(torch.tensor([False, True], device=device))
         plans.append(planner.plan(predict, reward, obs, done))
-        obs = obs + 0.1 * torch.randn(obs.shape, generator=torch.Generator().manual_seed(step))
+        obs = obs + 0.1 * torch.randn(obs.shape, generator=torch.Generator().manual_seed(step)).to(device)
     return torch.stack(plans), planner
 
 
@@ -320,12 +331,12 @@ def _online_rule(variant: str, device: str = "cpu"):
     return rule
 
 
-def _windows(count: int, seed: int = 0, device: str = "cpu") -> list[Window]:
-    """New (E=3, M=8) windows per step, from a full one to one at an episode start."""
+def _windows(count: int, seed: int = 0, device: str = "cpu", envs: int = 3) -> list[Window]:
+    """New (E, M=8) windows per step, from a full one to one at an episode start (E = 3)."""
     g = torch.Generator().manual_seed(seed)
     windows = [
-        Window(torch.randn(3, 8, 17, generator=g), torch.rand(3, 8, 6, generator=g) * 2 - 1,
-               torch.randn(3, 8, 17, generator=g), torch.tensor([8, 3, 0]))
+        Window(torch.randn(envs, 8, 17, generator=g), torch.rand(envs, 8, 6, generator=g) * 2 - 1,
+               torch.randn(envs, 8, 17, generator=g), torch.tensor([8, 3, 0][:envs]))
         for _ in range(count)
     ]  # fmt: skip
     return [Window(*(t.to(device) for t in (w.obs, w.act, w.next_obs, w.count))) for w in windows]
@@ -597,3 +608,19 @@ def test_a_graphed_agent_adapts_and_plans_as_eager(algo):
     assert rule.online_graphs.failure is None and rule.online_graphs.replays == 3
     assert planner.plan_graphs.failure is None and planner.plan_graphs.replays == 4
     np.testing.assert_allclose(graphed, eager, rtol=1e-4, atol=1e-4)
+
+
+@needs_cuda
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("name", list(PLANNERS))
+def test_whole_plan_graphs_of_every_model_kind_give_eager_plans(name, kind):
+    """Every planner x model kind (MLP, adapted weights, ensemble, ReBAL's context and its ensemble)
+    as one replay a plan on a GPU, the ensembles' noise included."""
+    eager, p0 = _whole_plans(name, kind, recorded=False, device="cuda")
+    graphed, p1 = _whole_plans(name, kind, recorded=True, device="cuda")
+    graphs = p1.plan_graphs
+    assert graphs.failure is None, graphs.failure
+    assert (graphs.records, graphs.replays, p1.graphs.replays) == (1, 4, 0)
+    torch.testing.assert_close(graphed, eager, rtol=1e-4, atol=1e-4)
+    if name != "rs":
+        torch.testing.assert_close(p1._mean, p0._mean, rtol=1e-4, atol=1e-4)

@@ -81,6 +81,8 @@ class AdaptationRule(ABC):
     algo: ClassVar[str]
     #: Whether :meth:`predictor` uses the recent transitions.
     adapts_online: ClassVar[bool] = True
+    #: Whether :meth:`predictor`'s adaptation step can be recorded (:meth:`capture_online`).
+    records_online: ClassVar[bool] = False
     #: The online adaptation step's recordings (:meth:`capture_online`); None: it runs eagerly.
     online_graphs: Recordings | None = None
 
@@ -153,7 +155,7 @@ class AdaptationRule(ABC):
         """Replay the online adaptation step from a recorded graph from now on (``planner.cuda_graph``
         on a GPU; ``capture``: how to record, default a CUDA graph): GrBAL's and MB+DE's gradient
         step (:func:`~learn2adapt.adaptation.online.online_params`). Other rules ignore it."""
-        if self.online_graphs is None:
+        if self.records_online and self.online_graphs is None:
             self.online_graphs = online_recordings(capture)
 
     def fit_normalizer(self, buffer: TrajectoryBuffer) -> None:

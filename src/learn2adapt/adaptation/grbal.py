@@ -86,6 +86,7 @@ class GrBAL(AdaptationRule):
 
     algo = "grbal"
     adapts_online = True
+    records_online = True
 
     def _build(self) -> None:
         if self.adapt_cfg.past < 1 or self.adapt_cfg.future < 1:
