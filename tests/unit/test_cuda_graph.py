@@ -20,6 +20,7 @@ from learn2adapt.planning.cuda_graph import CallCapture, CaptureNotice, PlanGrap
 from learn2adapt.run.agent import MPCAgent
 from learn2adapt.run.config import RunConfig
 from learn2adapt.types import AdaptedPredictor, Window
+from tests.synthetic_tasks import LinearTaskFamily
 
 
 def needs_cuda(test):
@@ -355,7 +356,7 @@ def test_recorded_online_steps_equal_eager(variant):
     eager = _adapted_params(rule, windows)
     checked, reverted = rule.guard_count.checked, rule.guard_count.reverted
     rule.guard_count.reset()
-    rule.capture_online(CallCapture())
+    rule.record_graphs(CallCapture())
     recorded = _adapted_params(rule, windows)
     assert (rule.online_graphs.records, rule.online_graphs.replays) == (1, 3)
     fitted = rule.model.params()
@@ -371,7 +372,7 @@ def test_recorded_online_steps_equal_eager(variant):
 def test_recorded_online_steps_follow_the_weights_and_outlive_the_next_replay():
     rule = _online_rule("grbal")
     windows = _windows(2, seed=1)
-    rule.capture_online(CallCapture())
+    rule.record_graphs(CallCapture())
     first = rule.predictor(windows[0]).params
     kept = {k: v.clone() for k, v in first.items()}
     rule.predictor(windows[1])
@@ -399,7 +400,7 @@ def test_a_failed_online_recording_adapts_eagerly_with_a_notice():
     rule = _online_rule("guard")
     windows = _windows(2)
     eager = _adapted_params(rule, windows)
-    rule.capture_online(_Failing())
+    rule.record_graphs(_Failing())
     with pytest.warns(CaptureNotice, match="recording the online adaptation step failed"):
         recorded = _adapted_params(rule, windows)
     assert rule.online_graphs.failure is not None
@@ -439,6 +440,60 @@ def test_an_agent_with_recorded_plans_records_the_adaptation_and_acts_as_eager(a
     assert rule.online_graphs is not None and rule.online_graphs.replays == 3  # the first step has no past
     assert planner.plan_graphs.replays == 4
     np.testing.assert_array_equal(recorded, eager)
+
+
+# --- GrBAL's validation pass (CPU: CallCapture) --------------------------------------------------
+
+
+def _val_batches(rule, sizes=(16, 16, 5), seed: int = 0) -> list[Window]:
+    """Fixed validation chunks of M + K segments (the last one shorter, as a fit's are)."""
+    g = torch.Generator().manual_seed(seed)
+    length = rule.adapt_cfg.past + rule.adapt_cfg.future
+    return [
+        Window(torch.randn(n, length, 17, generator=g), torch.rand(n, length, 6, generator=g) * 2 - 1,
+               torch.randn(n, length, 17, generator=g))
+        for n in sizes
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("variant", ["grbal", "ensemble", "learned_alpha"])
+def test_a_recorded_validation_pass_scores_as_eager(variant):
+    """The whole pass (every chunk's adapted and unadapted loss) is one replay over the chunks where
+    they are; the scores equal the eager pass's exactly, and follow the weights a fit steps in place."""
+    rule = _online_rule(variant)
+    batches = _val_batches(rule)
+    eager = rule.validation_losses(batches)
+    rule.record_graphs(CallCapture())
+    assert rule.validation_losses(batches) == eager
+    with torch.no_grad():  # an optimiser step: in place
+        for p in rule.module.parameters():
+            p.mul_(0.9)
+    recorded = rule.validation_losses(batches)
+    graphs = rule.validation_graphs
+    assert (graphs.records, graphs.replays) == (1, 2)
+    graphs_, rule.validation_graphs = rule.validation_graphs, None
+    assert recorded == rule.validation_losses(batches) != eager
+    rule.validation_graphs = graphs_
+    assert rule.validation_losses(batches, after=False)["before"] == recorded["before"]
+    assert graphs.replays == 2  # the cheap pass without adaptation stays eager
+    again = _val_batches(rule, seed=1)  # a new fit's chunks: recorded anew, the last graph dropped
+    rule.validation_losses(again)
+    assert graphs.records == 2 and len(graphs._graphs) == 1
+
+
+def test_a_fit_with_a_recorded_validation_pass_is_the_eager_fit():
+    fam = LinearTaskFamily(obs_dim=17, act_dim=6)
+    buf = fam.make_buffer(12, 30, np.random.default_rng(0))
+    metrics = []
+    for recorded in (False, True):
+        torch.manual_seed(0)
+        fit = FitConfig(max_epochs=3, max_steps_per_epoch=5, patience=2)
+        rule = make_rule("grbal", 17, 6, ModelConfig(hidden=[16, 16]), fit, AdaptationConfig(past=8, future=4))
+        if recorded:
+            rule.record_graphs(CallCapture())
+        metrics.append(rule.fit(buf, np.random.default_rng(0), progress=False))
+    assert rule.validation_graphs.records == 1 and rule.validation_graphs.replays >= 3
+    assert metrics[1] == metrics[0]
 
 
 # --- on a GPU ---------------------------------------------------------------------------------
@@ -589,7 +644,7 @@ def test_graphed_online_steps_equal_eager(variant):
     rule = _online_rule(variant, "cuda")
     windows = _windows(3, device="cuda")
     eager = _adapted_params(rule, windows)
-    rule.capture_online()
+    rule.record_graphs()
     graphed = _adapted_params(rule, windows)
     graphs = rule.online_graphs
     assert graphs.failure is None, graphs.failure
@@ -624,3 +679,15 @@ def test_whole_plan_graphs_of_every_model_kind_give_eager_plans(name, kind):
     torch.testing.assert_close(graphed, eager, rtol=1e-4, atol=1e-4)
     if name != "rs":
         torch.testing.assert_close(p1._mean, p0._mean, rtol=1e-4, atol=1e-4)
+
+
+@needs_cuda
+@pytest.mark.parametrize("variant", ["grbal", "ensemble"])
+def test_a_graphed_validation_pass_scores_as_eager(variant):
+    rule = _online_rule(variant, "cuda")
+    batches = [Window(w.obs.cuda(), w.act.cuda(), w.next_obs.cuda()) for w in _val_batches(rule)]
+    eager = rule.validation_losses(batches)
+    rule.record_graphs()
+    graphed = rule.validation_losses(batches)
+    assert rule.validation_graphs.failure is None and rule.validation_graphs.replays == 1
+    assert graphed == pytest.approx(eager, rel=1e-5)

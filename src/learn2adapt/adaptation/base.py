@@ -81,9 +81,9 @@ class AdaptationRule(ABC):
     algo: ClassVar[str]
     #: Whether :meth:`predictor` uses the recent transitions.
     adapts_online: ClassVar[bool] = True
-    #: Whether :meth:`predictor`'s adaptation step can be recorded (:meth:`capture_online`).
+    #: Whether :meth:`predictor`'s adaptation step can be recorded (:meth:`record_graphs`).
     records_online: ClassVar[bool] = False
-    #: The online adaptation step's recordings (:meth:`capture_online`); None: it runs eagerly.
+    #: The online adaptation step's recordings (:meth:`record_graphs`); None: it runs eagerly.
     online_graphs: Recordings | None = None
 
     def __init__(
@@ -151,10 +151,11 @@ class AdaptationRule(ABC):
         """The expected next state (prediction-error measurements): :meth:`predictor`, unless that samples."""
         return self.predictor(recent)
 
-    def capture_online(self, capture: Capture | None = None) -> None:
-        """Replay the online adaptation step from a recorded graph from now on (``planner.cuda_graph``
-        on a GPU; ``capture``: how to record, default a CUDA graph): GrBAL's and MB+DE's gradient
-        step (:func:`~learn2adapt.adaptation.online.online_params`). Other rules ignore it."""
+    def record_graphs(self, capture: Capture | None = None) -> None:
+        """From now on, replay from recorded graphs what this rule can record (``planner.cuda_graph``
+        on a GPU; ``capture``: how to record, default a CUDA graph): GrBAL's and MB+DE's online
+        gradient step (:func:`~learn2adapt.adaptation.online.online_params`), and GrBAL's
+        validation pass. Other rules ignore it."""
         if self.records_online and self.online_graphs is None:
             self.online_graphs = online_recordings(capture)
 

@@ -8,8 +8,8 @@ fit is reverted (:func:`keep_improving`). :func:`adapted_predictor` hands the pl
 result as an :class:`~learn2adapt.types.AdaptedPredictor`. MB+DE, MOLe and the PE-TS ensembles
 use the same pieces.
 
-With ``planner.cuda_graph`` on a GPU (:meth:`AdaptationRule.capture_online
-<learn2adapt.adaptation.base.AdaptationRule.capture_online>`) the step itself (forward, inner
+With ``planner.cuda_graph`` on a GPU (:meth:`AdaptationRule.record_graphs
+<learn2adapt.adaptation.base.AdaptationRule.record_graphs>`) the step itself (forward, inner
 gradient, update, guard) is replayed from a CUDA graph recorded over static copies of the
 ``(E, M)`` window (:class:`~learn2adapt.planning.cuda_graph.Recordings`): adapt + plan is then
 two replays. Only the check that some environment has a transition stays eager (one read of

@@ -266,6 +266,7 @@ class Recordings:
         state: Sequence[torch.Tensor] = (),
         generators: Sequence[torch.Generator] = (),
         keep: Callable[[], Iterable[torch.Tensor]] | None = None,
+        device: torch.device | None = None,
     ) -> Out | None:
         """``fn(*inputs)`` by a replay, or None where recording failed (now or before): call ``fn``.
 
@@ -278,8 +279,9 @@ class Recordings:
             state: tensors ``fn`` reads and updates in place (a planner's warm-start state): the graph
                 works on them where they are; their places are part of the key.
             generators: generators ``fn`` draws from (registered with the graph).
-            keep: after recording, the other tensors the graph reads or writes (scratch buffers),
-                kept alive as long as the recording.
+            keep: after recording, the other tensors the graph reads or writes (scratch buffers,
+                data read in place), kept alive as long as the recording.
+            device: where ``fn`` computes (default: that of the first input).
 
         Returns:
             The recorded output (overwritten by the next replay: copy what must outlive it).
@@ -293,7 +295,7 @@ class Recordings:
         recorded = self._graphs.get(full)
         if recorded is None:
             try:
-                recorded = self._record(fn, inputs, state, generators, keep)
+                recorded = self._record(fn, inputs, state, generators, keep, device or inputs[0].device)
             except RuntimeError as err:  # an operation that cannot be captured: stay eager from now on
                 self.failure = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
                 warnings.warn(
@@ -316,11 +318,16 @@ class Recordings:
         state: Sequence[torch.Tensor],
         generators: Sequence[torch.Generator],
         keep: Callable[[], Iterable[torch.Tensor]] | None,
+        device: torch.device,
     ) -> Recording:
         static = [t.clone() for t in inputs]
-        replay, out = record(self.capture, lambda: fn(*static), static[0].device, state, generators)
+        replay, out = record(self.capture, lambda: fn(*static), device, state, generators)
         self.records += 1
         return Recording(replay, static, out, tuple(keep()) if keep is not None else ())
+
+    def clear(self) -> None:
+        """Drop every recording (their graphs' memory goes back to the allocator)."""
+        self._graphs.clear()
 
 
 def _over_static(model: PredictFn, fn: Callable[..., Out]) -> tuple[list[torch.Tensor], Callable[..., Out]]:

@@ -46,7 +46,7 @@ class MPCAgent:
         #: Adaptation state kept from step to step (MOLe's task models); None for stateless rules.
         self.online = rule.online_state(num_envs)
         if planner.graphs is not None:  # planner.cuda_graph on a GPU: the adaptation step is recorded too
-            rule.capture_online(planner.graphs.capture)
+            rule.record_graphs(planner.graphs.capture)
 
     def reset(self, env_index: int) -> None:
         self.history.reset(env_index)
