@@ -302,7 +302,7 @@ def cmd_options(args: argparse.Namespace) -> int:
 #: Benchmark modules run by ``learn2adapt bench``, in order; each has ``run(device=...) -> dict``.
 BENCHMARKS = ("planning", "adaptation", "rebal", "paper_run", "pets", "controller")
 #: Benchmark modules run only when ``--only`` names them (slower, or not about learning speed).
-OPTIONAL_BENCHMARKS = ("envs",)
+OPTIONAL_BENCHMARKS = ("envs", "capture")
 
 
 def _flatten(figures: dict[str, object]) -> dict[str, object]:

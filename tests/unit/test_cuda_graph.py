@@ -496,6 +496,22 @@ def test_a_fit_with_a_recorded_validation_pass_is_the_eager_fit():
     assert metrics[1] == metrics[0]
 
 
+# --- the acceptance benchmark -------------------------------------------------------------------
+
+
+def test_the_capture_benchmark_compares_every_recording_with_its_eager_computation():
+    """``bench --only capture`` at tiny sizes with CallCapture: every recorded figure's result is
+    the eager one (its timings are not checked: they mean nothing on a CPU)."""
+    from learn2adapt.benchmarks.capture import run
+
+    assert "capture_skipped" in run(device="cpu")
+    small = dict(num_candidates=16, horizon=4, hidden=(16, 16), past=4, future=4, val_segments=300)
+    figures = run(rounds=1, repeats=1, capture=CallCapture(), **small)
+    diffs = {k: v for k, v in figures.items() if k.endswith("_graph_diff")}
+    assert len(diffs) == 9 and set(diffs.values()) == {0.0}
+    assert figures["graph_failures"] == "none" and "rs_plan_rollout_graph_ms" in figures
+
+
 # --- on a GPU ---------------------------------------------------------------------------------
 
 
