@@ -129,9 +129,9 @@ def run(
             lambda p=whole: p.plan(rule.predictor(None), reward, obs),
         )
     cases["adapt"] = (
-        lambda: rule.predictor(recent).params,  # type: ignore[attr-defined]
+        lambda: rule.predictor(recent).params,
         None,
-        lambda: graphed_rule.predictor(recent).params,  # type: ignore[attr-defined]
+        lambda: graphed_rule.predictor(recent).params,
     )
     rs, rs_whole = planner("rs"), planner("rs", "plan")
     cases["adapt_plan"] = (
