@@ -251,7 +251,7 @@ class Recordings:
         self.capture: Capture = capture or CudaCapture()
         self.what, self.then = what, then
         self._graphs: dict[Hashable, Recording] = {}
-        self._storage: tuple[int, ...] | None = None
+        self._storage: Hashable = None
         self.records = 0
         self.replays = 0
         self.failure: str | None = None
@@ -260,7 +260,7 @@ class Recordings:
         self,
         fn: Callable[..., Out],
         key: Hashable,
-        storage: tuple[int, ...],
+        storage: Hashable,
         inputs: Sequence[torch.Tensor],
         *,
         state: Sequence[torch.Tensor] = (),
@@ -330,6 +330,13 @@ class Recordings:
         self._graphs.clear()
 
 
+def _storage(model: PredictFn, others: tuple[Callable[..., object] | None, ...]) -> Hashable:
+    """Where the model's tensors live (None: not recordable), with those of any other callable that is
+    a module's method (a learned reward or termination)."""
+    key = storage_key(model)
+    return None if key is None else (key, *(None if f is None else storage_key(f) for f in others))
+
+
 def _over_static(model: PredictFn, fn: Callable[..., Out]) -> tuple[list[torch.Tensor], Callable[..., Out]]:
     """``fn(model, *inputs)`` as a function of ``(*inputs, *weights)``: an adapted predictor's
     ``params`` become inputs (copied in at every replay); any other model is read in place."""
@@ -381,7 +388,7 @@ class RolloutGraphs(Recordings):
         Returns:
             The recorded output tensor, overwritten by the next replay; None: call ``rollout``.
         """
-        storage = storage_key(model)
+        storage = _storage(model, others)
         if storage is None:
             return None
         weights, call = _over_static(model, rollout)
@@ -426,7 +433,7 @@ class PlanGraphs(Recordings):
         Returns:
             The recorded actions ``(E, act_dim)``, overwritten by the next replay; None: plan eagerly.
         """
-        storage = storage_key(model)
+        storage = _storage(model, others)
         if storage is None:
             return None
         weights, call = _over_static(model, search)
