@@ -28,7 +28,8 @@ TerminationFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tenso
 class AdaptedPredictor:
     """A one-step model with weights computed once per plan: ``forward(obs, act, params=params)``.
 
-    What GrBAL and MOLe hand the planner. It is a :data:`PredictFn`, and it says what a plain
+    What GrBAL, MB+DE and MOLe hand the planner (``params``: per-environment weights), and ReBAL
+    (``params["context"]``: its recurrent state's term of the head). It is a :data:`PredictFn`, and it says what a plain
     closure hides: the method it runs (``forward``, a bound method of the model, the same object
     from plan to plan) and the tensors that change from plan to plan (``params``, ``(E, *shape)``
     per name). A CUDA graph can then record the rollout once over static copies of ``params``

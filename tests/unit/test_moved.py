@@ -65,6 +65,7 @@ MOVED_NAMES = [
     ("learn2adapt.reporting.report", "compare_sentence", "learn2adapt.reporting.verdicts"),
     ("learn2adapt.reporting.report", "RECOVERY_WINDOW", "learn2adapt.reporting.records"),
     ("learn2adapt.adaptation.mole", "M_STEP_MIN_WEIGHT", "learn2adapt.adaptation.mixture"),
+    ("learn2adapt.planning.base", "WarmStartPlanner", "learn2adapt.planning.warm_start"),
 ]
 
 

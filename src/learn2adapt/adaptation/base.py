@@ -19,10 +19,12 @@ import torch
 from torch import nn
 
 from learn2adapt.adaptation.config import AdaptationConfig
+from learn2adapt.adaptation.online import online_recordings
 from learn2adapt.data.trajectory_buffer import TrajectoryBuffer
 from learn2adapt.models.config import FitConfig, ModelConfig
 from learn2adapt.models.mlp import MLP
 from learn2adapt.models.normalizer import Normalizer
+from learn2adapt.planning.cuda_graph import Capture, Recordings
 from learn2adapt.types import PredictFn, Window
 
 
@@ -82,6 +84,10 @@ class AdaptationRule(ABC):
     model: Any
     #: Whether :meth:`predictor` uses the recent transitions.
     adapts_online: ClassVar[bool] = True
+    #: Whether :meth:`predictor`'s adaptation step can be recorded (:meth:`record_graphs`).
+    records_online: ClassVar[bool] = False
+    #: The online adaptation step's recordings (:meth:`record_graphs`); None: it runs eagerly.
+    online_graphs: Recordings | None = None
 
     def __init__(
         self,
@@ -147,6 +153,14 @@ class AdaptationRule(ABC):
     def mean_predictor(self, recent: Window | None) -> PredictFn:
         """The expected next state (prediction-error measurements): :meth:`predictor`, unless that samples."""
         return self.predictor(recent)
+
+    def record_graphs(self, capture: Capture | None = None) -> None:
+        """From now on, replay from recorded graphs what this rule can record (``planner.cuda_graph``
+        on a GPU; ``capture``: how to record, default a CUDA graph): GrBAL's and MB+DE's online
+        gradient step (:func:`~learn2adapt.adaptation.online.online_params`), and GrBAL's
+        validation pass. Other rules ignore it."""
+        if self.records_online and self.online_graphs is None:
+            self.online_graphs = online_recordings(capture)
 
     def fit_normalizer(self, buffer: TrajectoryBuffer) -> None:
         """Statistics over the whole aggregated dataset (docs/method.md Sec. 2)."""

@@ -52,6 +52,7 @@ class DynamicEvaluation(StepPredictors, ModelBased):
 
     algo = "mbde"
     adapts_online = True
+    records_online = True
 
     def _build(self) -> None:
         super()._build()

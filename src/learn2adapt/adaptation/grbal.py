@@ -57,6 +57,7 @@ from learn2adapt.errors import ConfigError
 from learn2adapt.models.dynamics import MLPDynamics
 from learn2adapt.models.ensemble import EnsembleDynamics, bootstrap_indices, make_dynamics
 from learn2adapt.models.fitting import fit_early_stopping
+from learn2adapt.planning.cuda_graph import Capture, Recordings, module_storage
 from learn2adapt.types import Window, right_aligned_mask
 
 #: Validation segments drawn once per fit (fixed, so epochs are comparable; bounded cost).
@@ -85,6 +86,7 @@ class GrBAL(StepPredictors, AdaptationRule):
 
     algo = "grbal"
     adapts_online = True
+    records_online = True
 
     def _build(self) -> None:
         if self.adapt_cfg.past < 1 or self.adapt_cfg.future < 1:
@@ -98,6 +100,9 @@ class GrBAL(StepPredictors, AdaptationRule):
         self.guard_count = GuardCount()
         #: The post-adaptation validation MSE of the last fit (what MOLe's likelihood takes as variance).
         self.calibration = Calibration()
+        #: The validation pass's recordings (:meth:`record_graphs`); None: it runs eagerly.
+        self.validation_graphs: Recordings | None = None
+        self._validation_key: tuple | None = None
         self._module = nn.ModuleDict(
             {"model": self.model, "step_size": self.step_size, "calibration": self.calibration}
         ).to(self.device)
@@ -268,12 +273,22 @@ class GrBAL(StepPredictors, AdaptationRule):
 
     def validation_losses(self, batches: list[Window], after: bool = True) -> dict[str, float]:
         """Mean future-K loss of segments before and after adaptation (segment-weighted);
-        ``after=False`` skips the adapted pass (the dear one) and reports ``after`` as NaN."""
+        ``after=False`` skips the adapted pass (the dear one) and reports ``after`` as NaN.
+
+        After :meth:`record_graphs` the pass with ``after`` is one replay of a graph over the
+        batches where they are (recorded once per fit, as the batches are), and one read of
+        every batch's two losses, summed as the eager pass sums them."""
         m = self.adapt_cfg.past
         total = {"before": 0.0, "after": 0.0 if after else math.nan}
         n = 0
-        for w in batches:
+        recorded = self._recorded_validation(batches) if after and batches else None
+        for i, w in enumerate(batches):
             obs, act, nxt = w.obs, w.act, w.next_obs
+            if recorded is not None:
+                total["after"] += recorded[i][0] * obs.shape[0]
+                total["before"] += recorded[i][1] * obs.shape[0]
+                n += obs.shape[0]
+                continue
             if after:
                 with torch.enable_grad():
                     total["after"] += float(self.post_adapt_error(obs, act, nxt).detach()) * obs.shape[0]
@@ -281,5 +296,37 @@ class GrBAL(StepPredictors, AdaptationRule):
                 total["before"] += float(self.model.loss(obs[:, m:], act[:, m:], nxt[:, m:])) * obs.shape[0]
             n += obs.shape[0]
         return {k: v / max(n, 1) for k, v in total.items()}
+
+    def _batch_losses(self, batches: list[Window]) -> torch.Tensor:
+        """Every batch's post-adaptation and unadapted future loss, ``(len(batches), 2)``, on the device."""
+        m, rows = self.adapt_cfg.past, []
+        for w in batches:
+            obs, act, nxt = w.obs, w.act, w.next_obs
+            with torch.enable_grad():
+                after = self.post_adapt_error(obs, act, nxt).detach()
+            with torch.no_grad():
+                rows.append(torch.stack([after, self.model.loss(obs[:, m:], act[:, m:], nxt[:, m:])]))
+        return torch.stack(rows)
+
+    def _recorded_validation(self, batches: list[Window]) -> list[list[float]] | None:
+        """:meth:`_batch_losses` by a replay (None: not recorded, or recording failed)."""
+        graphs = self.validation_graphs
+        if graphs is None:
+            return None
+        data = [t for w in batches for t in (w.obs, w.act, w.next_obs)]
+        key = tuple((t.data_ptr(), tuple(t.shape)) for t in data)
+        if key != self._validation_key:  # a new fit's batches: the last fit's graph is dropped
+            graphs.clear()
+            self._validation_key = key
+        out = graphs.call(
+            lambda: self._batch_losses(batches), key, module_storage(self.module), [], keep=lambda: data,
+            device=self.device,
+        )  # fmt: skip
+        return None if out is None else out.tolist()
+
+    def record_graphs(self, capture: Capture | None = None) -> None:
+        super().record_graphs(capture)
+        if self.validation_graphs is None:
+            self.validation_graphs = Recordings(capture, "validation pass", "it runs eagerly from now on")
 
     # Online adaptation: predictor and mean_predictor come from StepPredictors (adaptation/online.py).

@@ -7,6 +7,13 @@ differentiated through online), optionally guarded so that a step which worsens 
 fit is reverted (:func:`keep_improving`). :func:`adapted_predictor` hands the planner the
 result as an :class:`~learn2adapt.types.AdaptedPredictor`. MB+DE, MOLe and the PE-TS ensembles
 use the same pieces.
+
+With ``planner.cuda_graph`` on a GPU (:meth:`AdaptationRule.record_graphs
+<learn2adapt.adaptation.base.AdaptationRule.record_graphs>`) the step itself (forward, inner
+gradient, update, guard) is replayed from a CUDA graph recorded over static copies of the
+``(E, M)`` window (:class:`~learn2adapt.planning.cuda_graph.Recordings`): adapt + plan is then
+two replays. Only the check that some environment has a transition stays eager (one read of
+``count``).
 """
 
 from __future__ import annotations
@@ -26,7 +33,16 @@ from learn2adapt.adaptation.inner_update import (
 from learn2adapt.models import onednn
 from learn2adapt.models.ensemble import EnsembleDynamics
 from learn2adapt.models.mlp import MLP
+from learn2adapt.planning.cuda_graph import Capture, Recordings, module_storage
 from learn2adapt.types import AdaptedPredictor, PredictFn, Window
+
+#: What a failed recording of the online step says.
+RECORDING = ("online adaptation step", "it runs eagerly from now on")
+
+
+def online_recordings(capture: Capture | None = None) -> Recordings:
+    """Recordings of the online step (``capture``: how to record; default a CUDA graph)."""
+    return Recordings(capture, *RECORDING)
 
 
 class GuardCount:
@@ -59,6 +75,7 @@ def online_params(
     guard: bool = False,
     guard_count: GuardCount | None = None,
     layers: int = 0,
+    graphs: Recordings | None = None,
 ) -> Params | None:
     """Per-environment adapted parameters ``(E, ...)`` from theta* and the recent windows.
 
@@ -75,10 +92,47 @@ def online_params(
     on their valid transitions (a step scaled by ``count / M``, see the module
     docstring). Returns None when no environment has any transition (the caller then
     predicts with theta* and skips the adaptation altogether).
+
+    ``graphs``: replay the step from a recording (``planner.cuda_graph``, :func:`online_recordings`).
     """
     count = recent.count if recent.count is not None else torch.full((len(recent),), recent.length)
     if recent.obs.shape[1] == 0 or steps == 0 or not bool((count > 0).any()):
         return None
+    fitted = model.params()
+    stepped = None if graphs is None else _recorded_step(graphs, model, recent, step, steps, guard, layers)
+    if stepped is None:
+        out, keep = _online_step(model, recent, step, steps, guard, layers)
+    else:
+        adapted, keep = stepped
+        out = {n: adapted[n].clone() if n in adapted else v for n, v in fitted.items()}  # outlive the next replay
+    if keep is not None and guard_count is not None:
+        guard_count.add(keep)
+    onednn.mark_reused([v for n, v in out.items() if v is not fitted[n]])  # read H x iterations times: pack once
+    return out
+
+
+def _recorded_step(
+    graphs: Recordings, model: Dynamics, recent: Window, step: StepSize, steps: int, guard: bool, layers: int
+) -> tuple[Params, torch.Tensor | None] | None:
+    """:func:`_online_step`'s adapted tensors (theta*'s own left out) and guard flags, by a replay
+    over static copies of the window; None where the step cannot be recorded."""
+    windows = [recent.obs, recent.act, recent.next_obs, *([] if recent.count is None else [recent.count])]
+
+    def adapt(
+        obs: torch.Tensor, act: torch.Tensor, nxt: torch.Tensor, *count: torch.Tensor
+    ) -> tuple[Params, torch.Tensor | None]:
+        out, keep = _online_step(model, Window(obs, act, nxt, count[0] if count else None), step, steps, guard, layers)
+        fitted = model.params()
+        return {n: v for n, v in out.items() if v is not fitted[n]}, keep
+
+    return graphs.call(adapt, (model, step, steps, guard, layers), module_storage(model, step), windows)
+
+
+def _online_step(
+    model: Dynamics, recent: Window, step: StepSize, steps: int, guard: bool, layers: int
+) -> tuple[Params, torch.Tensor | None]:
+    """The adapted parameters of :func:`online_params` (theta*'s own tensors for the layers not
+    adapted) and, with ``guard``, where the adapted ones were kept; no host synchronisation."""
     # Detached leaves: the inner gradient must not reach (or accumulate into) theta*.
     theta = {n: p.detach().requires_grad_(True) for n, p in model.params().items()}
     mask = recent.mask
@@ -89,14 +143,11 @@ def online_params(
         if model.net.members:
             x, y = (t.expand(model.net.members, *t.shape) for t in (x, y))
         adapted = adapt_batched(model.net, theta, x, y, mask, step, steps, first_order=True, layers=layers)
+    keep = None
     if guard:
         adapted, keep = keep_improving(model.net, theta, adapted, x, y, mask)
-        if guard_count is not None:
-            guard_count.add(keep)
     fitted = model.params()
-    out = {n: fitted[n] if v is theta[n] else v.detach() for n, v in adapted.items()}
-    onednn.mark_reused([v for n, v in out.items() if v is not fitted[n]])  # read H x iterations times: pack once
-    return out
+    return {n: fitted[n] if v is theta[n] else v.detach() for n, v in adapted.items()}, keep
 
 
 def keep_improving(
@@ -135,13 +186,14 @@ def adapted_predictor(
     guard: bool = False,
     guard_count: GuardCount | None = None,
     layers: int = 0,
+    graphs: Recordings | None = None,
 ) -> PredictFn:
     """A planner's ``predict`` using per-environment adapted parameters (see :func:`online_params`).
 
     An ensemble's predictor samples (trajectory sampling); ``mean=True`` gives its members'
     mean prediction instead (prediction-error measurements).
     """
-    params = None if recent is None else online_params(model, recent, step, steps, guard, guard_count, layers)
+    params = None if recent is None else online_params(model, recent, step, steps, guard, guard_count, layers, graphs)
     forward = model.predict_mean if mean and isinstance(model, EnsembleDynamics) else model.predict
     return forward if params is None else AdaptedPredictor(forward, params)
 
@@ -155,6 +207,7 @@ class StepPredictors:
     step_size: StepSize
     guard_count: GuardCount
     adapt_cfg: AdaptationConfig
+    online_graphs: Recordings | None  # recorded online steps (planner.cuda_graph on a GPU; base.record_graphs)
 
     @property
     def _online_steps(self) -> int:
@@ -164,11 +217,12 @@ class StepPredictors:
         cfg = self.adapt_cfg
         return adapted_predictor(
             self.model, recent, self.step_size, self._online_steps, guard=cfg.guard, guard_count=self.guard_count,
-            layers=cfg.online_layers,
+            layers=cfg.online_layers, graphs=self.online_graphs,
         )  # fmt: skip
 
     def mean_predictor(self, recent: Window | None) -> PredictFn:
         cfg = self.adapt_cfg
         return adapted_predictor(
-            self.model, recent, self.step_size, self._online_steps, mean=True, guard=cfg.guard, layers=cfg.online_layers
-        )
+            self.model, recent, self.step_size, self._online_steps, mean=True, guard=cfg.guard,
+            layers=cfg.online_layers, graphs=self.online_graphs,
+        )  # fmt: skip

@@ -35,7 +35,7 @@ trajectories from the members (TS-inf), all reading the same state.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -48,7 +48,7 @@ from learn2adapt.errors import ConfigError, UnknownName
 from learn2adapt.models.ensemble import bootstrap_indices
 from learn2adapt.models.fitting import fit_early_stopping
 from learn2adapt.models.recurrent import CELLS, RecurrentDynamics
-from learn2adapt.types import PredictFn, Window
+from learn2adapt.types import AdaptedPredictor, PredictFn, Window
 
 #: Accepted values of ``adaptation.rnn_training``.
 TRAINING_MODES = ("segments", "tbptt")
@@ -237,34 +237,20 @@ class ReBAL(AdaptationRule):
             return model.hidden(model.read(obs, act, nxt, count))
 
     def predictor(self, recent: Window | None) -> PredictFn:
-        """One-step model adapted to ``recent`` (see the class docstring for the design)."""
-        model = self.model
-        if model.members:
-            return self._ensemble_predictor(recent, model.sample_rows)
-        with torch.no_grad():
-            ctx = model.context(self.adapted_hidden(recent)).unsqueeze(1)  # (E, 1, H1): once per plan
-        denorm = model.normalizer.denorm_delta
-
-        def predict(obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
-            return obs + denorm(model.head(obs, act, ctx))
-
-        return predict
+        """One-step model adapted to ``recent`` (see the class docstring for the design): the model's
+        :meth:`~learn2adapt.models.recurrent.RecurrentDynamics.predict_context` over the context of
+        the adapted states, computed once per plan (a CUDA graph records the plan over it)."""
+        return AdaptedPredictor(self.model.predict_context, {"context": self._context(recent)})
 
     def mean_predictor(self, recent: Window | None) -> PredictFn:
         if self.model.members:
-            return self._ensemble_predictor(recent, self.model.mean_rows)
+            return AdaptedPredictor(self.model.predict_context_mean, {"context": self._context(recent)})
         return self.predictor(recent)
 
-    def _ensemble_predictor(self, recent: Window | None, rows: Callable[..., torch.Tensor]) -> PredictFn:
-        """Sampled (``sample_rows``) or mean (``mean_rows``) prediction of every member from the state."""
+    def _context(self, recent: Window | None) -> torch.Tensor:
+        """The head's first-layer term of the adapted states, once per plan: ``(E | 1, 1, H1)``, an
+        ensemble's ``(B, E | 1, 1, H1)`` (every member's, :meth:`~learn2adapt.models.recurrent.RecurrentDynamics.member_context`)."""
         model = self.model
         with torch.no_grad():
-            ctx = model.member_context(self.adapted_hidden(recent))  # (B, E | 1, 1, H1): once per plan
-        denorm = model.normalizer.denorm_delta
-
-        def predict(obs: torch.Tensor, act: torch.Tensor) -> torch.Tensor:
-            grouped = obs.reshape(obs.shape[0] if ctx.shape[1] > 1 else 1, -1, obs.shape[-1])
-            delta = rows(grouped, act.reshape(*grouped.shape[:2], -1), ctx)
-            return obs + denorm(delta.reshape(obs.shape))
-
-        return predict
+            h = self.adapted_hidden(recent)
+            return model.member_context(h) if model.members else model.context(h).unsqueeze(1)

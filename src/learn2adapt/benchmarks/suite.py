@@ -23,7 +23,7 @@ from learn2adapt.errors import ConfigError, UnknownName
 #: Benchmark modules run by ``learn2adapt bench``, in order; each has ``run(device=...) -> dict``.
 BENCHMARKS = ("planning", "adaptation", "rebal", "paper_run", "pets", "controller")
 #: Benchmark modules run only when ``--only`` names them (slower, or not about learning speed).
-OPTIONAL_BENCHMARKS = ("envs",)
+OPTIONAL_BENCHMARKS = ("envs", "capture")
 
 #: The sections :func:`run_benchmarks` reports besides the benchmarks themselves: the machine's
 #: matmul yardsticks, the CPU's linear-layer rates (on ``cpu`` only), and bf16 against fp32

@@ -26,6 +26,7 @@ an ensemble of Gaussian heads (``MLP(members=B)``, mean and log-variance as in
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import cast
 
 import torch
@@ -247,6 +248,29 @@ class RecurrentDynamics(GaussianOutput, nn.Module):
         """An ensemble's mean normalised state change over members for ``obs (G, R, d)``."""
         x = self.inputs(obs, act)
         return self.head_rows(x.expand(self.members, *x.shape), ctx)[..., : self.obs_dim].mean(0)
+
+    def predict_context(self, obs: torch.Tensor, act: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Next observations ``(E, N, d)`` from a plan's context ``params["context"]``: :meth:`context`
+        ``(E | 1, 1, H1)`` of the adapted states, or an ensemble's :meth:`member_context`
+        ``(B, E | 1, 1, H1)`` (sampled, trajectory sampling). ReBAL's predictor is this method over
+        that tensor (an :class:`~learn2adapt.types.AdaptedPredictor`, which a CUDA graph records)."""
+        return self._predict_context(obs, act, params["context"], self.sample_rows)
+
+    def predict_context_mean(
+        self, obs: torch.Tensor, act: torch.Tensor, params: dict[str, torch.Tensor]
+    ) -> torch.Tensor:
+        """:meth:`predict_context`, an ensemble's members' mean instead of a sample."""
+        return self._predict_context(obs, act, params["context"], self.mean_rows)
+
+    def _predict_context(
+        self, obs: torch.Tensor, act: torch.Tensor, ctx: torch.Tensor, rows: Callable[..., torch.Tensor]
+    ) -> torch.Tensor:
+        denorm = self.normalizer.denorm_delta
+        if not self.members:
+            return obs + denorm(self.head(obs, act, ctx))
+        grouped = obs.reshape(obs.shape[0] if ctx.shape[1] > 1 else 1, -1, obs.shape[-1])
+        delta = rows(grouped, act.reshape(*grouped.shape[:2], -1), ctx)
+        return obs + denorm(delta.reshape(obs.shape))
 
     def forward(self, obs: torch.Tensor, act: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         """Normalised predicted state change from ``h`` ``(B, H)`` (shared across N) or ``(B, N, H)``."""

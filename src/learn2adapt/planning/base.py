@@ -15,19 +15,32 @@ from __future__ import annotations
 
 import contextlib
 import time
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from learn2adapt.errors import ConfigError, UnknownName
 from learn2adapt.planning.config import CUDA_GRAPH_NEEDS_FP32, PROPAGATIONS
-from learn2adapt.planning.cuda_graph import RolloutGraphs
+from learn2adapt.planning.cuda_graph import CaptureNotice, PlanGraphs, RolloutGraphs, storage_key
 from learn2adapt.types import PredictFn, RewardFn, TerminationFn
+
+if not TYPE_CHECKING:  # mypy sees no __getattr__, so it still flags a name imported from the wrong module
+    from learn2adapt.moved import moved_names
+
+    __getattr__ = moved_names(__name__, {"WarmStartPlanner": "learn2adapt.planning.warm_start"})
 
 #: Accepted values of the ``precision`` option.
 PRECISIONS = ("fp32", "bf16", "auto")
+#: The notices of a plan that ``cuda_graph`` does not record whole.
+DEADLINE = "a plan under a deadline stops on the clock, so it is not recorded whole (its rollouts are)"
+CLOSURE = (
+    "the model is not a module's method or an AdaptedPredictor (a closure), so its plans are not recorded: "
+    "planning eagerly"
+)
 
 
 class Planner(ABC):
@@ -57,10 +70,15 @@ class Planner(ABC):
             step each candidate's particles are shuffled among its ``P`` rows, so under the
             row-to-member binding each particle draws its member anew: TS-1). The shuffle uses
             torch's default generator, as an ensemble's sampled noise does.
-        cuda_graph: on a CUDA device in fp32, replay the model rollout of each plan from a
-            recorded CUDA graph where the model allows it (:mod:`learn2adapt.planning.cuda_graph`);
-            ignored on a CPU.
+        cuda_graph: on a CUDA device in fp32, replay each plan from a recorded CUDA graph of the
+            whole plan, or of its model rollouts where the whole plan cannot be recorded, where
+            the model allows it (:mod:`learn2adapt.planning.cuda_graph`); ignored on a CPU.
     """
+
+    #: Whether :meth:`plan` may record the whole search as one graph (``cuda_graph``): a planner
+    #: whose ``_optimise`` branches on tensor values, or rebinds its state instead of updating it
+    #: in place, sets it False and has only its rollouts recorded.
+    whole_plan_capture = True
 
     def __init__(
         self,
@@ -113,8 +131,14 @@ class Planner(ABC):
         self._buffers: dict[str, torch.Tensor] = {}
         if cuda_graph and self.device.type == "cuda" and self.precision != "fp32":
             raise ConfigError(CUDA_GRAPH_NEEDS_FP32)
+        graphed = cuda_graph and self.device.type == "cuda"
         #: Recorded rollouts (None: every rollout runs eagerly).
-        self.graphs = RolloutGraphs() if cuda_graph and self.device.type == "cuda" else None
+        self.graphs = RolloutGraphs() if graphed else None
+        #: Recorded whole plans (None: plans are not recorded whole; their rollouts may be).
+        self.plan_graphs = PlanGraphs() if graphed and self.whole_plan_capture else None
+        self._recording_plan = False  # inside a whole plan's recording: rollouts run as recorded code
+        self._recorded_work = 0  # :attr:`last_work` of a recorded plan
+        self._noticed: set[str] = set()
         self._fallbacks = torch.zeros((), dtype=torch.long, device=self.device)
         #: ``time.perf_counter()`` by which the next plan must return; ``None``: no deadline.
         self.deadline: float | None = None
@@ -222,16 +246,19 @@ class Planner(ABC):
             ``(E, N)`` fp32 returns (a reused buffer: copy it to keep it past the next call); with
             particles, the mean over each candidate's particles.
         """
-        if self.graphs is not None:
+        if self.graphs is not None and not self._recording_plan:
             returns = self.graphs.run(
                 lambda p, o, a: self._evaluate(p, reward_fn, o, a, termination_fn),
                 predict,
                 (reward_fn, termination_fn),
                 obs,
                 actions,
+                keep=self._buffers.values,
             )
             if returns is not None:
                 return returns
+            if storage_key(predict) is None:
+                self._notice(CLOSURE)
         return self._evaluate(predict, reward_fn, obs, actions, termination_fn)
 
     def _evaluate(
@@ -348,7 +375,60 @@ class Planner(ABC):
             midpoint of the action bounds (a deterministic fallback).
         """
         with torch.no_grad():
-            return self._optimise(predict, reward_fn, obs.to(self.device, torch.float32), termination_fn)
+            obs = obs.to(self.device, torch.float32)
+            if self.plan_graphs is not None:
+                action = self._plan_recorded(predict, reward_fn, obs, termination_fn)
+                if action is not None:
+                    return action
+            return self._optimise(predict, reward_fn, obs, termination_fn)
+
+    # --- whole-plan graphs (planner.cuda_graph) ------------------------------------------------
+    def _notice(self, why: str) -> None:
+        """A one-line notice, once per planner and reason, that something recordable runs eagerly."""
+        if why not in self._noticed:
+            self._noticed.add(why)
+            warnings.warn(f"planner.cuda_graph: {why}", CaptureNotice, stacklevel=4)
+
+    def _capture_state(self, num_envs: int) -> list[torch.Tensor]:
+        """The tensors a plan for ``num_envs`` environments reads and updates in place, made now
+        as its first plan would make them (a recorded plan works on them where they are)."""
+        return [self._fallbacks]
+
+    def _plan_recorded(
+        self, predict: PredictFn, reward_fn: RewardFn, obs: torch.Tensor, termination_fn: TerminationFn | None
+    ) -> torch.Tensor | None:
+        """:meth:`_optimise` replayed from a graph of the whole plan, or None: plan eagerly."""
+        assert self.plan_graphs is not None
+        if self.deadline is not None:
+            self._notice(DEADLINE)
+            return None
+        if storage_key(predict) is None:
+            self._notice(CLOSURE)
+            return None
+        num_envs = obs.shape[0]
+        self._make_generators(num_envs)  # generators cannot be made inside a graph
+
+        def search(model: PredictFn, static_obs: torch.Tensor) -> torch.Tensor:
+            self._recording_plan = True
+            try:
+                return self._optimise(model, reward_fn, static_obs, termination_fn)
+            finally:
+                self._recording_plan = False
+                self._recorded_work = self.last_work
+
+        action = self.plan_graphs.run(
+            search,
+            predict,
+            (reward_fn, termination_fn),
+            obs,
+            self._capture_state(num_envs),
+            self.generators[:num_envs],
+            keep=self._buffers.values,
+        )
+        if action is None:
+            return None
+        self.last_work = self._recorded_work
+        return action.clone()  # the recorded output is overwritten by the next replay
 
     @abstractmethod
     def _optimise(
@@ -356,35 +436,3 @@ class Planner(ABC):
     ) -> torch.Tensor:
         """What a planner implements: :meth:`plan`'s search, with ``obs`` fp32 on :attr:`device`
         and gradients off. Score candidates with :meth:`evaluate`; end with :meth:`_fallback`."""
-
-
-class WarmStartPlanner(Planner):
-    """A planner that keeps a per-environment mean action sequence between steps.
-
-    After each plan the mean is shifted one step forward (the executed action is
-    dropped, the last step restarts at the action midpoint), so the next step
-    starts from the previous solution; :meth:`reset` restarts the masked
-    environments from the midpoint at episode starts.
-    """
-
-    _mean: torch.Tensor | None = None
-
-    def _warm_mean(self, num_envs: int) -> torch.Tensor:
-        """A copy of the warm-start mean ``(E, H, act_dim)`` (midpoint for new slots)."""
-        if self._mean is None or self._mean.shape[0] != num_envs:
-            self._mean = self.action_mid.expand(num_envs, self.horizon, self.act_dim).clone()
-        return self._mean.clone()
-
-    def _store_shifted(self, mean: torch.Tensor) -> None:
-        """Keep ``mean`` shifted by one step as the next call's starting point."""
-        shifted = torch.empty_like(mean)
-        shifted[:, :-1] = mean[:, 1:]
-        shifted[:, -1] = self.action_mid
-        self._mean = shifted
-
-    def reset(self, env_mask: torch.Tensor | None = None) -> None:
-        """Restart the warm-start mean of the masked environments (all if None) at the midpoint."""
-        if self._mean is None:
-            return
-        idx = self._mask_indices(env_mask, self._mean.shape[0])
-        self._mean[idx] = self.action_mid

@@ -14,8 +14,8 @@ from typing import Any
 import torch
 
 from learn2adapt.errors import ConfigError
-from learn2adapt.planning.base import WarmStartPlanner
 from learn2adapt.planning.config import CEM_SAMPLINGS, CEMOptions
+from learn2adapt.planning.warm_start import WarmStartPlanner
 from learn2adapt.types import PredictFn, RewardFn, TerminationFn
 
 #: Where ``sampling=truncated`` cuts the standard normal, in standard deviations (as mbrl-lib's PETS).

@@ -122,7 +122,7 @@ class PlannerConfig:
     cuda_graph: bool = field(
         default=False,
         metadata={
-            "help": "on a GPU in fp32, replay each plan's model rollout from a recorded CUDA graph (MB and PE-TS, and GrBAL's and MOLe's adapted weights; ReBAL and MB+DE plan eagerly); ignored on a CPU"
+            "help": "on a GPU in fp32, replay from recorded CUDA graphs each whole plan (every planner and model: MB, PE-TS, GrBAL's, MB+DE's and MOLe's adapted weights, ReBAL's context; only the rollouts under a deadline), GrBAL's and MB+DE's online step and GrBAL's validation pass; what cannot be recorded runs eagerly with a one-line notice; ignored on a CPU"
         },
     )
     cem: CEMOptions = field(default_factory=CEMOptions)

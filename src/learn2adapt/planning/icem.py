@@ -115,12 +115,10 @@ class ICEM(CEM):
         """The search of :meth:`Planner.plan`; returns the first action of the best sequence evaluated."""
         num_envs = obs.shape[0]
         mean, std = self._start(num_envs)
-        if self._has_elites is None or self._has_elites.shape[0] != num_envs:
-            self._has_elites = torch.zeros(num_envs, dtype=torch.bool, device=self.device)
+        has_carried = self._own_has_elites(num_envs).clone()
         # Environments without elites (episode starts) are masked out below: no host sync here.
         fits = self._elites is not None and self._elites.shape[0] == num_envs
         carried = self._elites if self.num_keep > 0 and fits else None
-        has_carried = self._has_elites.clone()
         best_ret = torch.full((num_envs,), -torch.inf, device=self.device)
         best_first = self.action_mid.expand(num_envs, self.act_dim).clone()
         for i in self._iterations(self.iterations):
@@ -143,8 +141,31 @@ class ICEM(CEM):
             has_carried = torch.ones(num_envs, dtype=torch.bool, device=self.device)
         self._store_shifted(mean)
         if carried is not None:
-            # Shift the elites one step (drop the executed action) for the next call.
-            self._elites = carried[:, :, 1:].clone()
-            self._has_elites = torch.ones(num_envs, dtype=torch.bool, device=self.device)
+            # Shift the elites one step (drop the executed action) for the next call; in place
+            # where they are kept (a recorded plan carries them to the next replay).
+            if self._elites is not None and self._elites.shape == carried[:, :, 1:].shape:
+                self._elites.copy_(carried[:, :, 1:])
+            else:
+                self._elites = carried[:, :, 1:].clone()
+            self._own_has_elites(num_envs).fill_(True)
         ok = torch.isfinite(best_ret)
         return self._fallback(best_first, ok)
+
+    def _own_has_elites(self, num_envs: int) -> torch.Tensor:
+        """Which environments carry elites ``(E,)`` (made False for new slots)."""
+        if self._has_elites is None or self._has_elites.shape[0] != num_envs:
+            self._has_elites = torch.zeros(num_envs, dtype=torch.bool, device=self.device)
+        return self._has_elites
+
+    def _capture_state(self, num_envs: int) -> list[torch.Tensor]:
+        """With the mean, the carried elites and their flags: a recorded plan always takes the carried
+        branch, over zero elites flagged absent before the first plan (the eager plan's values exactly)."""
+        has_elites = self._own_has_elites(num_envs)
+        state = [*super()._capture_state(num_envs), has_elites]
+        if self.num_keep > 0:
+            shape = (num_envs, self.num_keep, self.horizon - 1, self.act_dim)
+            if self._elites is None or self._elites.shape != shape:
+                self._elites = torch.zeros(shape, device=self.device)
+                has_elites.zero_()
+            state.append(self._elites)
+        return state

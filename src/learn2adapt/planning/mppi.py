@@ -12,8 +12,8 @@ from typing import Any
 import torch
 
 from learn2adapt.errors import ConfigError
-from learn2adapt.planning.base import WarmStartPlanner
 from learn2adapt.planning.config import MPPIOptions
+from learn2adapt.planning.warm_start import WarmStartPlanner
 from learn2adapt.types import PredictFn, RewardFn, TerminationFn
 
 

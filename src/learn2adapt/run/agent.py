@@ -45,6 +45,8 @@ class MPCAgent:
         self.num_envs = num_envs
         #: Adaptation state kept from step to step (MOLe's task models); None for stateless rules.
         self.online = rule.online_state(num_envs)
+        if planner.graphs is not None:  # planner.cuda_graph on a GPU: the adaptation step is recorded too
+            rule.record_graphs(planner.graphs.capture)
 
     def reset(self, env_index: int) -> None:
         self.history.reset(env_index)
