@@ -15,7 +15,7 @@ from learn2adapt.errors import ConfigError
 from learn2adapt.experiments.jobs import resolve_configs
 from learn2adapt.reporting.variants import Entry
 from learn2adapt.run.config import RunConfig
-from learn2adapt.run.options import all_keys, check_read, readers
+from learn2adapt.run.options import all_keys, check_read, read_by, readers
 from learn2adapt.run.state import with_online_rule
 from tests.conftest import PENDULUM
 
@@ -74,3 +74,10 @@ def test_a_comparison_needs_one_reader_for_its_options_and_the_variants_own_algo
         resolve_configs(PENDULUM, "quick", entries, [0], ["adaptation.de_lr=0.1"])
     with pytest.raises(ConfigError, match="adaptation.guard has no effect with --algo rebal"):
         resolve_configs(PENDULUM, "quick", [Entry("rebal+g", "rebal", "g", ("adaptation.guard=true",))], [0], [])
+
+
+def test_rules_evaluated_with_one_set_of_options_each_take_what_they_read() -> None:
+    sets = ["adaptation.mixture.lr=0.001", "eval.episodes_per_task=2", "adaptation.guard=true"]
+    assert read_by(sets, "mole") == ["adaptation.mixture.lr=0.001", "eval.episodes_per_task=2"]
+    assert read_by(sets, "grbal") == ["eval.episodes_per_task=2", "adaptation.guard=true"]
+    check_read(sets, ["grbal", "mole"])  # every option has a reader among them

@@ -18,6 +18,7 @@ from learn2adapt.errors import ConfigError, UserError
 from learn2adapt.experiments.evaluate import Evaluation, evaluate_run, held_for_evaluation
 from learn2adapt.reporting.online_rules import Results, eval_file, summarise, write_online_report
 from learn2adapt.run.config import check_schedule
+from learn2adapt.run.options import check_read, read_by
 
 
 def compare_online_command(
@@ -51,6 +52,7 @@ def evaluate_rules(
     ``sets``: test-time options of every evaluation (e.g. ``adaptation.mixture.lr=0.001``);
     ``save``: writes each new evaluation (default :meth:`Evaluation.save`; a caller may show it first).
     """
+    check_read(sets, rules)  # each option must be read by one of the rules; each rule gets what it reads
     results: Results = {}
     for schedule in schedules:
         for rule in rules:
@@ -61,7 +63,7 @@ def evaluate_rules(
                         print(f"eval {run.name} --online {rule} --schedule {schedule}", flush=True)
                     with held_for_evaluation(run):  # as `learn2adapt eval` evaluates a run
                         evaluation = evaluate_run(
-                            run, episodes, schedule, online=rule, sets=sets, output=path, progress=False
+                            run, episodes, schedule, online=rule, sets=read_by(sets, rule), output=path, progress=False
                         )
                         (save or Evaluation.save)(evaluation)
                 results.setdefault(schedule, {}).setdefault(rule, {})[run.name] = json.loads(path.read_text())

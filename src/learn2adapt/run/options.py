@@ -159,6 +159,12 @@ def check_read(overrides: Iterable[str], algos: Iterable[str]) -> None:
             )
 
 
+def read_by(overrides: Iterable[str], algo: str) -> list[str]:
+    """The ``key=value`` items of ``overrides`` that ``algo`` reads (several rules evaluated with one
+    set of options each take their own; :func:`check_read` refuses one that none reads)."""
+    return [item for item in overrides if algo in (readers(item.split("=", 1)[0].strip()) or (algo,))]
+
+
 #: Planner options that were flat keys before the per-planner sections (``planner.cem_iterations``).
 _FLAT_PLANNER_PREFIXES = ("cem_", "mppi_", "icem_")
 
