@@ -137,7 +137,6 @@ class AdaptationConfig:
         default=0,
         metadata={
             "algos": _ONLINE_STEP,
-            "nonnegative": True,
             "help": "GrBAL / MB+DE online: adapt only the last N layers at each control step (0: all); the others stay theta*'s, shared by every environment, so planning runs them packed and fused; meta-training unchanged; settable at test time (eval --set)",
         },
     )

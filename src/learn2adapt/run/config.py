@@ -292,6 +292,7 @@ def _adaptation_checks(cfg: RunConfig) -> Checks:
         ),
         (a.meta_batch >= 1, "adaptation.meta_batch must be >= 1"),
         (a.inner_steps >= 1, "adaptation.inner_steps must be >= 1"),
+        (a.online_layers >= 0, "adaptation.online_layers must be >= 0 (0: every layer)"),
         (math.isfinite(a.inner_lr) and a.inner_lr >= 0, "adaptation.inner_lr must be a finite number >= 0"),
         (math.isfinite(a.de_lr) and a.de_lr >= 0, "adaptation.de_lr must be >= 0"),
         (a.de_select in DE_SELECT, f"adaptation.de_select must be one of: {' | '.join(DE_SELECT)}"),
