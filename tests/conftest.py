@@ -24,9 +24,12 @@ TINY_RUN = [
 ]
 
 
-def as_sets(options: list[str]) -> list[str]:
-    """``["k=v", ...]`` as CLI arguments ``--set k=v ...``."""
-    return [arg for o in options for arg in ("--set", o)]
+def as_sets(options: list[str], algo: str | None = None) -> list[str]:
+    """``["k=v", ...]`` as CLI arguments ``--set k=v ...``; with ``algo``, only the options it reads
+    (one tiny list serves several algorithms, and an option an algorithm does not read is refused)."""
+    from learn2adapt.run.options import read_by
+
+    return [arg for o in (options if algo is None else read_by(options, algo)) for arg in ("--set", o)]
 
 
 @pytest.fixture

@@ -226,7 +226,7 @@ def test_each_paper_domain_trains_one_medium_iteration_with_every_paper_algorith
     for algo in PAPER_ALGORITHMS:
         run = tmp_path / algo
         code, _, err = cli("train", "--env", env_id, "--preset", "medium", "--algo", algo, "--run-dir", run, "--quiet",
-                           *[a for s in tiny for a in ("--set", s)])  # fmt: skip
+                           *as_sets(tiny, algo))  # fmt: skip
         assert code == 0, (algo, err)
         rows = (run / "metrics.csv").read_text().splitlines()
         assert len(rows) == 3 and "nan" not in rows[-1].split(",")[3], (algo, rows)  # iterations 0 and 1, finite return
@@ -289,7 +289,7 @@ def test_the_pets_preset_trains_one_tiny_iteration_of_each_ensemble_variant(cli,
     for algo in ENSEMBLE_ALGORITHMS:
         run = tmp_path / algo
         code, _, err = cli("train", "--env", "learn2adapt/HalfCheetahMassDamping-v0", "--preset", "pets", "--algo",
-                           algo, "--run-dir", run, "--quiet", *as_sets(tiny))  # fmt: skip
+                           algo, "--run-dir", run, "--quiet", *as_sets(tiny, algo))  # fmt: skip
         assert code == 0, (algo, err)
         cfg = json.loads((run / "config.json").read_text())
         assert cfg["model"]["ensemble"] == 5 and cfg["planner"]["name"] == "cem", algo

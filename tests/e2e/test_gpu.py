@@ -49,7 +49,7 @@ pytestmark = [
 @pytest.mark.parametrize("algo, extra", VARIANTS, ids=lambda v: "+".join(v) if isinstance(v, list) else v)
 def test_every_algorithm_trains_and_evaluates_on_the_device(cli, tmp_path, env, algo, extra) -> None:
     run = tmp_path / "run"
-    sets = as_sets([*TINY, f"device={DEVICE}", *extra])
+    sets = as_sets([*TINY, f"device={DEVICE}", *extra], algo)
     code, _, err = cli("train", "--env", env, "--algo", algo, "--seed", "0", "--run-dir", run, "--quiet", *sets)
     assert code == 0, err
     code, _, err = cli("eval", run, "--quiet", "--episodes", "1")
