@@ -49,7 +49,7 @@ from learn2adapt.planning.random_shooting import RandomShooting
 IMPLS = ("lowrank", "batched", "vmap", "loop")
 
 
-def _mixture(rule: GrBAL, num_envs: int, models: int) -> MixtureState:
+def settled_mixture(rule: GrBAL, num_envs: int, models: int) -> MixtureState:
     """MOLe's online state on ``rule``'s weights, holding ``models`` task models per environment."""
     cfg = copy.deepcopy(rule.adapt_cfg)
     cfg.mixture.max_models = models
@@ -136,7 +136,7 @@ def _online(
         for g in graphs
     }
     reward = cheetah_like_reward()
-    mixture = _mixture(rule, num_envs, models=5)
+    mixture = settled_mixture(rule, num_envs, models=5)
     predictors = {
         "plan": lambda: rule.predictor(None),
         "adapt_plan": lambda: rule.predictor(recent),

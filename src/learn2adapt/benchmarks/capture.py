@@ -38,8 +38,8 @@ import torch
 
 from learn2adapt.adaptation.config import AdaptationConfig
 from learn2adapt.adaptation.grbal import VAL_CHUNK, VAL_SEGMENTS, GrBAL
-from learn2adapt.adaptation.mole import MixtureState, MOLe
 from learn2adapt.adaptation.rebal import ReBAL
+from learn2adapt.benchmarks.adaptation import settled_mixture
 from learn2adapt.benchmarks.timing import interleaved_median_ms
 from learn2adapt.benchmarks.workload import cheetah_like_reward, random_recent
 from learn2adapt.models.config import FitConfig, ModelConfig
@@ -49,22 +49,6 @@ from learn2adapt.planning.cuda_graph import Capture, PlanGraphs, RolloutGraphs
 from learn2adapt.types import Window
 
 PLANNERS = ("rs", "cem", "mppi", "icem")
-
-
-def _mixture(rule: GrBAL, num_envs: int, models: int) -> MixtureState:
-    """MOLe's online state on ``rule``'s weights, settled on one of ``models`` task models (as the
-    adaptation benchmark's: every model scored and a candidate made every step, one M step)."""
-    cfg = copy.deepcopy(rule.adapt_cfg)
-    cfg.mixture.max_models = models
-    mole = MOLe(rule.obs_dim, rule.act_dim, rule.model_cfg, rule.fit_cfg, cfg, rule.device)
-    mole.load_state_dict(rule.state_dict())
-    mole.calibration.post_adapt_mse.fill_(0.05)
-    state = mole.online_state(num_envs)
-    state.active.fill_(True)
-    state.counts.fill_(1e-4)
-    state.counts[:, 0] = 1000.0
-    state.level.fill_(float("inf"))
-    return state
 
 
 def _max_diff(a: Any, b: Any) -> float:
@@ -125,7 +109,7 @@ def _cases(
     graphed_rule = copy.deepcopy(rule)
     graphed_rule.record_graphs(capture)
     rebal = ReBAL(obs_dim, act_dim, model_cfg, FitConfig(), adapt, d)
-    mixtures = [_mixture(rule, num_envs, models=5) for _ in range(2)]
+    mixtures = [settled_mixture(rule, num_envs, models=5) for _ in range(2)]
 
     planners: list[Planner] = []
 
